@@ -1,0 +1,311 @@
+"""Compare classifiers on one test set: metrics table, JSON and HEP-style ROC plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridjet.errors import HybridjetError, InputFileError
+from hybridjet.eval import metrics as M
+from hybridjet.io_utils import atomic_path
+
+INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
+_CURVE_POINTS = 400
+
+
+@dataclass
+class Report:
+    """Per-model metrics (``rows``) and ROC curves of one comparison."""
+
+    rows: list[dict[str, Any]]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (eff_s, eff_b)
+    level: float = 0.68
+    n_boot: int = 200
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------------ table
+    def table(self, fmt: str = "markdown") -> str:
+        """The comparison as a markdown table (``fmt="markdown"``); AUC with its bootstrap interval."""
+        if fmt != "markdown":
+            raise HybridjetError(f"unknown table format {fmt!r}; only 'markdown' is supported")
+        ci = f" [{round(100 * self.level)}% CI]" if self.n_boot else ""
+        cols: list[tuple[str, Any]] = [
+            ("Model", lambda r: str(r["name"])),
+            (f"AUC{ci}", _fmt_auc),
+            ("Accuracy", lambda r: _fmt_num(r["accuracy"], 3)),
+            ("1/ε_B @ ε_S=0.3", lambda r: _fmt_rej(r["rejection_at_0.3"], r["n_background"])),
+            ("1/ε_B @ ε_S=0.5", lambda r: _fmt_rej(r["rejection_at_0.5"], r["n_background"])),
+            ("max SIC", lambda r: _fmt_num(r["max_sic"], 2)),
+            ("N test", lambda r: f"{r['n_test']:,}"),
+        ]
+        extra = {
+            "trainable_params": ("Trainable params", lambda r: _fmt_count(r.get("trainable_params"))),
+            "train_time_s": ("Train time", lambda r: _fmt_time(r.get("train_time_s"))),
+            "train_events_per_s": ("Train ev/s", lambda r: _fmt_rate(r.get("train_events_per_s"))),
+            "infer_events_per_s": ("Infer ev/s", lambda r: _fmt_rate(r.get("infer_events_per_s"))),
+        }
+        for key, col in extra.items():
+            if any(r.get(key) is not None for r in self.rows):
+                cols.append(col)
+        lines = [
+            "| " + " | ".join(c[0] for c in cols) + " |",
+            "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(cols))) + "|",
+        ]
+        for r in self.rows:
+            lines.append("| " + " | ".join(c[1](r) for c in cols) + " |")
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------------------------------ json
+    def to_dict(self) -> dict[str, Any]:
+        """Rows, thinned ROC curves and metadata as JSON-ready data (``inf`` as the string "inf")."""
+        return _jsonable(
+            {
+                "meta": {**self.meta, "bootstrap": {"n_boot": self.n_boot, "level": self.level}},
+                "rows": self.rows,
+                "roc": {
+                    name: {"eff_s": es.tolist(), "eff_b": eb.tolist()}
+                    for name, (es, eb) in self.curves.items()
+                },
+            }
+        )
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The report as JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            with atomic_path(path, suffix=".json") as tmp:
+                tmp.write_text(text)
+        return text
+
+    # ------------------------------------------------------------------------------------------ plots
+    def plot_roc(self, path: str | os.PathLike[str]) -> Path:
+        """HEP-style ROC: background rejection 1/ε_B (log) versus signal efficiency ε_S; PNG written atomically."""
+        from hybridjet.eval import plots
+
+        return plots.plot_rejection(self, path)
+
+    def plot_tpr_fpr(self, path: str | os.PathLike[str]) -> Path:
+        """Plain ROC: true-positive rate versus false-positive rate with the diagonal; PNG written atomically."""
+        from hybridjet.eval import plots
+
+        return plots.plot_tpr_fpr(self, path)
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+def _fmt_num(x: Any, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _fmt_auc(r: dict[str, Any]) -> str:
+    a, lo, hi = r["auc"], r.get("auc_lo"), r.get("auc_hi")
+    if lo is None or hi is None or math.isnan(lo):
+        return f"{a:.3f}"
+    digits = 4 if (hi - lo) < 0.002 else 3
+    return f"{a:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _fmt_rej(x: float, n_bkg: int) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    if math.isinf(x):
+        return f"> {n_bkg:,}"
+    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
+
+
+def _fmt_count(n: Any) -> str:
+    if n is None:
+        return "–"
+    n = float(n)
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def _fmt_rate(x: Any) -> str:
+    return "–" if x is None else _fmt_count(x)
+
+
+def _fmt_time(t: Any) -> str:
+    if t is None:
+        return "–"
+    t = float(t)
+    if t < 120:
+        return f"{t:.3g} s"
+    if t < 3600:
+        return f"{t / 60:.3g} min"
+    return f"{t / 3600:.3g} h"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def _thin_curve(
+    eff_s: np.ndarray, eff_b: np.ndarray, n: int = _CURVE_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ~2n ROC points, spread evenly in ε_S and logarithmically in ε_B (for plots and JSON)."""
+    if len(eff_s) <= 2 * n:
+        return eff_s, eff_b
+    picks = [np.searchsorted(eff_s, np.linspace(0, 1, n)), [0, len(eff_s) - 1]]
+    positive = eff_b[eff_b > 0]
+    if positive.size:
+        picks.append(np.searchsorted(eff_b, np.geomspace(positive[0], 1, n)))
+    idx = np.unique(np.clip(np.concatenate(picks), 0, len(eff_s) - 1))
+    return eff_s[idx], eff_b[idx]
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def evaluate(
+    labels: Any,
+    scores: dict[str, Any],
+    info: dict[str, dict[str, Any]] | None = None,
+    n_boot: int = 200,
+    level: float = 0.68,
+    seed: int = 0,
+) -> Report:
+    """Metrics of several classifiers scored on the same events, in the order of ``scores``.
+
+    ``info[name]`` adds fields to that model's row (``trainable_params``, ``train_time_s``, ``train_events_per_s``,
+    ``infer_events_per_s``, ``model`` ...); an ``info[name]["threshold"]`` overrides the accuracy threshold.
+    ``n_boot=0`` skips the bootstrap interval on the AUC.
+    """
+    if not scores:
+        raise HybridjetError("no models to evaluate")
+    if n_boot < 0:
+        raise HybridjetError(f"number of bootstrap resamples must be >= 0; got {n_boot}")
+    info = info or {}
+    unknown = sorted(set(info) - set(scores))
+    if unknown:
+        raise HybridjetError(f"info given for model(s) without scores: {', '.join(unknown)}")
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, s in scores.items():
+        extra = dict(info.get(name, {}))
+        try:
+            y, sv = M.check_inputs(labels, s)
+            m = M.binary_metrics(y, sv, threshold=extra.pop("threshold", None))
+            lo, hi = M.bootstrap_interval("auc", y, sv, n_boot, level, seed) if n_boot else (None, None)
+            eff_s, eff_b, _ = M.roc_points(y, sv)
+        except HybridjetError as exc:
+            raise HybridjetError(f"model {name!r}: {exc}") from exc
+        row: dict[str, Any] = {"name": name, "auc": m["auc"], "auc_lo": lo, "auc_hi": hi}
+        row.update({k: v for k, v in m.items() if k != "auc"})
+        row["n_test"] = m["n_events"]
+        row.update(extra)
+        rows.append(row)
+        curves[name] = _thin_curve(eff_s, eff_b)
+    return Report(rows, curves, level=level, n_boot=n_boot)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
+    from hybridjet.eval.scores import read_scores
+
+    if not run_dir.is_dir():
+        raise InputFileError(
+            run_dir, "no such run directory; expected a directory with scores.h5 and metrics.json"
+        )
+    meta: dict[str, Any] = {}
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        try:
+            meta = json.loads(metrics_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputFileError(metrics_path, f"not valid JSON ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise InputFileError(metrics_path, "expected a JSON object with at least 'name' and 'model'")
+    score_set = read_scores(run_dir / "scores.h5", split)
+    meta.setdefault("name", run_dir.name)
+    meta.setdefault("model", score_set.attrs.get("model"))
+    return meta, score_set
+
+
+def _check_same_events(a: Path, ea: np.ndarray, b: Path, eb: np.ndarray) -> None:
+    if len(ea) == len(eb) and np.array_equal(ea, eb):
+        return
+    only_a = len(np.setdiff1d(ea, eb, assume_unique=True))
+    only_b = len(np.setdiff1d(eb, ea, assume_unique=True))
+    raise HybridjetError(
+        f"runs {a} and {b} were scored on different events: {only_a} of {len(ea)} events of {a} are not in {b} "
+        f"and {only_b} of {len(eb)} events of {b} are not in {a}; compare runs scored on the same split of the same data"
+    )
+
+
+def compare_runs(
+    run_dirs: list[str | os.PathLike[str]],
+    split: str = "test",
+    out: str | os.PathLike[str] | None = "report/",
+    n_boot: int = 200,
+) -> Report:
+    """Compare runs (``<run>/scores.h5`` + ``<run>/metrics.json``) on the same events of ``split``.
+
+    Scores are aligned by ``event_id``; runs scored on different event sets or with disagreeing labels are
+    refused.  Writes ``comparison.md``, ``comparison.json``, ``roc.png`` and ``roc_tpr_fpr.png`` into ``out``
+    (each atomically; ``out=None`` writes nothing) and returns the report.
+    """
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise HybridjetError("no run directories given")
+    loaded = [_load_run(d, split) for d in dirs]
+    ref_dir, (_, ref) = dirs[0], loaded[0]
+    ref_order = np.argsort(ref.event_id, kind="stable")
+    ref_ids, ref_labels = ref.event_id[ref_order], ref.label[ref_order]
+    scores: dict[str, np.ndarray] = {}
+    info: dict[str, dict[str, Any]] = {}
+    for d, (meta, ss) in zip(dirs, loaded, strict=True):
+        order = np.argsort(ss.event_id, kind="stable")
+        _check_same_events(ref_dir, ref_ids, d, ss.event_id[order])
+        n_diff = int(np.sum(ss.label[order] != ref_labels))
+        if n_diff:
+            raise HybridjetError(f"runs {ref_dir} and {d} disagree on the label of {n_diff} events")
+        name = str(meta["name"])
+        if name in scores:
+            name = f"{name} ({d.name})"
+        if name in scores:
+            raise HybridjetError(f"two runs are both named {name!r}; rename one in its metrics.json")
+        scores[name] = ss.score[order]
+        row_info = {k: meta.get(k) for k in INFO_FIELDS if meta.get(k) is not None}
+        row_info["model"] = meta.get("model")
+        row_info["run_dir"] = str(d)
+        if ss.attrs.get("score_kind") in ("probability", "logit-difference"):
+            row_info["threshold"] = 0.5 if ss.attrs["score_kind"] == "probability" else 0.0
+        info[name] = row_info
+    report = evaluate(ref_labels, scores, info, n_boot=n_boot)
+    report.meta = {"split": split, "runs": [str(d) for d in dirs], "n_events": int(len(ref_ids))}
+    if out is not None:
+        write_report(report, out)
+    return report
+
+
+def write_report(report: Report, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``comparison.md``, ``comparison.json``, ``roc.png`` and ``roc_tpr_fpr.png`` into ``out``."""
+    out = Path(out)
+    paths = {
+        "markdown": out / "comparison.md",
+        "json": out / "comparison.json",
+        "roc": out / "roc.png",
+        "roc_tpr_fpr": out / "roc_tpr_fpr.png",
+    }
+    with atomic_path(paths["markdown"], suffix=".md") as tmp:
+        tmp.write_text(report.table())
+    report.to_json(paths["json"])
+    report.plot_roc(paths["roc"])
+    report.plot_tpr_fpr(paths["roc_tpr_fpr"])
+    return paths

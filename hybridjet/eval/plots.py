@@ -1,0 +1,92 @@
+"""ROC plots of a comparison report (matplotlib, Agg backend, PNG written atomically)."""
+
+from __future__ import annotations
+
+import os
+from itertools import cycle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hybridjet.io_utils import atomic_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridjet.eval.compare import Report
+
+_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+_STYLES = ("-", "--", "-.", (0, (1, 1)), (0, (5, 1, 1, 1, 1, 1)))
+
+
+def _figure() -> tuple[Any, Any]:
+    """A standalone figure on the Agg canvas (no pyplot state, works headless and leaves notebooks alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 5.2), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _styles(n: int) -> list[dict[str, Any]]:
+    colors, styles = cycle(_COLORS), cycle(_STYLES)
+    return [{"color": next(colors), "linestyle": next(styles), "linewidth": 1.8} for _ in range(n)]
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['name']} (AUC = {row['auc']:.3f})"
+
+
+def _subtitle(report: Report) -> str:
+    r = report.rows[0]
+    return f"Test set: {r['n_test']:,} events ({r['n_signal']:,} signal, {r['n_background']:,} background)"
+
+
+def plot_rejection(report: Report, path: str | os.PathLike[str]) -> Path:
+    """Background rejection 1/ε_B (log scale) versus ε_S, one curve per model, random classifier dashed."""
+    fig, ax = _figure()
+    y_max = 1.0
+    for row, style in zip(report.rows, _styles(len(report.rows)), strict=True):
+        eff_s, eff_b = report.curves[row["name"]]
+        ok = (eff_b > 0) & (eff_s > 0)
+        rej = 1.0 / eff_b[ok]
+        if rej.size:
+            y_max = max(y_max, float(rej.max()))
+        ax.plot(eff_s[ok], rej, label=_label(row), **style)
+    x = np.linspace(0.01, 1.0, 200)
+    ax.plot(x, 1.0 / x, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="Random (1/ε$_S$)")
+    ax.set_yscale("log")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(1.0, max(10.0, y_max * 2.0))
+    ax.set_xlabel("Signal efficiency ε$_S$")
+    ax.set_ylabel("Background rejection 1/ε$_B$")
+    ax.set_title(_subtitle(report), fontsize=9, loc="left")
+    ax.grid(True, which="major", alpha=0.5)
+    ax.grid(True, which="minor", alpha=0.15)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    return _save(fig, path)
+
+
+def plot_tpr_fpr(report: Report, path: str | os.PathLike[str]) -> Path:
+    """Plain ROC curve: true-positive rate (ε_S) versus false-positive rate (ε_B), with the diagonal."""
+    fig, ax = _figure()
+    for row, style in zip(report.rows, _styles(len(report.rows)), strict=True):
+        eff_s, eff_b = report.curves[row["name"]]
+        ax.plot(eff_b, eff_s, label=_label(row), **style)
+    ax.plot([0, 1], [0, 1], color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="Random (AUC = 0.5)")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("False-positive rate ε$_B$ (background efficiency)")
+    ax.set_ylabel("True-positive rate ε$_S$ (signal efficiency)")
+    ax.set_title(_subtitle(report), fontsize=9, loc="left")
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    return _save(fig, path)

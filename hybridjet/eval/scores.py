@@ -1,0 +1,172 @@
+"""``scores.h5``: per-event classifier scores of one run, one HDF5 group per split.
+
+Layout (``SCORES_FORMAT = "hybridjet-scores/1"``)::
+
+    /                 attrs: format, model, score_kind ("probability" | "logit-difference"), created, ... (free)
+    /test/event_id    int64   [N]   unique within the split
+    /test/score       float32 [N]   higher = more signal-like
+    /test/label       int8    [N]   1 = signal, 0 = background
+    /val/...          same datasets, any number of splits
+
+Adding a split to an existing file rewrites the whole file atomically, keeping the other splits.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridjet.errors import HybridjetError, InputFileError
+from hybridjet.io_utils import atomic_path
+
+SCORES_FORMAT = "hybridjet-scores/1"
+SCORE_KINDS = ("probability", "logit-difference")
+_DATASETS = ("event_id", "score", "label")
+
+
+@dataclass
+class ScoreSet:
+    """Scores of one split: ``event_id`` int64, ``score`` float32, ``label`` int8, root ``attrs`` of the file."""
+
+    event_id: np.ndarray
+    score: np.ndarray
+    label: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+    split: str = "test"
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _check_arrays(
+    split: str, event_id: Any, score: Any, label: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    eid = np.asarray(event_id)
+    sc = np.asarray(score)
+    lab = np.asarray(label)
+    if not (eid.ndim == sc.ndim == lab.ndim == 1) or not (len(eid) == len(sc) == len(lab)):
+        raise HybridjetError(
+            f"split {split!r}: event_id, score and label must be 1-D arrays of one length; "
+            f"got shapes {eid.shape}, {sc.shape}, {lab.shape}"
+        )
+    if eid.size and not np.issubdtype(eid.dtype, np.integer):
+        raise HybridjetError(f"split {split!r}: event_id must be integers; got dtype {eid.dtype}")
+    if eid.size and len(np.unique(eid)) != len(eid):
+        raise HybridjetError(f"split {split!r}: event_id has {len(eid) - len(np.unique(eid))} duplicate(s)")
+    if lab.size and not np.isin(lab, (0, 1)).all():
+        raise HybridjetError(f"split {split!r}: label must be 0 (background) or 1 (signal)")
+    sc = sc.astype(np.float32)
+    if np.isnan(sc).any():
+        raise HybridjetError(f"split {split!r}: {int(np.isnan(sc).sum())} score(s) are NaN")
+    return eid.astype(np.int64), sc, lab.astype(np.int8)
+
+
+def write_scores(
+    path: str | os.PathLike[str],
+    split: str,
+    event_id: Any,
+    score: Any,
+    label: Any,
+    attrs: dict[str, Any] | None = None,
+) -> Path:
+    """Write (or replace) one split of ``path`` atomically, keeping the file's other splits; returns the path.
+
+    ``attrs`` go on the root group (merged over existing ones); set ``model`` and ``score_kind``
+    (``"probability"`` or ``"logit-difference"``).  Keyword arguments are recommended; the positional order
+    ``(path, event_id, score, label, split)`` is also accepted.
+    """
+    import h5py
+
+    if not isinstance(split, str) and isinstance(label, str):  # (path, event_id, score, label, split) order
+        split, event_id, score, label = label, split, event_id, score
+    if not isinstance(split, str) or not split or "/" in split:
+        raise HybridjetError(f"split must be a name such as 'test' (no '/'); got {split!r}")
+    eid, sc, lab = _check_arrays(split, event_id, score, label)
+    path = Path(path)
+    kept: dict[str, tuple[np.ndarray, ...]] = {}
+    root_attrs: dict[str, Any] = {}
+    if path.exists():
+        try:
+            with h5py.File(path, "r") as f:
+                root_attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+                for name, group in f.items():
+                    if name != split and isinstance(group, h5py.Group):
+                        kept[name] = tuple(group[d][()] for d in _DATASETS)
+        except (OSError, KeyError) as exc:
+            raise InputFileError(
+                path, f"exists but is not a readable scores.h5 ({exc}); move it away"
+            ) from exc
+    root_attrs.update(attrs or {})
+    kind = root_attrs.get("score_kind")
+    if kind is not None and kind not in SCORE_KINDS:
+        raise HybridjetError(f"score_kind must be one of {', '.join(SCORE_KINDS)}; got {kind!r}")
+    root_attrs["format"] = SCORES_FORMAT
+    root_attrs.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    kept[split] = (eid, sc, lab)
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        for key, value in root_attrs.items():
+            f.attrs[key] = "" if value is None else value
+        for name, arrays in kept.items():
+            group = f.create_group(name)
+            for dname, arr in zip(_DATASETS, arrays, strict=True):
+                group.create_dataset(dname, data=arr)
+    return path
+
+
+def list_splits(path: str | os.PathLike[str]) -> list[str]:
+    """Names of the splits stored in a scores file."""
+    import h5py
+
+    with _open(path) as f:
+        return sorted(k for k, v in f.items() if isinstance(v, h5py.Group))
+
+
+def _open(path: str | os.PathLike[str]) -> Any:
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file; expected scores.h5 written by 'hybridjet predict'")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputFileError(
+            path, "not an HDF5 file; expected scores.h5 written by 'hybridjet predict'"
+        ) from exc
+
+
+def read_scores(path: str | os.PathLike[str], split: str = "test") -> ScoreSet:
+    """Read one split of a scores file (see module docstring for the layout)."""
+    import h5py
+
+    with _open(path) as f:
+        splits = sorted(k for k, v in f.items() if isinstance(v, h5py.Group))
+        if split not in splits:
+            have = ", ".join(splits) or "none"
+            raise InputFileError(path, f"no split {split!r} (splits in file: {have})")
+        group = f[split]
+        missing = [d for d in _DATASETS if d not in group]
+        if missing:
+            raise InputFileError(path, f"split {split!r} lacks dataset(s) {', '.join(missing)}")
+        arrays = [group[d][()] for d in _DATASETS]
+        attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+    try:
+        eid, sc, lab = _check_arrays(split, *arrays)
+    except HybridjetError as exc:
+        raise InputFileError(path, str(exc)) from exc
+    return ScoreSet(eid, sc, lab, attrs, split)
