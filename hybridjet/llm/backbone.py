@@ -1,0 +1,301 @@
+"""``load_backbone``: a (4-bit) causal LM + tokenizer + optional LoRA adapters, with its identity.
+
+Getting hidden states without the vocabulary projection (what the hybrid classifier needs)::
+
+    bb = load_backbone("smollm2", quantization="nf4", lora="attn")
+    emb = bb.embed(input_ids)                                   # [B, T, H] input embeddings
+    h = bb.decoder(inputs_embeds=emb, attention_mask=mask).last_hidden_state   # [B, T, H], no LM head
+    h = bb.hidden_states(emb, mask)                             # the same, as a one-liner
+
+``bb.decoder`` is the inner decoder (``LlamaModel``) of the causal LM, the same module objects whether or not
+the model is wrapped by peft, so LoRA layers (injected in place) are active in it.  The base weights are always
+frozen (``requires_grad=False``); with ``lora`` only the adapter weights are trainable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybridjet.errors import HybridjetError
+from hybridjet.llm.lora import LoraSpec, as_lora_spec
+from hybridjet.llm.resolve import ModelIdentity, resolve_model
+
+QUANTIZATIONS = ("auto", "nf4", "nf4-dq", "int8", "none")
+
+_DTYPES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backbone:
+    """A loaded LLM backbone.
+
+    ``model``: the ``PeftModel`` when LoRA was requested, else the causal LM; ``tokenizer``; ``identity``;
+    ``quantization``: resolved ("nf4", "nf4-dq", "int8" or "none"); ``dtype``: the compute dtype; ``device``;
+    ``lora``: the :class:`LoraSpec` used or None.
+    """
+
+    model: Any
+    tokenizer: Any
+    identity: ModelIdentity
+    quantization: str
+    dtype: Any
+    device: Any
+    lora: LoraSpec | None = None
+    gradient_checkpointing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def causal_lm(self) -> Any:
+        """The underlying ``*ForCausalLM`` (unwrapped from peft; LoRA layers stay injected)."""
+        model = self.model
+        get_base = getattr(model, "get_base_model", None)
+        return get_base() if callable(get_base) else model
+
+    @property
+    def decoder(self) -> Any:
+        """The inner decoder (e.g. ``LlamaModel``): ``decoder(inputs_embeds=, attention_mask=)`` returns
+        an output whose ``.last_hidden_state`` is [B, T, hidden] (final norm applied, no LM head)."""
+        lm = self.causal_lm
+        get_decoder = getattr(lm, "get_decoder", None)
+        if callable(get_decoder):
+            dec = get_decoder()
+            if dec is not None and dec is not lm:
+                return dec
+        inner = getattr(lm, "model", None)
+        if inner is None:
+            raise HybridjetError(f"{type(lm).__name__}: cannot find the inner decoder")
+        return inner
+
+    def base_model_for_forward(self) -> Any:
+        """Alias of :attr:`decoder`."""
+        return self.decoder
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the hidden states / input embeddings."""
+        config = self.causal_lm.config
+        text_config = getattr(config, "get_text_config", None)
+        if callable(text_config):
+            config = text_config()
+        return int(config.hidden_size)
+
+    @property
+    def input_embeddings(self) -> Any:
+        """The input embedding module (``nn.Embedding``)."""
+        return self.causal_lm.get_input_embeddings()
+
+    def embed(self, input_ids: Any) -> Any:
+        """Input embeddings [B, T, hidden] of token ids [B, T] (on the embedding's device)."""
+        emb = self.input_embeddings
+        return emb(input_ids.to(emb.weight.device))
+
+    def hidden_states(self, inputs_embeds: Any, attention_mask: Any = None) -> Any:
+        """Last hidden state [B, T, hidden] of the decoder for ``inputs_embeds`` (no vocabulary projection)."""
+        out = self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+        return out.last_hidden_state
+
+    def trainable_parameters(self) -> list[Any]:
+        """The parameters with ``requires_grad`` (the LoRA weights when adapters are attached)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def resolve_device(device: Any = None) -> Any:
+    """``torch.device``: the given one, else CUDA when available, else CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise HybridjetError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HybridjetError(f"device {device!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def resolve_dtype(dtype: Any, device: Any) -> Any:
+    """``torch.dtype``: the given one (name or dtype), else bf16 on CUDA (fp16 without bf16 support), else fp32."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise HybridjetError(f"unknown dtype {dtype!r}: expected one of fp32, bf16, fp16")
+    return getattr(torch, _DTYPES[key])
+
+
+def resolve_quantization(quantization: str | None, device: Any) -> str:
+    """The effective quantization: ``auto`` is nf4-dq on CUDA, none elsewhere."""
+    q = "none" if quantization is None else str(quantization).lower()
+    if q not in QUANTIZATIONS:
+        raise HybridjetError(f"unknown quantization {quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    if q == "auto":
+        return "nf4-dq" if device.type == "cuda" else "none"
+    return q
+
+
+def bnb_config(quantization: str, compute_dtype: Any) -> Any:
+    """``BitsAndBytesConfig`` for a resolved quantization (None for "none")."""
+    if quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=quantization == "nf4-dq",
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def load_tokenizer(path: str | os.PathLike[str], trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a local HF directory, with a pad token guaranteed (see :func:`ensure_pad_token`)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise HybridjetError(f"{path}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
+    ensure_pad_token(tok)
+    return tok
+
+
+def ensure_pad_token(tokenizer: Any) -> None:
+    """Set a pad token when missing: ``<|endoftext|>`` if in the vocabulary and distinct from eos, else unk,
+    else eos.  A pad distinct from eos keeps label masking of padding from also masking the eos label."""
+    if tokenizer.pad_token is not None:
+        return
+    vocab = tokenizer.get_vocab()
+    for cand in ("<|endoftext|>", tokenizer.unk_token):
+        if cand and cand in vocab and cand != tokenizer.eos_token:
+            tokenizer.pad_token = cand
+            return
+    tokenizer.pad_token = tokenizer.eos_token
+
+
+# ---------------------------------------------------------------- the loader
+
+
+def load_backbone(
+    name_or_path: str | os.PathLike[str] = "smollm2",
+    quantization: str = "auto",
+    lora: str | LoraSpec | dict[str, Any] | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    gradient_checkpointing: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    trust_remote_code: bool = False,
+) -> Backbone:
+    """Load a causal LM backbone (alias ``smollm2``, a local HF dir or .gguf file, or a locally cached hub id).
+
+    ``quantization``: nf4 | nf4-dq | int8 | none | auto (nf4-dq on CUDA, none on CPU), applied at load time
+    through bitsandbytes; ``dtype``: compute dtype (default bf16 on CUDA, fp32 on CPU); ``lora``: a preset name
+    (qkv, attn, all-linear), a :class:`LoraSpec`, a dict or None; ``gradient_checkpointing``: non-reentrant,
+    works with ``inputs_embeds``.  Base weights are frozen.  For quantized models with LoRA, peft's
+    ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32).
+    """
+    import torch
+
+    dev = resolve_device(device)
+    compute_dtype = resolve_dtype(dtype, dev)
+    quant = resolve_quantization(quantization, dev)
+    spec = as_lora_spec(lora)
+    identity = resolve_model(name_or_path, cache_dir=cache_dir)
+    tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
+    model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code)
+    model.requires_grad_(False)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    gc_kwargs = {"use_reentrant": False}
+    if spec is not None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if quant != "none":  # checkpointing is enabled below, non-reentrant
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        _check_targets(model, spec)
+        with warnings.catch_warnings():  # peft probes deprecated transformers properties
+            warnings.simplefilter("ignore", FutureWarning)
+            model = get_peft_model(model, spec.peft_config())
+    if gradient_checkpointing:
+        enable_checkpointing(model, gc_kwargs)
+    model.eval()
+    return Backbone(
+        model=model,
+        tokenizer=tokenizer,
+        identity=identity,
+        quantization=quant,
+        dtype=compute_dtype,
+        device=dev,
+        lora=spec,
+        gradient_checkpointing=bool(gradient_checkpointing),
+        extra={"torch": torch.__version__},
+    )
+
+
+def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "dtype": compute_dtype,
+        "local_files_only": True,
+        "trust_remote_code": trust_remote_code,
+    }
+    qconf = bnb_config(quant, compute_dtype)
+    if qconf is not None:
+        kwargs["quantization_config"] = qconf
+        kwargs["device_map"] = {"": str(dev)}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise HybridjetError(f"{path}: cannot load the model: {str(exc).splitlines()[0]}") from None
+    if qconf is None:
+        model.to(dev)
+    return model
+
+
+def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None) -> None:
+    """Non-reentrant activation (gradient) checkpointing on the causal LM under ``model`` (peft or not)."""
+    kwargs = {"use_reentrant": False} if kwargs is None else kwargs
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(target, "activation_checkpointing_enable"):  # transformers >= 5.x
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    target.config.use_cache = False
+
+
+def _check_targets(model: Any, spec: LoraSpec) -> None:
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in spec.modules if m not in names]
+    if missing:
+        raise HybridjetError(
+            f"LoRA target module(s) {', '.join(missing)} not found in {type(model).__name__}"
+        )

@@ -1,0 +1,104 @@
+"""LoRA presets: which linear layers of a Llama-style decoder get adapters, and the peft config for them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hybridjet.errors import HybridjetError
+
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+
+#: preset name -> target module names (Llama/SmolLM2/Qwen2/Mistral naming)
+PRESETS: dict[str, tuple[str, ...]] = {
+    "qkv": ("q_proj", "k_proj", "v_proj"),
+    "attn": ATTENTION,
+    "all-linear": ATTENTION + MLP,
+}
+
+
+@dataclass
+class LoraSpec:
+    """A LoRA setup: a ``preset`` (qkv, attn, all-linear) or explicit ``target_modules``, rank and scaling."""
+
+    preset: str | None = "attn"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.target_modules is None:
+            if self.preset not in PRESETS:
+                raise HybridjetError(
+                    f"unknown LoRA preset {self.preset!r}: expected one of {', '.join(PRESETS)} "
+                    "or an explicit target_modules list"
+                )
+        else:
+            if isinstance(self.target_modules, str):
+                self.target_modules = [self.target_modules]
+            self.target_modules = [str(m) for m in self.target_modules]
+            if not self.target_modules:
+                raise HybridjetError("LoRA target_modules is empty")
+        if int(self.r) <= 0:
+            raise HybridjetError(f"LoRA rank r must be positive, got {self.r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise HybridjetError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def modules(self) -> list[str]:
+        """The module names that receive adapters."""
+        if self.target_modules is not None:
+            return list(self.target_modules)
+        return list(PRESETS[str(self.preset)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description."""
+        return asdict(self)
+
+    def peft_config(self) -> Any:
+        """The ``peft.LoraConfig`` for a causal LM."""
+        from peft import LoraConfig, TaskType
+
+        return LoraConfig(
+            r=int(self.r),
+            lora_alpha=int(self.alpha),
+            lora_dropout=float(self.dropout),
+            target_modules=self.modules,
+            bias="none",
+            task_type=TaskType.CAUSAL_LM,
+        )
+
+
+def as_lora_spec(lora: str | LoraSpec | dict[str, Any] | list[str] | None) -> LoraSpec | None:
+    """Normalise the ``lora`` argument: a preset name, a :class:`LoraSpec`, a dict of its fields, a list of
+    module names, or None (no adapters)."""
+    if lora is None or lora is False:
+        return None
+    if isinstance(lora, LoraSpec):
+        return lora
+    if isinstance(lora, str):
+        if lora.lower() in ("none", ""):
+            return None
+        if lora in PRESETS:
+            return LoraSpec(preset=lora)
+        if "," in lora:
+            return LoraSpec(preset=None, target_modules=[m.strip() for m in lora.split(",") if m.strip()])
+        raise HybridjetError(
+            f"unknown LoRA preset {lora!r}: expected one of {', '.join(PRESETS)} or comma-separated module names"
+        )
+    if isinstance(lora, (list, tuple)):
+        return LoraSpec(preset=None, target_modules=list(lora))
+    if isinstance(lora, dict):
+        allowed = {"preset", "r", "alpha", "dropout", "target_modules"}
+        unknown = set(lora) - allowed
+        if unknown:
+            raise HybridjetError(
+                f"unknown LoRA setting(s) {', '.join(sorted(unknown))}: expected {', '.join(sorted(allowed))}"
+            )
+        spec = dict(lora)
+        if spec.get("target_modules") is not None and "preset" not in spec:
+            spec["preset"] = None
+        return LoraSpec(**spec)
+    raise HybridjetError(f"lora must be a preset name, a LoraSpec, a dict or None, got {type(lora).__name__}")

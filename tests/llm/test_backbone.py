@@ -1,0 +1,122 @@
+"""load_backbone on a local HF dir: quantization, LoRA presets, hidden states without the LM head, training."""
+
+from __future__ import annotations
+
+import bitsandbytes as bnb
+import pytest
+import torch
+
+from hybridjet.errors import HybridjetError
+from hybridjet.llm import LoraSpec, load_backbone
+from hybridjet.llm.lora import as_lora_spec
+
+
+def _lora_names(model):
+    return sorted(n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_load_plain(tiny_llama):
+    bb = load_backbone(tiny_llama, quantization="auto", device="cpu")
+    assert bb.quantization == "none" and bb.dtype == torch.float32 and bb.device.type == "cpu"
+    assert bb.hidden_size == 64 and bb.identity.format == "hf" and len(bb.identity.sha256) == 64
+    assert not bb.trainable_parameters()
+    ids = bb.tokenizer(["1523 GeV", "hi"], return_tensors="pt", padding=True)
+    emb = bb.embed(ids.input_ids)
+    assert emb.shape == (2, ids.input_ids.shape[1], 64)
+    h = bb.decoder(inputs_embeds=emb, attention_mask=ids.attention_mask).last_hidden_state
+    assert h.shape == emb.shape
+    # the decoder's last hidden state is what the LM head projects
+    logits = bb.model(input_ids=ids.input_ids, attention_mask=ids.attention_mask).logits
+    torch.testing.assert_close(bb.causal_lm.lm_head(h), logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("preset,expected", [
+    ("qkv", {"q_proj", "k_proj", "v_proj"}),
+    ("attn", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+    ("all-linear", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+])
+def test_lora_presets(tiny_llama, preset, expected):
+    bb = load_backbone(tiny_llama, quantization="none", lora=preset)
+    names = _lora_names(bb.model)
+    assert names and all("lora_" in n for n in names)
+    assert {n.split(".")[-4] for n in names} == expected
+
+
+def test_lora_spec_forms():
+    assert as_lora_spec(None) is None
+    assert as_lora_spec("attn").modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    spec = as_lora_spec({"preset": "qkv", "r": 4, "alpha": 8})
+    assert spec.r == 4 and spec.modules == ["q_proj", "k_proj", "v_proj"]
+    assert as_lora_spec({"target_modules": ["o_proj"]}).modules == ["o_proj"]
+    assert as_lora_spec(["up_proj", "down_proj"]).modules == ["up_proj", "down_proj"]
+    for bad in ("attention", {"rank": 4}, 3):
+        with pytest.raises(HybridjetError):
+            as_lora_spec(bad)
+    with pytest.raises(HybridjetError):
+        LoraSpec(r=0)
+
+
+def test_lora_unknown_module_is_user_error(tiny_llama):
+    with pytest.raises(HybridjetError, match="not_a_layer"):
+        load_backbone(tiny_llama, quantization="none", lora=["not_a_layer"])
+
+
+def test_nf4_train_step_updates_only_lora(tiny_llama):
+    torch.manual_seed(0)
+    bb = load_backbone(tiny_llama, quantization="nf4", lora=LoraSpec("all-linear", r=4, alpha=8, dropout=0.0),
+                       gradient_checkpointing=True)
+    assert bb.quantization == "nf4"
+    linear4 = [m for m in bb.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(linear4) == 2 * 7
+    before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
+    trainable = bb.trainable_parameters()
+    opt = torch.optim.AdamW(trainable, lr=1e-2)
+    bb.model.train()
+    ids = bb.tokenizer(["the jet mass is 512.3 GeV"], return_tensors="pt")
+    inputs_embeds = bb.embed(ids.input_ids).detach().requires_grad_(True)
+    out = bb.model(inputs_embeds=inputs_embeds, attention_mask=ids.attention_mask, labels=ids.input_ids)
+    out.loss.backward()
+    assert inputs_embeds.grad is not None and inputs_embeds.grad.abs().sum() > 0
+    opt.step()
+    changed = {n for n, p in bb.model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed and all("lora_" in n for n in changed)
+    # only lora_B starts at zero, so after one step every lora_B has moved
+    assert {n for n in changed if "lora_B" in n} == {n for n in before if "lora_B" in n}
+    quant_state_unchanged = [m.weight for m in linear4]
+    assert all(w.__class__.__name__ == "Params4bit" for w in quant_state_unchanged)
+
+
+@pytest.mark.parametrize("quantization", ["none", "nf4-dq"])
+def test_checkpointing_grads_reach_inputs_embeds(tiny_llama, quantization):
+    bb = load_backbone(tiny_llama, quantization=quantization, lora="qkv", gradient_checkpointing=True)
+    dec = bb.decoder
+    assert any(getattr(m, "gradient_checkpointing", False) for m in dec.modules())
+    bb.model.train()
+    x = torch.randn(2, 6, bb.hidden_size, requires_grad=True)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :2] = 0
+    h = bb.hidden_states(x, mask)
+    (h[:, -1] ** 2).sum().backward()
+    assert x.grad is not None and x.grad[0].abs().sum() > 0
+    assert all(p.grad is not None for p in bb.trainable_parameters())
+
+
+def test_bad_arguments(tiny_llama, tmp_path):
+    with pytest.raises(HybridjetError, match="quantization"):
+        load_backbone(tiny_llama, quantization="nf3")
+    with pytest.raises(HybridjetError, match="dtype"):
+        load_backbone(tiny_llama, dtype="fp8")
+    with pytest.raises(HybridjetError, match="no such model"):
+        load_backbone(tmp_path / "missing")
+    with pytest.raises(HybridjetError, match="config.json"):
+        load_backbone(tmp_path)
+
+
+def test_hub_id_fails_fast(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    t0 = time.monotonic()
+    with pytest.raises(HybridjetError, match="local"):
+        load_backbone("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert time.monotonic() - t0 < 10
