@@ -52,7 +52,7 @@ def check_inputs(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
         if bad.any():
             raise HybridjetError(
                 f"labels must be 0 (background) or 1 (signal); found {int(bad.sum())} other value(s), "
-                f"e.g. {y[bad][0]!r}"
+                f"e.g. {y[bad][0].item()!r}"
             )
         yb = y == 1
     if not np.issubdtype(s.dtype, np.number) or np.issubdtype(s.dtype, np.complexfloating):
