@@ -42,6 +42,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise HybridjetError(f"--bootstrap must be >= 0; got {args.bootstrap}")
     report = compare_runs(args.run_dirs, split=args.split, out=args.out, n_boot=args.bootstrap)
     print(report.table())
+    print(report.notes())
     out = Path(args.out)
     names = ("comparison.md", "comparison.json", "roc.png", "roc_tpr_fpr.png")
     print(f"wrote {', '.join(str(out / n) for n in names)}")

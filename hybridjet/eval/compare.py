@@ -61,6 +61,24 @@ class Report:
             lines.append("| " + " | ".join(c[1](r) for c in cols) + " |")
         return "\n".join(lines) + "\n"
 
+    def notes(self) -> str:
+        """One paragraph explaining the table's conventions (written under it in ``comparison.md``)."""
+        parts = []
+        if self.n_boot:
+            parts.append(
+                f"AUC interval: {round(100 * self.level)}% percentile bootstrap, {self.n_boot} resamples "
+                "(signal and background resampled separately)."
+            )
+        parts.append(
+            "1/ε_B: background rejection at the given signal efficiency, interpolated linearly on the ROC; "
+            "'> N' means no background event passes (bound set by the N background events)."
+        )
+        parts.append(
+            f"max SIC: max ε_S/√ε_B over thresholds keeping ≥ {M.DEFAULT_MIN_BACKGROUND:g} background events."
+        )
+        parts.append("Accuracy: score ≥ 0.5 (probabilities) or ≥ 0 (logit differences) classified as signal.")
+        return " ".join(parts) + "\n"
+
     # ------------------------------------------------------------------------------------------ json
     def to_dict(self) -> dict[str, Any]:
         """Rows, thinned ROC curves and metadata as JSON-ready data (``inf`` as the string "inf")."""
@@ -304,7 +322,7 @@ def write_report(report: Report, out: str | os.PathLike[str]) -> dict[str, Path]
         "roc_tpr_fpr": out / "roc_tpr_fpr.png",
     }
     with atomic_path(paths["markdown"], suffix=".md") as tmp:
-        tmp.write_text(report.table())
+        tmp.write_text(report.table() + "\n" + report.notes())
     report.to_json(paths["json"])
     report.plot_roc(paths["roc"])
     report.plot_tpr_fpr(paths["roc_tpr_fpr"])

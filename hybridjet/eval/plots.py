@@ -59,12 +59,17 @@ def plot_rejection(report: Report, path: str | os.PathLike[str]) -> Path:
         rej = 1.0 / eff_b[ok]
         if rej.size:
             y_max = max(y_max, float(rej.max()))
-        ax.plot(eff_s[ok], rej, label=_label(row), **style)
+        marker = "o" if rej.size < 3 else None  # e.g. a perfect classifier: only the (1, 1) point is finite
+        ax.plot(eff_s[ok], rej, label=_label(row), marker=marker, **style)
     x = np.linspace(0.01, 1.0, 200)
     ax.plot(x, 1.0 / x, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="Random (1/ε$_S$)")
     ax.set_yscale("log")
     ax.set_xlim(0.0, 1.0)
-    ax.set_ylim(1.0, max(10.0, y_max * 2.0))
+    top = max(10.0, y_max * 2.0)
+    ax.set_ylim(1.0, top)
+    limit = report.rows[0]["n_background"] / 10.0  # above this, fewer than 10 background events pass
+    if limit < top:
+        ax.axhspan(max(limit, 1.0), top, color="0.92", zorder=0, label="< 10 background events pass")
     ax.set_xlabel("Signal efficiency ε$_S$")
     ax.set_ylabel("Background rejection 1/ε$_B$")
     ax.set_title(_subtitle(report), fontsize=9, loc="left")
