@@ -1,0 +1,120 @@
+"""``hybridjet generate | mix | cluster | inspect``: the collider-data commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+_EPILOG_CLUSTER = """example:
+  hybridjet cluster events_anomalydetection.h5 --out jets.h5 --workers 2
+The input is an LHCO-format HDF5 file (700 x pT, eta, phi per event, optional label column), read in chunks.
+Output jets.h5 holds the J leading jets (px, py, pz, E), a mask for empty slots, tau_1..tau_3, particle counts,
+labels (-1 if the input has none) and the source row of every event."""
+
+_EPILOG_GENERATE = """examples:
+  hybridjet generate --process qcd --events 10000 --seed 1 --out qcd.h5 --workers 2
+  hybridjet generate --process wprime --events 1000 --seed 2 --out sig.h5 --mx 500 --my 100
+13 TeV pp, Pythia 8, MPI off; an event is kept if it has an anti-kT R=1.0 jet with pT > 1.2 TeV and |eta| < 2.5.
+The same seed and worker count always give the same file."""
+
+
+def register(subparsers: Any) -> None:
+    """Add the data commands to the top-level ``hybridjet`` parser."""
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = subparsers.add_parser("generate", help="Generate LHCO-format events with Pythia 8 (QCD dijets or W'->XY)",
+                              description="Generate LHCO-format events with Pythia 8.", epilog=_EPILOG_GENERATE,
+                              formatter_class=fmt)
+    p.add_argument("--process", required=True, choices=("qcd", "wprime"), help="QCD dijets or the W'->X(qq)Y(qq) signal")
+    p.add_argument("--events", required=True, type=int, metavar="N", help="number of events to keep (after the trigger)")
+    p.add_argument("--seed", required=True, type=int, metavar="S", help="random seed (worker w uses S + w)")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="output LHCO-format file")
+    p.add_argument("--mx", type=float, default=500.0, metavar="GEV", help="mass of X (default 500)")
+    p.add_argument("--my", type=float, default=100.0, metavar="GEV", help="mass of Y (default 100)")
+    p.add_argument("--mwprime", type=float, default=3500.0, metavar="GEV", help="mass of W' (default 3500)")
+    p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(handler=_generate)
+
+    p = subparsers.add_parser("mix", help="Mix signal and background files into a labelled, shuffled R&D-style file",
+                              description="Mix signal and background LHCO files into one labelled, shuffled file.")
+    p.add_argument("--signal", required=True, metavar="S.h5", help="signal events (LHCO layout)")
+    p.add_argument("--background", required=True, metavar="B.h5", help="background events (LHCO layout)")
+    p.add_argument("--signal-fraction", required=True, type=float, metavar="F", help="fraction of signal, 0..1")
+    p.add_argument("--seed", required=True, type=int, metavar="S", help="random seed for selection and shuffling")
+    p.add_argument("--out", required=True, metavar="OUT.h5", help="output LHCO-format file with labels")
+    p.add_argument("--events", type=int, default=None, metavar="N",
+                   help="total events (default: as many as the inputs allow)")
+    p.set_defaults(handler=_mix)
+
+    p = subparsers.add_parser("cluster", help="Cluster LHCO events into jets (fastjet), writing jets.h5",
+                              description="Cluster LHCO-format events into jets with fastjet, chunk by chunk.",
+                              epilog=_EPILOG_CLUSTER, formatter_class=fmt)
+    p.add_argument("input", metavar="IN.h5", help="LHCO-format event file")
+    p.add_argument("--out", required=True, metavar="jets.h5", help="output jets file")
+    p.add_argument("--radius", type=float, default=1.0, metavar="R", help="jet radius (default 1.0)")
+    p.add_argument("--algorithm", choices=("antikt", "kt", "cambridge"), default="antikt",
+                   help="clustering algorithm (default antikt)")
+    p.add_argument("--n-jets", type=int, default=2, metavar="J", help="leading jets kept per event (default 2)")
+    p.add_argument("--min-pt", type=float, default=20.0, metavar="GEV", help="minimum jet pT (default 20)")
+    p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
+    p.add_argument("--chunk-size", type=int, default=20_000, metavar="C", help="events per chunk (default 20000)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(handler=_cluster)
+
+    p = subparsers.add_parser("inspect", help="Describe an LHCO event file or a jets.h5 file",
+                              description="Print what an LHCO-format event file or a jets.h5 file holds.")
+    p.add_argument("file", metavar="FILE.h5", help="LHCO-format or jets.h5 file")
+    p.add_argument("--events", type=int, default=1000, metavar="N",
+                   help="events read for the summary statistics (default 1000)")
+    p.set_defaults(handler=_inspect)
+
+
+def _positive(name: str, value: float) -> None:
+    from hybridjet.errors import HybridjetError
+
+    if value < 1:
+        raise HybridjetError(f"--{name} must be >= 1, got {value}")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from hybridjet.data.generate import generate
+
+    _positive("events", args.events)
+    _positive("workers", args.workers)
+    generate(args.process, args.events, args.seed, args.out, mx=args.mx, my=args.my, mwprime=args.mwprime,
+             workers=args.workers, progress=args.progress)
+    return 0
+
+
+def _mix(args: argparse.Namespace) -> int:
+    from hybridjet.data.generate import mix
+    from hybridjet.errors import HybridjetError
+
+    if not 0.0 <= args.signal_fraction <= 1.0:
+        raise HybridjetError(f"--signal-fraction must be within [0, 1], got {args.signal_fraction}")
+    summary = mix(args.signal, args.background, args.out, args.signal_fraction, args.seed, n_events=args.events)
+    print(summary)
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from hybridjet.data.cluster import cluster
+
+    for name in ("n_jets", "workers", "chunk_size"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    if not args.radius > 0:
+        from hybridjet.errors import HybridjetError
+
+        raise HybridjetError(f"--radius must be > 0, got {args.radius}")
+    summary = cluster(args.input, args.out, radius=args.radius, algorithm=args.algorithm, n_jets=args.n_jets,
+                      min_pt=args.min_pt, workers=args.workers, chunk_size=args.chunk_size, progress=args.progress)
+    print(summary)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from hybridjet.data.inspect import describe
+
+    print(describe(args.file, n_sample=args.events))
+    return 0

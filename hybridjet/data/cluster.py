@@ -1,0 +1,285 @@
+"""Cluster LHCO events into jets with fastjet's vectorised (awkward) interface, chunk by chunk, in parallel.
+
+Each chunk of events is clustered by one ``fastjet.ClusterSequence`` call on an awkward array (no Python loop
+over events). N-subjettiness uses exclusive-kT axes found by reclustering each jet's constituents, again
+vectorised over all jets of the chunk:
+
+    tau_N = sum_i pT_i * min_k dR(i, axis_k) / (sum_i pT_i * R),    dR in (rapidity, phi), beta = 1.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing as mp
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
+from hybridjet.data.store import JetArrays, write_jets
+
+ALGORITHMS = ("antikt", "kt", "cambridge")
+N_TAU = 3
+_KT_AXES_R = 1000.0  # exclusive kT for subjet axes: R large enough to never merge with the beam first
+_BANNER_DONE = False
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class ClusterSummary:
+    """What ``cluster`` did."""
+
+    out: str
+    n_events: int
+    n_fewer_jets: int
+    n_jets: int
+    seconds: float
+    workers: int
+
+    @property
+    def events_per_s(self) -> float:
+        return self.n_events / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self) -> str:
+        return (f"clustered {self.n_events} events in {self.seconds:.1f} s ({self.events_per_s:.0f} events/s, "
+                f"{self.workers} worker(s)); {self.n_fewer_jets} event(s) have fewer than {self.n_jets} jets "
+                f"(kept, masked) -> {self.out}")
+
+
+def _silence_fastjet_banner() -> None:
+    """FastJet prints its banner to C++ stdout on first use; run a tiny clustering once with fd 1 muted."""
+    global _BANNER_DONE
+    if _BANNER_DONE:
+        return
+    import fastjet
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            dummy = ak.zip({"px": [[1.0]], "py": [[0.0]], "pz": [[0.0]], "E": [[1.0]]})
+            fastjet.ClusterSequence(dummy, fastjet.JetDefinition(fastjet.kt_algorithm, 1.0)).inclusive_jets(0.0)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _BANNER_DONE = True
+
+
+def jet_definition(algorithm: str, radius: float) -> Any:
+    """A ``fastjet.JetDefinition`` for antikt / kt / cambridge (E recombination scheme)."""
+    import fastjet
+
+    algos = {"antikt": fastjet.antikt_algorithm, "kt": fastjet.kt_algorithm, "cambridge": fastjet.cambridge_algorithm}
+    if algorithm not in algos:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0, got {radius}")
+    return fastjet.JetDefinition(algos[algorithm], float(radius))
+
+
+def to_cartesian(particles: ak.Array) -> ak.Array:
+    """Massless (pt, eta, phi) records [N, var] -> (px, py, pz, E) records, computed on the flat content."""
+    counts = ak.num(particles)
+    pt = ak.to_numpy(ak.flatten(particles.pt)).astype(np.float64)
+    eta = ak.to_numpy(ak.flatten(particles.eta)).astype(np.float64)
+    phi = ak.to_numpy(ak.flatten(particles.phi)).astype(np.float64)
+    fields = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta), "E": pt * np.cosh(eta)}
+    return ak.zip({k: ak.unflatten(v, counts) for k, v in fields.items()})
+
+
+def _rapidity_phi(px: Any, py: Any, pz: Any, e: Any) -> tuple[Any, Any]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = 0.5 * np.log((e + pz) / np.maximum(e - pz, 1e-300))
+    return y, np.arctan2(py, px)
+
+
+def nsubjettiness(constituents: ak.Array, radius: float, n_max: int = N_TAU) -> np.ndarray:
+    """tau_1..tau_n_max [M, n_max] for M jets given their constituents [M, var] (px, py, pz, E records).
+
+    Axes: exclusive-kT subjets of each jet's constituents; one ClusterSequence call for all M jets.
+    """
+    import fastjet
+
+    m = len(constituents)
+    out = np.zeros((m, n_max), dtype=np.float64)
+    if m == 0:
+        return out
+    c_y, c_phi = _rapidity_phi(constituents.px, constituents.py, constituents.pz, constituents.E)
+    c_pt = np.hypot(constituents.px, constituents.py)
+    norm = ak.to_numpy(ak.sum(c_pt, axis=1)) * radius
+    cs = fastjet.ClusterSequence(constituents, fastjet.JetDefinition(fastjet.kt_algorithm, _KT_AXES_R))
+    const = ak.zip({"y": c_y, "phi": c_phi, "pt": c_pt})
+    for n in range(1, n_max + 1):
+        with warnings.catch_warnings():  # fastjet's check misfires for kt definitions
+            warnings.simplefilter("ignore", UserWarning)
+            axes = cs.exclusive_jets_up_to(n)
+        a_y, a_phi = _rapidity_phi(axes.px, axes.py, axes.pz, axes.E)
+        pairs = ak.cartesian([const, ak.zip({"y": a_y, "phi": a_phi})], axis=1, nested=True)
+        c, a = ak.unzip(pairs)
+        dphi = (c.phi - a.phi + np.pi) % (2 * np.pi) - np.pi
+        dr = np.sqrt((c.y - a.y) ** 2 + dphi**2)
+        numerator = ak.sum(const.pt * ak.min(dr, axis=-1), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, n - 1] = np.where(norm > 0, ak.to_numpy(ak.fill_none(numerator, 0.0)) / norm, 0.0)
+    return out
+
+
+def cluster_particles(
+    particles: ak.Array, radius: float = 1.0, algorithm: str = "antikt", n_jets: int = 2, min_pt: float = 20.0,
+    with_tau: bool = True,
+) -> dict[str, np.ndarray]:
+    """Cluster many events at once: jets [N,J,4], jet_mask [N,J], tau [N,J,3], n_particles [N] (numpy)."""
+    import fastjet
+
+    _silence_fastjet_banner()
+    n = len(particles)
+    events = to_cartesian(particles)
+    cs = fastjet.ClusterSequence(events, jet_definition(algorithm, radius))
+    jets = cs.inclusive_jets(min_pt)
+    order = ak.argsort(np.hypot(jets.px, jets.py), axis=1, ascending=False)
+    jets = jets[order][:, :n_jets]
+    padded = ak.pad_none(jets, n_jets, axis=1, clip=True)
+    mask = ak.to_numpy(~ak.is_none(padded, axis=1)).reshape(n, n_jets)
+    out_jets = np.zeros((n, n_jets, 4), dtype=np.float64)
+    for k, name in enumerate(("px", "py", "pz", "E")):
+        out_jets[..., k] = ak.to_numpy(ak.fill_none(padded[name], 0.0)).reshape(n, n_jets)
+    tau = np.zeros((n, n_jets, N_TAU), dtype=np.float64)
+    if with_tau and mask.any():
+        constituents = cs.constituents(min_pt)[order][:, :n_jets]
+        tau[mask] = nsubjettiness(ak.flatten(constituents, axis=1), radius)
+    return {"jets": out_jets, "jet_mask": mask, "tau": tau, "n_particles": ak.to_numpy(ak.num(particles))}
+
+
+def cluster_particles_loop(
+    particles: ak.Array, radius: float = 1.0, algorithm: str = "antikt", n_jets: int = 2, min_pt: float = 20.0,
+) -> dict[str, Any]:
+    """Reference path: one ClusterSequence per event (PseudoJet interface). Jets and constituent indices only.
+
+    Used by the benchmark and the tests; ``cluster_particles`` is the fast path.
+    """
+    import fastjet
+
+    _silence_fastjet_banner()
+    jetdef = jet_definition(algorithm, radius)
+    events = to_cartesian(particles)
+    n = len(events)
+    out_jets = np.zeros((n, n_jets, 4))
+    mask = np.zeros((n, n_jets), dtype=bool)
+    constituents: list[list[list[int]]] = []
+    px, py, pz, e = (ak.to_list(events[f]) for f in ("px", "py", "pz", "E"))
+    for i in range(n):
+        pjs = []
+        for j in range(len(px[i])):
+            pj = fastjet.PseudoJet(px[i][j], py[i][j], pz[i][j], e[i][j])
+            pj.set_user_index(j)
+            pjs.append(pj)
+        cs = fastjet.ClusterSequence(pjs, jetdef)
+        jets = fastjet.sorted_by_pt(cs.inclusive_jets(min_pt))[:n_jets]
+        constituents.append([[c.user_index() for c in jet.constituents()] for jet in jets])
+        for k, jet in enumerate(jets):
+            out_jets[i, k] = (jet.px(), jet.py(), jet.pz(), jet.E())
+            mask[i, k] = True
+    return {"jets": out_jets, "jet_mask": mask, "constituents": constituents}
+
+
+def _cluster_chunk(in_path: str, start: int, stop: int, params: dict[str, Any]) -> JetArrays:
+    (events,) = list(iter_lhco(in_path, chunk_size=stop - start, start=start, stop=stop))
+    return _cluster_events(events, params)
+
+
+def _cluster_events(events: LHCOEvents, params: dict[str, Any]) -> JetArrays:
+    res = cluster_particles(events.particles, **params)
+    label = events.labels if events.labels is not None else np.full(len(events), -1, dtype=np.int8)
+    return JetArrays(
+        jets=res["jets"].astype(np.float32), jet_mask=res["jet_mask"], n_particles=res["n_particles"].astype(np.int32),
+        tau=res["tau"].astype(np.float32), label=label.astype(np.int8), event_id=events.event_id,
+    )
+
+
+def cluster(
+    in_path: PathLike,
+    out: PathLike,
+    radius: float = 1.0,
+    algorithm: str = "antikt",
+    n_jets: int = 2,
+    min_pt: float = 20.0,
+    workers: int = 1,
+    chunk_size: int = 20_000,
+    progress: bool = True,
+    start: int = 0,
+    stop: int | None = None,
+) -> ClusterSummary:
+    """Cluster an LHCO-format file into ``out`` (jets.h5): J leading jets, masks, tau_1..3, labels, event ids."""
+    from tqdm.auto import tqdm
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if n_jets < 1 or chunk_size < 1 or workers < 1:
+        raise ValueError("n_jets, chunk_size and workers must be >= 1")
+    jet_definition(algorithm, radius)  # validates radius
+    n_total = count_events(in_path)
+    labelled = is_labelled(in_path)
+    stop = n_total if stop is None else min(stop, n_total)
+    ranges = [(s, min(s + chunk_size, stop)) for s in range(start, stop, chunk_size)]
+    params = {"radius": radius, "algorithm": algorithm, "n_jets": n_jets, "min_pt": min_pt}
+    t0 = time.perf_counter()
+    parts: list[JetArrays] = []
+    bar = tqdm(total=stop - start, unit="ev", unit_scale=True, desc="cluster", disable=not progress, smoothing=0.1)
+    with bar:
+        if workers == 1 or len(ranges) <= 1:
+            for s, e in ranges:
+                parts.append(_cluster_chunk(str(in_path), s, e, params))
+                bar.update(e - s)
+        else:
+            parts = _run_parallel(str(in_path), ranges, params, workers, bar)
+    if parts:
+        arrays = JetArrays.concatenate(parts)
+    else:
+        arrays = JetArrays(np.zeros((0, n_jets, 4), np.float32), np.zeros((0, n_jets), bool), np.zeros(0, np.int32),
+                           np.zeros((0, n_jets, N_TAU), np.float32), np.zeros(0, np.int8), np.zeros(0, np.int64))
+    attrs = {
+        "source": str(Path(in_path).resolve()), "source_events": n_total, "source_labelled": labelled,
+        "algorithm": algorithm, "R": float(radius), "min_pt": float(min_pt), "n_jets": int(n_jets),
+        "tau_axes": "exclusive kT", "tau_beta": 1.0, "recombination": "E_scheme",
+    }
+    write_jets(out, arrays, attrs)
+    seconds = time.perf_counter() - t0
+    n_fewer = int((~arrays.jet_mask.all(axis=1)).sum())
+    return ClusterSummary(str(out), len(arrays), n_fewer, n_jets, seconds, workers)
+
+
+def _run_parallel(in_path: str, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
+                  bar: Any) -> list[JetArrays]:
+    results: dict[int, JetArrays] = {}
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: dict[cf.Future[JetArrays], int] = {}
+        queue = list(enumerate(ranges))
+        queue.reverse()
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:  # bounded: a few chunks in flight per worker
+                    i, (s, e) = queue.pop()
+                    pending[pool.submit(_cluster_chunk, in_path, s, e, params)] = i
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    results[i] = fut.result()
+                    bar.update(ranges[i][1] - ranges[i][0])
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return [results[i] for i in range(len(ranges))]
