@@ -1,0 +1,196 @@
+"""``TextModel``: a fine-tuned text run (base model + LoRA adapter + saved chat template / system prompt).
+
+    from hybridjet import TextModel
+    tm = TextModel.from_pretrained("runs/qa")
+    print(tm.ask("What is the mass of the W boson?"))
+    tm.perplexity(["The Higgs boson decays to two photons."])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hybridjet.errors import HybridjetError
+from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id, render_chat, with_system
+from hybridjet.text.export import ADAPTER_DIR, TOKENIZER_DIR, read_text_config
+from hybridjet.text.formats import Example
+from hybridjet.text.sft import token_loss_sum
+
+
+def attach_adapter(backbone: Any, adapter_dir: str | os.PathLike[str]) -> Any:
+    """Load the LoRA adapter in ``adapter_dir`` onto ``backbone`` (in place); returns the backbone."""
+    try:
+        from hybridjet.llm.adapters import load_adapter
+    except ImportError:
+        load_adapter = None
+    if load_adapter is not None:
+        result = load_adapter(backbone, adapter_dir)
+        return result if result is not None else backbone
+    from peft import PeftModel
+
+    try:
+        backbone.model = PeftModel.from_pretrained(backbone.model, str(adapter_dir), is_trainable=False)
+    except (OSError, ValueError) as exc:
+        raise HybridjetError(f"{adapter_dir}: cannot load the adapter: {str(exc).splitlines()[0]}") from None
+    return backbone
+
+
+class TextModel:
+    """A causal LM with a fine-tuned adapter, its tokenizer/chat template and system prompt."""
+
+    def __init__(self, backbone: Any, config: dict[str, Any], run_dir: str | Path | None = None) -> None:
+        self.backbone = backbone
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.tokenizer = backbone.tokenizer
+        self.system_prompt: str | None = config.get("system_prompt")
+        self.format: str = (config.get("data") or {}).get("format") or "qa"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        run_dir: str | os.PathLike[str],
+        quantization: str | None = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> TextModel:
+        """Load ``run_dir`` (written by ``hybridjet sft fit``): base model + adapter + saved tokenizer."""
+        from hybridjet.llm.backbone import load_backbone, load_tokenizer
+
+        run_dir = Path(run_dir)
+        config = read_text_config(run_dir)
+        model_name = config.get("model") or (config.get("base_identity") or {}).get("name") or "smollm2"
+        quant = quantization or config.get("quantization") or "auto"
+        if quant != "none" and not torch.cuda.is_available() and quantization is None:
+            quant = "auto"  # a run trained 4-bit on a GPU, used on a CPU
+        backbone = load_backbone(model_name, quantization=quant, lora=None, dtype=dtype, device=device)
+        if (run_dir / TOKENIZER_DIR).is_dir():
+            backbone.tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+        attach_adapter(backbone, run_dir / ADAPTER_DIR)
+        backbone.model.eval()
+        return cls(backbone, config, run_dir)
+
+    @property
+    def model(self) -> Any:
+        """The (peft) model."""
+        return self.backbone.model
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's input embeddings."""
+        return self.backbone.input_embeddings.weight.device
+
+    @contextlib.contextmanager
+    def base_model(self) -> Iterator[TextModel]:
+        """Within the block, the adapter is disabled (the base model answers)."""
+        disable = getattr(self.model, "disable_adapter", None)
+        if disable is None:
+            yield self
+            return
+        with disable():
+            yield self
+
+    # ---------------------------------------------------------------------------------------------- prompts
+    @property
+    def is_chat(self) -> bool:
+        """Whether prompts go through the chat template (all formats but ``completion``)."""
+        return self.format != "completion"
+
+    def prompt_text(self, question: str | list[dict[str, str]]) -> str:
+        """The model input for ``question`` (a string, or a list of chat messages)."""
+        if not self.is_chat:
+            if not isinstance(question, str):
+                raise HybridjetError("a completion run takes a text prompt, not chat messages")
+            return question
+        messages = [{"role": "user", "content": question}] if isinstance(question, str) else list(question)
+        return render_chat(self.tokenizer, with_system(messages, self.system_prompt), add_generation_prompt=True)
+
+    def _stop_ids(self) -> list[int]:
+        tok = self.tokenizer
+        ids = {tok.eos_token_id}
+        for name in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+            tid = tok.convert_tokens_to_ids(name) if name in tok.get_vocab() else None
+            if tid is not None:
+                ids.add(tid)
+        return sorted(i for i in ids if i is not None)
+
+    # ------------------------------------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        prompts: Sequence[str | list[dict[str, str]]],
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 128,
+        batch_size: int = 8,
+        templated: bool = False,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Generate for each prompt (left padding); returns only the new text of each.
+
+        ``prompts`` are questions (or message lists) to template, or model-ready texts with ``templated=True``.
+        ``temperature=0`` is greedy decoding.
+        """
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        texts = [p if templated else self.prompt_text(p) for p in prompts]
+        tok = self.tokenizer
+        outputs: list[str] = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            enc = tok(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": pad_token_id(tok)}
+            kwargs["eos_token_id"] = self._stop_ids()
+            if temperature > 0:
+                kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1] :]
+            outputs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+        return outputs
+
+    def ask(self, question: str, temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128) -> str:
+        """Answer ``question`` with the saved system prompt and chat template; only the new text is returned."""
+        if not isinstance(question, str) or not question.strip():
+            raise HybridjetError("the question is empty")
+        return self.generate_batch([question], temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)[0]
+
+    # ------------------------------------------------------------------------------------------- perplexity
+    @torch.no_grad()
+    def loss_on_examples(
+        self, examples: Sequence[Example], batch_size: int = 8, max_length: int | None = None
+    ) -> dict[str, float]:
+        """Token-weighted loss / perplexity on the learned tokens of ``examples`` (same masking as training);
+        examples longer than ``max_length`` tokens are dropped and counted."""
+        encoded = encode_examples(
+            examples, self.tokenizer, max_length=max_length, system_prompt=self.system_prompt, name="eval data"
+        )
+        collate = SFTCollator(pad_token_id(self.tokenizer), "right")
+        total, count = 0.0, 0
+        for start in range(0, len(encoded), batch_size):
+            batch = {k: v.to(self.device) for k, v in collate(encoded[start : start + batch_size]).items()}
+            s, n = token_loss_sum(self.model, batch)
+            total += float(s)
+            count += int(n)
+        loss = total / max(count, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": count, "examples": len(encoded)}
+
+    def perplexity(self, texts: str | Sequence[str], batch_size: int = 8) -> float:
+        """Perplexity of plain ``texts`` (every token after the first is scored, an EOS is appended)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        examples = [Example(f"text {i}", prompt="", target=t) for i, t in enumerate(texts) if t.strip()]
+        if not examples:
+            raise HybridjetError("no text to score")
+        return self.loss_on_examples(examples, batch_size)["perplexity"]

@@ -1,0 +1,181 @@
+"""``TextDataModule``: files -> examples -> splits -> tokenised, masked, padded batches for :class:`TextSFT`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from hybridjet.errors import HybridjetError
+from hybridjet.text.dataset import (
+    SFTCollator,
+    SFTDataset,
+    encode_examples,
+    pad_token_id,
+    split_examples,
+)
+from hybridjet.text.formats import Example, read_examples
+
+
+class TextDataModule(L.LightningDataModule):
+    """Text SFT data.
+
+    Args:
+        train_path: JSON / JSONL / Parquet file (or ``hf:NAME`` with ``datasets`` installed).
+        val_path: held-out file; if not given, ``val_ratio`` (seeded) or ``val_first`` of ``train_path`` is held out.
+        test_path: optional test file (else ``test_ratio`` of ``train_path``).
+        format: ``auto``, ``qa``, ``cot``, ``completion`` or ``chat``.
+        fields: field names, e.g. ``{question: q, answer: a, context: input}`` or ``{text: abstract}``.
+        system_prompt: system turn prepended to chat-like examples (saved with the adapter).
+        max_length: longer examples (in tokens, after templating) are dropped and counted.
+        train_on_prompt: learn the prompt tokens too (default: assistant / continuation tokens only).
+        val_ratio / test_ratio / val_first / seed: splitting of ``train_path``.
+        prompt_words / prompt_fraction: completion format: first N words (or fraction) of each text as the prompt.
+        skip_invalid: skip (and count) malformed records instead of stopping at the first one.
+        batch_size / eval_batch_size / num_workers: loaders.
+    """
+
+    def __init__(
+        self,
+        train_path: str,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        format: str = "auto",
+        fields: dict[str, str] | None = None,
+        system_prompt: str | None = None,
+        max_length: int = 512,
+        train_on_prompt: bool = False,
+        val_ratio: float = 0.1,
+        test_ratio: float = 0.0,
+        val_first: int | None = None,
+        seed: int = 0,
+        prompt_words: int | None = None,
+        prompt_fraction: float | None = None,
+        skip_invalid: bool = False,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_path = train_path
+        self.val_path = val_path
+        self.test_path = test_path
+        self.format = format
+        self.fields = dict(fields or {})
+        self.system_prompt = system_prompt
+        self.max_length = max_length
+        self.train_on_prompt = train_on_prompt
+        self.val_ratio = val_ratio
+        self.test_ratio = test_ratio
+        self.val_first = val_first
+        self.seed = seed
+        self.prompt_words = prompt_words
+        self.prompt_fraction = prompt_fraction
+        self.skip_invalid = skip_invalid
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.tokenizer: Any = None
+        self.examples: dict[str, list[Example]] = {}
+        self.datasets: dict[str, SFTDataset] = {}
+        self.detected_format: str | None = None
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def read(self, path: str) -> list[Example]:
+        """Read and normalise one file with this module's format settings (prints a one-line summary)."""
+        examples, report = read_examples(
+            path,
+            format=self.format,
+            fields=self.fields,
+            prompt_words=self.prompt_words,
+            prompt_fraction=self.prompt_fraction,
+            skip_invalid=self.skip_invalid,
+        )
+        if report.skipped:
+            print(report.summary(path))
+        if examples and self.detected_format is None:
+            self.detected_format = examples[0].meta.get("format")
+        return examples
+
+    def load_examples(self) -> dict[str, list[Example]]:
+        """Examples per split (``train``, ``val``, ``test``), without tokenising."""
+        if self.examples:
+            return self.examples
+        train = self.read(self.train_path)
+        if self.val_path is not None:
+            splits = {"train": train, "val": self.read(self.val_path), "test": []}
+            if self.test_ratio > 0:
+                more = split_examples(train, val_ratio=0.0, test_ratio=self.test_ratio, seed=self.seed)
+                splits["train"], splits["test"] = more["train"], more["test"]
+        else:
+            splits = split_examples(train, self.val_ratio, self.test_ratio, self.val_first, self.seed)
+        if self.test_path is not None:
+            splits["test"] = self.read(self.test_path)
+        self.examples = splits
+        return splits
+
+    # ----------------------------------------------------------------------------------------------- lightning
+    def attach_tokenizer(self, tokenizer: Any) -> None:
+        """Use ``tokenizer`` (normally the model's) for templating and tokenising."""
+        self.tokenizer = tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            tokenizer = getattr(module, "tokenizer", None)
+            if tokenizer is None:
+                raise HybridjetError("TextDataModule needs a tokenizer: attach_tokenizer(...) or a TextSFT model")
+            self.tokenizer = tokenizer
+        if self.datasets:
+            return
+        for split, examples in self.load_examples().items():
+            if not examples:
+                continue
+            encoded = encode_examples(
+                examples,
+                self.tokenizer,
+                max_length=self.max_length,
+                system_prompt=self.system_prompt,
+                train_on_prompt=self.train_on_prompt,
+                name=f"{split} split",
+            )
+            self.datasets[split] = SFTDataset(encoded)
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self.datasets.items())
+        print(f"text data: {counts} examples (format {self.detected_format}, max_length {self.max_length})")
+
+    def collator(self, padding_side: str = "right") -> SFTCollator:
+        """The padding collator (right padding for training/eval loss, left for generation)."""
+        return SFTCollator(pad_token_id(self.tokenizer), padding_side=padding_side)
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        if split not in self.datasets:
+            raise HybridjetError(f"no {split} data (set {split}_path or a {split} ratio)")
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collator("right"),
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    def text_settings(self) -> dict[str, Any]:
+        """The settings a saved run needs to template new inputs the same way (written to text_config.yaml)."""
+        return {
+            "format": self.detected_format or self.format,
+            "fields": self.fields,
+            "system_prompt": self.system_prompt,
+            "max_length": self.max_length,
+            "prompt_words": self.prompt_words,
+            "prompt_fraction": self.prompt_fraction,
+        }

@@ -1,0 +1,225 @@
+"""Tokenise :class:`~hybridjet.text.formats.Example` records with label masking; splits; padding collator.
+
+Labels are ``-100`` everywhere except on the tokens a model should learn: the assistant turns (including the
+end-of-turn token, e.g. ``<|im_end|>`` for ChatML) or the continuation of a completion record.  Masking is done by
+character spans of the rendered chat template (offset mapping), never by token id, so an EOS that doubles as the
+pad token is still learned; padding is masked from the attention mask.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hybridjet.errors import HybridjetError
+from hybridjet.text.formats import Example
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Encoded:
+    """One tokenised example: ``input_ids`` and ``labels`` (same length, -100 = not learned)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def with_system(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """Prepend ``system_prompt`` unless the conversation already starts with a system turn."""
+    if system_prompt and not (messages and messages[0]["role"] == "system"):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return list(messages)
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """The chat template of ``tokenizer`` applied to ``messages`` (as text)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise HybridjetError(
+            "the tokenizer has no chat template: use format 'completion', or a model with a chat template"
+        )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def _assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """Rendered text of the conversation and the character spans of each assistant turn (with its end token)."""
+    rendered = render_chat(tokenizer, messages)
+    full = rendered
+    eos = tokenizer.eos_token or ""
+    spans = []
+    shift = 0  # characters inserted into ``full`` so far (explicit EOS tokens)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render_chat(tokenizer, messages[:i], add_generation_prompt=True)
+        upto = render_chat(tokenizer, messages[: i + 1])
+        if not rendered.startswith(upto) or not upto.startswith(before):
+            raise HybridjetError("the chat template does not render conversations incrementally; cannot mask turns")
+        start = len(before) + shift
+        content = message["content"].strip()
+        content_at = upto.find(content, len(before))
+        if content_at < 0:
+            raise HybridjetError("the chat template changes the assistant text; cannot mask turns")
+        end = len(upto.rstrip())  # trailing newline after the end-of-turn token is not learned
+        if eos and eos not in upto[content_at + len(content) : end + 1]:
+            # a template without an end-of-turn token: learn the EOS explicitly
+            full = full[: end + shift] + eos + full[end + shift :]
+            shift += len(eos)
+        spans.append((start, end + shift))
+    return full, spans
+
+
+def _tokenise_with_spans(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = [IGNORE_INDEX] * len(ids)
+    for j, (start, end) in enumerate(enc["offset_mapping"]):
+        if end <= start:
+            continue
+        for s, e in spans:
+            if s <= start < e:
+                labels[j] = ids[j]
+                break
+    return ids, labels
+
+
+def encode_example(
+    example: Example, tokenizer: Any, system_prompt: str | None = None, train_on_prompt: bool = False
+) -> Encoded:
+    """Tokenise one example; labels only on assistant turns / continuation unless ``train_on_prompt``."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise HybridjetError("text SFT needs a fast tokenizer (offset mapping) for label masking")
+    if example.is_chat:
+        text, spans = _assistant_spans(tokenizer, with_system(example.messages or [], system_prompt))
+    else:
+        eos = tokenizer.eos_token or ""
+        text = example.prompt + example.target + eos
+        spans = [(len(example.prompt), len(text))]
+    if train_on_prompt:
+        spans = [(0, spans[-1][1])]
+    ids, labels = _tokenise_with_spans(tokenizer, text, spans)
+    bos = tokenizer.bos_token_id
+    if not example.is_chat and bos is not None and getattr(tokenizer, "add_bos_token", False) and ids[:1] != [bos]:
+        ids, labels = [bos, *ids], [IGNORE_INDEX, *labels]
+    return Encoded(ids, labels, example.source)
+
+
+def encode_examples(
+    examples: Sequence[Example],
+    tokenizer: Any,
+    max_length: int | None = None,
+    system_prompt: str | None = None,
+    train_on_prompt: bool = False,
+    name: str = "data",
+    log: Any = print,
+) -> list[Encoded]:
+    """Tokenise ``examples``; drop (and count) those longer than ``max_length`` or with nothing to learn."""
+    kept: list[Encoded] = []
+    too_long = no_target = 0
+    for ex in examples:
+        enc = encode_example(ex, tokenizer, system_prompt, train_on_prompt)
+        if max_length is not None and len(enc) > max_length:
+            too_long += 1
+            continue
+        if all(label == IGNORE_INDEX for label in enc.labels):
+            no_target += 1
+            continue
+        kept.append(enc)
+    if too_long or no_target:
+        parts = []
+        if too_long:
+            parts.append(f"{too_long} longer than max_length={max_length} tokens")
+        if no_target:
+            parts.append(f"{no_target} with no tokens to learn")
+        log(f"{name}: dropped {too_long + no_target} of {len(examples)} records ({', '.join(parts)})")
+    if not kept:
+        raise HybridjetError(
+            f"{name}: every one of the {len(examples)} records was dropped (longest allowed: {max_length} tokens);"
+            " raise max_length"
+        )
+    return kept
+
+
+def split_examples(
+    examples: Sequence[Example],
+    val_ratio: float = 0.1,
+    test_ratio: float = 0.0,
+    val_first: int | None = None,
+    seed: int = 0,
+) -> dict[str, list[Example]]:
+    """Split into train/val(/test): by ratio after a seeded shuffle, or the first ``val_first`` records as val."""
+    items = list(examples)
+    if val_first is not None:
+        if not 0 < val_first < len(items):
+            raise HybridjetError(f"val_first={val_first} must be between 1 and {len(items) - 1} (records: {len(items)})")
+        return {"train": items[val_first:], "val": items[:val_first], "test": []}
+    if val_ratio < 0 or test_ratio < 0 or val_ratio + test_ratio >= 1:
+        raise HybridjetError(f"val_ratio + test_ratio must be in [0, 1), got {val_ratio} + {test_ratio}")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_val = round(len(items) * val_ratio)
+    n_test = round(len(items) * test_ratio)
+    if val_ratio > 0:
+        n_val = max(1, n_val)
+    if test_ratio > 0:
+        n_test = max(1, n_test)
+    if n_val + n_test >= len(items):
+        raise HybridjetError(f"{len(items)} records are too few for val_ratio={val_ratio}, test_ratio={test_ratio}")
+    val = [items[i] for i in order[:n_val]]
+    test = [items[i] for i in order[n_val : n_val + n_test]]
+    train = [items[i] for i in order[n_val + n_test :]]
+    return {"train": train, "val": val, "test": test}
+
+
+class SFTDataset(torch.utils.data.Dataset):
+    """A list of :class:`Encoded` examples."""
+
+    def __init__(self, items: Sequence[Encoded]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Encoded:
+        return self.items[index]
+
+
+@dataclass
+class SFTCollator:
+    """Pad a batch of :class:`Encoded`: right padding for training, left padding for generation."""
+
+    pad_token_id: int
+    padding_side: str = "right"
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, batch: Sequence[Encoded]) -> dict[str, torch.Tensor]:
+        length = max(len(item) for item in batch)
+        if self.pad_to_multiple_of:
+            m = self.pad_to_multiple_of
+            length = (length + m - 1) // m * m
+        ids = torch.full((len(batch), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for row, item in enumerate(batch):
+            n = len(item)
+            sl = slice(0, n) if self.padding_side == "right" else slice(length - n, length)
+            ids[row, sl] = torch.tensor(item.input_ids)
+            labels[row, sl] = torch.tensor(item.labels)
+            mask[row, sl] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The pad id to use (the tokenizer's pad, else its EOS); padding is masked by the attention mask."""
+    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pid is None:
+        raise HybridjetError("the tokenizer has neither a pad nor an EOS token")
+    return int(pid)

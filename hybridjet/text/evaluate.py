@@ -1,0 +1,124 @@
+"""``hybridjet sft eval``: loss, perplexity and ROUGE-L of a text run on a file, base model vs adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hybridjet.errors import HybridjetError
+from hybridjet.io_utils import atomic_path
+from hybridjet.text.formats import Example, extract_response, read_examples
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Mean ROUGE-L F-measure (``rouge-score``, stemming on) of predictions against references."""
+    from rouge_score import rouge_scorer
+
+    if len(predictions) != len(references) or not predictions:
+        raise HybridjetError("ROUGE-L needs as many predictions as references (and at least one)")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return float(sum(scores) / len(scores))
+
+
+def _prompt_of(example: Example) -> str | list[dict[str, str]]:
+    return example.prompt_messages() if example.is_chat else example.prompt
+
+
+def score_model(
+    tm: Any, examples: Sequence[Example], max_new_tokens: int, batch_size: int, max_length: int | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Loss/perplexity and ROUGE-L (greedy generations) of ``tm`` on ``examples``."""
+    result: dict[str, Any] = dict(tm.loss_on_examples(examples, batch_size=batch_size, max_length=max_length))
+    prompts = [_prompt_of(ex) for ex in examples]
+    if any(not ex.is_chat and not ex.prompt for ex in examples):
+        result["rougeL"] = None  # plain texts without a prompt/continuation split: nothing to generate from
+        return result, []
+    generations = tm.generate_batch(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    references = [ex.reference() for ex in examples]
+    result["rougeL"] = rouge_l(generations, references)
+    if any(ex.meta.get("format") == "cot" for ex in examples):
+        result["rougeL_response"] = rouge_l(
+            [extract_response(g) for g in generations], [extract_response(r) for r in references]
+        )
+    return result, generations
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    max_new_tokens: int = 128,
+    limit: int | None = None,
+    batch_size: int = 8,
+    include_base: bool = True,
+    out: str | os.PathLike[str] | None = None,
+    model: Any = None,
+) -> dict[str, Any]:
+    """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``."""
+    from hybridjet.text.api import TextModel
+
+    tm = model if model is not None else TextModel.from_pretrained(run_dir)
+    settings = tm.config.get("data") or {}
+    examples, report = read_examples(
+        data,
+        format=settings.get("format") or "auto",
+        fields=settings.get("fields") or {},
+        prompt_words=settings.get("prompt_words"),
+        prompt_fraction=settings.get("prompt_fraction"),
+    )
+    if limit is not None:
+        examples = examples[: int(limit)]
+    max_length = settings.get("max_length")
+    result: dict[str, Any] = {
+        "run": str(run_dir),
+        "data": str(data),
+        "records": report.n_read,
+        "evaluated": len(examples),
+        "max_new_tokens": max_new_tokens,
+        "model": tm.config.get("model"),
+    }
+    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length)
+    if include_base:
+        with tm.base_model():
+            before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length)
+        result["base"] = before
+    result["adapter"] = after
+    result["samples"] = [
+        {
+            "prompt": ex.prompt_messages()[-1]["content"] if ex.is_chat else ex.prompt,
+            "reference": ex.reference(),
+            "adapter": generations[i] if generations else None,
+            **({"base": base_generations[i] if base_generations else None} if include_base else {}),
+        }
+        for i, ex in enumerate(examples[:5])
+    ]
+    out_path = Path(out) if out is not None else Path(run_dir) / "eval.json"
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    result["written"] = str(out_path)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A before/after table of an :func:`evaluate_run` result."""
+    cols = [c for c in ("base", "adapter") if c in result]
+    rows = [("eval loss", "loss", "{:.4f}"), ("perplexity", "perplexity", "{:.3f}"), ("ROUGE-L F", "rougeL", "{:.4f}")]
+    if any("rougeL_response" in result[c] for c in cols):
+        rows.append(("ROUGE-L F (response)", "rougeL_response", "{:.4f}"))
+    lines = [
+        f"{result['data']}: {result['evaluated']} examples, "
+        f"{result[cols[-1]].get('tokens', 0)} scored tokens, greedy, max_new_tokens={result['max_new_tokens']}",
+        f"{'metric':<22}" + "".join(f"{c + (' (before)' if c == 'base' else ' (after)'):>18}" for c in cols),
+    ]
+    for label, key, fmt in rows:
+        values = []
+        for c in cols:
+            v = result[c].get(key)
+            values.append(f"{(fmt.format(v) if v is not None else 'n/a'):>18}")
+        lines.append(f"{label:<22}" + "".join(values))
+    if "written" in result:
+        lines.append(f"written: {result['written']}")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""``hybridjet sft ...``: LightningCLI for :class:`TextSFT` + :class:`TextDataModule`, and ``sft eval``.
+
+    hybridjet sft fit -c configs/sft_qa.yaml [--trainer.max_steps 40] [--ckpt_path last]
+    hybridjet sft validate -c configs/sft_qa.yaml
+    hybridjet sft fit -c configs/sft_qa.yaml --print_config
+    hybridjet sft eval --run runs/qa --data examples/data/physics_qa.jsonl [--max-new-tokens 64]
+
+Outputs go to ``runs/<name>/`` (``--name``, set in each config): ``config.yaml``, ``metrics.csv``,
+``checkpoints/`` (best by ``val_loss`` + ``last.ckpt``, LoRA weights only), ``adapter/``, ``tokenizer/``,
+``text_config.yaml``; ``sft eval`` adds ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from hybridjet.text.datamodule import TextDataModule
+from hybridjet.text.sft import TextSFT
+
+USAGE = "usage: hybridjet sft {fit,validate,test} -c CONFIG [overrides] | hybridjet sft eval --run RUN --data FILE"
+
+
+class SFTCLI(LightningCLI):
+    """LightningCLI with a run name (``runs/<name>``), a best-by-val_loss checkpoint and a CSV logger."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--name", type=str, default="sft", help="run name: outputs go to <runs_root>/<name>")
+        parser.add_argument("--runs_root", type=str, default="runs", help="parent directory of run directories")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_loss",
+                "checkpoint.mode": "min",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{step}-{val_loss:.4f}",
+                "checkpoint.auto_insert_metric_name": True,
+            }
+        )
+
+    def _sub_config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def run_dir(self) -> Path:
+        """``<runs_root>/<name>``."""
+        cfg = self._sub_config()
+        return Path(cfg.runs_root) / cfg.name
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self._sub_config()
+        run_dir = self.run_dir()
+        if not cfg.trainer.get("default_root_dir"):
+            cfg.trainer.default_root_dir = str(run_dir)
+        if not cfg.checkpoint.get("dirpath"):
+            cfg.checkpoint.dirpath = str(run_dir / "checkpoints")
+        if not cfg.model.get("run_dir"):
+            cfg.model.run_dir = str(run_dir)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        cfg = self._sub_config()
+        logger = cfg.trainer.get("logger")
+        if logger is None or logger is True:
+            from lightning.pytorch.loggers import CSVLogger
+
+            kwargs.setdefault("logger", CSVLogger(save_dir=str(self.run_dir()), name="", version=""))
+        return super().instantiate_trainer(**kwargs)
+
+
+def cli_main(args: Sequence[str]) -> SFTCLI:
+    """Run the LightningCLI on ``args`` (the arguments after ``sft``)."""
+    return SFTCLI(
+        TextSFT,
+        TextDataModule,
+        args=list(args),
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"num_sanity_val_steps": 0},
+        parser_kwargs={"prog": "hybridjet sft"},
+    )
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    """The parser of ``hybridjet sft eval``."""
+    p = argparse.ArgumentParser(
+        prog="hybridjet sft eval",
+        description="Perplexity and ROUGE-L of a text run on a file, base model vs adapter; writes <run>/eval.json",
+    )
+    p.add_argument("--run", required=True, help="run directory (runs/<name>) written by 'hybridjet sft fit'")
+    p.add_argument("--data", required=True, help="held-out JSON/JSONL/Parquet file in the run's format")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="generation length for ROUGE-L")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N records")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-base", action="store_true", help="skip the base-model (before) column")
+    p.add_argument("--out", default=None, help="output JSON (default <run>/eval.json)")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point for ``hybridjet sft ...`` (``argv`` starts with ``"sft"``)."""
+    args = list(argv)
+    if args and args[0] == "sft":
+        args = args[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    if args[0] == "eval":
+        from hybridjet.text.evaluate import evaluate_run, format_table
+
+        ns = eval_parser().parse_args(args[1:])
+        result = evaluate_run(
+            ns.run,
+            ns.data,
+            max_new_tokens=ns.max_new_tokens,
+            limit=ns.limit,
+            batch_size=ns.batch_size,
+            include_base=not ns.no_base,
+            out=ns.out,
+        )
+        print(format_table(result))
+        return 0
+    cli_main(args)
+    return 0

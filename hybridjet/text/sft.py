@@ -1,0 +1,251 @@
+"""``TextSFT``: supervised fine-tuning of a (4-bit) LoRA causal LM on text, as a LightningModule.
+
+Loss: causal-LM cross entropy on the unmasked label tokens (assistant turns / continuations).  Validation logs the
+token-weighted ``val_loss``, ``val_ppl`` = exp(val_loss) and an exponential moving average ``val_loss_ema``.
+Checkpoints hold only the trainable (LoRA) weights; at the end of ``fit`` the run directory gets ``adapter/``
+(the best checkpoint by ``val_loss`` when there is one), the tokenizer with its chat template and
+``text_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from hybridjet.errors import HybridjetError
+from hybridjet.text.dataset import IGNORE_INDEX
+
+OPTIMIZERS = ("adamw", "adamw8bit")
+SCHEDULERS = ("cosine", "linear", "constant")
+
+
+def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross entropy over the unmasked labels of ``batch``, and the number of such tokens."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    logits = out.logits[:, :-1, :].float()
+    labels = batch["labels"][:, 1:]
+    labels = labels.masked_fill(batch["attention_mask"][:, 1:] == 0, IGNORE_INDEX)
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    count = (labels != IGNORE_INDEX).sum()
+    return total, count
+
+
+class TextSFT(L.LightningModule):
+    """LoRA supervised fine-tuning of a causal LM.
+
+    Args:
+        model: backbone name or path (``smollm2`` = the embedded SmolLM2-135M-Instruct).
+        quantization: ``auto`` (nf4-dq on CUDA, none on CPU), ``nf4``, ``nf4-dq``, ``int8``, ``none``.
+        lora: preset ``qkv``, ``attn`` or ``all-linear`` (or comma-separated module names).
+        lora_r / lora_alpha / lora_dropout: LoRA rank, scaling and dropout.
+        dtype: compute dtype (``bf16``, ``fp16``, ``fp32``; default per device).
+        gradient_checkpointing: trade compute for activation memory.
+        optimizer: ``adamw`` (torch) or ``adamw8bit`` (bitsandbytes).
+        lr / weight_decay / betas: optimizer settings.
+        scheduler: ``cosine`` (default), ``linear`` or ``constant``, each after ``warmup_steps`` linear warmup.
+        ema_decay: decay of the moving average of the eval loss (``val_loss_ema``).
+        run_dir: where ``adapter/``, tokenizer and ``text_config.yaml`` go (default: the trainer's root dir).
+        save_best: export the checkpoint with the lowest ``val_loss`` (else the final weights).
+        cache_dir: hybridjet model cache (GGUF conversions).
+    """
+
+    def __init__(
+        self,
+        model: str = "smollm2",
+        quantization: str = "auto",
+        lora: str = "qkv",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        dtype: str | None = None,
+        gradient_checkpointing: bool = False,
+        optimizer: str = "adamw",
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        ema_decay: float = 0.9,
+        run_dir: str | None = None,
+        save_best: bool = True,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise HybridjetError(f"unknown optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if scheduler not in SCHEDULERS:
+            raise HybridjetError(f"unknown scheduler {scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
+        self.save_hyperparameters()
+        from hybridjet.llm.backbone import load_backbone
+
+        spec = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
+        if "," in lora:
+            spec["target_modules"] = [m.strip() for m in lora.split(",") if m.strip()]
+        else:
+            spec["preset"] = lora
+        self.backbone = load_backbone(
+            model,
+            quantization=quantization,
+            lora=spec,
+            dtype=dtype,
+            gradient_checkpointing=gradient_checkpointing,
+            cache_dir=cache_dir,
+        )
+        self.model = self.backbone.model
+        self.tokenizer = self.backbone.tokenizer
+        self._val_sum = 0.0
+        self._val_count = 0
+        self.val_loss_ema: float | None = None
+        self.exported_from: dict[str, Any] = {}
+
+    def on_fit_start(self) -> None:
+        self.model.train()  # the loader returns the model in eval mode; LoRA dropout is on while training
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        """Mean token loss of ``batch``."""
+        total, count = token_loss_sum(self.model, batch)
+        return total / count.clamp(min=1)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        total, count = token_loss_sum(self.model, batch)
+        loss = total / count.clamp(min=1)
+        n = batch["input_ids"].size(0)
+        self.log("train_loss", loss, prog_bar=True, batch_size=n)
+        self.log("train_tokens", count.float(), reduce_fx="sum", batch_size=n)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum, self._val_count = 0.0, 0
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        total, count = token_loss_sum(self.model, batch)
+        self._val_sum += float(total)
+        self._val_count += int(count)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or self._val_count == 0:
+            return
+        loss = self._val_sum / self._val_count
+        if self.val_loss_ema is None:
+            self.val_loss_ema = loss
+        else:
+            d = float(self.hparams.ema_decay)
+            self.val_loss_ema = d * self.val_loss_ema + (1 - d) * loss
+        self.log("val_loss", loss, prog_bar=True)
+        self.log("val_ppl", math.exp(min(loss, 50.0)))
+        self.log("val_loss_ema", self.val_loss_ema)
+        self.log("val_tokens", float(self._val_count))
+
+    test_step = validation_step
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_test_epoch_end(self) -> None:
+        if self._val_count:
+            loss = self._val_sum / self._val_count
+            self.log("test_loss", loss)
+            self.log("test_ppl", math.exp(min(loss, 50.0)))
+
+    # -------------------------------------------------------------------------------------------- optimizer
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise HybridjetError("no trainable parameters (LoRA adapters missing?)")
+        if hp.optimizer == "adamw8bit":
+            try:
+                import bitsandbytes as bnb
+            except ImportError:
+                raise HybridjetError("optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes)") from None
+            opt = bnb.optim.AdamW8bit(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(int(hp.warmup_steps), total)
+
+        def factor(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if hp.scheduler == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            if hp.scheduler == "linear":
+                return 1.0 - progress
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------- LoRA-only checkpoints
+    def trainable_names(self) -> set[str]:
+        """Names of the trainable parameters (what checkpoints hold)."""
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """Only the trainable (LoRA) weights: the frozen base is never written to checkpoints."""
+        full = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        keep = {prefix + name for name in self.trainable_names()}
+        return OrderedDict((k, v) for k, v in full.items() if k in keep)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        """Load trainable weights; with ``strict`` every trainable weight must be present and nothing else."""
+        expected = self.trainable_names()
+        missing = sorted(expected - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(super().state_dict()))
+        if strict and (missing or unexpected):
+            raise HybridjetError(
+                f"checkpoint does not match the model: {len(missing)} LoRA weights missing "
+                f"(e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]}); "
+                "same model and lora settings?"
+            )
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["text_sft"] = {"val_loss_ema": self.val_loss_ema}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_loss_ema = checkpoint.get("text_sft", {}).get("val_loss_ema")
+
+    # ---------------------------------------------------------------------------------------------- export
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.export(self.resolve_run_dir())
+
+    def resolve_run_dir(self) -> Path:
+        """The run directory: ``run_dir`` or the trainer's ``default_root_dir``."""
+        if self.hparams.run_dir:
+            return Path(self.hparams.run_dir)
+        return Path(self.trainer.default_root_dir)
+
+    def _load_best(self) -> None:
+        cb = getattr(self.trainer, "checkpoint_callback", None)
+        best = getattr(cb, "best_model_path", "") if cb is not None else ""
+        if not (self.hparams.save_best and best and Path(best).is_file()):
+            self.exported_from = {"checkpoint": "final", "step": int(self.global_step)}
+            return
+        ckpt = torch.load(best, map_location="cpu", weights_only=False)
+        self.load_state_dict(ckpt["state_dict"])
+        score = getattr(cb, "best_model_score", None)
+        self.exported_from = {
+            "checkpoint": str(best),
+            "step": int(ckpt.get("global_step", -1)),
+            "val_loss": float(score) if score is not None else None,
+        }
+
+    def export(self, run_dir: str | Path) -> Path:
+        """Write ``adapter/``, ``tokenizer/`` (with chat template) and ``text_config.yaml`` into ``run_dir``."""
+        from hybridjet.text.export import save_text_run
+
+        self._load_best()
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        settings = datamodule.text_settings() if hasattr(datamodule, "text_settings") else {}
+        return save_text_run(self.backbone, run_dir, settings, self.hparams, extra={"exported": self.exported_from})
