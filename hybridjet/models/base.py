@@ -1,0 +1,267 @@
+"""What every event classifier shares: evaluation and AUC logging, optimiser and schedule, light checkpoints,
+and the run directory (weights as safetensors, metadata as JSON, scores.h5, metrics.json)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from hybridjet import __version__
+from hybridjet.errors import HybridjetError
+from hybridjet.io_utils import atomic_path
+from hybridjet.models.features import Normalizer
+
+RUN_MODEL_FILE = "model.json"
+RUN_WEIGHTS_FILE = "weights.safetensors"
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUC by ranks (ties averaged); NaN when one class is missing."""
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+class EventClassifier(L.LightningModule):
+    """Base class: subclasses implement ``score(batch) -> [B] logits`` and may override ``loss(batch)``."""
+
+    model_kind = "classifier"
+
+    def __init__(
+        self,
+        lr: float = 2e-4,
+        encoder_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.05,
+        class_weight: str | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.strict_loading = False  # checkpoints hold the trainable weights only
+        self.normalizer: Normalizer | None = None
+        self.feature_set: str | None = None
+        self.pos_weight = 1.0
+        self._eval_outputs: list[dict[str, torch.Tensor]] = []
+        self._fit_started: float | None = None
+        self._train_events = 0
+        self.timing: dict[str, float] = {}
+
+    # ---- subclass interface -------------------------------------------------------------------------------
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.score(batch)
+        weight = None
+        if self.hparams.get("class_weight") == "balanced":
+            weight = torch.tensor(self.pos_weight, device=logits.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), batch["label"].float(), pos_weight=weight
+        )
+
+    def encoder_parameter_names(self) -> set[str]:
+        """Names of parameters trained at ``encoder_lr`` (the rest of the trainable ones use ``lr``)."""
+        return {n for n, _ in self.named_parameters() if not n.startswith("llm.")}
+
+    # ---- data hand-over ------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        datamodule.setup(stage)
+        if self.feature_set is not None and datamodule.feature_set != self.feature_set:
+            raise HybridjetError(
+                f"data.feature_set: this model was trained on {self.feature_set!r}, got {datamodule.feature_set!r}"
+            )
+        self.normalizer = datamodule.normalizer
+        self.feature_set = datamodule.feature_set
+        self.pos_weight = datamodule.pos_weight
+        self.build(datamodule.n_features)
+
+    def build(self, n_features: int) -> None:
+        """Create layers whose shape depends on the data (called once the feature count is known)."""
+
+    # ---- steps ------------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self._train_events += len(batch["label"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
+        logits = self.score(batch).float()
+        self._eval_outputs.append(
+            {"score": logits.detach().cpu(), "label": batch["label"].cpu(), "event_id": batch["event_id"].cpu()}
+        )
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"score": torch.sigmoid(self.score(batch).float()).cpu(), "event_id": batch["event_id"].cpu(),
+                "label": batch["label"].cpu()}
+
+    def _gather_eval(self) -> dict[str, np.ndarray]:
+        outputs = self._eval_outputs
+        self._eval_outputs = []
+        if not outputs:
+            return {}
+        merged = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+        merged = {k: self.all_gather(v).reshape(-1).cpu().numpy() if self.trainer.world_size > 1 else v.numpy()
+                  for k, v in merged.items()}
+        return merged
+
+    def _log_eval(self, prefix: str) -> dict[str, np.ndarray]:
+        merged = self._gather_eval()
+        if not merged:
+            return merged
+        logits, labels = merged["score"], merged["label"]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits),
+                                                                    torch.from_numpy(labels)).item()
+        auc = roc_auc(labels, logits)
+        acc = float(((logits > 0) == (labels > 0.5)).mean())
+        self.log_dict({f"{prefix}_loss": loss, f"{prefix}_auc": auc, f"{prefix}_acc": acc}, prog_bar=True,
+                      sync_dist=False)
+        return merged
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_started = time.perf_counter()
+
+    def on_test_epoch_end(self) -> None:
+        merged = self._log_eval("test")
+        if merged and self.trainer.is_global_zero:
+            seconds = time.perf_counter() - self._test_started
+            self.timing["infer_events_per_s"] = len(merged["score"]) / max(seconds, 1e-9)
+            run_dir = Path(self.trainer.default_root_dir)
+            self.write_scores(run_dir, "test", merged)
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
+        self._train_events = 0
+
+    def on_fit_end(self) -> None:
+        if self._fit_started is not None:
+            seconds = time.perf_counter() - self._fit_started
+            self.timing.update(train_time_s=seconds, train_events_per_s=self._train_events / max(seconds, 1e-9))
+
+    # ---- optimisation -----------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        fast = self.encoder_parameter_names()
+        groups = [
+            {"params": [p for n, p in self.named_parameters() if p.requires_grad and n in fast],
+             "lr": self.hparams.encoder_lr},
+            {"params": [p for n, p in self.named_parameters() if p.requires_grad and n not in fast],
+             "lr": self.hparams.lr},
+        ]
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(total * self.hparams.warmup_fraction)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- light checkpoints ------------------------------------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters only: never the frozen base weights."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = self.trainable_state_dict()
+        checkpoint["hybridjet"] = self.run_metadata()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        missing = set(self.trainable_state_dict()) - set(checkpoint["state_dict"])
+        if missing and self.trainable_state_dict():
+            raise HybridjetError(f"checkpoint: missing trainable weights {sorted(missing)[:3]}... "
+                                 "(was it written by a different model configuration?)")
+        meta = checkpoint.get("hybridjet", {})
+        self.check_base_identity(meta.get("base_model"))
+
+    def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
+        """Refuse weights trained on another base model (subclasses with an LLM implement it)."""
+
+    # ---- run directory ------------------------------------------------------------------------------------------
+    def base_identity(self) -> dict[str, Any] | None:
+        return None
+
+    def run_metadata(self) -> dict[str, Any]:
+        return {
+            "class": type(self).__name__,
+            "model": self.model_kind,
+            "hybridjet_version": __version__,
+            "hparams": dict(self.hparams),
+            "feature_set": self.feature_set,
+            "n_features": None if self.normalizer is None else len(self.normalizer.names),
+            "normalizer": None if self.normalizer is None else self.normalizer.to_dict(),
+            "base_model": self.base_identity(),
+            "trainable_params": sum(p.numel() for p in self.parameters() if p.requires_grad),
+        }
+
+    def save_run(self, run_dir: str | Path) -> None:
+        """Write weights (safetensors) and metadata (JSON): all ``from_pretrained`` needs besides the base model."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        with atomic_path(run_dir / RUN_WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp))
+        with atomic_path(run_dir / RUN_MODEL_FILE) as tmp:
+            tmp.write_text(json.dumps(self.run_metadata(), indent=1, default=str))
+        self.update_metrics(run_dir)
+
+    def load_run_weights(self, run_dir: str | Path) -> None:
+        """Load ``weights.safetensors`` of a run into this (already built) model, checking every key."""
+        path = Path(run_dir) / RUN_WEIGHTS_FILE
+        if not path.exists():
+            raise HybridjetError(f"{path}: run weights not found (is this a finished hybridjet run directory?)")
+        state = load_file(str(path))
+        expected = set(self.trainable_state_dict())
+        if set(state) != expected:
+            raise HybridjetError(f"{path}: weights do not match the model ({len(set(state) ^ expected)} keys differ)")
+        self.load_state_dict(state, strict=False)
+
+    def write_scores(self, run_dir: Path, split: str, merged: dict[str, np.ndarray]) -> None:
+        """``scores.h5`` (probabilities) and ``metrics.json`` for one evaluated split."""
+        from hybridjet.eval.metrics import binary_metrics
+        from hybridjet.eval.scores import write_scores
+
+        prob = 1.0 / (1.0 + np.exp(-merged["score"].astype(np.float64)))
+        write_scores(run_dir / "scores.h5", split, merged["event_id"], prob.astype(np.float32),
+                     merged["label"].astype(np.int8), attrs={"model": self.model_kind, "score_kind": "probability"})
+        self.update_metrics(run_dir, **{split: binary_metrics(merged["label"].astype(int), prob)})
+
+    def update_metrics(self, run_dir: Path, **fields: Any) -> None:
+        """Merge ``fields`` (and the run's identity and timings) into ``metrics.json``, atomically."""
+        metrics_path = Path(run_dir) / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        metrics.update(name=self.hparams.get("run_name") or Path(run_dir).name, model=self.model_kind,
+                       trainable_params=sum(p.numel() for p in self.parameters() if p.requires_grad),
+                       **self.timing, **fields)
+        with atomic_path(metrics_path) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=1, default=float))

@@ -1,0 +1,119 @@
+"""Physics features for the numeric encoder and the classical baselines, and their normalisation.
+
+Feature sets (the same vectors go to the hybrid's encoder, the no-LLM ablation and the gradient-boosted trees):
+
+- ``fourvec``: what the jets' four-vectors and the particle count carry, in physics-aware coordinates —
+  per jet log pT, η, Δφ to the leading jet, log(1 + m), a mask bit; per event m_jj, |Δη_jj|, log n_particles.
+- ``substructure``: ``fourvec`` plus N-subjettiness ratios τ21 and τ32 per jet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridjet.data.kinematics import jet_kinematics
+from hybridjet.errors import HybridjetError
+
+FEATURE_SETS = ("fourvec", "substructure")
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(num, dtype=np.float64)
+    ok = den > 0
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def feature_names(feature_set: str, n_jets: int) -> list[str]:
+    """Names of the columns :func:`event_features` returns."""
+    _check_feature_set(feature_set)
+    per_jet = ["log_pt", "eta", "dphi", "log_m", "present"]
+    if feature_set == "substructure":
+        per_jet += ["tau21", "tau32"]
+    names = [f"j{j + 1}_{n}" for j in range(n_jets) for n in per_jet]
+    return names + ["log_mjj", "abs_deta_jj", "log_n_particles"]
+
+
+def _check_feature_set(feature_set: str) -> None:
+    if feature_set not in FEATURE_SETS:
+        raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
+
+
+def event_features(
+    jets: np.ndarray,
+    jet_mask: np.ndarray,
+    n_particles: np.ndarray,
+    tau: np.ndarray | None = None,
+    feature_set: str = "fourvec",
+) -> np.ndarray:
+    """Per-event feature matrix float32 [N, F] from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in GeV)."""
+    _check_feature_set(feature_set)
+    if feature_set == "substructure" and tau is None:
+        raise HybridjetError("features: 'substructure' needs the 'tau' dataset of jets.h5")
+    kin = jet_kinematics(jets)
+    mask = jet_mask.astype(bool)
+    pt, eta, phi, mass = (np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass"))
+    dphi = np.where(mask, (phi - phi[:, :1] + np.pi) % (2 * np.pi) - np.pi, 0.0)
+    cols = [np.log1p(pt), eta, dphi, np.log1p(np.clip(mass, 0.0, None)), mask.astype(np.float64)]
+    if feature_set == "substructure":
+        assert tau is not None
+        cols += [_ratio(tau[..., 1], tau[..., 0]), _ratio(tau[..., 2], tau[..., 1])]
+    per_jet = np.stack(cols, axis=-1).reshape(len(jets), -1)
+    both = mask[:, 0] & mask[:, 1] if mask.shape[1] > 1 else np.zeros(len(jets), bool)
+    if mask.shape[1] > 1:
+        total = jets[:, 0, :].astype(np.float64) + jets[:, 1, :]
+        m2 = total[:, 3] ** 2 - (total[:, :3] ** 2).sum(axis=1)
+        mjj = np.where(both, np.sqrt(np.clip(m2, 0.0, None)), 0.0)
+        deta = np.where(both, np.abs(eta[:, 0] - eta[:, 1]), 0.0)
+    else:
+        mjj = deta = np.zeros(len(jets))
+    event = np.stack([np.log1p(mjj), deta, np.log1p(n_particles.astype(np.float64))], axis=-1)
+    features = np.concatenate([per_jet, event], axis=1).astype(np.float32)
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features).all(axis=1)).sum())
+        raise HybridjetError(f"features: {bad} events give non-finite features (NaN/inf in jets or tau)")
+    return features
+
+
+@dataclass
+class Normalizer:
+    """Feature standardisation with statistics of the training split (saved with every run)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    names: list[str]
+
+    @classmethod
+    def fit(cls, features: np.ndarray, names: list[str]) -> Normalizer:
+        """Mean and standard deviation per column (constant columns get std 1)."""
+        if len(features) == 0:
+            raise HybridjetError("features: cannot fit normalisation on an empty training split")
+        mean = features.mean(axis=0, dtype=np.float64)
+        std = features.std(axis=0, dtype=np.float64)
+        std[std < 1e-8] = 1.0
+        return cls(mean.astype(np.float32), std.astype(np.float32), list(names))
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": self.names, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalizer:
+        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32), list(data["names"]))
+
+    def save(self, path: str | Path) -> None:
+        from hybridjet.io_utils import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Normalizer:
+        return cls.from_dict(json.loads(Path(path).read_text()))

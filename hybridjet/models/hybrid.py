@@ -1,0 +1,189 @@
+"""HybridClassifier: event features -> k soft-prompt tokens -> 4-bit LoRA LLM -> classification head."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybridjet.errors import HybridjetError
+from hybridjet.models.base import RUN_MODEL_FILE, EventClassifier
+from hybridjet.models.encoder import SoftPromptEncoder
+from hybridjet.models.features import Normalizer
+from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, split_around_event
+
+
+def decoder_of(model: nn.Module) -> nn.Module:
+    """The transformer body (no vocabulary projection) of a causal LM, with or without a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder() if hasattr(base, "get_decoder") else base.model
+
+
+class HybridClassifier(EventClassifier):
+    """Soft-prompt hybrid of a numeric encoder and a (4-bit, LoRA-adapted) decoder LLM.
+
+    The sequence is ``[chat prefix] + [k soft tokens] + [question]``, identical in length for every event (no
+    padding); a linear head on the last position's final hidden state gives the logit.  With ``use_llm=False``
+    the same encoder feeds the head directly: the no-LLM ablation.  With ``lora=None`` the LLM stays frozen and
+    only encoder and head train.
+
+    Args:
+        model: base LLM (``smollm2`` = embedded SmolLM2-135M-Instruct, or a local HF directory / hub id).
+        quantization: ``auto`` (NF4 on CUDA, none on CPU), ``nf4``, ``nf4-dq``, ``int8`` or ``none``.
+        lora: LoRA preset (``qkv``, ``attn``, ``all-linear``) or ``None`` to freeze the LLM.
+        n_soft_tokens: k, the soft-prompt tokens per event.
+        use_llm: ``False`` for the encoder + head ablation.
+        class_weight: ``balanced`` weighs signal by N_bkg/N_sig in the loss.
+    """
+
+    model_kind = "hybrid"
+
+    def __init__(
+        self,
+        model: str = "smollm2",
+        quantization: str = "auto",
+        lora: str | None = "attn",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        use_llm: bool = True,
+        n_soft_tokens: int = 8,
+        encoder_hidden: int = 256,
+        encoder_layers: int = 3,
+        dropout: float = 0.1,
+        ablation_width: int = 256,
+        system_prompt: str | None = DEFAULT_SYSTEM,
+        question: str = DEFAULT_QUESTION,
+        gradient_checkpointing: bool = False,
+        lr: float = 2e-4,
+        encoder_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.05,
+        class_weight: str | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = None
+        self.llm: nn.Module | None = None
+        self.encoder: SoftPromptEncoder | None = None
+        self.head: nn.Module | None = None
+        if use_llm:
+            from hybridjet.llm.backbone import load_backbone
+
+            lora_spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha,
+                                                   "dropout": lora_dropout}
+            self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec,
+                                          gradient_checkpointing=gradient_checkpointing)
+            self.llm = self.backbone.model
+            for name, param in self.llm.named_parameters():
+                param.requires_grad_(lora is not None and "lora_" in name)
+            self.llm.train()  # loaders hand models over in eval mode; LoRA dropout must be live while training
+            before, after = split_around_event(self.backbone.tokenizer, question, system_prompt)
+            self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)
+            self.register_buffer("suffix_ids", torch.tensor(after, dtype=torch.long), persistent=False)
+            self.embed_dim = self.backbone.hidden_size
+            with torch.no_grad():
+                table = self.llm.get_input_embeddings().weight
+                self.embed_rms = float(table.float().pow(2).mean().sqrt())
+        else:
+            self.embed_dim, self.embed_rms = ablation_width, 1.0
+
+    # ---- construction once the feature count is known -----------------------------------------------------
+    def build(self, n_features: int) -> None:
+        if self.encoder is not None:
+            return
+        hp = self.hparams
+        self.encoder = SoftPromptEncoder(n_features, hp.n_soft_tokens, self.embed_dim, hp.encoder_hidden,
+                                         hp.encoder_layers, hp.dropout, self.embed_rms)
+        width = self.embed_dim if hp.use_llm else hp.n_soft_tokens * self.embed_dim
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 1))
+        if self.llm is not None:
+            device = next(self.llm.parameters()).device
+            self.encoder.to(device)
+            self.head.to(device)
+
+    def encoder_parameter_names(self) -> set[str]:
+        return {n for n, _ in self.named_parameters() if n.startswith(("encoder.", "head."))}
+
+    @property
+    def sequence_length(self) -> int:
+        """Tokens per event seen by the LLM (0 without it)."""
+        if self.llm is None:
+            return 0
+        return len(self.prefix_ids) + self.hparams.n_soft_tokens + len(self.suffix_ids)
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits [B] for normalised features [B, F]."""
+        if self.encoder is None:
+            raise HybridjetError("model: not built yet (train it or load it with HybridClassifier.from_pretrained)")
+        soft = self.encoder(features)
+        if self.llm is None:
+            return self.head(soft.flatten(1)).squeeze(-1)
+        embed = self.llm.get_input_embeddings()
+        batch = soft.shape[0]
+        prefix = embed(self.prefix_ids).unsqueeze(0).expand(batch, -1, -1)
+        suffix = embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)
+        inputs = torch.cat([prefix, soft.to(prefix.dtype), suffix], dim=1)
+        out = decoder_of(self.llm)(inputs_embeds=inputs, use_cache=False)
+        return self.head(out.last_hidden_state[:, -1].float()).squeeze(-1)
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self(batch["features"].to(self.device))
+
+    # ---- identity ---------------------------------------------------------------------------------------------
+    def base_identity(self) -> dict[str, Any] | None:
+        if self.backbone is None:
+            return None
+        identity = self.backbone.identity
+        return identity.to_dict() if hasattr(identity, "to_dict") else dict(vars(identity))
+
+    def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
+        mine = self.base_identity()
+        if recorded and mine and recorded.get("sha256") and recorded.get("sha256") != mine.get("sha256"):
+            raise HybridjetError(
+                f"weights were trained on base model {recorded.get('name')} (sha256 {recorded['sha256'][:12]}), "
+                f"but {mine.get('name')} (sha256 {str(mine.get('sha256'))[:12]}) is loaded"
+            )
+
+    # ---- run directories ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path, model: str | None = None, **overrides: Any) -> HybridClassifier:
+        """Load a finished run: base LLM resolved from the run's record (or ``model``), trained weights from it."""
+        run_dir = Path(run_dir)
+        meta_path = run_dir / RUN_MODEL_FILE
+        if not meta_path.exists():
+            raise HybridjetError(f"{run_dir}: not a hybridjet run directory ({RUN_MODEL_FILE} missing)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("class") != cls.__name__:
+            raise HybridjetError(f"{run_dir}: holds a {meta.get('class')}, not a {cls.__name__}")
+        hparams = dict(meta["hparams"])
+        recorded = meta.get("base_model") or {}
+        if model is not None:
+            hparams["model"] = model
+        hparams.update(overrides)
+        clf = cls(**hparams)
+        clf.check_base_identity(recorded)
+        clf.normalizer = Normalizer.from_dict(meta["normalizer"])
+        clf.feature_set = meta["feature_set"]
+        clf.build(meta["n_features"])
+        clf.load_run_weights(run_dir)
+        clf.eval()
+        return clf
+
+    @torch.no_grad()
+    def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        """Signal probabilities for a jets.h5 path, a JetDataset/JetArrays, or a normalised-feature array."""
+        from hybridjet.models.scoring import iter_feature_batches
+
+        self.eval()
+        out = []
+        for features in iter_feature_batches(self, events, batch_size, progress):
+            logits = self(torch.from_numpy(features).to(self.device))
+            out.append(torch.sigmoid(logits.float()).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -1,0 +1,134 @@
+"""``hybridjet fit|validate|test|predict``: LightningCLI over the event classifiers and the jets.h5 datamodule.
+
+The run directory is ``trainer.default_root_dir`` (e.g. ``runs/hybrid``): checkpoints go to ``<run>/checkpoints``
+(``last.ckpt`` + best by val AUC), CSV logs to ``<run>/logs``, and after ``fit`` the best weights are exported as
+safetensors + JSON and the test split is scored into ``scores.h5`` / ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from hybridjet.errors import HybridjetError
+from hybridjet.models.base import EventClassifier
+from hybridjet.models.datamodule import JetDataModule
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed, so a kill never leaves a half-written ``.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        # our checkpoints hold tensors and plain metadata only: load without unpickling code where possible
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - older checkpoints with non-tensor hparams
+            return torch.load(path, map_location=map_location or "cpu", weights_only=False)
+
+
+class RunExport(Callback):
+    """After ``fit``: reload the best checkpoint's weights and export the run (safetensors + JSON)."""
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero or not isinstance(pl_module, EventClassifier):
+            return
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best and Path(best).exists():
+            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+            pl_module.load_state_dict(state, strict=False)
+        pl_module.save_run(trainer.default_root_dir)
+
+
+class ScoresWriter(BasePredictionWriter):
+    """``predict`` writes ``<run>/scores.h5`` (split = the datamodule's ``predict_split``)."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any,
+                           batch_indices: Any) -> None:
+        import numpy as np
+
+        from hybridjet.eval.scores import write_scores
+
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        merged = {k: torch.cat([b[k] for b in batches]).numpy() for k in ("score", "event_id", "label")}
+        split = getattr(trainer.datamodule, "predict_split", "predict")
+        path = Path(trainer.default_root_dir) / "scores.h5"
+        write_scores(path, split, merged["event_id"], merged["score"].astype(np.float32),
+                     merged["label"].astype(np.int8), attrs={"model": getattr(pl_module, "model_kind", "model"),
+                                                             "score_kind": "probability"})
+        print(f"scores of {len(merged['score'])} events ({split} split) -> {path}")
+
+
+class HybridjetCLI(LightningCLI):
+    """LightningCLI with the run-directory conventions and a test pass after ``fit``."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="score the test split with the best weights after fit (scores.h5, metrics.json)")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        root = Path(config.get("default_root_dir") or "runs/default")
+        if config.get("logger") in (None, True):
+            from lightning.pytorch.loggers import CSVLogger
+
+            config["logger"] = CSVLogger(save_dir=str(root), name="logs")
+        trainer = super()._instantiate_trainer(config, callbacks)
+        for cb in trainer.callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                cb.dirpath = str(root / "checkpoints")
+        return trainer
+
+    def after_fit(self) -> None:
+        if self.config_init[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=None, verbose=True)
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes."""
+    return {
+        "callbacks": [
+            ModelCheckpoint(monitor="val_auc", mode="max", filename="best", save_last=True, save_top_k=1,
+                            every_n_train_steps=None),
+            RunExport(),
+            ScoresWriter(),
+        ],
+        "plugins": [AtomicCheckpointIO()],
+        "default_root_dir": "runs/default",
+        "log_every_n_steps": 10,
+        "num_sanity_val_steps": 0,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the LightningCLI with ``argv`` (``fit -c configs/hybrid.yaml ...``)."""
+    try:
+        HybridjetCLI(
+            EventClassifier,
+            JetDataModule,
+            subclass_mode_model=True,
+            trainer_defaults=trainer_defaults(),
+            save_config_callback=SaveConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            args=argv,
+            parser_kwargs={"prog": "hybridjet", "default_env": False},
+        )
+    except FileNotFoundError as exc:
+        raise HybridjetError(f"{exc.filename}: file not found") from exc
+    return 0

@@ -1,0 +1,36 @@
+"""The fixed text around the soft tokens (hybrid) or the serialised event (text baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+EVENT_SLOT = "<<EVENT>>"
+DEFAULT_SYSTEM = "You are a particle physicist classifying LHC collision events."
+DEFAULT_QUESTION = (
+    "Here is a collision event with two large-radius jets: " + EVENT_SLOT +
+    " Is it signal (a new heavy resonance decaying to two boosted two-prong jets) or background (QCD dijets)?"
+)
+
+
+def chat_prompt(tokenizer: Any, user_text: str, system: str | None = DEFAULT_SYSTEM) -> str:
+    """The user turn wrapped in the tokenizer's chat template (plain text when it has none), ready for the answer."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    head = f"{system}\n\n" if system else ""
+    return f"{head}{user_text}\nAnswer:"
+
+
+def split_around_event(tokenizer: Any, question: str = DEFAULT_QUESTION,
+                       system: str | None = DEFAULT_SYSTEM) -> tuple[list[int], list[int]]:
+    """Token ids of the text before and after the event slot of the chat-formatted question."""
+    if EVENT_SLOT not in question:
+        raise ValueError(f"prompt question must contain the slot {EVENT_SLOT!r}")
+    text = chat_prompt(tokenizer, question, system)
+    before, after = text.split(EVENT_SLOT)
+    ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
+    ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and getattr(tokenizer, "add_bos_token", False) and (not ids_before or ids_before[0] != bos):
+        ids_before = [bos] + ids_before
+    return ids_before, ids_after

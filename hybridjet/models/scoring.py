@@ -1,0 +1,60 @@
+"""Turning user inputs (jets.h5 paths, in-memory jets, feature arrays) into normalised feature batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridjet.errors import HybridjetError
+from hybridjet.models.features import event_features
+
+CHUNK_EVENTS = 100_000
+
+
+def _features_of(model: Any, arrays: Any) -> np.ndarray:
+    return model.normalizer(
+        event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, getattr(arrays, "tau", None), model.feature_set)
+    )
+
+
+def iter_feature_batches(model: Any, events: Any, batch_size: int, progress: bool = False) -> Iterator[np.ndarray]:
+    """Yield normalised feature batches [B, F] from ``events``, reading files chunk by chunk (bounded memory).
+
+    ``events`` is a jets.h5 path, an object with ``jets``/``jet_mask``/``n_particles``/``tau`` arrays (``JetArrays``,
+    ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them.
+    """
+    if model.normalizer is None:
+        raise HybridjetError("model: no feature normalisation (train it or load it with from_pretrained)")
+    if isinstance(events, (str, Path)):
+        from hybridjet.data.store import count_jets_events, read_jets
+
+        total = count_jets_events(events)
+        chunks = ((start, min(start + CHUNK_EVENTS, total)) for start in range(0, total, CHUNK_EVENTS))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(events).name}")
+        for start, stop in chunks:
+            features = _features_of(model, read_jets(events, start=start, stop=stop))
+            for i in range(0, len(features), batch_size):
+                yield features[i : i + batch_size]
+            if bar is not None:
+                bar.update(stop - start)
+        if bar is not None:
+            bar.close()
+        return
+    if isinstance(events, np.ndarray):
+        expected = len(model.normalizer.names)
+        if events.ndim != 2 or events.shape[1] != expected:
+            raise HybridjetError(f"events: expected a feature array [N, {expected}], got shape {events.shape}")
+        features = model.normalizer(events.astype(np.float32))
+    elif hasattr(events, "jets"):
+        features = _features_of(model, getattr(events, "arrays", events))
+    else:
+        raise HybridjetError(f"events: expected a jets.h5 path, JetArrays/JetDataset or a feature array, got {type(events).__name__}")
+    for i in range(0, len(features), batch_size):
+        yield features[i : i + batch_size]

@@ -1,0 +1,205 @@
+"""TextPromptClassifier: the same LLM and LoRA read the event written out as text and answer with a label word."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hybridjet.errors import HybridjetError
+from hybridjet.models.base import EventClassifier
+from hybridjet.models.formatters import PREDECESSOR_TEMPLATE, get_formatter
+from hybridjet.models.hybrid import decoder_of
+from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, EVENT_SLOT, chat_prompt
+
+
+class TextPromptClassifier(EventClassifier):
+    """Text-prompt baseline: causal-LM loss on the answer word; scored by the logit difference of the two label
+    words' first tokens at the answer position (a continuous score for ROC curves), no generation needed.
+
+    Args:
+        formatter: ``compact`` (rounded pT, η, φ, m per jet + particle count) or ``predecessor`` (px, py, pz, E
+            with 10 decimals inside ``[INST] … [/INST]``, as the Mistral-7B notebook did).
+        labels: the answer words for (signal, background).
+        max_length: longest prompt in tokens; longer prompts are an error, not silently cut.
+    """
+
+    model_kind = "text"
+
+    def __init__(
+        self,
+        model: str = "smollm2",
+        quantization: str = "auto",
+        lora: str | None = "attn",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        formatter: str = "compact",
+        labels: tuple[str, str] = ("signal", "background"),
+        system_prompt: str | None = DEFAULT_SYSTEM,
+        question: str = DEFAULT_QUESTION,
+        max_length: int = 512,
+        gradient_checkpointing: bool = False,
+        generate_eval: bool = False,
+        lr: float = 2e-4,
+        encoder_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.05,
+        class_weight: str | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from hybridjet.llm.backbone import load_backbone
+
+        self.format_event = get_formatter(formatter)
+        lora_spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
+        self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec,
+                                      gradient_checkpointing=gradient_checkpointing)
+        self.llm = self.backbone.model
+        for name, param in self.llm.named_parameters():
+            param.requires_grad_(lora is not None and "lora_" in name)
+        self.llm.train()  # loaders hand models over in eval mode; LoRA dropout must be live while training
+        self.tokenizer = self.backbone.tokenizer
+        template = self.prompt_template()
+        self.answer_ids = [self._answer_tokens(template, word) for word in labels]
+        first = [ids[0] for ids in self.answer_ids]
+        if first[0] == first[1]:
+            raise HybridjetError(f"labels: {labels[0]!r} and {labels[1]!r} start with the same token; choose other words")
+        self.register_buffer("label_token_ids", torch.tensor(first), persistent=False)
+
+    # ---- prompts -----------------------------------------------------------------------------------------------
+    def prompt_template(self) -> str:
+        """The prompt with ``<<EVENT>>`` where the event text goes, ending where the answer starts."""
+        if self.hparams.formatter == "predecessor":
+            bos = self.tokenizer.bos_token or ""
+            return bos + PREDECESSOR_TEMPLATE.format(event=EVENT_SLOT)
+        return chat_prompt(self.tokenizer, self.hparams.question, self.hparams.system_prompt)
+
+    def _answer_tokens(self, template: str, word: str) -> list[int]:
+        prompt = template.replace(EVENT_SLOT, "x")
+        sep = " " if self.hparams.formatter == "predecessor" else ""
+        full = self.tokenizer(prompt + sep + word, add_special_tokens=False)["input_ids"]
+        head = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if full[: len(head)] != head:
+            raise HybridjetError(f"labels: answer {word!r} merges with the prompt's last token; choose another word")
+        eos = self.tokenizer.eos_token_id
+        return full[len(head):] + ([eos] if eos is not None else [])
+
+    def prompts(self, batch: dict[str, torch.Tensor]) -> list[str]:
+        """The full prompt text of every event in ``batch``."""
+        template = self.prompt_template()
+        return [template.replace(EVENT_SLOT, self.format_event(batch, i)) for i in range(len(batch["label"]))]
+
+    def _encode(self, batch: dict[str, torch.Tensor], with_answer: bool) -> dict[str, torch.Tensor]:
+        """Left-padded token ids (prompt [+ answer]), attention mask, position ids and answer-target mask."""
+        prompts = self.tokenizer(self.prompts(batch), add_special_tokens=False)["input_ids"]
+        longest = max(len(p) for p in prompts)
+        if longest > self.hparams.max_length:
+            raise HybridjetError(f"max_length: an event prompt has {longest} tokens, more than max_length="
+                                 f"{self.hparams.max_length}; raise it or use a more compact formatter")
+        rows, targets = [], []
+        for ids, label in zip(prompts, batch["label"].tolist(), strict=True):
+            answer = self.answer_ids[0 if label > 0.5 else 1] if with_answer else []
+            rows.append(ids + answer)
+            targets.append([0] * len(ids) + [1] * len(answer))
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        target = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, (r, t) in enumerate(zip(rows, targets, strict=True)):
+            input_ids[i, width - len(r):] = torch.tensor(r)
+            attention[i, width - len(r):] = 1
+            target[i, width - len(t):] = torch.tensor(t, dtype=torch.bool)
+        answer_len = torch.tensor([sum(t) for t in targets])
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        device = self.device
+        return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
+                "position_ids": positions.to(device), "target": target.to(device), "answer_len": answer_len.to(device)}
+
+    def _hidden(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = decoder_of(self.llm)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                   position_ids=enc["position_ids"], use_cache=False)
+        return out.last_hidden_state
+
+    def _lm_head(self) -> torch.nn.Module:
+        return self.llm.get_output_embeddings()
+
+    # ---- scores and loss ---------------------------------------------------------------------------------------
+    def _label_logit_diff(self, hidden_at_answer: torch.Tensor) -> torch.Tensor:
+        weight = self._lm_head().weight[self.label_token_ids]  # [2, H]: only the two label rows, no full vocab
+        logits = hidden_at_answer.to(weight.dtype) @ weight.T
+        return (logits[:, 0] - logits[:, 1]).float()
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        enc = self._encode(batch, with_answer=False)
+        return self._label_logit_diff(self._hidden(enc)[:, -1])
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        enc = self._encode(batch, with_answer=True)
+        hidden = self._hidden(enc)
+        # position t predicts token t+1: gather only the answer positions before the vocabulary projection
+        predict_from = enc["target"][:, 1:]
+        h = hidden[:, :-1][predict_from]
+        y = enc["input_ids"][:, 1:][predict_from]
+        logits = self._lm_head()(h.to(self._lm_head().weight.dtype)).float()
+        per_token = F.cross_entropy(logits, y, reduction="none")
+        if self.hparams.class_weight == "balanced":
+            row_of = predict_from.nonzero()[:, 0]
+            sig = batch["label"].to(self.device)[row_of] > 0.5
+            per_token = per_token * torch.where(sig, torch.tensor(self.pos_weight, device=self.device), 1.0)
+        return per_token.mean()
+
+    # ---- the predecessor's way: generate, parse, count ---------------------------------------------------------
+    @torch.no_grad()
+    def generate_answers(self, batch: dict[str, torch.Tensor], max_new_tokens: int = 4) -> list[str]:
+        """Greedy answers (only the new text) for every event in ``batch``."""
+        enc = self._encode(batch, with_answer=False)
+        out = self.llm.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def parse_answer(self, text: str) -> int | None:
+        """1 for the signal word, 0 for the background word, None when the answer is neither."""
+        word = text.strip().lower()
+        sig, bkg = (w.lower() for w in self.hparams.labels)
+        if word.startswith(sig):
+            return 1
+        if word.startswith(bkg):
+            return 0
+        return None
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        if self.hparams.generate_eval:
+            parsed = [self.parse_answer(a) for a in self.generate_answers(batch)]
+            stats = getattr(self, "_gen_stats", [0, 0, 0])
+            labels = batch["label"].tolist()
+            stats[0] += sum(p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True))
+            stats[1] += sum(p is None for p in parsed)
+            stats[2] += len(parsed)
+            self._gen_stats = stats
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        stats = getattr(self, "_gen_stats", None)
+        if stats and self.trainer.is_global_zero:
+            from pathlib import Path
+
+            self.update_metrics(Path(self.trainer.default_root_dir), generation={
+                "accuracy": stats[0] / stats[2], "unparseable": stats[1], "n": stats[2]})
+            self._gen_stats = [0, 0, 0]
+
+    # ---- identity ------------------------------------------------------------------------------------------------
+    def base_identity(self) -> dict[str, Any] | None:
+        identity = self.backbone.identity
+        return identity.to_dict() if hasattr(identity, "to_dict") else dict(vars(identity))
+
+    def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
+        mine = self.base_identity() or {}
+        if recorded and recorded.get("sha256") and recorded.get("sha256") != mine.get("sha256"):
+            raise HybridjetError(f"weights were trained on base model {recorded.get('name')}, "
+                                 f"but {mine.get('name')} is loaded")
