@@ -1,0 +1,362 @@
+"""Generate LHCO-style events with Pythia 8 (QCD dijets or W'->X(qq)Y(qq)) and mix signal into background.
+
+Physics choices (documented because they matter):
+
+* 13 TeV pp, Pythia 8 default tune, no multiparton interactions (``PartonLevel:MPI = off``) for signal *and*
+  background, as in the LHCO R&D sample (no MPI, no pileup), so particle multiplicity is not a trivial handle.
+* QCD: ``HardQCD:all = on`` with ``PhaseSpace:pTHatMin = 1000 GeV``.  The trigger asks for an anti-kT R=1.0 jet
+  with pT > 1.2 TeV; with R = 1.0 the leading jet carries nearly all of its parton's pT, so events with
+  pT-hat < 1 TeV pass only through rare upward fluctuations (ISR into the jet), while a lower cut would waste
+  most of the generation on events the trigger rejects.  The trigger efficiency is printed for every run.
+* Signal: ``NewGaugeBoson:ffbar2Wprime`` (W'+- id 34, m = 3.5 TeV) forced to X Y with X = the neutral scalar
+  id 35 (m = 500 GeV) and Y = the charged scalar id 37 (m = 100 GeV), so the decay conserves charge.
+  X -> q qbar (d, u, s, c equally), Y -> u dbar / c sbar (equally); narrow widths (0.01 GeV) are forced.
+* Kept: visible final-state particles (``isFinal() and isVisible()``: no neutrinos), treated as massless
+  (pT, eta, phi), at most 700 per event (highest pT first).  No detector simulation.
+* Trigger: at least one anti-kT R = 1.0 jet with pT > 1.2 TeV and |eta| < 2.5.
+* Reproducibility: worker w of W draws its own stream (Pythia ``Random:seed = seed + w + 1``, since 0 would
+  mean "seed from the clock"); events are split evenly and concatenated in worker order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridjet.data.lhco import MAX_PARTICLES, N_FEATURE_COLUMNS, LHCOWriter, count_events
+from hybridjet.errors import HybridjetError, InputFileError
+from hybridjet.io_utils import atomic_path
+
+PROCESSES = ("qcd", "wprime")
+SQRT_S = 13000.0
+QCD_PTHAT_MIN = 1000.0
+TRIGGER_PT = 1200.0
+TRIGGER_ETA = 2.5
+TRIGGER_R = 1.0
+_X_ID, _Y_ID, _WPRIME_ID = 35, 37, 34
+_BUFFER = 512  # events buffered before a write
+
+PathLike = str | os.PathLike[str]
+
+_progress_queue: Any = None  # set in worker processes
+
+
+@dataclass
+class GenerateSummary:
+    """What ``generate`` did."""
+
+    out: str
+    process: str
+    n_events: int
+    n_generated: int
+    seconds: float
+    workers: int
+    n_failed: int = 0
+
+    @property
+    def trigger_efficiency(self) -> float:
+        return self.n_events / self.n_generated if self.n_generated else float("nan")
+
+    @property
+    def events_per_s(self) -> float:
+        """Accepted (post-trigger) events per second of wall time."""
+        return self.n_events / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self) -> str:
+        return (f"{self.process}: {self.n_events} events accepted of {self.n_generated} generated "
+                f"(trigger efficiency {100 * self.trigger_efficiency:.1f}%) in {self.seconds:.1f} s: "
+                f"{self.events_per_s:.1f} accepted events/s with {self.workers} worker(s) -> {self.out}")
+
+
+@dataclass
+class MixSummary:
+    """What ``mix`` did."""
+
+    out: str
+    n_signal: int
+    n_background: int
+
+    def __str__(self) -> str:
+        n = self.n_signal + self.n_background
+        frac = self.n_signal / n if n else 0.0
+        return f"mixed {self.n_signal} signal + {self.n_background} background events (signal fraction {frac:.4f}) -> {self.out}"
+
+
+def pythia_settings(process: str, seed: int, mx: float = 500.0, my: float = 100.0, mwprime: float = 3500.0) -> list[str]:
+    """The Pythia 8 configuration strings for ``process`` ("qcd" or "wprime")."""
+    common = [f"Beams:eCM = {SQRT_S}", "Print:quiet = on", "Next:numberCount = 0", "PartonLevel:MPI = off",
+              "Random:setSeed = on", f"Random:seed = {1 + seed % 900_000_000}"]
+    if process == "qcd":
+        return common + ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {QCD_PTHAT_MIN}"]
+    if process == "wprime":
+        if not mx + my < mwprime:
+            raise HybridjetError(f"W' mass {mwprime} GeV must exceed mX + mY = {mx + my} GeV")
+        return common + [
+            "NewGaugeBoson:ffbar2Wprime = on",
+            f"{_WPRIME_ID}:m0 = {mwprime}",
+            f"{_WPRIME_ID}:oneChannel = 1 1.0 100 {_X_ID} {_Y_ID}",
+            f"{_X_ID}:m0 = {mx}", f"{_X_ID}:mWidth = 0.01", f"{_X_ID}:doForceWidth = on",
+            f"{_X_ID}:mMin = {max(mx - 1.0, 0.1)}", f"{_X_ID}:mMax = {mx + 1.0}",
+            f"{_X_ID}:oneChannel = 1 0.25 100 1 -1", f"{_X_ID}:addChannel = 1 0.25 100 2 -2",
+            f"{_X_ID}:addChannel = 1 0.25 100 3 -3", f"{_X_ID}:addChannel = 1 0.25 100 4 -4",
+            f"{_Y_ID}:m0 = {my}", f"{_Y_ID}:mWidth = 0.01", f"{_Y_ID}:doForceWidth = on",
+            f"{_Y_ID}:mMin = {max(my - 1.0, 0.1)}", f"{_Y_ID}:mMax = {my + 1.0}",
+            f"{_Y_ID}:oneChannel = 1 0.5 100 2 -1", f"{_Y_ID}:addChannel = 1 0.5 100 4 -3",
+        ]
+    raise HybridjetError(f"process must be one of {', '.join(PROCESSES)}, got {process!r}")
+
+
+def _make_pythia(settings: list[str]) -> Any:
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)  # no banner
+    for line in settings:
+        if not pythia.readString(line):
+            raise RuntimeError(f"Pythia rejected setting {line!r}")
+    if not pythia.init():
+        raise RuntimeError("Pythia initialisation failed")
+    return pythia
+
+
+def _visible_final_state(pythia: Any) -> np.ndarray:
+    """[n, 3] (pT, eta, phi) of the visible final-state particles, highest pT first, at most 700."""
+    rows = [(p.pT(), p.eta(), p.phi()) for p in pythia.event.particles() if p.isFinal() and p.isVisible()]
+    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    order = np.argsort(-arr[:, 0], kind="stable")[:MAX_PARTICLES]
+    return arr[order]
+
+
+def passes_trigger(particles: np.ndarray, jetdef: Any) -> bool:
+    """At least one anti-kT R=1.0 jet with pT > 1.2 TeV and |eta| < 2.5 (``particles``: [n, 3] pT, eta, phi)."""
+    import fastjet
+
+    if particles[:, 0].sum() < TRIGGER_PT:
+        return False
+    pt, eta, phi = particles[:, 0], particles[:, 1], particles[:, 2]
+    px, py, pz, e = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)
+    pjs = [fastjet.PseudoJet(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(px, py, pz, e, strict=True)]
+    jets = fastjet.ClusterSequence(pjs, jetdef).inclusive_jets(TRIGGER_PT)
+    return any(abs(j.eta()) < TRIGGER_ETA for j in jets)
+
+
+def _to_row(particles: np.ndarray) -> np.ndarray:
+    row = np.zeros(N_FEATURE_COLUMNS, dtype=np.float64)
+    row[0:3 * len(particles)] = particles.reshape(-1)
+    return row
+
+
+def _generate_part(process: str, n_events: int, seed: int, out: str, mx: float, my: float, mwprime: float,
+                   report_every: int = 10) -> dict[str, Any]:
+    """Generate ``n_events`` triggered events with one Pythia instance into the LHCO file ``out``."""
+    import fastjet
+
+    from hybridjet.data.cluster import _silence_fastjet_banner
+
+    _silence_fastjet_banner()
+    jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, TRIGGER_R)
+    pythia = _make_pythia(pythia_settings(process, seed, mx, my, mwprime))
+    t0 = time.perf_counter()
+    n_generated = n_failed = pending = 0
+    buffer: list[np.ndarray] = []
+    with LHCOWriter(out, n_events, labelled=True) as writer:
+        accepted = 0
+        while accepted < n_events:
+            if not pythia.next():
+                n_failed += 1
+                if n_failed > 1000 + n_generated:
+                    raise RuntimeError("Pythia fails to generate events with these settings")
+                continue
+            n_generated += 1
+            particles = _visible_final_state(pythia)
+            if not passes_trigger(particles, jetdef):
+                continue
+            row = _to_row(particles)
+            row_label = 1.0 if process == "wprime" else 0.0
+            buffer.append(np.append(row, row_label))
+            accepted += 1
+            pending += 1
+            if len(buffer) >= _BUFFER:
+                writer.append(np.stack(buffer))
+                buffer.clear()
+            if pending >= report_every:
+                _report(pending, n_generated)
+                pending = 0
+        if buffer:
+            writer.append(np.stack(buffer))
+    _report(pending, 0)
+    return {"n_generated": n_generated, "n_failed": n_failed, "seconds": time.perf_counter() - t0}
+
+
+_local_bar: Any = None
+
+
+def _report(accepted: int, generated: int) -> None:
+    if _progress_queue is not None:
+        _progress_queue.put(accepted)
+    elif _local_bar is not None and accepted:
+        _local_bar.update(accepted)
+
+
+def _init_worker(q: Any) -> None:
+    global _progress_queue
+    _progress_queue = q
+
+
+def _split_counts(n: int, workers: int) -> list[int]:
+    return [n // workers + (1 if w < n % workers else 0) for w in range(workers)]
+
+
+def generate(
+    process: str,
+    n_events: int,
+    seed: int,
+    out: PathLike,
+    mx: float = 500.0,
+    my: float = 100.0,
+    mwprime: float = 3500.0,
+    workers: int = 1,
+    progress: bool = True,
+) -> GenerateSummary:
+    """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically)."""
+    global _local_bar
+    from tqdm.auto import tqdm
+
+    pythia_settings(process, seed, mx, my, mwprime)  # validates process and masses
+    if n_events < 1 or workers < 1:
+        raise HybridjetError("n_events and workers must be >= 1")
+    workers = min(workers, n_events)
+    counts = _split_counts(n_events, workers)
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_events, unit="ev", desc=f"generate {process}", disable=not progress, smoothing=0.1)
+    with bar, atomic_path(out, suffix=".h5") as tmp:
+        if workers == 1:
+            _local_bar = bar
+            try:
+                stats = [_generate_part(process, n_events, seed, str(tmp), mx, my, mwprime)]
+            finally:
+                _local_bar = None
+        else:
+            parts_dir = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts.", dir=Path(tmp).parent))
+            try:
+                parts = [parts_dir / f"part{w}.h5" for w in range(workers)]
+                stats = _run_workers(process, counts, seed, parts, mx, my, mwprime, bar)
+                _concatenate(parts, tmp, n_events)
+            finally:
+                shutil.rmtree(parts_dir, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    summary = GenerateSummary(str(out), process, n_events, sum(s["n_generated"] for s in stats), seconds, workers,
+                              sum(s["n_failed"] for s in stats))
+    if progress:
+        print(summary)
+    return summary
+
+
+def _run_workers(process: str, counts: list[int], seed: int, parts: list[Path], mx: float, my: float,
+                 mwprime: float, bar: Any) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with cf.ProcessPoolExecutor(len(counts), mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+        futures = [pool.submit(_generate_part, process, c, seed + w, str(parts[w]), mx, my, mwprime)
+                   for w, c in enumerate(counts)]
+        while not all(f.done() for f in futures):
+            try:
+                bar.update(q.get(timeout=0.2))
+            except queue_mod.Empty:
+                pass
+        stats = [f.result() for f in futures]
+    while True:
+        try:
+            bar.update(q.get_nowait())
+        except queue_mod.Empty:
+            break
+    return stats
+
+
+def _concatenate(parts: list[Path], out: PathLike, n_events: int) -> None:
+    import h5py
+
+    with LHCOWriter(out, n_events, labelled=True) as writer:
+        for part in parts:
+            with h5py.File(part, "r") as f:
+                ds = f["df/block0_values"]
+                for s in range(0, ds.shape[0], 8192):
+                    writer.append(ds[s:s + 8192])
+
+
+# ----------------------------------------------------------------------------------------------------- mix
+def mix(
+    signal_path: PathLike,
+    background_path: PathLike,
+    out: PathLike,
+    signal_fraction: float,
+    seed: int,
+    n_events: int | None = None,
+) -> MixSummary:
+    """Draw signal and background events (without replacement), label them 1/0, shuffle, write ``out``."""
+    import h5py
+
+    from hybridjet.data.lhco import _open, _read_rows, _validate_block, _values_dataset
+
+    if not 0.0 <= signal_fraction <= 1.0:
+        raise HybridjetError(f"signal fraction must be within [0, 1], got {signal_fraction}")
+    n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
+    if n_events is None:
+        limits = []
+        if signal_fraction > 0:
+            limits.append(n_sig_avail / signal_fraction)
+        if signal_fraction < 1:
+            limits.append(n_bkg_avail / (1 - signal_fraction))
+        n_events = int(np.floor(min(limits) + 1e-9))
+    n_sig = int(round(signal_fraction * n_events))
+    n_bkg = n_events - n_sig
+    if n_sig > n_sig_avail:
+        raise InputFileError(signal_path, f"holds {n_sig_avail} events; {n_sig} needed for {n_events} at fraction {signal_fraction}")
+    if n_bkg > n_bkg_avail:
+        raise InputFileError(background_path, f"holds {n_bkg_avail} events; {n_bkg} needed for {n_events}")
+    rng = np.random.default_rng(seed)
+    sig_rows = np.sort(rng.choice(n_sig_avail, n_sig, replace=False))
+    bkg_rows = np.sort(rng.choice(n_bkg_avail, n_bkg, replace=False))
+    source = np.concatenate([np.ones(n_sig, np.int8), np.zeros(n_bkg, np.int8)])
+    rows = np.concatenate([sig_rows, bkg_rows])
+    order = rng.permutation(n_events)
+    source, rows = source[order], rows[order]
+    block = 8192
+    with _open(signal_path) as fs, _open(background_path) as fb:
+        datasets = {1: (_values_dataset(fs, signal_path), signal_path), 0: (_values_dataset(fb, background_path), background_path)}
+        with atomic_path(out, suffix=".h5") as tmp, LHCOWriter(tmp, n_events, labelled=True) as writer:
+            for b0 in range(0, n_events, block):
+                src, idx = source[b0:b0 + block], rows[b0:b0 + block]
+                chunk = np.zeros((len(idx), N_FEATURE_COLUMNS + 1))
+                for label, (ds, path) in datasets.items():
+                    sel = src == label
+                    if not sel.any():
+                        continue
+                    wanted = idx[sel]
+                    uniq = np.unique(wanted)
+                    data = _fancy_rows(ds, path, uniq, _read_rows, h5py)
+                    _validate_block(data[:, :N_FEATURE_COLUMNS], path, 0)
+                    chunk[sel, :N_FEATURE_COLUMNS] = data[np.searchsorted(uniq, wanted), :N_FEATURE_COLUMNS]
+                    chunk[sel, N_FEATURE_COLUMNS] = label
+                writer.append(chunk)
+    return MixSummary(str(out), n_sig, n_bkg)
+
+
+def _fancy_rows(ds: Any, path: PathLike, sorted_rows: np.ndarray, read_rows: Any, h5py: Any) -> np.ndarray:
+    """Rows ``sorted_rows`` of ``ds``: contiguous spans read as slices, the rest through h5py point selection."""
+    lo, hi = int(sorted_rows[0]), int(sorted_rows[-1]) + 1
+    if hi - lo <= 4 * len(sorted_rows):  # dense: one slice, then pick
+        return read_rows(ds, path, lo, hi)[sorted_rows - lo]
+    try:
+        return np.asarray(ds[sorted_rows], dtype=np.float64)
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable rows ({str(exc)[:120]})") from None
