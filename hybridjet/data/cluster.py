@@ -106,7 +106,8 @@ def _rapidity_phi(px: Any, py: Any, pz: Any, e: Any) -> tuple[Any, Any]:
 def nsubjettiness(constituents: ak.Array, radius: float, n_max: int = N_TAU) -> np.ndarray:
     """tau_1..tau_n_max [M, n_max] for M jets given their constituents [M, var] (px, py, pz, E records).
 
-    Axes: exclusive-kT subjets of each jet's constituents; one ClusterSequence call for all M jets.
+    Axes: exclusive-kT subjets of each jet's constituents (fastjet-contrib's ``KT_Axes``), found with one
+    ClusterSequence call for all M jets; distances and sums are flat numpy over all constituents.
     """
     import fastjet
 
@@ -114,23 +115,26 @@ def nsubjettiness(constituents: ak.Array, radius: float, n_max: int = N_TAU) -> 
     out = np.zeros((m, n_max), dtype=np.float64)
     if m == 0:
         return out
-    c_y, c_phi = _rapidity_phi(constituents.px, constituents.py, constituents.pz, constituents.E)
-    c_pt = np.hypot(constituents.px, constituents.py)
-    norm = ak.to_numpy(ak.sum(c_pt, axis=1)) * radius
+    counts = ak.to_numpy(ak.num(constituents))
+    jet_of = np.repeat(np.arange(m), counts)
+    px, py, pz, e = (ak.to_numpy(ak.flatten(constituents[f])).astype(np.float64) for f in ("px", "py", "pz", "E"))
+    c_y, c_phi = _rapidity_phi(px, py, pz, e)
+    c_pt = np.hypot(px, py)
+    norm = np.bincount(jet_of, weights=c_pt, minlength=m) * radius
     cs = fastjet.ClusterSequence(constituents, fastjet.JetDefinition(fastjet.kt_algorithm, _KT_AXES_R))
-    const = ak.zip({"y": c_y, "phi": c_phi, "pt": c_pt})
     for n in range(1, n_max + 1):
         with warnings.catch_warnings():  # fastjet's check misfires for kt definitions
             warnings.simplefilter("ignore", UserWarning)
             axes = cs.exclusive_jets_up_to(n)
-        a_y, a_phi = _rapidity_phi(axes.px, axes.py, axes.pz, axes.E)
-        pairs = ak.cartesian([const, ak.zip({"y": a_y, "phi": a_phi})], axis=1, nested=True)
-        c, a = ak.unzip(pairs)
-        dphi = (c.phi - a.phi + np.pi) % (2 * np.pi) - np.pi
-        dr = np.sqrt((c.y - a.y) ** 2 + dphi**2)
-        numerator = ak.sum(const.pt * ak.min(dr, axis=-1), axis=1)
+        padded = ak.pad_none(axes, n, axis=1, clip=True)
+        comp = [ak.to_numpy(ak.fill_none(padded[f], np.nan)).reshape(m, n) for f in ("px", "py", "pz", "E")]
+        a_y, a_phi = _rapidity_phi(*comp)
+        dphi = (c_phi[:, None] - a_phi[jet_of] + np.pi) % (2 * np.pi) - np.pi
+        dr = np.sqrt((c_y[:, None] - a_y[jet_of]) ** 2 + dphi**2)  # [C, n]; missing axes are NaN
+        dmin = np.fmin.reduce(dr, axis=1)
+        numerator = np.bincount(jet_of, weights=c_pt * np.nan_to_num(dmin, nan=0.0), minlength=m)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[:, n - 1] = np.where(norm > 0, ak.to_numpy(ak.fill_none(numerator, 0.0)) / norm, 0.0)
+            out[:, n - 1] = np.where(norm > 0, numerator / norm, 0.0)
     return out
 
 

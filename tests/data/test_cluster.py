@@ -78,3 +78,16 @@ def test_cli_cluster_and_inspect(lhco_file, tmp_path, capsys):
     assert "LHCO-format event file" in capsys.readouterr().out
     assert main(["cluster", str(path), "--out", str(out), "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_nsubjettiness_matches_fastjet_contrib(lhco_file):
+    import fastjet
+
+    path, _ = lhco_file
+    events = read_lhco(path)
+    cs = fastjet.ClusterSequence(to_cartesian(events.particles), fastjet.JetDefinition(fastjet.antikt_algorithm, 1.0))
+    constituents = ak.flatten(cs.constituents(20.0), axis=1)
+    ours = nsubjettiness(constituents, radius=1.0)
+    reference = fastjet.ClusterSequence(constituents, fastjet.JetDefinition(fastjet.kt_algorithm, 1.0)).njettiness(
+        njets=[1, 2, 3], axes_definition="KT_Axes", measure_definition="NormalizedMeasure", beta=1.0, R0=1.0)
+    np.testing.assert_allclose(ours, np.asarray(reference), rtol=1e-6, atol=1e-9)
