@@ -229,8 +229,17 @@ def load_backbone(
     quant = resolve_quantization(quantization, dev)
     spec = as_lora_spec(lora)
     identity = resolve_model(name_or_path, cache_dir=cache_dir)
-    tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
-    model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code)
+    try:
+        tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
+        model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code)
+    except HybridjetError as exc:
+        if identity.format != "gguf":
+            raise
+        # an unloadable GGUF cache (corrupted after verification): convert again, once
+        log.warning("hybridjet: cached conversion %s unloadable (%s): rebuilding", identity.path, exc)
+        identity = resolve_model(name_or_path, cache_dir=cache_dir, rebuild=True)
+        tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
+        model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code)
     model.requires_grad_(False)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -272,9 +281,11 @@ def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_r
     if qconf is not None:
         kwargs["quantization_config"] = qconf
         kwargs["device_map"] = {"": str(dev)}
+    from safetensors import SafetensorError
+
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise HybridjetError(f"{path}: cannot load the model: {str(exc).splitlines()[0]}") from None
     if qconf is None:
         model.to(dev)

@@ -1,0 +1,202 @@
+"""Convert a GGUF checkpoint once into an HF-format cache directory, with tokenizer repairs, and verify it.
+
+Layout: ``<cache root>/models/<gguf stem>-<sha256[:12]>/`` with ``config.json``, ``model.safetensors``
+(weights dequantized to fp32 by transformers' GGUF loader), tokenizer files and ``source.json``
+(source path, its sha256, conversion version, the files written with their sizes and the tokenizer repairs).
+Written through :func:`hybridjet.io_utils.atomic_dir`; a cache with a missing or truncated file, a different
+source hash or an older conversion version is rebuilt.
+
+Tokenizer fidelity (SmolLM2's original ``tokenizer.json``): the pre-tokenizer is set to
+``Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])``; the chat
+template comes from the GGUF metadata ``tokenizer.chat_template``; pad is set to ``<|endoftext|>`` (id 0) when it
+is in the vocabulary, distinct from eos ``<|im_end|>`` (the GGUF has pad == eos, which would make padding masks
+also hide the eos label); bos ``<|im_start|>`` is not added by the tokenizer (as in the original).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hybridjet.errors import HybridjetError
+from hybridjet.io_utils import atomic_dir
+
+log = logging.getLogger(__name__)
+
+PAD_CANDIDATE = "<|endoftext|>"
+
+
+def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
+    """Cache directory of a GGUF file with sha256 ``digest``."""
+    return root / "models" / f"{gguf.stem}-{digest[:12]}"
+
+
+def cache_problem(directory: Path, digest: str) -> str | None:
+    """Why the cache ``directory`` is unusable for a source with ``digest`` (None when it looks complete)."""
+    from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON, read_json
+
+    if not directory.is_dir():
+        return "missing"
+    meta = read_json(directory / SOURCE_JSON)
+    if not meta:
+        return f"no readable {SOURCE_JSON}"
+    if meta.get("sha256") != digest:
+        return "source sha256 mismatch"
+    if meta.get("conversion_version") != CONVERSION_VERSION:
+        return "older conversion version"
+    files = meta.get("files") or {}
+    if "model.safetensors" not in files or "tokenizer.json" not in files or "config.json" not in files:
+        return f"{SOURCE_JSON} lists no model/tokenizer files"
+    for name, size in files.items():
+        f = directory / name
+        if not f.is_file():
+            return f"missing {name}"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, expected {size}"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(directory / "model.safetensors"), framework="pt") as fh:
+            if not list(fh.keys()):
+                return "model.safetensors holds no tensors"
+    except Exception as exc:  # truncated or corrupted header
+        return f"model.safetensors unreadable ({type(exc).__name__})"
+    return None
+
+
+def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Selected scalar/string metadata of a GGUF file."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf))
+    out: dict[str, Any] = {}
+    for key in keys:
+        field = reader.fields.get(key)
+        if field is not None:
+            try:
+                out[key] = field.contents()
+            except Exception:  # an old gguf without contents(): decode the string field by hand
+                out[key] = bytes(field.parts[field.data[0]]).decode("utf-8")
+    return out
+
+
+def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Path, str]:
+    """The HF cache directory of ``gguf`` (converted now if missing or broken) and the GGUF's sha256."""
+    from hybridjet.llm.resolve import sha256_file
+
+    gguf = Path(gguf).resolve()
+    digest = sha256_file(gguf)
+    target = converted_dir(gguf, root, digest)
+    problem = "rebuild requested" if rebuild else cache_problem(target, digest)
+    if problem is not None:
+        if problem != "missing":
+            log.warning("hybridjet: rebuilding model cache %s (%s)", target, problem)
+        convert_gguf(gguf, target, digest)
+    return target, digest
+
+
+def repair_tokenizer(tokenizer: Any, chat_template: str | None) -> list[str]:
+    """Bring a GGUF-converted tokenizer to SmolLM2's original conventions; return the repairs made."""
+    from tokenizers import pre_tokenizers
+
+    repairs: list[str] = []
+    backend = tokenizer.backend_tokenizer
+    pre = backend.pre_tokenizer
+    if "Digits" not in repr(pre):
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+            ]
+        )
+        repairs.append(f"pre_tokenizer {pre!r} -> Digits(individual_digits=True)+ByteLevel")
+    if chat_template and tokenizer.chat_template != chat_template:
+        tokenizer.chat_template = chat_template
+        repairs.append("chat_template from GGUF metadata")
+    vocab = tokenizer.get_vocab()
+    if PAD_CANDIDATE in vocab and tokenizer.pad_token in (None, tokenizer.eos_token) and (
+        PAD_CANDIDATE != tokenizer.eos_token
+    ):
+        repairs.append(f"pad_token {tokenizer.pad_token!r} -> {PAD_CANDIDATE!r}")
+        tokenizer.pad_token = PAD_CANDIDATE
+    return repairs
+
+
+def check_tokenizer(tokenizer: Any) -> list[str]:
+    """Fidelity checks of a SmolLM2-style tokenizer; returns the failures (empty when fine)."""
+    failures = []
+    ids = tokenizer("1523", add_special_tokens=False).input_ids
+    if tokenizer.convert_ids_to_tokens(ids) != ["1", "5", "2", "3"]:
+        failures.append(f"'1523' -> {tokenizer.convert_ids_to_tokens(ids)}, expected single digits")
+    if not tokenizer.chat_template:
+        failures.append("no chat template")
+    else:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+        )
+        if "<|im_start|>assistant" not in text:
+            failures.append("chat template has no '<|im_start|>assistant'")
+    if tokenizer.eos_token is None or tokenizer.eos_token == tokenizer.bos_token:
+        failures.append("eos token missing or equal to bos")
+    if tokenizer.pad_token is None:
+        failures.append("no pad token")
+    return failures
+
+
+def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
+    """Convert ``gguf`` into the HF directory ``target`` (atomically), repairing the tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON
+
+    t0 = time.perf_counter()
+    meta = gguf_metadata(gguf, ("tokenizer.chat_template", "general.name", "general.organization"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
+    except Exception as exc:
+        raise HybridjetError(f"{gguf}: cannot convert this GGUF file: {str(exc).splitlines()[0]}") from None
+    repairs = repair_tokenizer(tokenizer, meta.get("tokenizer.chat_template"))
+    # drop the GGUF quantization marker: the saved weights are plain dequantized fp32
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.bos_token_id = tokenizer.bos_token_id
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        reloaded = AutoTokenizer.from_pretrained(str(tmp), local_files_only=True)
+        failures = check_tokenizer(reloaded)
+        if failures:
+            raise HybridjetError(f"{gguf}: converted tokenizer fails checks: {'; '.join(failures)}")
+        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        source = {
+            "source": str(gguf),
+            "sha256": digest,
+            "size": gguf.stat().st_size,
+            "conversion_version": CONVERSION_VERSION,
+            "name": meta.get("general.name"),
+            "organization": meta.get("general.organization"),
+            "tokenizer_repairs": repairs,
+            "files": files,
+            "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "pid": os.getpid(),
+        }
+        (tmp / SOURCE_JSON).write_text(json.dumps(source, indent=2) + "\n")
+    del model
+    return target
