@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -11,13 +12,19 @@ Formatter = Callable[[dict[str, torch.Tensor], int], str]
 
 
 def compact(batch: dict[str, torch.Tensor], row: int) -> str:
-    """Fair default: rounded physics quantities per jet (pT, η, φ, m in GeV) and the particle count."""
+    """Fair default: rounded pT, η, m (GeV) per jet, the jets' azimuthal separation and the particle count.
+
+    The same information as the hybrid's ``fourvec`` features (an event's absolute φ carries none), e.g.
+    ``j1 pt=1523 eta=0.41 m=487 | j2 pt=1234 eta=-0.33 m=98 | dphi=3.05 n=312``.
+    """
     kin, mask = batch["kinematics"][row], batch["jet_mask"][row]
-    parts = [
-        f"j{j + 1} pt={kin[j, 0]:.0f} eta={kin[j, 1]:.2f} phi={kin[j, 2]:.2f} m={kin[j, 3]:.0f}"
-        for j in range(len(mask)) if bool(mask[j])
-    ]
-    return " | ".join(parts + [f"n={int(batch['n_particles'][row])}"])
+    parts = [f"j{j + 1} pt={kin[j, 0]:.0f} eta={kin[j, 1]:.2f} m={kin[j, 3]:.0f}"
+             for j in range(len(mask)) if bool(mask[j])]
+    tail = f"n={int(batch['n_particles'][row])}"
+    if len(mask) > 1 and bool(mask[0]) and bool(mask[1]):
+        dphi = abs((float(kin[1, 2]) - float(kin[0, 2]) + math.pi) % (2 * math.pi) - math.pi)
+        tail = f"dphi={dphi:.2f} {tail}"
+    return " | ".join(parts + [tail])
 
 
 def predecessor(batch: dict[str, torch.Tensor], row: int) -> str:

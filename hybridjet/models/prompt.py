@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 EVENT_SLOT = "<<EVENT>>"
-DEFAULT_SYSTEM = "You are a particle physicist classifying LHC collision events."
-DEFAULT_QUESTION = (
-    "Here is a collision event with two large-radius jets: " + EVENT_SLOT +
-    " Is it signal (a new heavy resonance decaying to two boosted two-prong jets) or background (QCD dijets)?"
-)
+# Short on purpose: every prompt token costs a full transformer pass per event (the soft tokens carry the physics).
+DEFAULT_SYSTEM = "You classify LHC collision events."
+DEFAULT_QUESTION = "Event: " + EVENT_SLOT + "\nSignal or background?"
 
 
 def chat_prompt(tokenizer: Any, user_text: str, system: str | None = DEFAULT_SYSTEM) -> str:

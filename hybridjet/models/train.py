@@ -1,0 +1,45 @@
+"""One function per recipe step: train an event classifier into a run directory, then score its test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from hybridjet.models.base import EventClassifier
+from hybridjet.models.datamodule import JetDataModule
+
+
+def train_classifier(
+    model: EventClassifier,
+    datamodule: JetDataModule,
+    run_dir: str | Path,
+    max_epochs: int = 1,
+    progress: bool = True,
+    ckpt_path: str | None = None,
+    **trainer_kwargs: Any,
+) -> dict[str, float]:
+    """Fit ``model`` (best weights by val AUC), export the run and score the test split; returns test metrics."""
+    from hybridjet.models.lightning_cli import AtomicCheckpointIO, RunExport
+
+    run_dir = Path(run_dir)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        default_root_dir=str(run_dir),
+        logger=CSVLogger(save_dir=str(run_dir), name="logs"),
+        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor="val_auc", mode="max",
+                                   filename="best", save_last=True), RunExport()],
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=1.0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        **trainer_kwargs,
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
