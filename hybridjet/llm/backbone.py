@@ -104,8 +104,19 @@ class Backbone:
         emb = self.input_embeddings
         return emb(input_ids.to(emb.weight.device))
 
+    @property
+    def embed_dtype(self) -> Any:
+        """dtype of the input embeddings (fp32 after ``prepare_model_for_kbit_training`` even with bf16 compute):
+        cast soft tokens to it before concatenating them with :meth:`embed` output."""
+        return self.input_embeddings.weight.dtype
+
     def hidden_states(self, inputs_embeds: Any, attention_mask: Any = None) -> Any:
-        """Last hidden state [B, T, hidden] of the decoder for ``inputs_embeds`` (no vocabulary projection)."""
+        """Last hidden state [B, T, hidden] of the decoder for ``inputs_embeds`` (no vocabulary projection);
+        ``inputs_embeds`` is cast (differentiably) to :attr:`embed_dtype` and moved to the embedding's device."""
+        emb = self.input_embeddings.weight
+        inputs_embeds = inputs_embeds.to(device=emb.device, dtype=emb.dtype)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(emb.device)
         out = self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
 

@@ -120,3 +120,18 @@ def test_hub_id_fails_fast(tmp_path, monkeypatch):
     with pytest.raises(HybridjetError, match="local"):
         load_backbone("HuggingFaceTB/SmolLM2-360M-Instruct")
     assert time.monotonic() - t0 < 10
+
+
+def test_int8_and_bf16_forward(tiny_llama):
+    bb = load_backbone(tiny_llama, quantization="int8", device="cpu")
+    assert bb.quantization == "int8"
+    assert any(isinstance(m, bnb.nn.Linear8bitLt) for m in bb.model.modules())
+    ids = bb.tokenizer(["12 GeV"], return_tensors="pt").input_ids
+    assert torch.isfinite(bb.model(input_ids=ids).logits).all()
+    bf = load_backbone(tiny_llama, quantization="none", dtype="bf16")
+    assert bf.embed_dtype == torch.bfloat16
+    x = torch.randn(1, 3, bf.hidden_size, requires_grad=True)  # fp32 soft tokens are cast
+    h = bf.hidden_states(x)
+    assert h.dtype == torch.bfloat16
+    h.float().sum().backward()
+    assert x.grad is not None
