@@ -1,0 +1,56 @@
+"""CUDA path (skipped without a GPU): auto = NF4 double-quant with bf16 compute, kbit preparation, LoRA training
+through inputs_embeds with checkpointing, adapters round trip on the GPU."""
+
+from __future__ import annotations
+
+import bitsandbytes as bnb
+import pytest
+import torch
+
+from hybridjet.llm import describe, load_adapter, load_backbone, save_adapter
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def test_auto_is_nf4_dq_bf16_and_trains(tiny_llama, tmp_path):
+    bb = load_backbone(tiny_llama, lora="all-linear", gradient_checkpointing=True)
+    assert bb.quantization == "nf4-dq" and bb.dtype == torch.bfloat16 and bb.device.type == "cuda"
+    q = [m for m in bb.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(q) == 14 and all(m.weight.device.type == "cuda" for m in q)
+    assert q[0].weight.quant_state.nested  # double quantization
+    # prepare_model_for_kbit_training upcast the embeddings: soft tokens are cast to embed_dtype
+    assert bb.embed_dtype == torch.float32
+    before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
+    opt = torch.optim.AdamW(bb.trainable_parameters(), lr=1e-2)
+    bb.model.train()
+    ids = bb.tokenizer(["jet 1523 GeV", "qcd"], return_tensors="pt", padding=True)
+    soft = torch.randn(2, 3, bb.hidden_size, device="cuda", requires_grad=True)
+    emb = torch.cat([soft.to(bb.embed_dtype), bb.embed(ids.input_ids)], dim=1)
+    mask = torch.cat([torch.ones(2, 3, dtype=torch.long), ids.attention_mask], dim=1)
+    h = bb.hidden_states(emb, mask)
+    assert h.shape == (2, emb.shape[1], bb.hidden_size) and h.device.type == "cuda"
+    h[:, -1].float().pow(2).sum().backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
+    opt.step()
+    changed = {n for n, p in bb.model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed and all("lora_" in n for n in changed)
+    report = describe(bb)
+    assert report.device.startswith("cuda") and report.quantization == "nf4-dq"
+    out = save_adapter(bb, tmp_path / "ad")
+    bb.model.eval()
+    with torch.no_grad():
+        ref = bb.model(input_ids=ids.input_ids.cuda()).logits
+    again = load_adapter(tiny_llama, out)
+    with torch.no_grad():
+        got = again.model(input_ids=ids.input_ids.cuda()).logits
+    torch.testing.assert_close(got.float(), ref.float(), atol=2e-2, rtol=2e-2)
+
+
+def test_bf16_unquantized_with_fp32_soft_tokens(tiny_llama):
+    bb = load_backbone(tiny_llama, quantization="none", lora="qkv", gradient_checkpointing=True)
+    assert bb.dtype == torch.bfloat16 and bb.embed_dtype == torch.bfloat16
+    bb.model.train()
+    x = torch.randn(2, 4, bb.hidden_size, requires_grad=True)  # fp32, on the CPU: moved and cast
+    h = bb.hidden_states(x, torch.ones(2, 4, dtype=torch.long))
+    h.float().sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in bb.trainable_parameters())
