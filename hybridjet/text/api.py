@@ -25,7 +25,7 @@ from hybridjet.text.sft import token_loss_sum
 
 
 def attach_adapter(backbone: Any, adapter_dir: str | os.PathLike[str]) -> Any:
-    """Load the LoRA adapter in ``adapter_dir`` onto ``backbone`` (in place); returns the backbone."""
+    """Load the LoRA adapter in ``adapter_dir`` onto ``backbone``; returns the backbone with the peft model."""
     try:
         from hybridjet.llm.adapters import load_adapter
     except ImportError:
@@ -73,7 +73,7 @@ class TextModel:
         backbone = load_backbone(model_name, quantization=quant, lora=None, dtype=dtype, device=device)
         if (run_dir / TOKENIZER_DIR).is_dir():
             backbone.tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
-        attach_adapter(backbone, run_dir / ADAPTER_DIR)
+        backbone = attach_adapter(backbone, run_dir / ADAPTER_DIR)
         backbone.model.eval()
         return cls(backbone, config, run_dir)
 

@@ -20,7 +20,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     if len(predictions) != len(references) or not predictions:
         raise HybridjetError("ROUGE-L needs as many predictions as references (and at least one)")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
     return float(sum(scores) / len(scores))
 
 

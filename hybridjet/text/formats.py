@@ -140,17 +140,11 @@ def _read_parquet(path: Path) -> list[Any]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        pq = None
-    if pq is not None:
-        return pq.read_table(path).to_pylist()
+        raise InputFileError(path, "reading Parquet needs pyarrow (pip install pyarrow)") from None
     try:
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict(orient="records")
-    except ImportError as exc:
-        raise InputFileError(
-            path, f"reading Parquet needs pyarrow (pip install pyarrow): {exc}".splitlines()[0]
-        ) from None
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise InputFileError(path, f"cannot read Parquet: {str(exc).splitlines()[0]}") from None
 
 
 def _read_hf(name: str, split: str | None) -> list[Any]:

@@ -74,6 +74,9 @@ class SFTCLI(LightningCLI):
 
 def cli_main(args: Sequence[str]) -> SFTCLI:
     """Run the LightningCLI on ``args`` (the arguments after ``sft``)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     return SFTCLI(
         TextSFT,
         TextDataModule,

@@ -1,0 +1,133 @@
+"""Label masking, TextSFT training, LoRA-only checkpoints + resume, the CLI, ask and eval (tiny Llama)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from hybridjet.errors import HybridjetError
+from hybridjet.llm.backbone import load_tokenizer
+from hybridjet.text.datamodule import TextDataModule
+from hybridjet.text.dataset import IGNORE_INDEX, encode_examples
+from hybridjet.text.formats import Example, read_examples
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+
+
+def _learned_text(tokenizer, input_ids: torch.Tensor, labels: torch.Tensor) -> list[str]:
+    return [tokenizer.decode(ids[lab != IGNORE_INDEX].tolist()) for ids, lab in zip(input_ids, labels, strict=True)]
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_labels_are_exactly_the_responses(tiny_llama: Path, pad_is_eos: bool) -> None:
+    tok = load_tokenizer(tiny_llama)
+    if pad_is_eos:
+        tok.pad_token = tok.eos_token
+    dm = TextDataModule(str(EXAMPLES / "physics_qa.jsonl"), val_ratio=0.1, batch_size=6, system_prompt="Be brief.")
+    dm.attach_tokenizer(tok)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["attention_mask"].sum(1).min() < batch["attention_mask"].shape[1]  # some rows are padded
+    answers = [item.source for item in dm.datasets["train"].items[:0]]  # (shuffled loader: compare as sets)
+    expected = {ex.reference() + "<|im_end|>" for ex in dm.examples["train"]}
+    got = _learned_text(tok, batch["input_ids"], batch["labels"])
+    assert set(got) <= expected and not answers
+    # multi-turn: every assistant turn is learned, nothing else
+    chats, _ = read_examples(EXAMPLES / "physics_chat.jsonl")
+    (enc,) = encode_examples(chats[4:5], tok, max_length=None)
+    learned = tok.decode([i for i, lab in zip(enc.input_ids, enc.labels, strict=True) if lab != IGNORE_INDEX])
+    assert learned == "".join(m["content"] + "<|im_end|>" for m in chats[4].messages if m["role"] == "assistant")
+    # completion: the continuation + EOS only
+    (enc,) = encode_examples([Example("x", prompt="The jet has", target=" transverse momentum 1523 GeV")], tok)
+    assert tok.decode([i for i, lab in zip(enc.input_ids, enc.labels, strict=True) if lab != IGNORE_INDEX]) == (
+        " transverse momentum 1523 GeV<|im_end|>"
+    )
+
+
+def test_train_on_prompt_and_length_filter(tiny_llama: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tok = load_tokenizer(tiny_llama)
+    examples, _ = read_examples(EXAMPLES / "physics_qa.jsonl")
+    enc = encode_examples(examples[:2], tok, train_on_prompt=True)
+    assert all(lab != IGNORE_INDEX for lab in enc[0].labels[:-1])
+    lengths = sorted(len(e) for e in encode_examples(examples, tok))
+    kept = encode_examples(examples, tok, max_length=lengths[len(lengths) // 2])
+    assert 0 < len(kept) < len(examples)
+    assert f"dropped {len(examples) - len(kept)} of {len(examples)} records" in capsys.readouterr().out
+    with pytest.raises(HybridjetError, match="every one of the"):
+        encode_examples(examples, tok, max_length=5)
+
+
+class _Losses(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_fit_lowers_loss_on_repeated_batch(tiny_llama: Path, tmp_path: Path) -> None:
+    from hybridjet.text.sft import TextSFT
+
+    rows = [{"question": "What is the Z mass?", "answer": "About 91.2 GeV."}] * 8
+    path = tmp_path / "rep.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = TextSFT(model=str(tiny_llama), quantization="none", lora="qkv", lr=2e-2, lora_dropout=0.0)
+    dm = TextDataModule(str(path), val_ratio=0.25, batch_size=4)
+    cb = _Losses()
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[cb],
+                        default_root_dir=tmp_path / "run")
+    trainer.fit(model, dm)
+    assert len(cb.losses) == 3 and cb.losses[-1] < cb.losses[0]
+    assert (tmp_path / "run" / "adapter").is_dir() and (tmp_path / "run" / "text_config.yaml").is_file()
+
+
+def _cli_fit(tiny_llama: Path, root: Path, steps: int, *extra: str) -> None:
+    from hybridjet.text.lightning_cli import main
+
+    main([
+        "sft", "fit", "-c", str(Path(__file__).resolve().parents[2] / "configs" / "sft_qa.yaml"),
+        "--model.model", str(tiny_llama), "--model.quantization", "none", "--runs_root", str(root), "--name", "t",
+        "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false", "--data.max_length", "512", "--data.batch_size", "8",
+        "--model.lr", "0.01", *extra,
+    ])
+
+
+def test_cli_checkpoint_resume_ask_eval(tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hybridjet.cli import main as hybridjet_main
+    from hybridjet.text.api import TextModel
+    from hybridjet.text.evaluate import evaluate_run
+
+    run = tmp_path / "t"
+    _cli_fit(tiny_llama, tmp_path, 4)
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4 and ckpt["state_dict"]
+    assert all(".lora_A." in k or ".lora_B." in k for k in ckpt["state_dict"])  # the frozen base is not saved
+    assert any(p.name.startswith("best-") for p in (run / "checkpoints").iterdir())
+    assert "val_loss" in (run / "metrics.csv").read_text() and (run / "config.yaml").is_file()
+    # resume after an interruption: continue from last.ckpt to step 6
+    _cli_fit(tiny_llama, tmp_path, 6, "--ckpt_path", "last")
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
+
+    tm = TextModel.from_pretrained(run)
+    question = "What is the mass of the Z boson?"
+    answer = tm.ask(question, max_new_tokens=6)
+    assert isinstance(answer, str) and question not in answer and "assistant" not in answer
+    # left padding: a batch gives the same greedy answers as one at a time
+    prompts = ["Hi?", question, "What is a jet in collider physics, and how is it found?"]
+    assert tm.generate_batch(prompts, max_new_tokens=5) == [tm.ask(p, max_new_tokens=5) for p in prompts]
+    assert tm.perplexity(["The jet has transverse momentum 1523 GeV."]) > 1.0
+    capsys.readouterr()
+    assert hybridjet_main(["ask", "--run", str(run), "--max-new-tokens", "6", question]) == 0
+    assert capsys.readouterr().out.strip() == answer
+
+    result = evaluate_run(run, EXAMPLES / "physics_qa_val.jsonl", max_new_tokens=4, limit=3, model=tm)
+    assert set(result) >= {"base", "adapter"} and result["adapter"]["loss"] != result["base"]["loss"]
+    assert json.loads((run / "eval.json").read_text())["adapter"]["rougeL"] >= 0.0
+    assert hybridjet_main(["ask", "--run", str(tmp_path / "nope"), "x"]) == 2
