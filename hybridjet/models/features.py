@@ -62,7 +62,8 @@ def event_features(
     cols = [np.log1p(pt), eta, dphi, np.log1p(np.clip(mass, 0.0, None)), mask.astype(np.float64)]
     if feature_set == "substructure":
         assert tau is not None
-        cols += [_ratio(tau[..., 1], tau[..., 0]), _ratio(tau[..., 2], tau[..., 1])]
+        cols += [np.where(mask, _ratio(tau[..., 1], tau[..., 0]), 0.0),
+                 np.where(mask, _ratio(tau[..., 2], tau[..., 1]), 0.0)]
     per_jet = np.stack(cols, axis=-1).reshape(len(jets), -1)
     both = mask[:, 0] & mask[:, 1] if mask.shape[1] > 1 else np.zeros(len(jets), bool)
     if mask.shape[1] > 1:

@@ -41,5 +41,10 @@ def train_classifier(
         **trainer_kwargs,
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if best is not None:
+        metrics["best_val_auc"] = float(best)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    return metrics

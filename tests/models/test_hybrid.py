@@ -1,0 +1,115 @@
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hybridjet.errors import HybridjetError
+from hybridjet.models.datamodule import JetDataModule
+from hybridjet.models.hybrid import HybridClassifier
+from hybridjet.models.train import train_classifier
+
+
+def _fit(tiny_llama, data, run_dir, seed=0, **kw):
+    L.seed_everything(seed, verbose=False)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", **kw)
+    metrics = train_classifier(model, JetDataModule(str(data), batch_size=32), run_dir, max_epochs=2,
+                               progress=False, deterministic=True)
+    return model, metrics
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama, toy_jets_h5, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("hybrid") / "run"
+    model, metrics = _fit(tiny_llama, toy_jets_h5, run_dir)
+    return model, metrics, run_dir
+
+
+def test_hybrid_learns_and_writes_a_run_directory(trained):
+    model, metrics, run_dir = trained
+    assert metrics["val_auc"] > 0.85 and metrics["test_auc"] > 0.85
+    for name in ("model.json", "weights.safetensors", "metrics.json", "scores.h5", "checkpoints/last.ckpt"):
+        assert (run_dir / name).exists(), name
+    saved = load_file(str(run_dir / "weights.safetensors"))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(saved) == trainable
+    assert any("lora_" in k for k in saved) and not any("base_layer" in k or "embed_tokens" in k for k in saved)
+    meta = json.loads((run_dir / "metrics.json").read_text())
+    assert meta["model"] == "hybrid" and meta["test"]["n_events"] == 60
+
+
+def test_checkpoint_holds_only_trainable_weights(trained):
+    model, _, run_dir = trained
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(ckpt["state_dict"]) == trainable
+    assert ckpt["hybridjet"]["normalizer"]["names"][0] == "j1_log_pt"
+
+
+def test_every_event_has_the_same_sequence_length(trained):
+    model, _, _ = trained
+    assert model.sequence_length == len(model.prefix_ids) + 8 + len(model.suffix_ids)
+    x = torch.zeros(3, len(model.normalizer.names))
+    assert model.eval()(x).shape == (3,)
+
+
+def test_from_pretrained_reproduces_scores(trained, toy_jets_h5, tiny_llama):
+    model, _, run_dir = trained
+    from hybridjet.eval.scores import read_scores
+
+    test = read_scores(run_dir / "scores.h5", "test")
+    clf = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama))
+    from hybridjet.data.store import read_jets
+
+    arrays = read_jets(toy_jets_h5)
+    order = np.searchsorted(arrays.event_id, test.event_id)
+    probs = clf.predict_proba(arrays.subset(order), batch_size=17)
+    np.testing.assert_allclose(probs, test.score, atol=1e-5)
+    all_probs = clf.predict_proba(str(toy_jets_h5))
+    assert all_probs.shape == (600,) and np.allclose(all_probs[order], probs, atol=1e-5)
+
+
+def test_from_pretrained_errors(tmp_path, trained):
+    _, _, run_dir = trained
+    with pytest.raises(HybridjetError, match="not a hybridjet run"):
+        HybridClassifier.from_pretrained(tmp_path)
+    meta = json.loads((run_dir / "model.json").read_text())
+    meta["base_model"]["sha256"] = "0" * 64
+    fake = tmp_path / "other"
+    fake.mkdir()
+    (fake / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(HybridjetError, match="trained on base model"):
+        HybridClassifier.from_pretrained(fake)
+
+
+def test_same_seed_same_metrics(tiny_llama, toy_jets_h5, tmp_path):
+    _, first = _fit(tiny_llama, toy_jets_h5, tmp_path / "a", seed=3)
+    _, second = _fit(tiny_llama, toy_jets_h5, tmp_path / "b", seed=3)
+    assert first["test_auc"] == second["test_auc"] and first["test_loss"] == second["test_loss"]
+
+
+def test_ablation_and_frozen_llm(tiny_llama, toy_jets_h5, tmp_path):
+    ablation, metrics = _fit(tiny_llama, toy_jets_h5, tmp_path / "ablation", use_llm=False)
+    assert ablation.llm is None and metrics["test_auc"] > 0.85
+    frozen = HybridClassifier(model=str(tiny_llama), quantization="none", lora=None)
+    frozen.build(10)
+    names = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("encoder.", "head.")) for n in names)
+
+
+def test_nf4_hybrid_trains_lora_encoder_head_only(tiny_llama):
+    import bitsandbytes as bnb
+
+    model = HybridClassifier(model=str(tiny_llama), quantization="nf4")
+    model.build(5)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.llm.modules())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    logits = model(torch.randn(4, 5))
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([0.0, 1, 0, 1])).backward()
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert any("lora_" in n for n in changed) and any(n.startswith("encoder.") for n in changed)
+    assert all("lora_" in n or n.startswith(("encoder.", "head.")) for n in changed)
