@@ -113,3 +113,21 @@ def test_nf4_hybrid_trains_lora_encoder_head_only(tiny_llama):
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert any("lora_" in n for n in changed) and any(n.startswith("encoder.") for n in changed)
     assert all("lora_" in n or n.startswith(("encoder.", "head.")) for n in changed)
+
+
+def test_cached_prefix_gives_the_same_logits_and_gradients(tiny_llama):
+    torch.manual_seed(0)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    model.build(5)
+    model.eval()  # no dropout: both paths must see the same network
+    x = torch.randn(4, 5)
+    cached = model(x)
+    cached.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.hparams.cache_prefix = False
+    full = model(x)
+    full.sum().backward()
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, atol=1e-5, rtol=1e-3)
