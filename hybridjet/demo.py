@@ -36,7 +36,8 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
-def prepare_data(cfg: dict[str, Any], data_dir: Path, force: bool = False, seed: int = 0) -> Path:
+def prepare_data(cfg: dict[str, Any], data_dir: Path, force: bool = False, seed: int = 0,
+                 progress: bool = True) -> Path:
     """Generate signal and background with Pythia 8, mix them, cluster: returns the jets.h5 path (reused if present)."""
     from hybridjet.data.cluster import cluster
     from hybridjet.data.generate import generate, mix
@@ -52,15 +53,15 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path, force: bool = False, seed:
             print(f"reusing {out}")
             continue
         t = _step(f"generating {n} {process} events with Pythia 8 ({cfg['workers']} workers)")
-        summary = generate(process, n, seed=s, out=out, workers=cfg["workers"])
-        print(f"{summary}  [{time.perf_counter() - t:.0f} s]")
+        generate(process, n, seed=s, out=out, workers=cfg["workers"], progress=progress)
+        print(f"[{time.perf_counter() - t:.0f} s]")
     events = data_dir / "events.h5"
     n_total = cfg["signal_events"] + cfg["background_events"]
     mix(data_dir / "wprime.h5", data_dir / "qcd.h5", events, signal_fraction=cfg["signal_events"] / n_total,
         seed=seed, n_events=n_total)
     t = _step("clustering anti-kT R=1.0 jets with fastjet")
-    summary = cluster(events, jets, workers=cfg["workers"])
-    print(f"{summary}  [{time.perf_counter() - t:.0f} s]")
+    cluster(events, jets, workers=cfg["workers"], progress=progress)
+    print(f"[{time.perf_counter() - t:.0f} s]")
     return jets
 
 
@@ -79,7 +80,7 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
 
     started = time.perf_counter()
     cfg = demo_config(scale)
-    jets = prepare_data(cfg, Path(data_dir), force=force, seed=seed)
+    jets = prepare_data(cfg, Path(data_dir), force=force, seed=seed, progress=progress)
 
     def datamodule(kind: str) -> JetDataModule:
         return JetDataModule(str(jets), feature_set="fourvec", split=tuple(cfg["split"]), seed=seed,
@@ -104,10 +105,10 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
         else:
             epochs = cfg["epochs"][kind]
             if kind == "text":
-                clf: Any = TextPromptClassifier(model=model, lora=cfg["lora"], run_name=kind)
+                clf: Any = TextPromptClassifier(model=model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=kind)
             else:
-                clf = HybridClassifier(model=model, lora=cfg["lora"], n_soft_tokens=cfg["n_soft_tokens"],
-                                       use_llm=kind == "hybrid", run_name=kind)
+                clf = HybridClassifier(model=model, lora=cfg["lora"], dtype=cfg["dtype"],
+                                       n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind == "hybrid", run_name=kind)
             auc = train_classifier(clf, datamodule(kind), run_dir, max_epochs=epochs, progress=progress)["test_auc"]
         print(f"{kind}: test AUC {auc:.3f}  [{time.perf_counter() - t:.0f} s]", flush=True)
         done.append(run_dir)
@@ -125,8 +126,8 @@ def register(subparsers: Any) -> None:
         "demo", help="The main job: generate, cluster, train hybrid/text/GBDT/ablation, compare",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--scale", choices=("small", "full"), default="small",
-                   help="small: ~15 min on a 2-core CPU; full: publication sizes, for a GPU (configs/demo.yaml)")
+    p.add_argument("--scale", choices=("small", "full", "smoke"), default="small",
+                   help="small: ~10 min on a 2-core CPU; full: publication sizes, for a GPU; smoke: wiring check (configs/demo.yaml)")
     p.add_argument("--data-dir", default="data/demo", help="where events and jets.h5 go (default data/demo)")
     p.add_argument("--runs-dir", default="runs/demo", help="where the four runs go (default runs/demo)")
     p.add_argument("--out", default="report", help="comparison table and figures (default report/)")

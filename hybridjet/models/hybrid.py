@@ -34,6 +34,8 @@ class HybridClassifier(EventClassifier):
     Args:
         model: base LLM (``smollm2`` = embedded SmolLM2-135M-Instruct, or a local HF directory / hub id).
         quantization: ``auto`` (NF4 on CUDA, none on CPU), ``nf4``, ``nf4-dq``, ``int8`` or ``none``.
+        dtype: compute dtype of the LLM (``auto``: bf16 on CUDA, fp32 on CPU; ``bf16`` is ~2x faster than fp32
+            on CPUs with AVX512-BF16).
         lora: LoRA preset (``qkv``, ``attn``, ``all-linear``) or ``None`` to freeze the LLM.
         n_soft_tokens: k, the soft-prompt tokens per event.
         use_llm: ``False`` for the encoder + head ablation.
@@ -47,6 +49,7 @@ class HybridClassifier(EventClassifier):
         self,
         model: str = "smollm2",
         quantization: str = "auto",
+        dtype: str | None = None,
         lora: str | None = "attn",
         lora_r: int = 16,
         lora_alpha: int = 32,
@@ -79,7 +82,7 @@ class HybridClassifier(EventClassifier):
 
             lora_spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha,
                                                    "dropout": lora_dropout}
-            self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec,
+            self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec, dtype=dtype,
                                           gradient_checkpointing=gradient_checkpointing)
             self.llm = self.backbone.model
             for name, param in self.llm.named_parameters():

@@ -46,7 +46,7 @@ class RunExport(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or not isinstance(pl_module, EventClassifier):
             return
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor), "")
         if best and Path(best).exists():
             state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
             pl_module.load_state_dict(state, strict=False)
@@ -81,6 +81,8 @@ class HybridjetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="score the test split with the best weights after fit (scores.h5, metrics.json)")
+        parser.add_argument("--checkpoint_every_n_steps", type=int, default=50,
+                            help="write <run>/checkpoints/last.ckpt every N optimizer steps (resume with --ckpt_path last)")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         root = Path(config.get("default_root_dir") or "runs/default")
@@ -89,9 +91,13 @@ class HybridjetCLI(LightningCLI):
 
             config["logger"] = CSVLogger(save_dir=str(root), name="logs")
         trainer = super()._instantiate_trainer(config, callbacks)
+        every = self.config_init[self.subcommand].get("checkpoint_every_n_steps", 50)
         for cb in trainer.callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-                cb.dirpath = str(root / "checkpoints")
+            if isinstance(cb, ModelCheckpoint):
+                if cb.dirpath is None:
+                    cb.dirpath = str(root / "checkpoints")
+                if cb.save_last and cb.monitor is None:
+                    cb._every_n_train_steps = every
         return trainer
 
     def after_fit(self) -> None:
@@ -103,8 +109,8 @@ def trainer_defaults() -> dict[str, Any]:
     """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes."""
     return {
         "callbacks": [
-            ModelCheckpoint(monitor="val_auc", mode="max", filename="best", save_last=True, save_top_k=1,
-                            every_n_train_steps=None),
+            ModelCheckpoint(monitor="val_auc", mode="max", filename="best", save_top_k=1),
+            ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=50),  # last.ckpt for resuming
             RunExport(),
             ScoresWriter(),
         ],
@@ -117,6 +123,9 @@ def trainer_defaults() -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Run the LightningCLI with ``argv`` (``fit -c configs/hybrid.yaml ...``)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*provide both args and command line arguments.*")
     try:
         HybridjetCLI(
             EventClassifier,

@@ -31,6 +31,7 @@ class TextPromptClassifier(EventClassifier):
         self,
         model: str = "smollm2",
         quantization: str = "auto",
+        dtype: str | None = None,
         lora: str | None = "attn",
         lora_r: int = 16,
         lora_alpha: int = 32,
@@ -55,7 +56,7 @@ class TextPromptClassifier(EventClassifier):
 
         self.format_event = get_formatter(formatter)
         lora_spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
-        self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec,
+        self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec, dtype=dtype,
                                       gradient_checkpointing=gradient_checkpointing)
         self.llm = self.backbone.model
         for name, param in self.llm.named_parameters():
@@ -90,6 +91,8 @@ class TextPromptClassifier(EventClassifier):
     def prompts(self, batch: dict[str, torch.Tensor]) -> list[str]:
         """The full prompt text of every event in ``batch``."""
         template = self.prompt_template()
+        # formatters read single numbers: from GPU tensors each one would be a host sync (thousands per batch)
+        batch = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return [template.replace(EVENT_SLOT, self.format_event(batch, i)) for i in range(len(batch["label"]))]
 
     def _encode(self, batch: dict[str, torch.Tensor], with_answer: bool) -> dict[str, torch.Tensor]:

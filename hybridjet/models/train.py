@@ -20,6 +20,7 @@ def train_classifier(
     max_epochs: int = 1,
     progress: bool = True,
     ckpt_path: str | None = None,
+    checkpoint_every_n_steps: int = 50,
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
     """Fit ``model`` (best weights by val AUC), export the run and score the test split; returns test metrics."""
@@ -31,7 +32,10 @@ def train_classifier(
         default_root_dir=str(run_dir),
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor="val_auc", mode="max",
-                                   filename="best", save_last=True), RunExport()],
+                                   filename="best", save_top_k=1),
+                   ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0,
+                                   every_n_train_steps=checkpoint_every_n_steps),
+                   RunExport()],
         plugins=[AtomicCheckpointIO()],
         gradient_clip_val=1.0,
         num_sanity_val_steps=0,
@@ -42,7 +46,7 @@ def train_classifier(
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    best = next((cb.best_model_score for cb in trainer.checkpoint_callbacks if cb.monitor), None)
     if best is not None:
         metrics["best_val_auc"] = float(best)
     trainer.test(model, datamodule=datamodule, verbose=False)

@@ -1,0 +1,73 @@
+"""Throughput measurement shared by the benchmark scripts: training and scoring events/s, tokens per event."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from hybridjet.models.base import EventClassifier
+
+
+@dataclass
+class Throughput:
+    """Events per second for training steps (forward + backward + optimizer) and for scoring."""
+
+    train_events_per_s: float
+    infer_events_per_s: float
+    tokens_per_event: float
+
+    @property
+    def train_tokens_per_s(self) -> float:
+        return self.train_events_per_s * self.tokens_per_event
+
+    @property
+    def infer_tokens_per_s(self) -> float:
+        return self.infer_events_per_s * self.tokens_per_event
+
+
+def _sync(model: EventClassifier) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+
+
+def tokens_per_event(model: EventClassifier, batch: dict[str, torch.Tensor]) -> float:
+    """Sequence positions the LLM processes per event (0 for models without an LLM)."""
+    if hasattr(model, "sequence_length"):
+        return float(model.sequence_length)
+    if hasattr(model, "_encode"):
+        return float(model._encode(batch, with_answer=False)["attention_mask"].sum()) / len(batch["label"])
+    return 0.0
+
+
+def measure(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], warmup: int = 1) -> Throughput:
+    """Time training steps and scoring over ``batches`` (the first ``warmup`` batches are not timed)."""
+    batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    model.train()
+    n, seconds = 0, 0.0
+    for i, batch in enumerate(batches):
+        _sync(model)
+        start = time.perf_counter()
+        loss = model.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(model)
+        if i >= warmup:
+            n, seconds = n + len(batch["label"]), seconds + time.perf_counter() - start
+    train = n / max(seconds, 1e-9)
+    model.eval()
+    n, seconds = 0, 0.0
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            _sync(model)
+            start = time.perf_counter()
+            model.score(batch)
+            _sync(model)
+            if i >= warmup:
+                n, seconds = n + len(batch["label"]), seconds + time.perf_counter() - start
+    return Throughput(train, n / max(seconds, 1e-9), tokens_per_event(model, batches[0]))

@@ -1,0 +1,73 @@
+"""``hybridjet fit`` as a user runs it: a subprocess, a real kill, a resume; bad input gives one line."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fit_args(tiny_llama, data, run_dir, *extra):
+    return [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "hybrid.yaml"), "--data.data", str(data),
+            "--model.init_args.model", str(tiny_llama), "--trainer.default_root_dir", str(run_dir),
+            "--trainer.enable_progress_bar", "false", "--data.batch_size", "8", *extra]
+
+
+def test_fit_kill_and_resume_from_last_checkpoint(tiny_llama, toy_jets_h5, tmp_path):
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    steps_per_epoch = 60  # 480 training events / batch 8
+    args = _fit_args(tiny_llama, toy_jets_h5, run_dir, "--trainer.max_epochs", "30",
+                     "--checkpoint_every_n_steps", "20")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    step_at_kill = saved["global_step"]
+    assert 0 < step_at_kill < 30 * steps_per_epoch
+    assert not list(run_dir.glob("checkpoints/.*.tmp")), "a half-written checkpoint was left behind"
+    assert not (run_dir / "weights.safetensors").exists()
+
+    epochs = str(step_at_kill // steps_per_epoch + 2)  # leave a little more than an epoch to do
+    resumed = subprocess.run(_fit_args(tiny_llama, toy_jets_h5, run_dir, "--trainer.max_epochs", epochs,
+                                       "--ckpt_path", "last"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
+    assert len(logs) == 2
+    with open(logs[-1]) as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f)]
+    assert min(steps) >= step_at_kill - 1, "the resumed run started over instead of continuing"
+    assert (run_dir / "weights.safetensors").exists() and (run_dir / "scores.h5").exists()
+
+
+def test_fit_with_a_missing_file_is_one_line(tiny_llama, tmp_path):
+    result = subprocess.run(_fit_args(tiny_llama, tmp_path / "nope.h5", tmp_path / "run"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "nope.h5" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["fit", "--help"], "--data.feature_set"),
+    (["fit", "-c", "configs/hybrid.yaml", "--print_config"], "n_soft_tokens: 8"),
+    (["fit", "-c", "configs/text_baseline.yaml", "--model.init_args.formatter", "predecessor", "--print_config"],
+     "formatter: predecessor"),
+])
+def test_lightning_cli_behaviour(argv, expected):
+    result = subprocess.run([*HYBRIDJET, *argv], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert expected in result.stdout
