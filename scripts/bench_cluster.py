@@ -6,7 +6,8 @@
    rotation in phi, so multiplicities and jet structure are realistic): the vectorised fastjet path vs a
    per-event Python loop (one ClusterSequence per event), and the full ``cluster`` command (reading, tau_N and
    writing included) with 1 and 2 workers.
-3. The time for an LHCO-sized file (1.1M events), extrapolated from the measured per-event rate.
+3. The time for an LHCO-sized file (1.1M events), extrapolated from the measured per-event rate, and from the
+   CPU time (this process + its workers), i.e. what the same work takes when each worker gets an idle core.
 
 Usage: python scripts/bench_cluster.py [--events 50000] [--gen-events 300] [--loop-events 2000]
 """
@@ -49,6 +50,19 @@ def _tiled_file(sources: list[Path], out: Path, n_events: int, seed: int) -> flo
     return float(ak.mean(ak.num(read_lhco(out, 0, 2000).particles)))
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the worker processes), user + system."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: how busy the shared machine was."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000, help="events in the clustering benchmark file")
@@ -61,7 +75,8 @@ def main() -> None:
     from hybridjet.data.generate import QCD_PTHAT_MIN, generate
     from hybridjet.data.lhco import read_lhco
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), python {platform.python_version()}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), python {platform.python_version()}, "
+          f"load average {_load()}")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         print(f"\n== generation (Pythia 8, 13 TeV, MPI off, trigger: anti-kT R=1.0 jet pT>1.2 TeV |eta|<2.5), "
@@ -98,15 +113,23 @@ def main() -> None:
         print(f"    vectorised + tau1..3 (exclusive-kT axes)              {vec_tau_rate:9.0f} events/s")
 
         rates = {}
+        cpu_rates = {}
         for workers in (1, 2):
+            cpu0 = _cpu_seconds()
             s = cluster(bench, tmp / f"jets{workers}.h5", workers=workers, chunk_size=args.chunk_size, progress=False)
+            cpu = _cpu_seconds() - cpu0
             rates[workers] = s.events_per_s
+            cpu_rates[workers] = s.n_events / cpu
             print(f"  'hybridjet cluster' end to end (read + cluster + tau + write), {workers} worker(s): "
-                  f"{s.events_per_s:8.0f} events/s  ({s.n_events} events in {s.seconds:.1f} s)")
-        print(f"  2 workers / 1 worker: x{rates[2] / rates[1]:.2f}")
+                  f"{s.events_per_s:8.0f} events/s  ({s.n_events} events in {s.seconds:.1f} s; "
+                  f"{cpu:.1f} CPU s = {cpu_rates[workers]:.0f} events per CPU second)")
+        print(f"  2 workers / 1 worker: x{rates[2] / rates[1]:.2f}   (load average now: {_load()})")
         print(f"\n== LHCO-sized file ({LHCO_EVENTS:,} events), EXTRAPOLATED from the measured per-event rates above:")
         for workers, rate in rates.items():
             print(f"  {workers} worker(s): {LHCO_EVENTS / rate / 60:6.1f} min  (= {LHCO_EVENTS:,} / {rate:.0f} events/s)")
+        for workers, cpu_rate in cpu_rates.items():
+            print(f"  {workers} worker(s) given {workers} idle core(s), from the CPU time: "
+                  f"{LHCO_EVENTS / (workers * cpu_rate) / 60:6.1f} min  (= {LHCO_EVENTS:,} / ({workers} x {cpu_rate:.0f}))")
         # reading alone, to show its share
         t = time.perf_counter()
         n_read = sum(len(c) for c in __import__("hybridjet.data.lhco", fromlist=["iter_lhco"]).iter_lhco(bench, 10_000))

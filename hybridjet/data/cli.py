@@ -7,9 +7,12 @@ from typing import Any
 
 _EPILOG_CLUSTER = """example:
   hybridjet cluster events_anomalydetection.h5 --out jets.h5 --workers 2
+  hybridjet cluster events_anomalydetection.h5 --out jets.h5 --executor dask --scheduler tcp://host:8786
 The input is an LHCO-format HDF5 file (700 x pT, eta, phi per event, optional label column), read in chunks.
 Output jets.h5 holds the J leading jets (px, py, pz, E), a mask for empty slots, tau_1..tau_3, particle counts,
-labels (-1 if the input has none) and the source row of every event."""
+labels (-1 if the input has none) and the source row of every event. With --executor dask the chunks run on a
+dask.distributed cluster (pip install 'hybridjet[dask]'): the scheduler at --scheduler, whose workers must see
+IN.h5 at the same path, or a LocalCluster of --workers processes; the output is identical."""
 
 _EPILOG_GENERATE = """examples:
   hybridjet generate --process qcd --events 10000 --seed 1 --out qcd.h5 --workers 2
@@ -58,7 +61,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--n-jets", type=int, default=2, metavar="J", help="leading jets kept per event (default 2)")
     p.add_argument("--min-pt", type=float, default=20.0, metavar="GEV", help="minimum jet pT (default 20)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
-    p.add_argument("--chunk-size", type=int, default=20_000, metavar="C", help="events per chunk (default 20000)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where chunks run: local processes or a dask.distributed cluster (default local)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address, e.g. tcp://host:8786 (default: start a LocalCluster of --workers)")
+    p.add_argument("--chunk-size", type=int, default=5_000, metavar="C", help="events per chunk (default 5000)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=_cluster)
 
@@ -107,8 +114,13 @@ def _cluster(args: argparse.Namespace) -> int:
         from hybridjet.errors import HybridjetError
 
         raise HybridjetError(f"--radius must be > 0, got {args.radius}")
+    if args.scheduler is not None and args.executor != "dask":
+        from hybridjet.errors import HybridjetError
+
+        raise HybridjetError("--scheduler needs --executor dask")
     summary = cluster(args.input, args.out, radius=args.radius, algorithm=args.algorithm, n_jets=args.n_jets,
-                      min_pt=args.min_pt, workers=args.workers, chunk_size=args.chunk_size, progress=args.progress)
+                      min_pt=args.min_pt, workers=args.workers, chunk_size=args.chunk_size, progress=args.progress,
+                      executor=args.executor, scheduler=args.scheduler)
     print(summary)
     return 0
 

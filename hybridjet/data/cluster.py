@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,11 +26,14 @@ import numpy as np
 
 from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
 from hybridjet.data.store import JetArrays, write_jets
+from hybridjet.errors import HybridjetError
 
 ALGORITHMS = ("antikt", "kt", "cambridge")
 N_TAU = 3
 _KT_AXES_R = 1000.0  # exclusive kT for subjet axes: R large enough to never merge with the beam first
+EXECUTORS = ("local", "dask")
 _BANNER_DONE = False
+_BANNER_LOCK = threading.Lock()  # dask's in-process workers are threads: redirect fd 1 once, never concurrently
 
 PathLike = str | os.PathLike[str]
 
@@ -62,17 +66,20 @@ def _silence_fastjet_banner() -> None:
         return
     import fastjet
 
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            dummy = ak.zip({"px": [[1.0]], "py": [[0.0]], "pz": [[0.0]], "E": [[1.0]]})
-            fastjet.ClusterSequence(dummy, fastjet.JetDefinition(fastjet.kt_algorithm, 1.0)).inclusive_jets(0.0)
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-    _BANNER_DONE = True
+    with _BANNER_LOCK:
+        if _BANNER_DONE:
+            return
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 1)
+                dummy = ak.zip({"px": [[1.0]], "py": [[0.0]], "pz": [[0.0]], "E": [[1.0]]})
+                fastjet.ClusterSequence(dummy, fastjet.JetDefinition(fastjet.kt_algorithm, 1.0)).inclusive_jets(0.0)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _BANNER_DONE = True
 
 
 def jet_definition(algorithm: str, radius: float) -> Any:
@@ -103,11 +110,25 @@ def _rapidity_phi(px: Any, py: Any, pz: Any, e: Any) -> tuple[Any, Any]:
     return y, np.arctan2(py, px)
 
 
+def _flat_fields(records: ak.Array) -> tuple[np.ndarray, ...]:
+    """(px, py, pz, E) of a [M, var] record array as flat float64 numpy arrays (no copy when already float64)."""
+    flat = ak.flatten(records, axis=1)
+    return tuple(np.asarray(ak.to_numpy(flat[f]), dtype=np.float64) for f in ("px", "py", "pz", "E"))
+
+
+def _positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a flat array split by ``counts``: the row of each element and its position inside the row."""
+    rows = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    return rows, np.arange(len(rows)) - starts[rows]
+
+
 def nsubjettiness(constituents: ak.Array, radius: float, n_max: int = N_TAU) -> np.ndarray:
     """tau_1..tau_n_max [M, n_max] for M jets given their constituents [M, var] (px, py, pz, E records).
 
     Axes: exclusive-kT subjets of each jet's constituents (fastjet-contrib's ``KT_Axes``), found with one
-    ClusterSequence call for all M jets; distances and sums are flat numpy over all constituents.
+    ClusterSequence call for all M jets; the 1 + 2 + ... + n_max axes of every jet are laid out side by side
+    so that distances and minima are a single flat numpy pass over all constituents.
     """
     import fastjet
 
@@ -115,23 +136,27 @@ def nsubjettiness(constituents: ak.Array, radius: float, n_max: int = N_TAU) -> 
     out = np.zeros((m, n_max), dtype=np.float64)
     if m == 0:
         return out
-    counts = ak.to_numpy(ak.num(constituents))
+    counts = ak.to_numpy(ak.num(constituents, axis=1))
     jet_of = np.repeat(np.arange(m), counts)
-    px, py, pz, e = (ak.to_numpy(ak.flatten(constituents[f])).astype(np.float64) for f in ("px", "py", "pz", "E"))
+    px, py, pz, e = _flat_fields(constituents)
     c_y, c_phi = _rapidity_phi(px, py, pz, e)
     c_pt = np.hypot(px, py)
     norm = np.bincount(jet_of, weights=c_pt, minlength=m) * radius
     cs = fastjet.ClusterSequence(constituents, fastjet.JetDefinition(fastjet.kt_algorithm, _KT_AXES_R))
+    first = np.cumsum([0, *range(1, n_max + 1)])  # column of axis 0 of the n-axis set
+    a_y = np.full((m, first[-1]), np.nan)
+    a_phi = np.full((m, first[-1]), np.nan)
     for n in range(1, n_max + 1):
         with warnings.catch_warnings():  # fastjet's check misfires for kt definitions
             warnings.simplefilter("ignore", UserWarning)
-            axes = cs.exclusive_jets_up_to(n)
-        padded = ak.pad_none(axes, n, axis=1, clip=True)
-        comp = [ak.to_numpy(ak.fill_none(padded[f], np.nan)).reshape(m, n) for f in ("px", "py", "pz", "E")]
-        a_y, a_phi = _rapidity_phi(*comp)
-        dphi = (c_phi[:, None] - a_phi[jet_of] + np.pi) % (2 * np.pi) - np.pi
-        dr = np.sqrt((c_y[:, None] - a_y[jet_of]) ** 2 + dphi**2)  # [C, n]; missing axes are NaN
-        dmin = np.fmin.reduce(dr, axis=1)
+            axes = cs.exclusive_jets_up_to(n)  # fewer than n where a jet has fewer constituents
+        rows, pos = _positions(ak.to_numpy(ak.num(axes, axis=1)))
+        a_y[rows, first[n - 1] + pos], a_phi[rows, first[n - 1] + pos] = _rapidity_phi(*_flat_fields(axes))
+    dphi = np.abs(c_phi[:, None] - a_phi[jet_of])  # [C, all axes]; missing axes are NaN
+    dphi = np.where(dphi > np.pi, 2 * np.pi - dphi, dphi)
+    dr2 = (c_y[:, None] - a_y[jet_of]) ** 2 + dphi**2
+    for n in range(1, n_max + 1):
+        dmin = np.sqrt(np.fmin.reduce(dr2[:, first[n - 1]:first[n]], axis=1))
         numerator = np.bincount(jet_of, weights=c_pt * np.nan_to_num(dmin, nan=0.0), minlength=m)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[:, n - 1] = np.where(norm > 0, numerator / norm, 0.0)
@@ -150,17 +175,22 @@ def cluster_particles(
     events = to_cartesian(particles)
     cs = fastjet.ClusterSequence(events, jet_definition(algorithm, radius))
     jets = cs.inclusive_jets(min_pt)
-    order = ak.argsort(np.hypot(jets.px, jets.py), axis=1, ascending=False)
-    jets = jets[order][:, :n_jets]
-    padded = ak.pad_none(jets, n_jets, axis=1, clip=True)
-    mask = ak.to_numpy(~ak.is_none(padded, axis=1)).reshape(n, n_jets)
+    jet_counts = ak.to_numpy(ak.num(jets, axis=1))
+    comp = _flat_fields(jets)
+    event_of = np.repeat(np.arange(n), jet_counts)
+    # pT-descending within each event (stable for ties, as ak.argsort), then keep the n_jets leading ones
+    order = np.lexsort((-np.hypot(comp[0], comp[1]), event_of))
+    _, rank = _positions(jet_counts)
+    keep = order[rank < n_jets]  # flat jet indices, grouped by event, leading first
+    ev, slot = event_of[keep], rank[rank < n_jets]
+    mask = np.zeros((n, n_jets), dtype=bool)
+    mask[ev, slot] = True
     out_jets = np.zeros((n, n_jets, 4), dtype=np.float64)
-    for k, name in enumerate(("px", "py", "pz", "E")):
-        out_jets[..., k] = ak.to_numpy(ak.fill_none(padded[name], 0.0)).reshape(n, n_jets)
+    out_jets[ev, slot] = np.stack(comp, axis=-1)[keep]
     tau = np.zeros((n, n_jets, N_TAU), dtype=np.float64)
-    if with_tau and mask.any():
-        constituents = cs.constituents(min_pt)[order][:, :n_jets]
-        tau[mask] = nsubjettiness(ak.flatten(constituents, axis=1), radius)
+    if with_tau and len(keep):
+        constituents = ak.flatten(cs.constituents(min_pt), axis=1)[keep]
+        tau[ev, slot] = nsubjettiness(constituents, radius)
     return {"jets": out_jets, "jet_mask": mask, "tau": tau, "n_particles": ak.to_numpy(ak.num(particles))}
 
 
@@ -218,18 +248,31 @@ def cluster(
     n_jets: int = 2,
     min_pt: float = 20.0,
     workers: int = 1,
-    chunk_size: int = 20_000,
+    chunk_size: int = 5_000,
     progress: bool = True,
     start: int = 0,
     stop: int | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> ClusterSummary:
-    """Cluster an LHCO-format file into ``out`` (jets.h5): J leading jets, masks, tau_1..3, labels, event ids."""
+    """Cluster an LHCO-format file into ``out`` (jets.h5): J leading jets, masks, tau_1..3, labels, event ids.
+
+    ``executor="local"`` runs the chunks here (``workers`` processes); ``executor="dask"`` submits them to a
+    ``dask.distributed`` cluster: the one at ``scheduler`` (an address such as ``tcp://host:8786``; its workers
+    must see ``in_path`` at the same absolute path), or a ``LocalCluster`` of ``workers`` processes started here.
+    The output is the same whichever executor runs it.
+    """
     from tqdm.auto import tqdm
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if n_jets < 1 or chunk_size < 1 or workers < 1:
         raise ValueError("n_jets, chunk_size and workers must be >= 1")
+    if executor not in EXECUTORS:
+        raise HybridjetError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise HybridjetError("a dask scheduler address needs executor 'dask' (--executor dask)")
+    client_factory = _dask_client_factory() if executor == "dask" else None
     jet_definition(algorithm, radius)  # validates radius
     n_total = count_events(in_path)
     labelled = is_labelled(in_path)
@@ -240,7 +283,10 @@ def cluster(
     parts: list[JetArrays] = []
     bar = tqdm(total=stop - start, unit="ev", unit_scale=True, desc="cluster", disable=not progress, smoothing=0.1)
     with bar:
-        if workers == 1 or len(ranges) <= 1:
+        if client_factory is not None:
+            parts, workers = _run_dask(str(Path(in_path).resolve()), ranges, params, workers, scheduler,
+                                       client_factory, bar)
+        elif workers == 1 or len(ranges) <= 1:
             for s, e in ranges:
                 parts.append(_cluster_chunk(str(in_path), s, e, params))
                 bar.update(e - s)
@@ -287,3 +333,44 @@ def _run_parallel(in_path: str, ranges: list[tuple[int, int]], params: dict[str,
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
     return [results[i] for i in range(len(ranges))]
+
+
+def _dask_client_factory() -> Any:
+    """``dask.distributed``'s ``Client`` and ``LocalCluster``, or a one-line error when dask is not installed."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise HybridjetError("executor 'dask' needs dask.distributed: pip install 'hybridjet[dask]' "
+                             f"(or 'dask[distributed]'); import failed: {exc}") from None
+    return Client, LocalCluster
+
+
+def _run_dask(in_path: str, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
+              scheduler: str | None, client_factory: Any, bar: Any) -> tuple[list[JetArrays], int]:
+    """Cluster every chunk as a dask task; returns the parts in input order and the number of dask workers."""
+    from dask.distributed import as_completed
+
+    client_cls, local_cluster_cls = client_factory
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            local = stack.enter_context(local_cluster_cls(n_workers=workers, threads_per_worker=1, processes=True,
+                                                          dashboard_address=None))
+            client = stack.enter_context(client_cls(local))
+        else:
+            try:
+                client = stack.enter_context(client_cls(scheduler, timeout="30s"))
+            except (OSError, TimeoutError) as exc:
+                raise HybridjetError(f"dask scheduler {scheduler}: cannot connect ({exc})") from None
+        n_workers = max(len(client.nthreads()), 1)
+        futures = [client.submit(_cluster_chunk, in_path, s, e, params, pure=False) for s, e in ranges]
+        index = {fut.key: i for i, fut in enumerate(futures)}
+        results: dict[int, JetArrays] = {}
+        try:
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                results[i] = fut.result()
+                bar.update(ranges[i][1] - ranges[i][0])
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return [results[i] for i in range(len(ranges))], n_workers
