@@ -118,14 +118,30 @@ class EventClassifier(L.LightningModule):
                 "label": batch["label"].cpu()}
 
     def _gather_eval(self) -> dict[str, np.ndarray]:
+        """This epoch's scores, labels and event ids; under DDP from every rank, each event exactly once.
+
+        Ranks may hold different numbers of events (the distributed sampler splits batches and repeats some to
+        even out the ranks): pad to the longest, ``all_gather``, cut the padding, keep the first copy of each
+        event id (sorted by event id).
+        """
         outputs = self._eval_outputs
         self._eval_outputs = []
-        if not outputs:
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return {k: torch.cat([o[k] for o in outputs]).numpy() for k in outputs[0]} if outputs else {}
+        empty = {"score": torch.zeros(0), "label": torch.zeros(0), "event_id": torch.zeros(0, dtype=torch.long)}
+        merged = {k: torch.cat([o[k] for o in outputs]) if outputs else v for k, v in empty.items()}
+        sizes = self.all_gather(torch.tensor(len(merged["event_id"]), device=self.device)).reshape(-1).cpu()
+        longest = int(sizes.max())
+        gathered = {}
+        for k, v in merged.items():
+            padded = torch.zeros(longest, dtype=v.dtype)
+            padded[: len(v)] = v
+            ranks = self.all_gather(padded.to(self.device)).reshape(len(sizes), longest).cpu()
+            gathered[k] = torch.cat([ranks[r, : int(n)] for r, n in enumerate(sizes)]).numpy()
+        if len(gathered["event_id"]) == 0:
             return {}
-        merged = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
-        merged = {k: self.all_gather(v).reshape(-1).cpu().numpy() if self.trainer.world_size > 1 else v.numpy()
-                  for k, v in merged.items()}
-        return merged
+        _, first = np.unique(gathered["event_id"], return_index=True)
+        return {k: v[first] for k, v in gathered.items()}
 
     def _log_eval(self, prefix: str) -> dict[str, np.ndarray]:
         merged = self._gather_eval()

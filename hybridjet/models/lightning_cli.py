@@ -44,13 +44,14 @@ class RunExport(Callback):
     """After ``fit``: reload the best checkpoint's weights and export the run (safetensors + JSON)."""
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or not isinstance(pl_module, EventClassifier):
+        if not isinstance(pl_module, EventClassifier):
             return
         best = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor), "")
-        if best and Path(best).exists():
+        if best and Path(best).exists():  # on every rank: under DDP the test pass after fit uses all of them
             state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
             pl_module.load_state_dict(state, strict=False)
-        pl_module.save_run(trainer.default_root_dir)
+        if trainer.is_global_zero:
+            pl_module.save_run(trainer.default_root_dir)
 
 
 class ScoresWriter(BasePredictionWriter):
