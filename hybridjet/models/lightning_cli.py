@@ -110,7 +110,7 @@ def trainer_defaults() -> dict[str, Any]:
     """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes."""
     return {
         "callbacks": [
-            ModelCheckpoint(monitor="val_auc", mode="max", filename="best", save_top_k=1),
+            ModelCheckpoint(monitor="val_auc", mode="max", filename="best", save_top_k=1, enable_version_counter=False),
             ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=50),  # last.ckpt for resuming
             RunExport(),
             ScoresWriter(),

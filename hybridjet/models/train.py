@@ -32,7 +32,7 @@ def train_classifier(
         default_root_dir=str(run_dir),
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor="val_auc", mode="max",
-                                   filename="best", save_top_k=1),
+                                   filename="best", save_top_k=1, enable_version_counter=False),
                    ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0,
                                    every_n_train_steps=checkpoint_every_n_steps),
                    RunExport()],
