@@ -132,9 +132,10 @@ class TextPromptClassifier(EventClassifier):
 
     # ---- scores and loss ---------------------------------------------------------------------------------------
     def _label_logit_diff(self, hidden_at_answer: torch.Tensor) -> torch.Tensor:
-        weight = self._lm_head().weight[self.label_token_ids]  # [2, H]: only the two label rows, no full vocab
-        logits = hidden_at_answer.to(weight.dtype) @ weight.T
-        return (logits[:, 0] - logits[:, 1]).float()
+        # only the two label rows of the vocabulary projection, in fp32 so that bf16 rounding makes no ties
+        weight = self._lm_head().weight[self.label_token_ids].float()  # [2, H]
+        logits = hidden_at_answer.float() @ weight.T
+        return logits[:, 0] - logits[:, 1]
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         enc = self._encode(batch, with_answer=False)
