@@ -1,0 +1,515 @@
+#!/usr/bin/env python
+"""GPU throughput and memory of the hybrid classifier vs the text-prompt baseline, side by side in one run.
+
+    python scripts/bench_gpu.py --data data/demo/jets.h5 --model smollm2 [--sections hybrid text variants profile llama3b]
+
+For each model and batch size: training events/s and tokens/s (forward + backward + AdamW step, timed by
+``hybridjet.models.throughput.measure``), scoring events/s and tokens/s (no grad), peak GPU memory
+(``torch.cuda.max_memory_allocated``) and a model-FLOPs-utilisation estimate:
+
+    MFU = events/s x processed tokens/event x (6 for training, 2 for scoring) x non-embedding parameters / peak
+
+(peak: the GPU's dense bf16 rate, 989 TFLOP/s for H100/H200 SXM; ``--peak-tflops`` overrides). Processed tokens are
+what the LLM runs per event: for the hybrid with the cached prefix the soft tokens and the question (the prefix runs
+once per batch), for the text baseline the prompt's real (non-padding) tokens (+ the answer tokens in training).
+
+Sections (``--sections``, in this order):
+  hybrid     hybrid training+scoring at ``--hybrid-batches``; scoring alone at ``--hybrid-score-batches``
+  text       text baseline training+scoring at ``--text-batches``; scoring alone at ``--text-score-batches``
+  variants   one change at a time on the hybrid at ``--variant-batch``: no cached prefix, bf16 autocast,
+             LoRA dropout 0, text baseline formatting from GPU tensors (the old per-number host syncs)
+  profile    torch.profiler of hybrid training and scoring steps: kernels per step, GPU-busy fraction, top kernels
+  cudagraph  hybrid scoring replayed from a captured CUDA graph (launch overhead removed): the launch-free ceiling
+  llama3b    hybrid training on a random-weight Llama-3.2-3B-shaped model in NF4 at ``--llama3b-batch``: peak memory
+  compile    torch.compile of the encoder and of each decoder layer (regional), hybrid training + scoring
+Results are printed as they come and appended as JSON lines to ``--out-json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hybridjet.models.datamodule import JetDataModule  # noqa: E402
+from hybridjet.models.hybrid import HybridClassifier  # noqa: E402
+from hybridjet.models.text_baseline import TextPromptClassifier  # noqa: E402
+from hybridjet.models.throughput import measure  # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SECTIONS = ("hybrid", "text", "variants", "profile", "llama3b", "cudagraph", "compile", "bf16base")
+
+
+# ---------------------------------------------------------------- helpers
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def peak_flops(override: float | None) -> float:
+    if override:
+        return override * 1e12
+    name = device_name()
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key in name:
+            return tflops * 1e12
+    return float("nan")
+
+
+def nonembedding_params(model: Any) -> int:
+    """Parameters of the transformer layers (attention + MLP matrices), from the config: NF4 storage packs two
+    values per byte, so counting stored elements would halve them."""
+    lm = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    c = lm.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    attn = c.hidden_size * head_dim * (2 * c.num_attention_heads + 2 * c.num_key_value_heads)
+    mlp = 3 * c.hidden_size * c.intermediate_size
+    return c.num_hidden_layers * (attn + mlp)
+
+
+def processed_tokens(model: Any, batch: dict[str, torch.Tensor], train: bool) -> float:
+    """Tokens the LLM runs per event (see the module docstring)."""
+    if isinstance(model, HybridClassifier):
+        if model.llm is None:
+            return 0.0
+        if model.hparams.cache_prefix:
+            return float(model.hparams.n_soft_tokens + len(model.suffix_ids))
+        return float(model.sequence_length)
+    enc = model._encode(batch, with_answer=train)
+    return float(enc["attention_mask"].sum()) / len(batch["label"])
+
+
+def sample_batches(dm: JetDataModule, batch_size: int, n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """``n`` batches of real training events drawn with replacement (batches larger than the file are fine)."""
+    tensors = dm.splits["train"].tensors
+    total = len(tensors["label"])
+    g = torch.Generator().manual_seed(seed + batch_size)
+    rows = torch.randint(total, (n, batch_size), generator=g)
+    return [{k: v[r] for k, v in tensors.items()} for r in rows]
+
+
+def reset_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gb() -> float:
+    return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else float("nan")
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_scoring(model: Any, batches: list[dict[str, torch.Tensor]], warmup: int = 1) -> float:
+    """Scoring events/s (no grad), each batch synchronised like ``measure`` does."""
+    batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+    model.eval()
+    n, seconds = 0, 0.0
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            sync()
+            start = time.perf_counter()
+            model.score(batch)
+            sync()
+            if i >= warmup:
+                n, seconds = n + len(batch["label"]), seconds + time.perf_counter() - start
+    return n / max(seconds, 1e-9)
+
+
+class Recorder:
+    def __init__(self, path: str | None, peak: float) -> None:
+        self.path, self.peak, self.rows = path, peak, []
+
+    def add(self, **row: Any) -> None:
+        row.setdefault("device", device_name())
+        self.rows.append(row)
+        if self.path:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(row, default=float) + "\n")
+        if "error" in row:
+            print(f"{row['section']:9s} {row['name']:26s} batch {row.get('batch', 0):6d}  ERROR {row['error']}", flush=True)
+        elif "train_ev_s" in row or "score_ev_s" in row:
+            print(self.line(row), flush=True)
+
+    def mfu(self, events_per_s: float, tokens: float, params: int, factor: int) -> float:
+        return events_per_s * tokens * factor * params / self.peak
+
+    @staticmethod
+    def line(r: dict[str, Any]) -> str:
+        def f(key: str, fmt: str) -> str:
+            v = r.get(key)
+            return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+        return (f"{r['section']:9s} {r['name']:26s} batch {r.get('batch', 0):6d}  tok/ev {f('tokens_train', '5.1f')}/"
+                f"{f('tokens_score', '5.1f')}  train {f('train_ev_s', '9.0f')} ev/s {f('train_tok_s', '10.0f')} tok/s "
+                f"MFU {f('train_mfu', '5.1%')}  score {f('score_ev_s', '9.0f')} ev/s {f('score_tok_s', '10.0f')} tok/s "
+                f"MFU {f('score_mfu', '5.1%')}  peak {f('peak_gb', '6.2f')} GB")
+
+
+def run_measure(rec: Recorder, section: str, name: str, model: Any, batches: list[dict[str, torch.Tensor]],
+                params: int, autocast: bool = False, **extra: Any) -> dict[str, Any]:
+    """Training + scoring via ``measure`` (optionally under bf16 autocast), with memory and MFU."""
+    reset_memory()
+    ctx = torch.autocast(DEVICE, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with ctx:
+        r = measure(model, batches)
+    tt, ts = processed_tokens(model, batches[0], True), processed_tokens(model, batches[0], False)
+    row = dict(section=section, name=name, batch=len(batches[0]["label"]), tokens_train=tt, tokens_score=ts,
+               train_ev_s=r.train_events_per_s, train_tok_s=r.train_events_per_s * tt,
+               train_mfu=rec.mfu(r.train_events_per_s, tt, params, 6),
+               score_ev_s=r.infer_events_per_s, score_tok_s=r.infer_events_per_s * ts,
+               score_mfu=rec.mfu(r.infer_events_per_s, ts, params, 2), peak_gb=peak_gb(),
+               sequence_length=getattr(model, "sequence_length", None), **extra)
+    rec.add(**row)
+    return row
+
+
+def run_scoring(rec: Recorder, section: str, name: str, model: Any, batches: list[dict[str, torch.Tensor]],
+                params: int, **extra: Any) -> dict[str, Any]:
+    reset_memory()
+    ev = time_scoring(model, batches)
+    ts = processed_tokens(model, batches[0], False)
+    row = dict(section=section, name=name, batch=len(batches[0]["label"]), tokens_score=ts, score_ev_s=ev,
+               score_tok_s=ev * ts, score_mfu=rec.mfu(ev, ts, params, 2), peak_gb=peak_gb(), **extra)
+    rec.add(**row)
+    return row
+
+
+def make_hybrid(args: argparse.Namespace, dm: JetDataModule, model: str | None = None, **kw: Any) -> HybridClassifier:
+    torch.manual_seed(0)
+    clf = HybridClassifier(model=model or args.model, quantization=args.quantization, dtype=args.dtype,
+                           lora=args.lora, n_soft_tokens=args.n_soft_tokens, **kw).to(DEVICE)
+    clf.normalizer, clf.feature_set = dm.normalizer, dm.feature_set
+    clf.build(dm.n_features)
+    return clf
+
+
+def make_text(args: argparse.Namespace, **kw: Any) -> TextPromptClassifier:
+    torch.manual_seed(0)
+    return TextPromptClassifier(model=args.text_model or args.model, quantization=args.quantization, dtype=args.dtype,
+                                lora=args.lora, **kw).to(DEVICE)
+
+
+def free(*models: Any) -> None:
+    for m in models:
+        del m
+    reset_memory()
+
+
+# ---------------------------------------------------------------- sections
+
+def section_hybrid(args, dm, rec) -> None:
+    clf = make_hybrid(args, dm)
+    params = nonembedding_params(clf)
+    lm = clf.llm.get_base_model() if hasattr(clf.llm, "get_base_model") else clf.llm
+    attn = getattr(lm.config, "_attn_implementation", "?")
+    print(f"hybrid: {params / 1e6:.1f} M non-embedding parameters, attention '{attn}', sequence "
+          f"{clf.sequence_length} tokens (prefix {len(clf.prefix_ids)}, soft {args.n_soft_tokens}, question "
+          f"{len(clf.suffix_ids)})", flush=True)
+    for b in args.hybrid_batches:
+        run_measure(rec, "hybrid", "hybrid", clf, sample_batches(dm, b, args.steps + 1), params, attention=attn)
+    for b in args.hybrid_score_batches:
+        run_scoring(rec, "hybrid", "hybrid (scoring only)", clf, sample_batches(dm, b, args.steps + 1), params)
+    free(clf)
+
+
+def section_text(args, dm, rec) -> None:
+    clf = make_text(args)
+    params = nonembedding_params(clf)
+    for b in args.text_batches:
+        run_measure(rec, "text", f"text ({args.formatter})", clf, sample_batches(dm, b, args.steps + 1), params)
+    for b in args.text_score_batches:
+        run_scoring(rec, "text", f"text ({args.formatter}, scoring only)", clf, sample_batches(dm, b, args.steps + 1),
+                    params)
+    free(clf)
+
+
+def section_variants(args, dm, rec) -> None:
+    b = args.variant_batch
+    batches = sample_batches(dm, b, args.steps + 1)
+    clf = make_hybrid(args, dm)
+    params = nonembedding_params(clf)
+    run_measure(rec, "variants", "hybrid baseline (repeat)", clf, batches, params)
+    clf.hparams.cache_prefix = False
+    run_measure(rec, "variants", "hybrid no cached prefix", clf, batches, params)
+    clf.hparams.cache_prefix = True
+    run_measure(rec, "variants", "hybrid bf16 autocast", clf, batches, params, autocast=True)
+    free(clf)
+    clf = make_hybrid(args, dm, lora_dropout=0.0)
+    run_measure(rec, "variants", "hybrid LoRA dropout 0", clf, batches, params)
+    run_measure(rec, "variants", "hybrid dropout0+autocast", clf, batches, params, autocast=True)
+    free(clf)
+    # the text baseline formats numbers from the batch: from GPU tensors every number is a host sync (the
+    # formatter called directly, as TextPromptClassifier.prompts did before it moved the fields to the CPU once)
+    tb = args.text_batches[-1]
+    text = make_text(args)
+    tbatches = sample_batches(dm, tb, args.steps + 1)
+    gpu = [{k: v.to(text.device) for k, v in x.items()} for x in tbatches]
+    t0 = time.perf_counter()
+    for x in gpu:
+        [text.format_event(x, i) for i in range(tb)]
+    sync()
+    on_gpu = (time.perf_counter() - t0) / len(gpu)
+    t0 = time.perf_counter()
+    for x in gpu:
+        text.prompts(x)
+    on_cpu = (time.perf_counter() - t0) / len(gpu)
+    rec.add(section="variants", name="text prompt formatting", batch=tb, format_ms_gpu_tensors=1e3 * on_gpu,
+            format_ms_prompts=1e3 * on_cpu)
+    print(f"  text formatting per batch of {tb}: {1e3 * on_gpu:.1f} ms number by number from GPU tensors, "
+          f"{1e3 * on_cpu:.1f} ms through prompts() (fields copied to the CPU once)", flush=True)
+    free(text)
+
+
+def _kernel_stats(prof: Any) -> tuple[int, float]:
+    """(kernels, total kernel µs) of a profile."""
+    from torch.autograd import DeviceType
+
+    n, us = 0, 0.0
+    for e in prof.events():
+        if getattr(e, "device_type", None) == DeviceType.CUDA:
+            n += 1
+            us += e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+    return n, us
+
+
+def section_profile(args, dm, rec, out_dir: Path | None) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    b = args.variant_batch
+    batches = [{k: v.to(DEVICE) for k, v in x.items()} for x in sample_batches(dm, b, 4)]
+    clf = make_hybrid(args, dm)
+    opt = torch.optim.AdamW([p for p in clf.parameters() if p.requires_grad], lr=1e-5)
+    clf.train()
+
+    def train_step(x):
+        loss = clf.loss(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def score_step(x):
+        with torch.no_grad():
+            clf.score(x)
+
+    for kind, step in (("train", train_step), ("score", score_step)):
+        clf.train(kind == "train")
+        step(batches[0])
+        sync()
+        t0 = time.perf_counter()
+        for x in batches[1:]:
+            step(x)
+        sync()
+        wall = (time.perf_counter() - t0) / 3
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for x in batches[1:]:
+                step(x)
+            sync()
+        n, us = _kernel_stats(prof)
+        busy = us / 3 / 1e6 / wall
+        rec.add(section="profile", name=f"hybrid {kind} step", batch=b, kernels_per_step=n / 3,
+                gpu_kernel_ms_per_step=us / 3 / 1e3, wall_ms_per_step=wall * 1e3, gpu_busy=busy)
+        print(f"  hybrid {kind} batch {b}: {n / 3:.0f} kernels/step, GPU kernel time {us / 3 / 1e3:.1f} ms of "
+              f"{wall * 1e3:.1f} ms wall per step (busy {busy:.0%})", flush=True)
+        sort = "self_cuda_time_total"
+        try:
+            table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=18)
+        except Exception:  # older torch
+            table = prof.key_averages().table(sort_by=sort, row_limit=18)
+        if out_dir:
+            (out_dir / f"profile_hybrid_{kind}_b{b}.txt").write_text(table)
+        print("\n".join(table.splitlines()[:14]), flush=True)
+    free(clf)
+
+
+def section_cudagraph(args, dm, rec) -> None:
+    clf = make_hybrid(args, dm)
+    params = nonembedding_params(clf)
+    clf.eval()
+    for b in args.hybrid_score_batches:
+        feats = [x["features"].to("cuda") for x in sample_batches(dm, b, args.steps + 1)]
+        static = feats[0].clone()
+        try:
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s), torch.no_grad():
+                for _ in range(3):
+                    clf(static)
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.no_grad(), torch.cuda.graph(graph):
+                out = clf(static)
+            static.copy_(feats[1])
+            graph.replay()
+            sync()
+            with torch.no_grad():
+                ref = clf(feats[1])
+            err = float((out - ref).abs().max())
+            n, seconds = 0, 0.0
+            for f in feats[1:]:
+                sync()
+                t0 = time.perf_counter()
+                static.copy_(f)
+                graph.replay()
+                sync()
+                n, seconds = n + b, seconds + time.perf_counter() - t0
+            ev = n / seconds
+            ts = processed_tokens(clf, {}, False)
+            rec.add(section="cudagraph", name="hybrid scoring, CUDA graph", batch=b, tokens_score=ts, score_ev_s=ev,
+                    score_tok_s=ev * ts, score_mfu=rec.mfu(ev, ts, params, 2), peak_gb=peak_gb(), max_abs_diff=err)
+            del graph
+        except Exception as exc:  # capture can fail (host syncs inside the forward, non-capturable kernels)
+            rec.add(section="cudagraph", name="hybrid scoring, CUDA graph", batch=b,
+                    error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            break
+    free(clf)
+
+
+def section_compile(args, dm, rec) -> None:
+    b = args.variant_batch
+    batches = sample_batches(dm, b, args.steps + 2)
+    clf = make_hybrid(args, dm)
+    params = nonembedding_params(clf)
+    from hybridjet.models.hybrid import decoder_of
+
+    t0 = time.perf_counter()
+    try:
+        clf.encoder.compile()
+        for layer in decoder_of(clf.llm).layers:
+            layer.compile()
+        # the first measured batch is the warm-up: compilation happens there (train and eval graphs)
+        run_measure(rec, "compile", "hybrid compiled layers", clf, batches, params,
+                    first_call_s=time.perf_counter() - t0)
+    except Exception as exc:
+        rec.add(section="compile", name="hybrid compiled layers", batch=b,
+                error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    free(clf)
+
+
+def section_bf16base(args, dm, rec) -> None:
+    """The frozen base kept in bf16: peft's k-bit preparation upcasts norms and embeddings to fp32, which makes the
+    residual stream, attention and the LoRA products fp32 (profile: fp32 attention and GEMM kernels, casts)."""
+    clf = make_hybrid(args, dm)
+    params = nonembedding_params(clf)
+    for p in clf.llm.parameters():
+        if not p.requires_grad and p.dtype == torch.float32:
+            p.data = p.data.to(torch.bfloat16)
+    for b in (args.variant_batch, 4096):
+        batches = sample_batches(dm, b, args.steps + 1)
+        run_measure(rec, "bf16base", "hybrid bf16 base", clf, batches, params)
+        run_measure(rec, "bf16base", "hybrid bf16 base+autocast", clf, batches, params, autocast=True)
+    for b in args.hybrid_score_batches:
+        run_scoring(rec, "bf16base", "hybrid bf16 base (scoring)", clf, sample_batches(dm, b, args.steps + 1), params)
+    free(clf)
+
+
+def section_llama3b(args, dm, rec) -> None:
+    if not args.llama3b:
+        print("llama3b: no --llama3b model directory given, skipped")
+        return
+    reset_memory()
+    t0 = time.perf_counter()
+    clf = make_hybrid(args, dm, model=args.llama3b)
+    load_s = time.perf_counter() - t0
+    weights_gb = torch.cuda.memory_allocated() / 1e9
+    params = nonembedding_params(clf)
+    print(f"llama3b: loaded in {load_s:.0f} s, {params / 1e9:.2f} B non-embedding parameters, "
+          f"{weights_gb:.2f} GB allocated after load", flush=True)
+    for gc_on in (False, True):
+        if gc_on:
+            from hybridjet.llm.backbone import enable_checkpointing
+
+            enable_checkpointing(clf.llm)
+        try:
+            run_measure(rec, "llama3b", "hybrid Llama-3.2-3B-shaped" + (" +ckpt" if gc_on else ""), clf,
+                        sample_batches(dm, args.llama3b_batch, args.steps + 1), params, weights_gb=weights_gb,
+                        gradient_checkpointing=gc_on)
+        except torch.OutOfMemoryError as exc:
+            rec.add(section="llama3b", name="hybrid Llama-3.2-3B-shaped", batch=args.llama3b_batch, error=str(exc)[:200])
+        if not args.llama3b_checkpointing:
+            break
+    free(clf)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/demo/jets.h5")
+    parser.add_argument("--model", default="smollm2", help="base LLM of both models (alias, HF dir or .gguf)")
+    parser.add_argument("--text-model", default=None, help="base LLM of the text baseline (default: --model)")
+    parser.add_argument("--quantization", default="nf4")
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--lora", default="attn")
+    parser.add_argument("--n-soft-tokens", type=int, default=8)
+    parser.add_argument("--formatter", default="compact")
+    parser.add_argument("--hybrid-batches", type=int, nargs="*", default=[256, 1024, 4096])
+    parser.add_argument("--hybrid-score-batches", type=int, nargs="*", default=[4096, 16384])
+    parser.add_argument("--text-batches", type=int, nargs="*", default=[64, 256])
+    parser.add_argument("--text-score-batches", type=int, nargs="*", default=[512])
+    parser.add_argument("--variant-batch", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
+    parser.add_argument("--llama3b", default=None, help="HF directory of a Llama-3.2-3B-shaped model")
+    parser.add_argument("--llama3b-batch", type=int, default=64)
+    parser.add_argument("--llama3b-checkpointing", action="store_true", help="also with gradient checkpointing")
+    parser.add_argument("--sections", nargs="+", default=["hybrid", "text", "variants", "profile", "llama3b"],
+                        choices=SECTIONS)
+    parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--out-json", default=None, help="append results as JSON lines here")
+    parser.add_argument("--out-dir", default=None, help="profiler tables go here")
+    args = parser.parse_args()
+
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    rec = Recorder(args.out_json, peak_flops(args.peak_tflops))
+    import transformers
+
+    print(f"device {device_name()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"peak {rec.peak / 1e12:.0f} TFLOP/s bf16, model {args.model}, quantization {args.quantization}, "
+          f"dtype {args.dtype}, lora {args.lora}, CPU affinity {len(os.sched_getaffinity(0))} cores", flush=True)
+    dm = JetDataModule(args.data, batch_size=64)
+    dm.setup("fit")
+    started = time.perf_counter()
+    for name in SECTIONS:
+        if name not in args.sections:
+            continue
+        t0 = time.perf_counter()
+        print(f"\n== {name}", flush=True)
+        if name == "profile":
+            section_profile(args, dm, rec, out_dir)
+        else:
+            globals()[f"section_{name}"](args, dm, rec)
+        print(f"[{name}: {time.perf_counter() - t0:.0f} s]", flush=True)
+    print(f"\n== summary ({time.perf_counter() - started:.0f} s)")
+    for r in rec.rows:
+        if "error" in r:
+            print(f"{r['section']:9s} {r['name']:26s} batch {r.get('batch', 0):6d}  ERROR {r['error']}")
+        elif "train_ev_s" in r or "score_ev_s" in r:
+            print(Recorder.line(r))
+    best = {k: max((r.get(f"{k}_ev_s", 0.0) for r in rec.rows if r["section"] == s), default=0.0)
+            for k, s in (("train", "hybrid"), ("score", "hybrid"))}
+    text = {k: max((r.get(f"{k}_ev_s", 0.0) for r in rec.rows if r["section"] == "text"), default=0.0)
+            for k in ("train", "score")}
+    if all(text.values()) and all(best.values()):
+        print(f"best hybrid/best text: train x{best['train'] / text['train']:.1f}, "
+              f"score x{best['score'] / text['score']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Quality at scale: train the hybrid, the text baseline, gradient-boosted trees and the no-LLM ablation on one
+jets.h5 with identical splits, then ``hybridjet compare`` them on the held-out test split, plus the paired
+bootstrap of the AUC gaps (hybrid - other on the same resampled events).
+
+    python scripts/device/quality.py --data /root/data/full/jets.h5 --model /root/stage/SmolLM2-135M-Instruct.Q4_1.gguf \\
+        --runs /root/runs/full --out report/full --models gbdt ablation hybrid text --text-train-events 30000
+
+Sizes follow ``configs/demo.yaml`` scale ``full`` (split 0.6/0.1/0.3, seed 0, epochs, batch sizes, LoRA attn, 8 soft
+tokens) unless overridden. Runs that already hold ``scores.h5`` are reused (so the work can be split over calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def paired_gaps(report_dirs: dict[str, Path], ref: str, n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
+    """AUC(ref) - AUC(other) with a 95% paired percentile bootstrap over test events."""
+    from hybridjet.eval.scores import read_scores
+    from hybridjet.models.base import roc_auc
+
+    sets = {}
+    for name, d in report_dirs.items():
+        s = read_scores(d / "scores.h5", "test")
+        order = np.argsort(s.event_id, kind="stable")
+        sets[name] = (s.event_id[order], s.label[order].astype(int), s.score[order])
+    ids, y, a = sets[ref]
+    rng = np.random.default_rng(seed)
+    boots = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+    out = {}
+    for name, (ids_o, _labels, b) in sets.items():
+        if name == ref or not np.array_equal(ids, ids_o):
+            continue
+        gap = roc_auc(y, a) - roc_auc(y, b)
+        dist = np.array([roc_auc(y[i], a[i]) - roc_auc(y[i], b[i]) for i in boots])
+        lo, hi = np.percentile(dist, [2.5, 97.5])
+        out[f"{ref} - {name}"] = {"auc_gap": float(gap), "ci95": [float(lo), float(hi)], "n_boot": n_boot,
+                                  "n_events": int(len(y))}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--runs", default="runs/full")
+    parser.add_argument("--out", default="report/full")
+    parser.add_argument("--models", nargs="+", default=["gbdt", "ablation", "hybrid", "text"],
+                        choices=["gbdt", "ablation", "hybrid", "text", "text-predecessor"])
+    parser.add_argument("--feature-set", default="fourvec", choices=["fourvec", "substructure"])
+    parser.add_argument("--suffix", default="", help="appended to run names (e.g. -sub)")
+    parser.add_argument("--epochs", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 3}')
+    parser.add_argument("--batch-size", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 256}')
+    parser.add_argument("--text-train-events", type=int, default=30000, help="training subset of the text baseline")
+    parser.add_argument("--predecessor-eval-events", type=int, default=None,
+                        help="text-predecessor is a subset run: its own test scores are not compared")
+    parser.add_argument("--compare-only", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import lightning as L
+
+    from hybridjet.demo import demo_config
+    from hybridjet.eval.compare import compare_runs
+    from hybridjet.models.classical import train_gbdt
+    from hybridjet.models.datamodule import JetDataModule
+    from hybridjet.models.hybrid import HybridClassifier
+    from hybridjet.models.text_baseline import TextPromptClassifier
+    from hybridjet.models.train import train_classifier
+
+    cfg = demo_config("full")
+    epochs = {**cfg["epochs"], "text-predecessor": 1, **(args.epochs or {})}
+    batch = {**cfg["batch_size"], "text-predecessor": 32, **(args.batch_size or {})}
+    runs = Path(args.runs)
+    summary = {}
+    for kind in args.models:
+        name = kind + args.suffix
+        run_dir = runs / name
+        if (run_dir / "scores.h5").exists() or args.compare_only:
+            print(f"{name}: reusing {run_dir}", flush=True)
+            continue
+        t = time.perf_counter()
+        L.seed_everything(args.seed, verbose=False)
+        b = batch.get(kind.split("-")[0], 64)
+        max_train = args.text_train_events if kind.startswith("text") else cfg["max_train_events"]
+        max_eval = args.predecessor_eval_events if kind == "text-predecessor" else cfg["max_eval_events"]
+        dm = JetDataModule(args.data, feature_set=args.feature_set, split=tuple(cfg["split"]), seed=args.seed,
+                           batch_size=b, eval_batch_size=4 * b, max_train_events=max_train, max_eval_events=max_eval)
+        if kind == "gbdt":
+            auc = train_gbdt(dm, run_dir, seed=args.seed)["test"]["auc"]
+        else:
+            if kind.startswith("text"):
+                clf = TextPromptClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=name,
+                                           formatter="predecessor" if kind == "text-predecessor" else "compact",
+                                           max_length=1024)
+            else:
+                clf = HybridClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"],
+                                       n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind == "hybrid", run_name=name)
+            auc = train_classifier(clf, dm, run_dir, max_epochs=epochs[kind], progress=False,
+                                   checkpoint_every_n_steps=10**9)["test_auc"]
+        seconds = time.perf_counter() - t
+        summary[name] = {"test_auc": auc, "seconds": seconds}
+        print(f"{name}: test AUC {auc:.4f}  [{seconds:.0f} s]", flush=True)
+
+    compared = [runs / (k + args.suffix) for k in args.models if k != "text-predecessor"
+                and (runs / (k + args.suffix) / "scores.h5").exists()]
+    report = compare_runs(compared, split="test", out=args.out)
+    print(report.table())
+    names = {json.loads((d / "metrics.json").read_text())["name"]: d for d in compared}
+    ref = next((n for n in names if n.startswith("hybrid")), None)
+    if ref:
+        gaps = paired_gaps(names, ref)
+        Path(args.out, "gaps.json").write_text(json.dumps(gaps, indent=1))
+        for k, v in gaps.items():
+            print(f"{k}: AUC gap {v['auc_gap']:+.4f}  95% paired bootstrap [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
+                  f"  ({v['n_events']} test events)")
+
+
+if __name__ == "__main__":
+    main()

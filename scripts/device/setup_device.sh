@@ -1,0 +1,22 @@
+# Environment for hybridjet on a lent GPU machine. In every call, from the repository root:
+#     source scripts/device/setup_device.sh
+# The first call carries .stage/deps.tar.xz (made by scripts/device/prepare_local.sh: bitsandbytes with only its
+# CUDA 13.0 library, gguf, jsonargparse, vector, awkward, awkward-cpp, fastjet, pythia8mc + trimmed Pythia data,
+# SmolLM2's config and tokenizer); it is unpacked once into $DEVICE_ROOT/deps and reused while the machine is warm.
+DEVICE_ROOT=${DEVICE_ROOT:-/root}
+if [ ! -d "$DEVICE_ROOT/deps/site" ]; then
+  if [ -f .stage/deps.tar.xz ]; then
+    mkdir -p "$DEVICE_ROOT/deps.tmp" &&
+      python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" .stage/deps.tar.xz "$DEVICE_ROOT/deps.tmp" &&
+      mv "$DEVICE_ROOT/deps.tmp" "$DEVICE_ROOT/deps" || { echo "setup_device: unpacking failed" >&2; return 1; }
+  else
+    echo "setup_device: no $DEVICE_ROOT/deps and no .stage/deps.tar.xz carried (carry it in the first call)" >&2
+    return 1
+  fi
+fi
+export PYTHONPATH="$DEVICE_ROOT/deps/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHIA8DATA="$DEVICE_ROOT/deps/site/share/Pythia8/xmldoc"
+export HYBRIDJET_CACHE="$DEVICE_ROOT/cache" HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 PYTHONUNBUFFERED=1
+export SMOLLM2_CFG="$DEVICE_ROOT/deps/smollm2_cfg"
+export SMOLLM2_GGUF="$DEVICE_ROOT/stage/SmolLM2-135M-Instruct.Q4_1.gguf"
+hybridjet() { python3 -m hybridjet.cli "$@"; }
