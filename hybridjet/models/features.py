@@ -3,8 +3,9 @@
 Feature sets (the same vectors go to the hybrid's encoder, the no-LLM ablation and the gradient-boosted trees):
 
 - ``fourvec``: what the jets' four-vectors and the particle count carry, in physics-aware coordinates —
-  per jet log pT, η, Δφ to the leading jet, log(1 + m), a mask bit; per event m_jj, |Δη_jj|, log n_particles.
-- ``substructure``: ``fourvec`` plus N-subjettiness ratios τ21 and τ32 per jet.
+  per jet log pT, η, Δφ to the leading jet, log(1 + m), a mask bit; per event the two leading jets' masses ordered
+  heavy/light, log m_jj, |Δη_jj|, log n_particles.
+- ``substructure``: ``fourvec`` plus N-subjettiness ratios τ21 and τ32 per jet, and τ21 of the heavy/light jet.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def feature_names(feature_set: str, n_jets: int) -> list[str]:
     if feature_set == "substructure":
         per_jet += ["tau21", "tau32"]
     names = [f"j{j + 1}_{n}" for j in range(n_jets) for n in per_jet]
-    return names + ["log_mjj", "abs_deta_jj", "log_n_particles"]
+    ordered = ["log_m_heavy", "log_m_light"] + (["tau21_heavy", "tau21_light"] if feature_set == "substructure" else [])
+    return names + ordered + ["log_mjj", "abs_deta_jj", "log_n_particles"]
 
 
 def _check_feature_set(feature_set: str) -> None:
@@ -73,7 +75,19 @@ def event_features(
         deta = np.where(both, np.abs(eta[:, 0] - eta[:, 1]), 0.0)
     else:
         mjj = deta = np.zeros(len(jets))
-    event = np.stack([np.log1p(mjj), deta, np.log1p(n_particles.astype(np.float64))], axis=-1)
+    # the two leading jets ordered by mass: a resonance's decay products land in fixed slots whatever their pT order
+    lead = np.clip(mass[:, :2], 0.0, None)
+    heavy_first = np.argsort(-lead, axis=1, kind="stable")
+    rows = np.arange(len(jets))[:, None]
+    by_mass = [np.log1p(lead[rows, heavy_first])]
+    if feature_set == "substructure":
+        assert tau is not None
+        tau21 = np.where(mask[:, :2], _ratio(tau[:, :2, 1], tau[:, :2, 0]), 0.0)
+        by_mass.append(tau21[rows, heavy_first])
+    if lead.shape[1] < 2:
+        by_mass = [np.pad(b, ((0, 0), (0, 2 - lead.shape[1]))) for b in by_mass]
+    event = np.concatenate(by_mass + [np.stack([np.log1p(mjj), deta, np.log1p(n_particles.astype(np.float64))],
+                                               axis=-1)], axis=1)
     features = np.concatenate([per_jet, event], axis=1).astype(np.float32)
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features).all(axis=1)).sum())
