@@ -45,9 +45,16 @@ class SoftPromptEncoder(nn.Module):
         self.token_offset = nn.Parameter(torch.randn(n_tokens, embed_dim) * 0.02)
         self.gain = nn.Parameter(torch.full((n_tokens, 1), float(embed_rms)))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, F] features -> [B, n_tokens, embed_dim] soft tokens (float32)."""
-        h = self.norm(self.blocks(self.stem(features)))
+    def trunk(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, F] features -> [B, hidden] event representation (before the projection to soft tokens)."""
+        return self.norm(self.blocks(self.stem(features)))
+
+    def tokens(self, h: torch.Tensor) -> torch.Tensor:
+        """[B, hidden] event representation -> [B, n_tokens, embed_dim] soft tokens."""
         tokens = self.project(h).view(-1, self.n_tokens, self.embed_dim) + self.token_offset
         rms = tokens.pow(2).mean(dim=-1, keepdim=True).add(1e-6).rsqrt()
         return tokens * rms * self.gain
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, F] features -> [B, n_tokens, embed_dim] soft tokens (float32)."""
+        return self.tokens(self.trunk(features))

@@ -41,6 +41,8 @@ class HybridClassifier(EventClassifier):
         use_llm: ``False`` for the encoder + head ablation.
         class_weight: ``balanced`` weighs signal by N_bkg/N_sig in the loss.
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs).
+        head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
+            (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
     """
 
     model_kind = "hybrid"
@@ -64,6 +66,7 @@ class HybridClassifier(EventClassifier):
         question: str = DEFAULT_QUESTION,
         gradient_checkpointing: bool = False,
         cache_prefix: bool = True,
+        head_skip: bool = False,
         lr: float = 2e-4,
         encoder_lr: float = 1e-3,
         weight_decay: float = 0.01,
@@ -106,6 +109,8 @@ class HybridClassifier(EventClassifier):
         self.encoder = SoftPromptEncoder(n_features, hp.n_soft_tokens, self.embed_dim, hp.encoder_hidden,
                                          hp.encoder_layers, hp.dropout, self.embed_rms)
         width = self.embed_dim if hp.use_llm else hp.n_soft_tokens * self.embed_dim
+        if hp.use_llm and hp.get("head_skip", False):
+            width += hp.encoder_hidden
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 1))
         if self.llm is not None:
             device = next(self.llm.parameters()).device
@@ -127,7 +132,8 @@ class HybridClassifier(EventClassifier):
         """Logits [B] for normalised features [B, F]."""
         if self.encoder is None:
             raise HybridjetError("model: not built yet (train it or load it with HybridClassifier.from_pretrained)")
-        soft = self.encoder(features)
+        trunk = self.encoder.trunk(features)
+        soft = self.encoder.tokens(trunk)
         if self.llm is None:
             return self.head(soft.flatten(1)).squeeze(-1)
         embed = self.llm.get_input_embeddings()
@@ -147,7 +153,10 @@ class HybridClassifier(EventClassifier):
         else:
             inputs = torch.cat([prefix.expand(batch, -1, -1), soft.to(prefix.dtype), suffix], dim=1)
             out = decoder(inputs_embeds=inputs, use_cache=False)
-        return self.head(out.last_hidden_state[:, -1].float()).squeeze(-1)
+        pooled = out.last_hidden_state[:, -1].float()
+        if self.hparams.get("head_skip", False):
+            pooled = torch.cat([pooled, trunk], dim=-1)
+        return self.head(pooled).squeeze(-1)
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self(batch["features"].to(self.device))
