@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/full")
     parser.add_argument("--out", default="report/full")
     parser.add_argument("--models", nargs="+", default=["gbdt", "ablation", "hybrid", "text"],
-                        choices=["gbdt", "ablation", "hybrid", "text", "text-predecessor"])
+                        choices=["gbdt", "ablation", "hybrid", "hybrid-skip", "text", "text-predecessor"])
     parser.add_argument("--feature-set", default="fourvec", choices=["fourvec", "substructure"])
     parser.add_argument("--suffix", default="", help="appended to run names (e.g. -sub)")
     parser.add_argument("--epochs", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 3}')
@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--predecessor-eval-events", type=int, default=None,
                         help="text-predecessor is a subset run: its own test scores are not compared")
     parser.add_argument("--compare-only", action="store_true")
+    parser.add_argument("--no-cache-prefix", dest="cache_prefix", action="store_false",
+                        help="hybrid: run the prefix per event (faster training on GPU at batch >= 1024, see BENCHMARKS)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -101,8 +103,10 @@ def main() -> None:
                                            max_length=1024)
             else:
                 clf = HybridClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"],
-                                       n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind == "hybrid", run_name=name)
-            auc = train_classifier(clf, dm, run_dir, max_epochs=epochs[kind], progress=False,
+                                       n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind.startswith("hybrid"),
+                                       head_skip=kind == "hybrid-skip", cache_prefix=args.cache_prefix, run_name=name)
+            auc = train_classifier(clf, dm, run_dir, max_epochs=epochs.get(kind, epochs[kind.split("-")[0]]),
+                                   progress=False,
                                    checkpoint_every_n_steps=10**9)["test_auc"]
         seconds = time.perf_counter() - t
         summary[name] = {"test_auc": auc, "seconds": seconds}
