@@ -51,6 +51,7 @@ class EventClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.strict_loading = False  # checkpoints hold the trainable weights only
+        self.backbone: Any = None
         self.normalizer: Normalizer | None = None
         self.feature_set: str | None = None
         self.pos_weight = 1.0
@@ -221,11 +222,36 @@ class EventClassifier(L.LightningModule):
         self.check_base_identity(meta.get("base_model"))
 
     def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
-        """Refuse weights trained on another base model (subclasses with an LLM implement it)."""
+        """Refuse weights trained on another base model (compared by the base weights' sha256)."""
+        mine = self.base_identity() or {}
+        if recorded and mine and recorded.get("sha256") and recorded.get("sha256") != mine.get("sha256"):
+            raise HybridjetError(
+                f"weights were trained on base model {recorded.get('name')} (sha256 {recorded['sha256'][:12]}), "
+                f"but {mine.get('name')} (sha256 {str(mine.get('sha256'))[:12]}) is loaded"
+            )
+
+    def load_llm(self, model: str, quantization: str, dtype: str | None, lora: str | None, lora_r: int,
+                 lora_alpha: int, lora_dropout: float, gradient_checkpointing: bool) -> torch.nn.Module:
+        """Load the shared backbone (``self.backbone``); only LoRA weights train, and only when ``lora`` is set."""
+        from hybridjet.llm.backbone import load_backbone
+
+        spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
+        self.backbone = load_backbone(model, quantization=quantization, lora=spec, dtype=dtype,
+                                      gradient_checkpointing=gradient_checkpointing)
+        llm = self.backbone.model
+        for name, param in llm.named_parameters():
+            param.requires_grad_(lora is not None and "lora_" in name)
+        llm.train()  # loaders hand models over in eval mode; LoRA dropout must be live while training
+        return llm
 
     # ---- run directory ------------------------------------------------------------------------------------------
     def base_identity(self) -> dict[str, Any] | None:
-        return None
+        """Name, path and sha256 of the base LLM (None for models without one)."""
+        backbone = getattr(self, "backbone", None)
+        if backbone is None:
+            return None
+        identity = backbone.identity
+        return identity.to_dict() if hasattr(identity, "to_dict") else dict(vars(identity))
 
     def run_metadata(self) -> dict[str, Any]:
         return {

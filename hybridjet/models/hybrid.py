@@ -76,21 +76,12 @@ class HybridClassifier(EventClassifier):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.backbone = None
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
         if use_llm:
-            from hybridjet.llm.backbone import load_backbone
-
-            lora_spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha,
-                                                   "dropout": lora_dropout}
-            self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec, dtype=dtype,
-                                          gradient_checkpointing=gradient_checkpointing)
-            self.llm = self.backbone.model
-            for name, param in self.llm.named_parameters():
-                param.requires_grad_(lora is not None and "lora_" in name)
-            self.llm.train()  # loaders hand models over in eval mode; LoRA dropout must be live while training
+            self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
+                                     gradient_checkpointing)
             before, after = split_around_event(self.backbone.tokenizer, question, system_prompt)
             self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)
             self.register_buffer("suffix_ids", torch.tensor(after, dtype=torch.long), persistent=False)
@@ -160,21 +151,6 @@ class HybridClassifier(EventClassifier):
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self(batch["features"].to(self.device))
-
-    # ---- identity ---------------------------------------------------------------------------------------------
-    def base_identity(self) -> dict[str, Any] | None:
-        if self.backbone is None:
-            return None
-        identity = self.backbone.identity
-        return identity.to_dict() if hasattr(identity, "to_dict") else dict(vars(identity))
-
-    def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
-        mine = self.base_identity()
-        if recorded and mine and recorded.get("sha256") and recorded.get("sha256") != mine.get("sha256"):
-            raise HybridjetError(
-                f"weights were trained on base model {recorded.get('name')} (sha256 {recorded['sha256'][:12]}), "
-                f"but {mine.get('name')} (sha256 {str(mine.get('sha256'))[:12]}) is loaded"
-            )
 
     # ---- run directories ----------------------------------------------------------------------------------------
     @classmethod

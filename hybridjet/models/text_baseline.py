@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -52,16 +50,9 @@ class TextPromptClassifier(EventClassifier):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        from hybridjet.llm.backbone import load_backbone
-
         self.format_event = get_formatter(formatter)
-        lora_spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
-        self.backbone = load_backbone(model, quantization=quantization, lora=lora_spec, dtype=dtype,
-                                      gradient_checkpointing=gradient_checkpointing)
-        self.llm = self.backbone.model
-        for name, param in self.llm.named_parameters():
-            param.requires_grad_(lora is not None and "lora_" in name)
-        self.llm.train()  # loaders hand models over in eval mode; LoRA dropout must be live while training
+        self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
+                                 gradient_checkpointing)
         self.tokenizer = self.backbone.tokenizer
         template = self.prompt_template()
         self.answer_ids = [self._answer_tokens(template, word) for word in labels]
@@ -196,14 +187,3 @@ class TextPromptClassifier(EventClassifier):
             self.update_metrics(Path(self.trainer.default_root_dir), generation={
                 "accuracy": stats[0] / stats[2], "unparseable": stats[1], "n": stats[2]})
             self._gen_stats = [0, 0, 0]
-
-    # ---- identity ------------------------------------------------------------------------------------------------
-    def base_identity(self) -> dict[str, Any] | None:
-        identity = self.backbone.identity
-        return identity.to_dict() if hasattr(identity, "to_dict") else dict(vars(identity))
-
-    def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
-        mine = self.base_identity() or {}
-        if recorded and recorded.get("sha256") and recorded.get("sha256") != mine.get("sha256"):
-            raise HybridjetError(f"weights were trained on base model {recorded.get('name')}, "
-                                 f"but {mine.get('name')} is loaded")
