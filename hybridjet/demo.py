@@ -53,15 +53,15 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path, force: bool = False, seed:
             print(f"reusing {out}")
             continue
         t = _step(f"generating {n} {process} events with Pythia 8 ({cfg['workers']} workers)")
-        generate(process, n, seed=s, out=out, workers=cfg["workers"], progress=progress)
-        print(f"[{time.perf_counter() - t:.0f} s]")
+        summary = generate(process, n, seed=s, out=out, workers=cfg["workers"], progress=progress)
+        print(f"{'' if progress else f'{summary}  '}[{time.perf_counter() - t:.0f} s]")
     events = data_dir / "events.h5"
     n_total = cfg["signal_events"] + cfg["background_events"]
     mix(data_dir / "wprime.h5", data_dir / "qcd.h5", events, signal_fraction=cfg["signal_events"] / n_total,
         seed=seed, n_events=n_total)
     t = _step("clustering anti-kT R=1.0 jets with fastjet")
-    cluster(events, jets, workers=cfg["workers"], progress=progress)
-    print(f"[{time.perf_counter() - t:.0f} s]")
+    summary = cluster(events, jets, workers=cfg["workers"], progress=progress)
+    print(f"{'' if progress else f'{summary}  '}[{time.perf_counter() - t:.0f} s]")
     return jets
 
 
