@@ -50,6 +50,25 @@ def _tiled_file(sources: list[Path], out: Path, n_events: int, seed: int) -> flo
     return float(ak.mean(ak.num(read_lhco(out, 0, 2000).particles)))
 
 
+def _time_lhco_sized(tmp: Path, chunk_size: int) -> None:
+    """Write an LHCO-sized file (tiled, phi-rotated generated events) and time the real command on it."""
+    import subprocess
+    import sys
+
+    big = tmp / "lhco_sized.h5"
+    t = time.perf_counter()
+    mean_mult = _tiled_file([tmp / "qcd.h5", tmp / "wprime.h5"], big, LHCO_EVENTS, seed=2)
+    print(f"\n== LHCO-sized file: {LHCO_EVENTS:,} events ({big.stat().st_size / 1e9:.1f} GB, "
+          f"{mean_mult:.0f} particles/event) written in {time.perf_counter() - t:.0f} s")
+    cmd = [sys.executable, "-m", "hybridjet.cli", "cluster", str(big), "--out", str(tmp / "lhco_jets.h5"),
+           "--workers", "2", "--chunk-size", str(chunk_size), "--no-progress"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - t
+    print(f"  MEASURED 'hybridjet cluster --workers 2' end to end (reading included): {seconds / 60:.1f} min "
+          f"= {LHCO_EVENTS / seconds:.0f} events/s   (load average now: {_load()})")
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the worker processes), user + system."""
     import resource
@@ -69,6 +88,9 @@ def main() -> None:
     parser.add_argument("--gen-events", type=int, default=300, help="events generated per process")
     parser.add_argument("--loop-events", type=int, default=2_000, help="events for the vectorised-vs-loop comparison")
     parser.add_argument("--chunk-size", type=int, default=5_000)
+    parser.add_argument("--lhco-size", action="store_true",
+                        help="instead of extrapolating: write a 1.1M-event LHCO file (18 GB) and time "
+                             "'hybridjet cluster --workers 2' on it end to end")
     args = parser.parse_args()
 
     from hybridjet.data.cluster import cluster, cluster_particles, cluster_particles_loop
@@ -90,6 +112,9 @@ def main() -> None:
                   f"{100 * s.trigger_efficiency:5.1f}%   ({s.n_generated} generated, {s.seconds:.1f} s{extra})")
         print(f"  ratio wprime/qcd accepted rate: {gen['wprime'].events_per_s / gen['qcd'].events_per_s:.2f}")
 
+        if args.lhco_size:
+            _time_lhco_sized(tmp, args.chunk_size)
+            return
         bench = tmp / "bench.h5"
         mean_mult = _tiled_file([tmp / "qcd.h5", tmp / "wprime.h5"], bench, args.events, seed=1)
         print(f"\n== clustering (anti-kT R=1.0, 2 leading jets, min pT 20 GeV); input: {args.events} events "
