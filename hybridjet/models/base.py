@@ -24,15 +24,13 @@ RUN_WEIGHTS_FILE = "weights.safetensors"
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """AUC by ranks (ties averaged); NaN when one class is missing."""
-    labels = np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    from scipy.stats import rankdata
+    """AUC of ``hybridjet.eval.metrics.auc``, NaN (instead of an error) when a split holds one class only."""
+    from hybridjet.eval.metrics import auc
 
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    labels = np.asarray(labels).astype(int)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(auc(labels, scores))
 
 
 class EventClassifier(L.LightningModule):
