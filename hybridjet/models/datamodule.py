@@ -91,12 +91,19 @@ class JetDataModule(L.LightningDataModule):
         self.splits: dict[str, EventBatches] = {}
         self.n_features: int | None = None
         self.pos_weight: float = 1.0
+        self.n_events = self._check_data()
+
+    def _check_data(self) -> int:
+        """Fail before any run directory is created when ``data`` is missing or not a jets.h5 file."""
+        from hybridjet.data.store import count_jets_events
+
+        if not Path(self.data).exists():
+            raise HybridjetError(f"{self.data}: jets.h5 file not found (make one with 'hybridjet cluster')")
+        return count_jets_events(self.data)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        if not Path(self.data).exists():
-            raise HybridjetError(f"{self.data}: jets.h5 file not found (make one with 'hybridjet cluster')")
         arrays = read_jets(self.data)
         if len(arrays.label) == 0:
             raise HybridjetError(f"{self.data}: contains no events")

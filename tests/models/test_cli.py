@@ -59,6 +59,7 @@ def test_fit_with_a_missing_file_is_one_line(tiny_llama, tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "nope.h5" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists(), "a run directory was created for a run that never started"
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
