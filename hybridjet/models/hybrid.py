@@ -179,7 +179,8 @@ class HybridClassifier(EventClassifier):
 
     @torch.no_grad()
     def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-        """Signal probabilities for a jets.h5 path, a JetDataset/JetArrays, or a normalised-feature array."""
+        """Signal probabilities for a jets.h5 path (read in chunks), JetArrays/JetDataset, or a raw feature array
+        as :func:`hybridjet.models.features.event_features` returns it (normalised here)."""
         from hybridjet.models.scoring import iter_feature_batches
 
         self.eval()
