@@ -24,17 +24,7 @@ import time
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-LLAMA_3B = dict(
-    vocab_size=128256,
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=28,
-    num_attention_heads=24,
-    num_key_value_heads=8,
-    max_position_embeddings=131072,
-    tie_word_embeddings=True,
-    rope_theta=500000.0,
-)
+from hybridjet.llm.testing import LLAMA_32_3B_SHAPE as LLAMA_3B  # noqa: E402
 
 
 def mib(n: int) -> str:

@@ -109,3 +109,19 @@ def make_tiny_llama(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return directory
+
+
+#: Llama-3.2-3B's architecture (random weights are built from it for speed and memory benchmarks).
+LLAMA_32_3B_SHAPE: dict[str, object] = dict(
+    vocab_size=128256,
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_hidden_layers=28,
+    num_attention_heads=24,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=131072,
+    tie_word_embeddings=True,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+)

@@ -20,22 +20,9 @@ import shutil
 import time
 from pathlib import Path
 
-LLAMA_3B = dict(
-    vocab_size=128256,
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=28,
-    num_attention_heads=24,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=131072,
-    tie_word_embeddings=True,
-    rope_theta=500000.0,
-    rms_norm_eps=1e-5,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=0,
-)
+from hybridjet.llm.testing import LLAMA_32_3B_SHAPE
+
+LLAMA_3B = {**LLAMA_32_3B_SHAPE, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "generation_config.json")
 
