@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "HybridClassifier": "hybridjet.models.hybrid",
     "TextPromptClassifier": "hybridjet.models.text_baseline",
+    "EventClassifier": "hybridjet.models.base",
     "TextModel": "hybridjet.text.api",
     "evaluate": "hybridjet.eval.compare",
     "load_backbone": "hybridjet.llm.backbone",

@@ -275,6 +275,48 @@ class EventClassifier(L.LightningModule):
             tmp.write_text(json.dumps(self.run_metadata(), indent=1, default=str))
         self.update_metrics(run_dir)
 
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path, model: str | None = None, **overrides: Any) -> EventClassifier:
+        """Load a finished run: base LLM resolved from the run's record (or ``model``), trained weights from it.
+
+        Called on :class:`EventClassifier` it returns whichever classifier the run holds.
+        """
+        import importlib
+
+        run_dir = Path(run_dir)
+        meta_path = run_dir / RUN_MODEL_FILE
+        if not meta_path.exists():
+            raise HybridjetError(f"{run_dir}: not a hybridjet run directory ({RUN_MODEL_FILE} missing)")
+        meta = json.loads(meta_path.read_text())
+        classes = {"HybridClassifier": "hybridjet.models.hybrid", "TextPromptClassifier": "hybridjet.models.text_baseline"}
+        if meta.get("class") not in classes:
+            raise HybridjetError(f"{meta_path}: unknown model class {meta.get('class')!r}")
+        run_cls = getattr(importlib.import_module(classes[meta["class"]]), meta["class"])
+        if not issubclass(run_cls, cls):
+            raise HybridjetError(f"{run_dir}: holds a {meta['class']}, not a {cls.__name__}")
+        hparams = {**meta["hparams"], **({"model": model} if model is not None else {}), **overrides}
+        clf = run_cls(**hparams)
+        clf.check_base_identity(meta.get("base_model"))
+        if meta.get("normalizer"):
+            clf.normalizer = Normalizer.from_dict(meta["normalizer"])
+        clf.feature_set = meta.get("feature_set")
+        if meta.get("n_features"):
+            clf.build(meta["n_features"])
+        clf.load_run_weights(run_dir)
+        clf.eval()
+        return clf
+
+    @torch.no_grad()
+    def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        """Signal scores in [0, 1] (sigmoid of the logit) for a jets.h5 path (read in chunks), JetArrays/JetDataset,
+        or — for the hybrid — a raw feature array as :func:`hybridjet.models.features.event_features` returns it."""
+        from hybridjet.models.scoring import iter_event_batches
+
+        self.eval()
+        out = [torch.sigmoid(self.score(batch).float()).cpu().numpy()
+               for batch in iter_event_batches(self, events, batch_size, progress)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
     def load_run_weights(self, run_dir: str | Path) -> None:
         """Load ``weights.safetensors`` of a run into this (already built) model, checking every key."""
         path = Path(run_dir) / RUN_WEIGHTS_FILE

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
 from torch import nn
 
 from hybridjet.errors import HybridjetError
-from hybridjet.models.base import RUN_MODEL_FILE, EventClassifier
+from hybridjet.models.base import EventClassifier
 from hybridjet.models.encoder import SoftPromptEncoder
-from hybridjet.models.features import Normalizer
 from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, split_around_event
 
 
@@ -151,41 +145,3 @@ class HybridClassifier(EventClassifier):
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self(batch["features"].to(self.device))
-
-    # ---- run directories ----------------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, run_dir: str | Path, model: str | None = None, **overrides: Any) -> HybridClassifier:
-        """Load a finished run: base LLM resolved from the run's record (or ``model``), trained weights from it."""
-        run_dir = Path(run_dir)
-        meta_path = run_dir / RUN_MODEL_FILE
-        if not meta_path.exists():
-            raise HybridjetError(f"{run_dir}: not a hybridjet run directory ({RUN_MODEL_FILE} missing)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("class") != cls.__name__:
-            raise HybridjetError(f"{run_dir}: holds a {meta.get('class')}, not a {cls.__name__}")
-        hparams = dict(meta["hparams"])
-        recorded = meta.get("base_model") or {}
-        if model is not None:
-            hparams["model"] = model
-        hparams.update(overrides)
-        clf = cls(**hparams)
-        clf.check_base_identity(recorded)
-        clf.normalizer = Normalizer.from_dict(meta["normalizer"])
-        clf.feature_set = meta["feature_set"]
-        clf.build(meta["n_features"])
-        clf.load_run_weights(run_dir)
-        clf.eval()
-        return clf
-
-    @torch.no_grad()
-    def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-        """Signal probabilities for a jets.h5 path (read in chunks), JetArrays/JetDataset, or a raw feature array
-        as :func:`hybridjet.models.features.event_features` returns it (normalised here)."""
-        from hybridjet.models.scoring import iter_feature_batches
-
-        self.eval()
-        out = []
-        for features in iter_feature_batches(self, events, batch_size, progress):
-            logits = self(torch.from_numpy(features).to(self.device))
-            out.append(torch.sigmoid(logits.float()).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -1,4 +1,4 @@
-"""Turning user inputs (jets.h5 paths, in-memory jets, feature arrays) into normalised feature batches."""
+"""Turning user inputs (jets.h5 paths, in-memory jets, feature arrays) into classifier batches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hybridjet.errors import HybridjetError
 from hybridjet.models.features import event_features
@@ -14,17 +15,25 @@ from hybridjet.models.features import event_features
 CHUNK_EVENTS = 100_000
 
 
-def _features_of(model: Any, arrays: Any) -> np.ndarray:
-    return model.normalizer(
+def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    from hybridjet.models.datamodule import event_tensors
+
+    features = model.normalizer(
         event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, getattr(arrays, "tau", None), model.feature_set)
     )
+    tensors = event_tensors(arrays, features)
+    for i in range(0, len(features), batch_size):
+        yield {k: v[i : i + batch_size] for k, v in tensors.items()}
 
 
-def iter_feature_batches(model: Any, events: Any, batch_size: int, progress: bool = False) -> Iterator[np.ndarray]:
-    """Yield normalised feature batches [B, F] from ``events``, reading files chunk by chunk (bounded memory).
+def iter_event_batches(model: Any, events: Any, batch_size: int,
+                       progress: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield classifier batches (normalised ``features``, ``kinematics``, ``jets`` …) from ``events``, reading files
+    chunk by chunk (bounded memory).
 
     ``events`` is a jets.h5 path, an object with ``jets``/``jet_mask``/``n_particles``/``tau`` arrays (``JetArrays``,
-    ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them.
+    ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them (enough for
+    models that read features only, such as the hybrid).
     """
     if model.normalizer is None:
         raise HybridjetError("model: no feature normalisation (train it or load it with from_pretrained)")
@@ -39,9 +48,7 @@ def iter_feature_batches(model: Any, events: Any, batch_size: int, progress: boo
 
             bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(events).name}")
         for start, stop in chunks:
-            features = _features_of(model, read_jets(events, start=start, stop=stop))
-            for i in range(0, len(features), batch_size):
-                yield features[i : i + batch_size]
+            yield from _batches_of(model, read_jets(events, start=start, stop=stop), batch_size)
             if bar is not None:
                 bar.update(stop - start)
         if bar is not None:
@@ -51,10 +58,10 @@ def iter_feature_batches(model: Any, events: Any, batch_size: int, progress: boo
         expected = len(model.normalizer.names)
         if events.ndim != 2 or events.shape[1] != expected:
             raise HybridjetError(f"events: expected a feature array [N, {expected}], got shape {events.shape}")
-        features = model.normalizer(events.astype(np.float32))
+        features = torch.from_numpy(model.normalizer(events.astype(np.float32)))
+        for i in range(0, len(features), batch_size):
+            yield {"features": features[i : i + batch_size]}
     elif hasattr(events, "jets"):
-        features = _features_of(model, getattr(events, "arrays", events))
+        yield from _batches_of(model, getattr(events, "arrays", events), batch_size)
     else:
         raise HybridjetError(f"events: expected a jets.h5 path, JetArrays/JetDataset or a feature array, got {type(events).__name__}")
-    for i in range(0, len(features), batch_size):
-        yield features[i : i + batch_size]

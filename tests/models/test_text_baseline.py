@@ -77,3 +77,26 @@ def test_generation_eval_counts_unparseable(tiny_llama, toy_jets_h5, tmp_path):
     assert gen["n"] == 32 and 0 <= gen["unparseable"] <= 32 and 0 <= gen["accuracy"] <= 1
     assert model.parse_answer(" Signal.") == 1 and model.parse_answer("background") == 0
     assert model.parse_answer("maybe") is None
+
+
+def test_text_run_loads_back_and_reproduces_its_test_scores(tiny_llama, toy_jets_h5, tmp_path):
+    import numpy as np
+
+    from hybridjet.data.store import read_jets
+    from hybridjet.eval.scores import read_scores
+    from hybridjet.models.base import EventClassifier
+
+    L.seed_everything(0, verbose=False)
+    model = TextPromptClassifier(model=str(tiny_llama), quantization="none")
+    dm = JetDataModule(str(toy_jets_h5), batch_size=32, max_train_events=64, max_eval_events=40)
+    train_classifier(model, dm, tmp_path / "text", max_epochs=1, progress=False)
+    test = read_scores(tmp_path / "text" / "scores.h5", "test")
+    loaded = EventClassifier.from_pretrained(tmp_path / "text")
+    assert isinstance(loaded, TextPromptClassifier)
+    arrays = read_jets(toy_jets_h5)
+    rows = np.searchsorted(arrays.event_id, test.event_id)
+    np.testing.assert_allclose(loaded.predict_proba(arrays.subset(rows), batch_size=16), test.score, atol=1e-5)
+    with pytest.raises(HybridjetError, match="not a HybridClassifier"):
+        from hybridjet.models.hybrid import HybridClassifier
+
+        HybridClassifier.from_pretrained(tmp_path / "text")
