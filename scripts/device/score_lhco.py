@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Inference at LHCO scale: score a 1.1M-event jets.h5 with ``HybridClassifier.predict_proba`` end to end.
+
+    python scripts/device/score_lhco.py --data data/demo/jets.h5 --model /root/models/smollm2-gguf [--events 1100000]
+
+Trains a small hybrid run on ``--data`` (1 epoch: the weights' quality is not the point), writes an LHCO-sized
+jets.h5 by tiling those events, then times loading the run and scoring every event from the file (chunked reads),
+and reports peak host memory (bounded: the file is read 100k events at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from hybridjet.data.store import JetArrays, count_jets_events, read_jets, write_jets
+from hybridjet.models.datamodule import JetDataModule
+from hybridjet.models.hybrid import HybridClassifier
+from hybridjet.models.train import train_classifier
+
+
+def tile(source: Path, out: Path, n_events: int) -> None:
+    """An n_events jets.h5 made of repeated copies of ``source``'s events (new event ids)."""
+    a = read_jets(source)
+    reps = -(-n_events // len(a))
+    idx = np.tile(np.arange(len(a)), reps)[:n_events]
+    big = a.subset(idx)
+    write_jets(out, JetArrays(big.jets, big.jet_mask, big.n_particles, big.tau, big.label,
+                              np.arange(n_events, dtype=np.int64), dict(a.attrs)), attrs={"source": str(source)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/demo/jets.h5")
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--events", type=int, default=1_100_000)
+    parser.add_argument("--batch-size", type=int, default=16384)
+    parser.add_argument("--work", default="/root/score_lhco")
+    args = parser.parse_args()
+    work = Path(args.work)
+    L.seed_everything(0, verbose=False)
+    t = time.perf_counter()
+    clf = HybridClassifier(model=args.model, run_name="hybrid-lhco")
+    train_classifier(clf, JetDataModule(args.data, batch_size=256), work / "run", max_epochs=1, progress=False)
+    print(f"trained a 1-epoch hybrid run in {time.perf_counter() - t:.0f} s", flush=True)
+    del clf
+    torch.cuda.empty_cache()
+    big = work / "lhco_jets.h5"
+    t = time.perf_counter()
+    tile(Path(args.data), big, args.events)
+    print(f"wrote {count_jets_events(big):,} events to {big} ({big.stat().st_size / 1e6:.0f} MB) in "
+          f"{time.perf_counter() - t:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    loaded = HybridClassifier.from_pretrained(work / "run", model=args.model).to("cuda" if torch.cuda.is_available() else "cpu")
+    t1 = time.perf_counter()
+    scores = loaded.predict_proba(big, batch_size=args.batch_size)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"scored {len(scores):,} events: load run {t1 - t0:.1f} s, read + features + score {t2 - t1:.1f} s "
+          f"= {len(scores) / (t2 - t1):,.0f} events/s; end to end {t2 - t0:.1f} s; peak host RSS {peak_rss:.1f} GB; "
+          f"finite {np.isfinite(scores).all()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
