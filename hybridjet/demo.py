@@ -8,6 +8,7 @@ and the no-LLM ablation → one comparison table and ROC figures. Existing data 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
     """Run the whole comparison; returns the :class:`hybridjet.eval.compare.Report`."""
     import lightning as L
 
+    from hybridjet.quiet import quiet_third_party
+
+    quiet_third_party(progress_bars=progress)
     from hybridjet.eval.compare import compare_runs
     from hybridjet.models.classical import train_gbdt
     from hybridjet.models.datamodule import JetDataModule
@@ -99,6 +103,7 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
         t = _step(f"training: {kind}")
         L.seed_everything(seed, verbose=False)
         run_dir = runs / kind
+        shutil.rmtree(run_dir, ignore_errors=True)  # models are retrained: no stale checkpoints or metrics
         if kind == "gbdt":
             metrics = train_gbdt(datamodule(kind), run_dir, seed=seed)
             auc = metrics["test"]["auc"]
