@@ -32,9 +32,10 @@ class EventBatches(Dataset):
         return {key: value[index] for key, value in self.tensors.items()}
 
 
-def event_tensors(arrays: Any, features: np.ndarray) -> dict[str, torch.Tensor]:
+def event_tensors(arrays: Any, features: np.ndarray,
+                  kinematics: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """Per-event tensors a classifier batch carries: normalised features, label, ids, and kinematics for text."""
-    kin = jet_kinematics(arrays.jets)
+    kin = jet_kinematics(arrays.jets) if kinematics is None else kinematics
     mask = arrays.jet_mask.astype(bool)
     kinematics = np.stack([np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass")], axis=-1)
     return {
@@ -109,7 +110,8 @@ class JetDataModule(L.LightningDataModule):
             raise HybridjetError(f"{self.data}: contains no events")
         n_jets = arrays.jets.shape[1]
         names = feature_names(self.feature_set, n_jets)
-        features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, self.feature_set)
+        kin = jet_kinematics(arrays.jets)
+        features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, self.feature_set, kin)
         indices = split_indices(len(features), fractions=self.split, seed=self.seed)
         train = indices["train"]
         labels = arrays.label
@@ -128,7 +130,7 @@ class JetDataModule(L.LightningDataModule):
                 raise HybridjetError(f"{self.data}: the {name} split is empty ({len(features)} events, split {self.split})")
         self.normalizer = Normalizer.fit(features[train], names)
         normed = self.normalizer(features)
-        tensors = event_tensors(arrays, normed)
+        tensors = event_tensors(arrays, normed, kin)
         self.splits = {name: EventBatches({k: v[torch.from_numpy(idx)] for k, v in tensors.items()})
                        for name, idx in indices.items()}
         self.n_features = normed.shape[1]

@@ -52,12 +52,14 @@ def event_features(
     n_particles: np.ndarray,
     tau: np.ndarray | None = None,
     feature_set: str = "fourvec",
+    kinematics: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Per-event feature matrix float32 [N, F] from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in GeV)."""
+    """Per-event feature matrix float32 [N, F] from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in GeV);
+    ``kinematics``: ``jet_kinematics(jets)`` when the caller has it already."""
     _check_feature_set(feature_set)
     if feature_set == "substructure" and tau is None:
         raise HybridjetError("features: 'substructure' needs the 'tau' dataset of jets.h5")
-    kin = jet_kinematics(jets)
+    kin = jet_kinematics(jets) if kinematics is None else kinematics
     mask = jet_mask.astype(bool)
     pt, eta, phi, mass = (np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass"))
     dphi = np.where(mask, (phi - phi[:, :1] + np.pi) % (2 * np.pi) - np.pi, 0.0)

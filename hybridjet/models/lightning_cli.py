@@ -48,7 +48,7 @@ class RunExport(Callback):
             return
         best = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor), "")
         if best and Path(best).exists():  # on every rank: under DDP the test pass after fit uses all of them
-            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+            state = trainer.strategy.checkpoint_io.load_checkpoint(best)["state_dict"]
             pl_module.load_state_dict(state, strict=False)
         if trainer.is_global_zero:
             pl_module.save_run(trainer.default_root_dir)
@@ -106,15 +106,20 @@ class HybridjetCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=None, verbose=True)
 
 
+def run_callbacks(dirpath: str | None = None, every_n_train_steps: int = 50) -> list[Callback]:
+    """Best-by-val-AUC checkpoint, ``last.ckpt`` every N steps (for resuming) and the run export after fit."""
+    return [
+        ModelCheckpoint(dirpath=dirpath, monitor="val_auc", mode="max", filename="best", save_top_k=1,
+                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps),
+        RunExport(),
+    ]
+
+
 def trainer_defaults() -> dict[str, Any]:
     """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes."""
     return {
-        "callbacks": [
-            ModelCheckpoint(monitor="val_auc", mode="max", filename="best", save_top_k=1, enable_version_counter=False),
-            ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=50),  # last.ckpt for resuming
-            RunExport(),
-            ScoresWriter(),
-        ],
+        "callbacks": [*run_callbacks(), ScoresWriter()],
         "plugins": [AtomicCheckpointIO()],
         "default_root_dir": "runs/default",
         "log_every_n_steps": 10,

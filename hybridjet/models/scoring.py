@@ -16,12 +16,13 @@ CHUNK_EVENTS = 100_000
 
 
 def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    from hybridjet.data.kinematics import jet_kinematics
     from hybridjet.models.datamodule import event_tensors
 
-    features = model.normalizer(
-        event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, getattr(arrays, "tau", None), model.feature_set)
-    )
-    tensors = event_tensors(arrays, features)
+    kin = jet_kinematics(arrays.jets)
+    features = model.normalizer(event_features(arrays.jets, arrays.jet_mask, arrays.n_particles,
+                                               getattr(arrays, "tau", None), model.feature_set, kin))
+    tensors = event_tensors(arrays, features, kin)
     for i in range(0, len(features), batch_size):
         yield {k: v[i : i + batch_size] for k, v in tensors.items()}
 

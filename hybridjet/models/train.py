@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from hybridjet.models.base import EventClassifier
@@ -24,18 +23,14 @@ def train_classifier(
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
     """Fit ``model`` (best weights by val AUC), export the run and score the test split; returns test metrics."""
-    from hybridjet.models.lightning_cli import AtomicCheckpointIO, RunExport
+    from hybridjet.models.lightning_cli import AtomicCheckpointIO, run_callbacks
 
     run_dir = Path(run_dir)
     trainer = L.Trainer(
         max_epochs=max_epochs,
         default_root_dir=str(run_dir),
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
-        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor="val_auc", mode="max",
-                                   filename="best", save_top_k=1, enable_version_counter=False),
-                   ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0,
-                                   every_n_train_steps=checkpoint_every_n_steps),
-                   RunExport()],
+        callbacks=run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps),
         plugins=[AtomicCheckpointIO()],
         gradient_clip_val=1.0,
         num_sanity_val_steps=0,
