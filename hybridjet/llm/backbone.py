@@ -129,11 +129,18 @@ class Backbone:
 
 
 def resolve_device(device: Any = None) -> Any:
-    """``torch.device``: the given one, else CUDA when available, else CPU."""
+    """``torch.device``: the given one, else CUDA when available, else CPU.
+
+    A bare ``cuda`` means this process's GPU: ``LOCAL_RANK`` under a DDP launcher (Lightning, torchrun, SLURM), so
+    each rank's 4-bit model is built on its own device (bitsandbytes weights are placed at load time), else the
+    current CUDA device.
+    """
+    import os
+
     import torch
 
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -141,7 +148,9 @@ def resolve_device(device: Any = None) -> Any:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise HybridjetError(f"device {device!r} requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
+        local_rank = os.environ.get("LOCAL_RANK")
+        index = int(local_rank) if local_rank is not None else torch.cuda.current_device()
+        dev = torch.device("cuda", index % torch.cuda.device_count())
     return dev
 
 

@@ -37,6 +37,7 @@ class EventClassifier(L.LightningModule):
     """Base class: subclasses implement ``score(batch) -> [B] logits`` and may override ``loss(batch)``."""
 
     model_kind = "classifier"
+    legacy_hparams: dict[str, Any] = {}  # hparams a run saved before they existed loads with (see from_pretrained)
 
     def __init__(
         self,
@@ -294,7 +295,7 @@ class EventClassifier(L.LightningModule):
         run_cls = getattr(importlib.import_module(classes[meta["class"]]), meta["class"])
         if not issubclass(run_cls, cls):
             raise HybridjetError(f"{run_dir}: holds a {meta['class']}, not a {cls.__name__}")
-        hparams = {**meta["hparams"], **({"model": model} if model is not None else {}), **overrides}
+        hparams = {**run_cls.legacy_hparams, **meta["hparams"], **({"model": model} if model is not None else {}), **overrides}
         clf = run_cls(**hparams)
         clf.check_base_identity(meta.get("base_model"))
         if meta.get("normalizer"):

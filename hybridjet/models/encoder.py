@@ -19,11 +19,36 @@ class ResidualBlock(nn.Module):
         return x + self.net(x)
 
 
+NUMERIC_EMBEDDINGS = ("none", "periodic")
+
+
+class PeriodicEmbedding(nn.Module):
+    """Per-feature periodic embedding (Gorishniy et al. 2022, "PLR"): x_f -> ReLU(W_f [cos 2πc_f x_f, sin 2πc_f x_f]).
+
+    Each standardised feature gets its own learned frequencies c_f (initialised ~ N(0, sigma)), so narrow structures
+    such as a resonance's mass peak become easy for the MLP behind it to cut on, as trees do.
+    """
+
+    def __init__(self, n_features: int, n_frequencies: int = 16, dim: int = 16, sigma: float = 1.0) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * sigma)
+        self.weight = nn.Parameter(torch.randn(n_features, 2 * n_frequencies, dim) / (2 * n_frequencies) ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(n_features, dim))
+        self.out_features = n_features * dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, F] -> [B, F * dim]."""
+        angle = 2 * torch.pi * x.unsqueeze(-1) * self.frequencies
+        periodic = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+        return torch.relu(torch.einsum("bfk,fkd->bfd", periodic, self.weight) + self.bias).flatten(1)
+
+
 class SoftPromptEncoder(nn.Module):
     """Residual MLP over event features producing ``n_tokens`` vectors of size ``embed_dim``.
 
     Each output token is RMS-normalised and scaled by a learned gain initialised to the RMS of the LLM's own
-    token embeddings, so soft tokens start on the same scale as the words around them.
+    token embeddings, so soft tokens start on the same scale as the words around them.  ``numeric_embedding=
+    "periodic"`` puts a :class:`PeriodicEmbedding` in front of the MLP (``"none"``: features enter it directly).
     """
 
     def __init__(
@@ -35,10 +60,17 @@ class SoftPromptEncoder(nn.Module):
         layers: int = 3,
         dropout: float = 0.1,
         embed_rms: float = 1.0,
+        numeric_embedding: str = "none",
+        periodic_sigma: float = 1.0,
     ) -> None:
         super().__init__()
+        if numeric_embedding not in NUMERIC_EMBEDDINGS:
+            raise ValueError(f"numeric_embedding: expected one of {NUMERIC_EMBEDDINGS}, got {numeric_embedding!r}")
         self.n_tokens, self.embed_dim = n_tokens, embed_dim
-        self.stem = nn.Linear(n_features, hidden)
+        self.embed_features: nn.Module = (PeriodicEmbedding(n_features, sigma=periodic_sigma)
+                                          if numeric_embedding == "periodic" else nn.Identity())
+        width_in = self.embed_features.out_features if numeric_embedding == "periodic" else n_features
+        self.stem = nn.Linear(width_in, hidden)
         self.blocks = nn.Sequential(*[ResidualBlock(hidden, dropout) for _ in range(max(layers - 1, 0))])
         self.norm = nn.LayerNorm(hidden)
         self.project = nn.Linear(hidden, n_tokens * embed_dim)
@@ -47,7 +79,7 @@ class SoftPromptEncoder(nn.Module):
 
     def trunk(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] features -> [B, hidden] event representation (before the projection to soft tokens)."""
-        return self.norm(self.blocks(self.stem(features)))
+        return self.norm(self.blocks(self.stem(self.embed_features(features))))
 
     def tokens(self, h: torch.Tensor) -> torch.Tensor:
         """[B, hidden] event representation -> [B, n_tokens, embed_dim] soft tokens."""

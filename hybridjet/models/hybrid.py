@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,6 +35,9 @@ class HybridClassifier(EventClassifier):
         lora: LoRA preset (``qkv``, ``attn``, ``all-linear``) or ``None`` to freeze the LLM.
         n_soft_tokens: k, the soft-prompt tokens per event.
         use_llm: ``False`` for the encoder + head ablation.
+        numeric_embedding: ``periodic`` (per-feature learned-frequency embedding in front of the encoder MLP) or
+            ``none`` (standardised features straight into it; runs saved before this option load as ``none``).
+        periodic_sigma: initial spread of the periodic embedding's frequencies, in units of a feature's std.
         class_weight: ``balanced`` weighs signal by N_bkg/N_sig in the loss.
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
@@ -40,6 +45,7 @@ class HybridClassifier(EventClassifier):
     """
 
     model_kind = "hybrid"
+    legacy_hparams: dict[str, Any] = {"numeric_embedding": "none"}  # runs saved before the option existed
 
     def __init__(
         self,
@@ -54,6 +60,8 @@ class HybridClassifier(EventClassifier):
         n_soft_tokens: int = 8,
         encoder_hidden: int = 256,
         encoder_layers: int = 3,
+        numeric_embedding: str = "periodic",
+        periodic_sigma: float = 0.3,
         dropout: float = 0.1,
         ablation_width: int = 256,
         system_prompt: str | None = DEFAULT_SYSTEM,
@@ -92,7 +100,9 @@ class HybridClassifier(EventClassifier):
             return
         hp = self.hparams
         self.encoder = SoftPromptEncoder(n_features, hp.n_soft_tokens, self.embed_dim, hp.encoder_hidden,
-                                         hp.encoder_layers, hp.dropout, self.embed_rms)
+                                         hp.encoder_layers, hp.dropout, self.embed_rms,
+                                         numeric_embedding=hp.get("numeric_embedding", "none"),
+                                         periodic_sigma=hp.get("periodic_sigma", 1.0))
         width = self.embed_dim if hp.use_llm else hp.n_soft_tokens * self.embed_dim
         if hp.use_llm and hp.get("head_skip", False):
             width += hp.encoder_hidden

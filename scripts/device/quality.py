@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--suffix", default="", help="appended to run names (e.g. -sub)")
     parser.add_argument("--epochs", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 3}')
     parser.add_argument("--batch-size", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 256}')
+    parser.add_argument("--hybrid-args", type=json.loads, default={},
+                        help='JSON of HybridClassifier options for hybrid and ablation, e.g. {"periodic_sigma": 0.3}')
     parser.add_argument("--text-train-events", type=int, default=30000, help="training subset of the text baseline")
     parser.add_argument("--predecessor-eval-events", type=int, default=None,
                         help="text-predecessor is a subset run: its own test scores are not compared")
@@ -104,7 +106,8 @@ def main() -> None:
             else:
                 clf = HybridClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"],
                                        n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind.startswith("hybrid"),
-                                       head_skip=kind == "hybrid-skip", cache_prefix=args.cache_prefix, run_name=name)
+                                       head_skip=kind == "hybrid-skip", cache_prefix=args.cache_prefix, run_name=name,
+                                       **args.hybrid_args)
             auc = train_classifier(clf, dm, run_dir, max_epochs=epochs.get(kind, epochs[kind.split("-")[0]]),
                                    progress=False,
                                    checkpoint_every_n_steps=10**9)["test_auc"]

@@ -131,3 +131,18 @@ def test_cached_prefix_gives_the_same_logits_and_gradients(tiny_llama):
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, atol=1e-5, rtol=1e-3)
+
+
+def test_run_saved_before_numeric_embedding_loads_as_plain_encoder(tiny_llama, toy_jets_h5, tmp_path):
+    """A run whose model.json predates ``numeric_embedding`` (plain MLP weights) still loads and scores."""
+    L.seed_everything(0, verbose=False)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", numeric_embedding="none")
+    run_dir = tmp_path / "old"
+    train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=32), run_dir, max_epochs=1, progress=False)
+    meta = json.loads((run_dir / "model.json").read_text())
+    for key in ("numeric_embedding", "periodic_sigma"):
+        meta["hparams"].pop(key)
+    (run_dir / "model.json").write_text(json.dumps(meta))
+    clf = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama))
+    assert clf.hparams.numeric_embedding == "none"
+    assert clf.predict_proba(str(toy_jets_h5)).shape == (600,)
