@@ -5,8 +5,11 @@
 #     source scripts/device/setup_device.sh && bash scripts/device/run_quality_x2.sh
 # Environment: GPU0_JOBS / GPU1_JOBS: quality.py options per job, jobs separated by ';' and run one after the other
 # on that GPU, e.g. GPU1_JOBS='--models text; --feature-set substructure --suffix=-sub --models gbdt hybrid';
+# JOBS_FILE: a file setting them (default scripts/device/jobs_x2.sh);
 # WAIT_S (how long this call waits, default 540), DATA (default /root/data/full/jets.h5).
 set -uo pipefail
+# shellcheck disable=SC1090
+[ -z "${GPU0_JOBS:-}" ] && [ -z "${GPU1_JOBS:-}" ] && source "${JOBS_FILE:-$(dirname "$0")/jobs_x2.sh}"
 OUT=${OUT:-/tmp/out}
 LOGS=/root/quality_logs
 DATA=${DATA:-/root/data/full/jets.h5}
