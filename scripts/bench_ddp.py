@@ -36,6 +36,12 @@ def worker(args: argparse.Namespace) -> None:
     class StepTimer(L.Callback):
         def __init__(self) -> None:
             self.marks: list[float] = []
+            self.llm_device = -1
+
+        def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            # where this rank's 4-bit weights live while training (Lightning moves the module to CPU at teardown)
+            quantized = [p.device for p in pl_module.parameters() if p.dtype == torch.uint8]
+            self.llm_device = quantized[0].index if quantized and quantized[0].type == "cuda" else -1
 
         def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
             if trainer.global_step >= args.warmup:
@@ -46,7 +52,8 @@ def worker(args: argparse.Namespace) -> None:
     L.seed_everything(0, verbose=False)
     dm = JetDataModule(args.data, batch_size=args.batch_size, eval_batch_size=args.batch_size, seed=0,
                        split=(0.8, 0.1, 0.1))
-    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8)
+    # the prefix run per event: faster to train than the cached prefix at batch >= 1024 on a GPU (BENCHMARKS.md)
+    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8, cache_prefix=False)
     timer = StepTimer()
     trainer = L.Trainer(
         max_steps=args.steps, devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
@@ -54,12 +61,10 @@ def worker(args: argparse.Namespace) -> None:
         enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0, callbacks=[timer],
     )
     trainer.fit(clf, datamodule=dm)
-    device = str(next(p.device for n, p in clf.named_parameters() if "lora" not in n and p.dtype == torch.uint8)) \
-        if torch.cuda.is_available() else "cpu"
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
-    peaks = trainer.strategy.all_gather(torch.tensor([peak], device=clf.device)).flatten().tolist()
-    devices = trainer.strategy.all_gather(torch.tensor([int(device.split(":")[-1]) if ":" in device else -1],
-                                                       device=clf.device)).flatten().tolist()
+    here = trainer.strategy.root_device  # the module itself is back on the CPU after fit
+    peaks = trainer.strategy.all_gather(torch.tensor([peak], device=here)).flatten().tolist()
+    devices = trainer.strategy.all_gather(torch.tensor([timer.llm_device], device=here)).flatten().tolist()
     if trainer.global_rank == 0:
         steps = len(timer.marks) - 1
         seconds = timer.marks[-1] - timer.marks[0]

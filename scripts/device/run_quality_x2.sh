@@ -43,3 +43,10 @@ for g in 0 1; do
 done
 cp "$LOGS"/gpu*.log "$OUT"/ 2>/dev/null
 [ -f "$LOGS/gpu0.done" ] && [ -f "$LOGS/gpu1.done" ] || exit 4
+# both done: one comparison per feature set over every run, then everything in one archive ($OUT returns <= 8 files)
+python3 scripts/device/quality.py --data "$DATA" --model "$MODEL" --runs /root/runs/full --out /root/report/fourvec \
+  --compare-only --models gbdt ablation hybrid text 2>&1 | grep -v -i warn | tee "$LOGS/compare_fourvec.log"
+python3 scripts/device/quality.py --data "$DATA" --model "$MODEL" --runs /root/runs/full --out /root/report/substructure \
+  --compare-only --feature-set substructure --suffix=-sub --models gbdt hybrid 2>&1 | grep -v -i warn \
+  | tee "$LOGS/compare_substructure.log"
+tar czf "$OUT/quality_x2.tar.gz" -C /root report quality_logs $(cd /root && ls runs/full/*/metrics.json)
