@@ -22,6 +22,9 @@ Sections (``--sections``, in this order):
   cudagraph  hybrid scoring replayed from a captured CUDA graph (launch overhead removed): the launch-free ceiling
   llama3b    hybrid training on a random-weight Llama-3.2-3B-shaped model in NF4 at ``--llama3b-batch``: peak memory
   compile    torch.compile of the encoder and of each decoder layer (regional), hybrid training + scoring
+  bf16base   the frozen base kept in bf16 instead of peft's fp32 upcast of norms and embeddings
+  dense      hybrid scoring with the 4-bit base + LoRA vs densified for inference (dequantized once, LoRA merged),
+             then the dense model replayed from a CUDA graph
 Results are printed as they come and appended as JSON lines to ``--out-json``.
 """
 
@@ -50,7 +53,7 @@ from hybridjet.models.throughput import measure  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SECTIONS = ("hybrid", "text", "variants", "profile", "llama3b", "cudagraph", "compile", "bf16base")
+SECTIONS = ("hybrid", "text", "variants", "profile", "llama3b", "cudagraph", "compile", "bf16base", "dense")
 
 
 # ---------------------------------------------------------------- helpers
@@ -339,46 +342,86 @@ def section_profile(args, dm, rec, out_dir: Path | None) -> None:
     free(clf)
 
 
+def graph_scoring(clf: Any, feats: list[torch.Tensor]) -> tuple[float, float]:
+    """Events/s of scoring ``feats[1:]`` replayed from one captured CUDA graph, and the largest logit difference
+    to the eager forward (capture can fail: host syncs inside the forward, non-capturable kernels)."""
+    static = feats[0].clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.no_grad():
+        for _ in range(3):
+            clf(static)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        out = clf(static)
+    static.copy_(feats[1])
+    graph.replay()
+    sync()
+    with torch.no_grad():
+        ref = clf(feats[1])
+    err = float((out - ref).abs().max())
+    n, seconds = 0, 0.0
+    for f in feats[1:]:
+        sync()
+        t0 = time.perf_counter()
+        static.copy_(f)
+        graph.replay()
+        sync()
+        n, seconds = n + len(f), seconds + time.perf_counter() - t0
+    del graph
+    return n / seconds, err
+
+
+def record_graph(rec, section: str, name: str, clf: Any, feats: list[torch.Tensor], params: int) -> bool:
+    b = len(feats[0])
+    try:
+        ev, err = graph_scoring(clf, feats)
+    except Exception as exc:
+        rec.add(section=section, name=name, batch=b, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        return False
+    ts = processed_tokens(clf, {}, False)
+    rec.add(section=section, name=name, batch=b, tokens_score=ts, score_ev_s=ev, score_tok_s=ev * ts,
+            score_mfu=rec.mfu(ev, ts, params, 2), peak_gb=peak_gb(), max_abs_diff=err)
+    return True
+
+
 def section_cudagraph(args, dm, rec) -> None:
     clf = make_hybrid(args, dm)
     params = nonembedding_params(clf)
     clf.eval()
     for b in args.hybrid_score_batches:
         feats = [x["features"].to("cuda") for x in sample_batches(dm, b, args.steps + 1)]
-        static = feats[0].clone()
-        try:
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s), torch.no_grad():
-                for _ in range(3):
-                    clf(static)
-            torch.cuda.current_stream().wait_stream(s)
-            graph = torch.cuda.CUDAGraph()
-            with torch.no_grad(), torch.cuda.graph(graph):
-                out = clf(static)
-            static.copy_(feats[1])
-            graph.replay()
-            sync()
-            with torch.no_grad():
-                ref = clf(feats[1])
-            err = float((out - ref).abs().max())
-            n, seconds = 0, 0.0
-            for f in feats[1:]:
-                sync()
-                t0 = time.perf_counter()
-                static.copy_(f)
-                graph.replay()
-                sync()
-                n, seconds = n + b, seconds + time.perf_counter() - t0
-            ev = n / seconds
-            ts = processed_tokens(clf, {}, False)
-            rec.add(section="cudagraph", name="hybrid scoring, CUDA graph", batch=b, tokens_score=ts, score_ev_s=ev,
-                    score_tok_s=ev * ts, score_mfu=rec.mfu(ev, ts, params, 2), peak_gb=peak_gb(), max_abs_diff=err)
-            del graph
-        except Exception as exc:  # capture can fail (host syncs inside the forward, non-capturable kernels)
-            rec.add(section="cudagraph", name="hybrid scoring, CUDA graph", batch=b,
-                    error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        if not record_graph(rec, "cudagraph", "hybrid scoring, CUDA graph", clf, feats, params):
             break
+    free(clf)
+
+
+def section_dense(args, dm, rec) -> None:
+    """Scoring with the 4-bit base + LoRA as trained vs densified for inference (base dequantized once, LoRA
+    merged: ``densify_for_inference``), same weights, same batches; then the dense model from a CUDA graph."""
+    clf = make_hybrid(args, dm)
+    params = nonembedding_params(clf)
+    clf.eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA B starts at zero: make the adapter non-trivial so the merge is exercised
+        for name, p in clf.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    sets = {b: sample_batches(dm, b, args.steps + 1) for b in args.hybrid_score_batches}
+    probe = sets[min(sets)][0]["features"].to(DEVICE)
+    with torch.no_grad():
+        before = clf(probe).float()
+    for batches in sets.values():
+        run_scoring(rec, "dense", "hybrid scoring, 4-bit + LoRA", clf, batches, params)
+    clf.densify_for_inference()
+    with torch.no_grad():
+        diff = float((clf(probe).float() - before).abs().max())
+    for batches in sets.values():
+        run_scoring(rec, "dense", "hybrid scoring, dense merged", clf, batches, params, max_abs_logit_diff=diff)
+    for batches in sets.values():
+        feats = [x["features"].to(DEVICE) for x in batches]
+        record_graph(rec, "dense", "hybrid scoring, dense merged + CUDA graph", clf, feats, params)
     free(clf)
 
 

@@ -51,6 +51,7 @@ class EventClassifier(L.LightningModule):
         super().__init__()
         self.strict_loading = False  # checkpoints hold the trainable weights only
         self.backbone: Any = None
+        self.dense_inference = False
         self.normalizer: Normalizer | None = None
         self.feature_set: str | None = None
         self.pos_weight = 1.0
@@ -171,6 +172,8 @@ class EventClassifier(L.LightningModule):
             self.write_scores(run_dir, "test", merged)
 
     def on_fit_start(self) -> None:
+        if self.dense_inference:
+            raise HybridjetError("model: densified for inference (densify_for_inference); load the run again to train")
         self._fit_started = time.perf_counter()
         self._train_events = 0
 
@@ -243,6 +246,24 @@ class EventClassifier(L.LightningModule):
         llm.train()  # loaders hand models over in eval mode; LoRA dropout must be live while training
         return llm
 
+    def densify_for_inference(self, dtype: str | torch.dtype | None = None) -> EventClassifier:
+        """Scoring only: replace the 4-bit (+ LoRA) LLM by a dense copy with the adapter merged in
+        (:func:`hybridjet.llm.dense.densify`), in the backbone's compute dtype unless ``dtype`` is given. Same scores
+        up to that dtype's rounding, without per-step dequantization; the model can no longer be trained or saved."""
+        import dataclasses
+
+        from hybridjet.llm.backbone import resolve_dtype
+        from hybridjet.llm.dense import densify
+
+        if getattr(self, "llm", None) is None or self.dense_inference:
+            return self
+        target = resolve_dtype(dtype, self.backbone.device) if dtype is not None else self.backbone.dtype
+        self.llm = densify(self.llm, target)
+        self.backbone = dataclasses.replace(self.backbone, model=self.llm, quantization="none", lora=None,
+                                            dtype=target)
+        self.dense_inference = True
+        return self.eval()
+
     # ---- run directory ------------------------------------------------------------------------------------------
     def base_identity(self) -> dict[str, Any] | None:
         """Name, path and sha256 of the base LLM (None for models without one)."""
@@ -267,6 +288,8 @@ class EventClassifier(L.LightningModule):
 
     def save_run(self, run_dir: str | Path) -> None:
         """Write weights (safetensors) and metadata (JSON): all ``from_pretrained`` needs besides the base model."""
+        if self.dense_inference:
+            raise HybridjetError("model: densified for inference; save the run before densify_for_inference")
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
@@ -277,10 +300,12 @@ class EventClassifier(L.LightningModule):
         self.update_metrics(run_dir)
 
     @classmethod
-    def from_pretrained(cls, run_dir: str | Path, model: str | None = None, **overrides: Any) -> EventClassifier:
+    def from_pretrained(cls, run_dir: str | Path, model: str | None = None, dense: bool = False,
+                        **overrides: Any) -> EventClassifier:
         """Load a finished run: base LLM resolved from the run's record (or ``model``), trained weights from it.
 
-        Called on :class:`EventClassifier` it returns whichever classifier the run holds.
+        Called on :class:`EventClassifier` it returns whichever classifier the run holds. ``dense=True``: for
+        scoring only, dequantize the 4-bit base and merge LoRA into it (:meth:`densify_for_inference`; faster).
         """
         import importlib
 
@@ -305,7 +330,7 @@ class EventClassifier(L.LightningModule):
             clf.build(meta["n_features"])
         clf.load_run_weights(run_dir)
         clf.eval()
-        return clf
+        return clf.densify_for_inference() if dense else clf
 
     @torch.no_grad()
     def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:

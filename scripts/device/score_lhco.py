@@ -5,7 +5,10 @@
 
 Trains a small hybrid run on ``--data`` (1 epoch: the weights' quality is not the point), writes an LHCO-sized
 jets.h5 by tiling those events, then times loading the run and scoring every event from the file (chunked reads),
-and reports peak host memory (bounded: the file is read 100k events at a time).
+and reports peak host memory (bounded: the file is read 100k events at a time). ``--modes adapter dense`` scores the
+same file twice, side by side: with the 4-bit base + LoRA as trained, and densified for inference
+(``from_pretrained(..., dense=True)``: base dequantized once, LoRA merged), and prints the speed-up and the largest
+score difference between the two.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_100_000)
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--work", default="/root/score_lhco")
+    parser.add_argument("--modes", nargs="+", default=["adapter", "dense"], choices=["adapter", "dense"])
     args = parser.parse_args()
     work = Path(args.work)
     L.seed_everything(0, verbose=False)
@@ -56,18 +60,27 @@ def main() -> None:
     tile(Path(args.data), big, args.events)
     print(f"wrote {count_jets_events(big):,} events to {big} ({big.stat().st_size / 1e6:.0f} MB) in "
           f"{time.perf_counter() - t:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    loaded = HybridClassifier.from_pretrained(work / "run", model=args.model).to("cuda" if torch.cuda.is_available() else "cpu")
-    t1 = time.perf_counter()
-    scores = loaded.predict_proba(big, batch_size=args.batch_size)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t2 = time.perf_counter()
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(f"scored {len(scores):,} events: load run {t1 - t0:.1f} s, read + features + score {t2 - t1:.1f} s "
-          f"= {len(scores) / (t2 - t1):,.0f} events/s; end to end {t2 - t0:.1f} s; peak host RSS {peak_rss:.1f} GB; "
-          f"finite {np.isfinite(scores).all()}", flush=True)
-
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = {}
+    for mode in args.modes:
+        t0 = time.perf_counter()
+        loaded = HybridClassifier.from_pretrained(work / "run", model=args.model, dense=mode == "dense").to(device)
+        t1 = time.perf_counter()
+        scores = loaded.predict_proba(big, batch_size=args.batch_size)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        results[mode] = (scores, len(scores) / (t2 - t1))
+        print(f"[{mode}] scored {len(scores):,} events: load run {t1 - t0:.1f} s, read + features + score "
+              f"{t2 - t1:.1f} s = {len(scores) / (t2 - t1):,.0f} events/s; end to end {t2 - t0:.1f} s; peak host RSS "
+              f"{peak_rss:.1f} GB; finite {np.isfinite(scores).all()}", flush=True)
+        del loaded
+        torch.cuda.empty_cache()
+    if len(results) == 2:
+        (a, ra), (d, rd) = results["adapter"], results["dense"]
+        print(f"dense / adapter scoring: x{rd / ra:.2f} events/s; max |score difference| {np.abs(a - d).max():.2e}",
+              flush=True)
 
 if __name__ == "__main__":
     main()

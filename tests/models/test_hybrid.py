@@ -146,3 +146,14 @@ def test_run_saved_before_numeric_embedding_loads_as_plain_encoder(tiny_llama, t
     clf = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama))
     assert clf.hparams.numeric_embedding == "none"
     assert clf.predict_proba(str(toy_jets_h5)).shape == (600,)
+
+
+def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tiny_llama, tmp_path):
+    _, _, run_dir = trained
+    adapter = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama))
+    dense = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dense=True)
+    assert dense.dense_inference and not any("lora_" in n for n, _ in dense.named_parameters())
+    np.testing.assert_allclose(dense.predict_proba(str(toy_jets_h5)), adapter.predict_proba(str(toy_jets_h5)),
+                               atol=1e-4)
+    with pytest.raises(HybridjetError, match="densified"):
+        dense.save_run(tmp_path / "dense")
