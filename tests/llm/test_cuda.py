@@ -54,3 +54,26 @@ def test_bf16_unquantized_with_fp32_soft_tokens(tiny_llama):
     h = bb.hidden_states(x, torch.ones(2, 4, dtype=torch.long))
     h.float().sum().backward()
     assert x.grad is not None and all(p.grad is not None for p in bb.trainable_parameters())
+
+
+def test_bare_cuda_means_this_ranks_gpu(monkeypatch):
+    from hybridjet.llm.backbone import resolve_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 1 % torch.cuda.device_count())
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device(None) == torch.device("cuda", torch.cuda.current_device())
+
+
+def test_dense_copy_of_a_4bit_model_on_the_gpu(tiny_llama):
+    from hybridjet.llm.dense import densify, quantized_layer_count
+
+    bb = load_backbone(tiny_llama, lora="attn")
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]], device="cuda")
+    model = bb.model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits.float()
+        dense = densify(model, torch.bfloat16)
+        got = dense(input_ids=ids).logits.float()
+    assert quantized_layer_count(dense) == 0 and next(dense.parameters()).dtype == torch.bfloat16
+    assert (got - expected).abs().max() < 5e-2 * expected.abs().max()
