@@ -100,11 +100,20 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
     return target, digest
 
 
-def repair_tokenizer(tokenizer: Any, chat_template: str | None) -> list[str]:
-    """Bring a GGUF-converted tokenizer to SmolLM2's original conventions; return the repairs made."""
+def repair_tokenizer(tokenizer: Any, chat_template: str | None, special_ids: dict[str, int] | None = None) -> list[str]:
+    """Bring a GGUF-converted tokenizer to SmolLM2's original conventions; return the repairs made.
+
+    ``special_ids``: ``{"eos": id, "bos": id}`` from the GGUF metadata; where the converted tokenizer disagrees (some
+    transformers versions, e.g. 5.17, take bos for eos), the GGUF's tokens win.
+    """
     from tokenizers import pre_tokenizers
 
     repairs: list[str] = []
+    for role, token_id in (special_ids or {}).items():
+        token = tokenizer.convert_ids_to_tokens(int(token_id))
+        if token is not None and getattr(tokenizer, f"{role}_token") != token:
+            repairs.append(f"{role}_token {getattr(tokenizer, f'{role}_token')!r} -> {token!r} (GGUF metadata)")
+            setattr(tokenizer, f"{role}_token", token)
     backend = tokenizer.backend_tokenizer
     pre = backend.pre_tokenizer
     if "Digits" not in repr(pre):
@@ -156,7 +165,8 @@ def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
     from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON
 
     t0 = time.perf_counter()
-    meta = gguf_metadata(gguf, ("tokenizer.chat_template", "general.name", "general.organization"))
+    meta = gguf_metadata(gguf, ("tokenizer.chat_template", "general.name", "general.organization",
+                                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -166,7 +176,9 @@ def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
             )
     except Exception as exc:
         raise HybridjetError(f"{gguf}: cannot convert this GGUF file: {str(exc).splitlines()[0]}") from None
-    repairs = repair_tokenizer(tokenizer, meta.get("tokenizer.chat_template"))
+    special_ids = {role: meta[f"tokenizer.ggml.{role}_token_id"] for role in ("eos", "bos")
+                   if f"tokenizer.ggml.{role}_token_id" in meta}
+    repairs = repair_tokenizer(tokenizer, meta.get("tokenizer.chat_template"), special_ids)
     # drop the GGUF quantization marker: the saved weights are plain dequantized fp32
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config

@@ -8,6 +8,9 @@ Why: on the device image (transformers 5.17.0) ``hybridjet.llm.resolve_model(<.g
 The weights are dequantized by transformers' GGUF loader, as the cache does, and saved as fp32 safetensors (tied
 ``lm_head`` left out); config and tokenizer files are the ones hybridjet converted and verified on the CPU machine
 (``.stage/smollm2_cfg`` inside ``deps.tar.xz``). The run records this directory's sha256, not the GGUF's.
+
+Since 2026-11-22 hybridjet's own conversion takes eos/bos from the GGUF metadata and converts under transformers
+5.17 too (checked on the CPU machine with transformers 5.17.0 installed beside the venv); not yet re-run on the device.
 """
 
 import shutil

@@ -114,3 +114,15 @@ def test_smollm2_nf4_generates(smollm2_path):
     answer = tok.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert answer.strip() and "<|im_start|>" not in answer and "one word" not in answer
     assert "Paris" in answer
+
+
+def test_special_tokens_follow_the_gguf_metadata(tiny_llama):
+    """transformers 5.17 converts SmolLM2's GGUF with eos = bos = <|im_start|>: the GGUF's ids must win."""
+    from hybridjet.llm.gguf_cache import check_tokenizer, repair_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
+    tok.eos_token = tok.bos_token
+    assert "eos token missing or equal to bos" in check_tokenizer(tok)
+    repairs = repair_tokenizer(tok, None, {"eos": 2, "bos": 1})
+    assert tok.eos_token == "<|im_end|>" and tok.bos_token == "<|im_start|>"
+    assert any(r.startswith("eos_token") for r in repairs) and not any(r.startswith("bos_token") for r in repairs)
