@@ -233,6 +233,7 @@ def load_backbone(
     gradient_checkpointing: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     trust_remote_code: bool = False,
+    upcast_frozen: bool = True,
 ) -> Backbone:
     """Load a causal LM backbone (alias ``smollm2``, a local HF dir or .gguf file, or a locally cached hub id).
 
@@ -240,7 +241,9 @@ def load_backbone(
     through bitsandbytes; ``dtype``: compute dtype (default bf16 on CUDA, fp32 on CPU); ``lora``: a preset name
     (qkv, attn, all-linear), a :class:`LoraSpec`, a dict or None; ``gradient_checkpointing``: non-reentrant,
     works with ``inputs_embeds``.  Base weights are frozen.  For quantized models with LoRA, peft's
-    ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32).
+    ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32);
+    ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
+    residual stream: fewer casts, bf16 attention; ~1.2x faster training on an H100/H200, BENCHMARKS.md).
     """
     import torch
 
@@ -269,6 +272,10 @@ def load_backbone(
 
         if quant != "none":  # checkpointing is enabled below, non-reentrant
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            if not upcast_frozen:
+                for param in model.parameters():  # all frozen here; 4-bit storage is uint8 and stays
+                    if param.dtype == torch.float32 and compute_dtype != torch.float32:
+                        param.data = param.data.to(compute_dtype)
         _check_targets(model, spec)
         with warnings.catch_warnings():  # peft probes deprecated transformers properties
             warnings.simplefilter("ignore", FutureWarning)

@@ -233,13 +233,14 @@ class EventClassifier(L.LightningModule):
             )
 
     def load_llm(self, model: str, quantization: str, dtype: str | None, lora: str | None, lora_r: int,
-                 lora_alpha: int, lora_dropout: float, gradient_checkpointing: bool) -> torch.nn.Module:
+                 lora_alpha: int, lora_dropout: float, gradient_checkpointing: bool,
+                 upcast_frozen: bool = True) -> torch.nn.Module:
         """Load the shared backbone (``self.backbone``); only LoRA weights train, and only when ``lora`` is set."""
         from hybridjet.llm.backbone import load_backbone
 
         spec = None if lora is None else {"preset": lora, "r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
         self.backbone = load_backbone(model, quantization=quantization, lora=spec, dtype=dtype,
-                                      gradient_checkpointing=gradient_checkpointing)
+                                      gradient_checkpointing=gradient_checkpointing, upcast_frozen=upcast_frozen)
         llm = self.backbone.model
         for name, param in llm.named_parameters():
             param.requires_grad_(lora is not None and "lora_" in name)

@@ -42,6 +42,8 @@ class HybridClassifier(EventClassifier):
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
+        upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
+            peft's fp32 upcast (faster on a GPU; see :func:`hybridjet.llm.load_backbone`).
     """
 
     model_kind = "hybrid"
@@ -69,6 +71,7 @@ class HybridClassifier(EventClassifier):
         gradient_checkpointing: bool = False,
         cache_prefix: bool = True,
         head_skip: bool = False,
+        upcast_frozen: bool = True,
         lr: float = 2e-4,
         encoder_lr: float = 1e-3,
         weight_decay: float = 0.01,
@@ -83,7 +86,7 @@ class HybridClassifier(EventClassifier):
         self.head: nn.Module | None = None
         if use_llm:
             self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
-                                     gradient_checkpointing)
+                                     gradient_checkpointing, upcast_frozen)
             before, after = split_around_event(self.backbone.tokenizer, question, system_prompt)
             self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)
             self.register_buffer("suffix_ids", torch.tensor(after, dtype=torch.long), persistent=False)

@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--predecessor-eval-events", type=int, default=None,
                         help="text-predecessor is a subset run: its own test scores are not compared")
     parser.add_argument("--compare-only", action="store_true")
+    parser.add_argument("--precision", default=None, help="Lightning Trainer precision for LLM runs, e.g. bf16-mixed")
     parser.add_argument("--no-cache-prefix", dest="cache_prefix", action="store_false",
                         help="hybrid: run the prefix per event (faster training on GPU at batch >= 1024, see BENCHMARKS)")
     parser.add_argument("--seed", type=int, default=0)
@@ -110,7 +111,8 @@ def main() -> None:
                                        **args.hybrid_args)
             auc = train_classifier(clf, dm, run_dir, max_epochs=epochs.get(kind, epochs[kind.split("-")[0]]),
                                    progress=False,
-                                   checkpoint_every_n_steps=10**9)["test_auc"]
+                                   checkpoint_every_n_steps=10**9,
+                                   **({"precision": args.precision} if args.precision else {}))["test_auc"]
         seconds = time.perf_counter() - t
         summary[name] = {"test_auc": auc, "seconds": seconds}
         print(f"{name}: test AUC {auc:.4f}  [{seconds:.0f} s]", flush=True)

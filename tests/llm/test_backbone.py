@@ -135,3 +135,20 @@ def test_int8_and_bf16_forward(tiny_llama):
     assert h.dtype == torch.bfloat16
     h.float().sum().backward()
     assert x.grad is not None
+
+
+def test_frozen_params_can_stay_in_the_compute_dtype(tiny_llama):
+    import torch
+
+    from hybridjet.llm.backbone import load_backbone
+
+    upcast = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16")
+    kept = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16", upcast_frozen=False)
+    assert upcast.embed_dtype == torch.float32 and kept.embed_dtype == torch.bfloat16
+    frozen = {p.dtype for p in kept.model.parameters() if not p.requires_grad}
+    assert torch.float32 not in frozen
+    ids = kept.tokenizer(["jet 1523 GeV"], return_tensors="pt")
+    kept.model.train()
+    h = kept.hidden_states(kept.embed(ids.input_ids), ids.attention_mask)
+    h.float().pow(2).mean().backward()
+    assert all(p.grad is not None for p in kept.model.parameters() if p.requires_grad)
