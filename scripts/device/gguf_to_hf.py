@@ -10,7 +10,8 @@ The weights are dequantized by transformers' GGUF loader, as the cache does, and
 (``.stage/smollm2_cfg`` inside ``deps.tar.xz``). The run records this directory's sha256, not the GGUF's.
 
 Since 2026-11-22 hybridjet's own conversion takes eos/bos from the GGUF metadata and converts under transformers
-5.17 too (checked on the CPU machine with transformers 5.17.0 installed beside the venv); not yet re-run on the device.
+5.17 too (checked on the CPU machine with transformers 5.17.0, and on the device on 2026-11-22): this script is
+no longer needed; `--model "$SMOLLM2_GGUF"` converts into $HYBRIDJET_CACHE.
 """
 
 import shutil
