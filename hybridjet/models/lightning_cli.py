@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from hybridjet.errors import HybridjetError
@@ -84,6 +84,8 @@ class HybridjetCLI(LightningCLI):
                             help="score the test split with the best weights after fit (scores.h5, metrics.json)")
         parser.add_argument("--checkpoint_every_n_steps", type=int, default=50,
                             help="write <run>/checkpoints/last.ckpt every N optimizer steps (resume with --ckpt_path last)")
+        parser.add_argument("--early_stopping_patience", type=int | None, default=None,
+                            help="stop when val_auc has not improved for N validations (default: never)")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         root = Path(config.get("default_root_dir") or "runs/default")
@@ -91,6 +93,9 @@ class HybridjetCLI(LightningCLI):
             from lightning.pytorch.loggers import CSVLogger
 
             config["logger"] = CSVLogger(save_dir=str(root), name="logs")
+        patience = self.config_init[self.subcommand].get("early_stopping_patience")
+        if patience is not None:
+            callbacks = [*callbacks, early_stopping(patience)]
         trainer = super()._instantiate_trainer(config, callbacks)
         every = self.config_init[self.subcommand].get("checkpoint_every_n_steps", 50)
         for cb in trainer.callbacks:
@@ -114,6 +119,11 @@ def run_callbacks(dirpath: str | None = None, every_n_train_steps: int = 50) -> 
         ModelCheckpoint(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps),
         RunExport(),
     ]
+
+
+def early_stopping(patience: int) -> EarlyStopping:
+    """Stop when ``val_auc`` has not improved for ``patience`` validations."""
+    return EarlyStopping(monitor="val_auc", mode="max", patience=patience)
 
 
 def trainer_defaults() -> dict[str, Any]:

@@ -20,17 +20,23 @@ def train_classifier(
     progress: bool = True,
     ckpt_path: str | None = None,
     checkpoint_every_n_steps: int = 50,
+    early_stopping_patience: int | None = None,
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
-    """Fit ``model`` (best weights by val AUC), export the run and score the test split; returns test metrics."""
-    from hybridjet.models.lightning_cli import AtomicCheckpointIO, run_callbacks
+    """Fit ``model`` (best weights by val AUC; stopping early after ``early_stopping_patience`` validations without
+    improvement, if given), export the run and score the test split; returns test metrics."""
+    from hybridjet.models.lightning_cli import AtomicCheckpointIO, early_stopping, run_callbacks
+
+    callbacks = run_callbacks(str(Path(run_dir) / "checkpoints"), checkpoint_every_n_steps)
+    if early_stopping_patience is not None:
+        callbacks.append(early_stopping(early_stopping_patience))
 
     run_dir = Path(run_dir)
     trainer = L.Trainer(
         max_epochs=max_epochs,
         default_root_dir=str(run_dir),
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
-        callbacks=run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps),
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         gradient_clip_val=1.0,
         num_sanity_val_steps=0,

@@ -72,3 +72,18 @@ def test_lightning_cli_behaviour(argv, expected):
     result = subprocess.run([*HYBRIDJET, *argv], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert expected in result.stdout
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(toy_jets_h5, tmp_path):
+    """Learning rates 0: val_auc never improves after the first epoch, so patience 2 stops after 3 of 30 epochs."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data", str(toy_jets_h5),
+         "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
+         "--trainer.max_epochs", "30", "--model.init_args.encoder_lr", "0", "--model.init_args.lr", "0",
+         "--early_stopping_patience", "2"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(next((run_dir / "logs").glob("version_*/metrics.csv"))) as f:
+        epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row.get("val_auc")}
+    assert epochs == {0, 1, 2}
+    assert (run_dir / "weights.safetensors").exists() and (run_dir / "scores.h5").exists()
