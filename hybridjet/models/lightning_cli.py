@@ -23,7 +23,8 @@ from hybridjet.models.datamodule import JetDataModule
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file and renamed, so a kill never leaves a half-written ``.ckpt``."""
+    """Checkpoints written to a temporary file and renamed, so a kill never leaves a half-written ``.ckpt``
+    (a SIGKILL mid-write can leave the ``.NAME.ckpt.tmp`` itself: never read, removed when a run starts)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
@@ -38,6 +39,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - older checkpoints with non-tensor hparams
             return torch.load(path, map_location=map_location or "cpu", weights_only=False)
+
+
+def remove_partial_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Delete ``.*.ckpt.tmp`` files a killed run left in ``checkpoint_dir``; returns what was removed."""
+    removed = sorted(Path(checkpoint_dir).glob(".*.ckpt.tmp"))
+    for partial in removed:
+        partial.unlink(missing_ok=True)
+    return removed
 
 
 class RunExport(Callback):
@@ -96,6 +105,7 @@ class HybridjetCLI(LightningCLI):
         patience = self.config_init[self.subcommand].get("early_stopping_patience")
         if patience is not None:
             callbacks = [*callbacks, early_stopping(patience)]
+        remove_partial_checkpoints(root / "checkpoints")
         trainer = super()._instantiate_trainer(config, callbacks)
         every = self.config_init[self.subcommand].get("checkpoint_every_n_steps", 50)
         for cb in trainer.callbacks:

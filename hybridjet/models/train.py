@@ -25,8 +25,14 @@ def train_classifier(
 ) -> dict[str, float]:
     """Fit ``model`` (best weights by val AUC; stopping early after ``early_stopping_patience`` validations without
     improvement, if given), export the run and score the test split; returns test metrics."""
-    from hybridjet.models.lightning_cli import AtomicCheckpointIO, early_stopping, run_callbacks
+    from hybridjet.models.lightning_cli import (
+        AtomicCheckpointIO,
+        early_stopping,
+        remove_partial_checkpoints,
+        run_callbacks,
+    )
 
+    remove_partial_checkpoints(Path(run_dir) / "checkpoints")
     callbacks = run_callbacks(str(Path(run_dir) / "checkpoints"), checkpoint_every_n_steps)
     if early_stopping_patience is not None:
         callbacks.append(early_stopping(early_stopping_patience))
