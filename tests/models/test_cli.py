@@ -90,3 +90,33 @@ def test_early_stopping_ends_a_run_that_stopped_improving(toy_jets_h5, tmp_path)
         epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row.get("val_auc")}
     assert epochs == {0, 1, 2}
     assert (run_dir / "weights.safetensors").exists() and (run_dir / "scores.h5").exists()
+
+
+def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tmp_path):
+    import lightning as L
+    import numpy as np
+
+    from hybridjet.eval.scores import read_scores
+    from hybridjet.models.datamodule import JetDataModule
+    from hybridjet.models.hybrid import HybridClassifier
+    from hybridjet.models.train import train_classifier
+
+    L.seed_everything(0, verbose=False)
+    run_dir = tmp_path / "run"
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", n_soft_tokens=2)
+    train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=32), run_dir, max_epochs=1, progress=False)
+    out = tmp_path / "scores.h5"
+    result = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), "--out", str(out),
+                             "--model", str(tiny_llama), "--batch-size", "50"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "scored 600 events" in result.stdout
+    written = read_scores(out, "all")
+    expected = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama)).predict_proba(str(toy_jets_h5))
+    np.testing.assert_allclose(written.score, expected, atol=1e-5)
+    assert len(set(written.event_id.tolist())) == 600 and set(written.label.tolist()) == {0, 1}
+
+    missing = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(tmp_path / "nope.h5"), "--out", str(out)],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().count("\n") == 0 and "nope.h5" in missing.stderr
