@@ -80,6 +80,7 @@ def main() -> None:
     from hybridjet.models.train import train_classifier
 
     cfg = demo_config("full")
+    cache_prefix = args.cache_prefix and cfg.get("cache_prefix", True)  # the full scale runs it per event already
     epochs = {**cfg["epochs"], "text-predecessor": 1, **(args.epochs or {})}
     batch = {**cfg["batch_size"], "text-predecessor": 32, **(args.batch_size or {})}
     runs = Path(args.runs)
@@ -107,7 +108,7 @@ def main() -> None:
             else:
                 clf = HybridClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"],
                                        n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind.startswith("hybrid"),
-                                       head_skip=kind == "hybrid-skip", cache_prefix=args.cache_prefix, run_name=name,
+                                       head_skip=kind == "hybrid-skip", cache_prefix=cache_prefix, run_name=name,
                                        **args.hybrid_args)
             auc = train_classifier(clf, dm, run_dir, max_epochs=epochs.get(kind, epochs[kind.split("-")[0]]),
                                    progress=False,
