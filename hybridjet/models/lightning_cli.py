@@ -136,9 +136,16 @@ def early_stopping(patience: int) -> EarlyStopping:
     return EarlyStopping(monitor="val_auc", mode="max", patience=patience)
 
 
+def default_precision() -> str:
+    """``bf16-mixed`` (bf16 autocast) on GPUs that support it, else full precision (``32-true``)."""
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
 def trainer_defaults() -> dict[str, Any]:
-    """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes."""
+    """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes, bf16
+    autocast on a GPU."""
     return {
+        "precision": default_precision(),
         "callbacks": [*run_callbacks(), ScoresWriter()],
         "plugins": [AtomicCheckpointIO()],
         "default_root_dir": "runs/default",

@@ -27,10 +27,13 @@ def train_classifier(
     improvement, if given), export the run and score the test split; returns test metrics."""
     from hybridjet.models.lightning_cli import (
         AtomicCheckpointIO,
+        default_precision,
         early_stopping,
         remove_partial_checkpoints,
         run_callbacks,
     )
+
+    trainer_kwargs.setdefault("precision", default_precision())
 
     remove_partial_checkpoints(Path(run_dir) / "checkpoints")
     callbacks = run_callbacks(str(Path(run_dir) / "checkpoints"), checkpoint_every_n_steps)

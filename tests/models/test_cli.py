@@ -120,3 +120,14 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().count("\n") == 0 and "nope.h5" in missing.stderr
+
+
+def test_bf16_autocast_is_the_default_on_a_bf16_gpu_only(monkeypatch):
+    from hybridjet.models import lightning_cli
+
+    assert lightning_cli.trainer_defaults()["precision"] == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert lightning_cli.default_precision() == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert lightning_cli.default_precision() == "32-true"
