@@ -42,7 +42,9 @@ def _score(args: argparse.Namespace) -> int:
     from hybridjet.eval.scores import write_scores
     from hybridjet.models.base import EventClassifier
     from hybridjet.models.scoring import iter_event_batches
+    from hybridjet.quiet import quiet_third_party
 
+    quiet_third_party(progress_bars=args.progress)
     if args.batch_size < 1:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if not Path(args.jets).is_file():
