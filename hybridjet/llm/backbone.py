@@ -272,9 +272,9 @@ def load_backbone(
 
         if quant != "none":  # checkpointing is enabled below, non-reentrant
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-            if not upcast_frozen:
+            if not upcast_frozen and compute_dtype != torch.float32:
                 for param in model.parameters():  # all frozen here; 4-bit storage is uint8 and stays
-                    if param.dtype == torch.float32 and compute_dtype != torch.float32:
+                    if param.dtype == torch.float32:
                         param.data = param.data.to(compute_dtype)
         _check_targets(model, spec)
         with warnings.catch_warnings():  # peft probes deprecated transformers properties

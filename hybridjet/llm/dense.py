@@ -8,6 +8,7 @@ up to the rounding of the compute dtype (tested against the 4-bit + LoRA model).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,37 +45,29 @@ def _dense_linear(layer: nn.Module, dtype: torch.dtype) -> nn.Linear:
     return out
 
 
-def _replace_quantized(root: nn.Module, dtype: torch.dtype) -> int:
-    import bitsandbytes as bnb
-
-    replaced = 0
+def _replace_children(root: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> None:
+    """Swap every submodule for which ``replacement`` returns a module (``None``: keep it)."""
     for module in list(root.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
-                setattr(module, child_name, _dense_linear(child, dtype))
-                replaced += 1
-    return replaced
+        for name, child in list(module.named_children()):
+            new = replacement(child)
+            if new is not None:
+                setattr(module, name, new)
 
 
-def _merge_lora(root: nn.Module, dtype: torch.dtype) -> int:
-    """Replace every peft LoRA layer by its (now dense) base layer with the active adapters' update added."""
-    merged = 0
-    for module in list(root.modules()):
-        for child_name, child in list(module.named_children()):
-            if not (hasattr(child, "lora_A") and hasattr(child, "get_base_layer")):
-                continue
-            base = child.get_base_layer()
-            if type(base) is not nn.Linear:
-                raise TypeError(f"LoRA on {type(base).__name__} layers cannot be merged into a dense copy")
-            if any(getattr(child, "use_dora", {}).get(a, False) for a in child.active_adapters):
-                raise TypeError("DoRA adapters cannot be merged into a dense copy")
-            with torch.no_grad():
-                for adapter in child.active_adapters:
-                    if adapter in child.lora_A:
-                        base.weight += child.get_delta_weight(adapter).to(base.weight.dtype)
-            setattr(module, child_name, base.to(dtype))
-            merged += 1
-    return merged
+def _merged_base(layer: nn.Module) -> nn.Linear | None:
+    """A peft LoRA layer's (already dense) base layer with the active adapters' update added; ``None`` otherwise."""
+    if not (hasattr(layer, "lora_A") and hasattr(layer, "get_base_layer")):
+        return None
+    base = layer.get_base_layer()
+    if type(base) is not nn.Linear:
+        raise TypeError(f"LoRA on {type(base).__name__} layers cannot be merged into a dense copy")
+    if any(getattr(layer, "use_dora", {}).get(a, False) for a in layer.active_adapters):
+        raise TypeError("DoRA adapters cannot be merged into a dense copy")
+    with torch.no_grad():
+        for adapter in layer.active_adapters:
+            if adapter in layer.lora_A:
+                base.weight += layer.get_delta_weight(adapter).to(base.weight.dtype)
+    return base
 
 
 def densify(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
@@ -82,18 +75,14 @@ def densify(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     weights and cast the whole model to ``dtype`` (default: the dtype of the input embeddings). Returns the bare
     transformers model (no peft wrapper), in eval mode, for inference only."""
     dtype = dtype or model.get_input_embeddings().weight.dtype
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:  # no quantized layers without bitsandbytes
-        pass
-    else:
-        _replace_quantized(model, dtype)
-    _merge_lora(model, dtype)
-    while hasattr(model, "get_base_model"):  # PeftModel -> LoraModel -> the transformers model
-        inner = model.get_base_model()
-        if inner is model:
-            break
-        model = inner
+    if quantized_layer_count(model):  # the LoRA wrappers' base layers included: dense before the merge below
+        import bitsandbytes as bnb
+
+        quantized = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+        _replace_children(model, lambda m: _dense_linear(m, dtype) if isinstance(m, quantized) else None)
+    _replace_children(model, _merged_base)
+    if hasattr(model, "get_base_model"):  # PeftModel -> the transformers model
+        model = model.get_base_model()
     # now a dense model: keep transformers from treating it as a bitsandbytes one (it refuses dtype casts of those)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -337,12 +338,19 @@ class EventClassifier(L.LightningModule):
     def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """Signal scores in [0, 1] (sigmoid of the logit) for a jets.h5 path (read in chunks), JetArrays/JetDataset,
         or — for the hybrid — a raw feature array as :func:`hybridjet.models.features.event_features` returns it."""
+        out = [probs for _, probs in self.iter_probabilities(events, batch_size, progress)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    @torch.no_grad()
+    def iter_probabilities(self, events: Any, batch_size: int = 256,
+                           progress: bool = False) -> Iterator[tuple[dict[str, torch.Tensor], np.ndarray]]:
+        """``(batch, signal probabilities)`` per batch of ``events`` (as :meth:`predict_proba` takes them), so callers
+        can keep the batch's ``event_id``/``label`` next to the scores."""
         from hybridjet.models.scoring import iter_event_batches
 
         self.eval()
-        out = [torch.sigmoid(self.score(batch).float()).cpu().numpy()
-               for batch in iter_event_batches(self, events, batch_size, progress)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        for batch in iter_event_batches(self, events, batch_size, progress):
+            yield batch, torch.sigmoid(self.score(batch).float()).cpu().numpy()
 
     def load_run_weights(self, run_dir: str | Path) -> None:
         """Load ``weights.safetensors`` of a run into this (already built) model, checking every key."""

@@ -36,12 +36,10 @@ def _score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
-    import torch
 
     from hybridjet.errors import HybridjetError, InputFileError
     from hybridjet.eval.scores import write_scores
     from hybridjet.models.base import EventClassifier
-    from hybridjet.models.scoring import iter_event_batches
     from hybridjet.quiet import quiet_third_party
 
     quiet_third_party(progress_bars=args.progress)
@@ -54,11 +52,10 @@ def _score(args: argparse.Namespace) -> int:
         clf = clf.to(args.device)
     started = time.perf_counter()
     ids, labels, scores = [], [], []
-    with torch.no_grad():
-        for batch in iter_event_batches(clf, args.jets, args.batch_size, args.progress):
-            scores.append(torch.sigmoid(clf.score(batch).float()).cpu().numpy())
-            ids.append(batch["event_id"].numpy())
-            labels.append(batch["label"].numpy())
+    for batch, probs in clf.iter_probabilities(args.jets, args.batch_size, args.progress):
+        scores.append(probs)
+        ids.append(batch["event_id"].numpy())
+        labels.append(batch["label"].numpy())
     score = np.concatenate(scores) if scores else np.zeros(0, np.float32)
     seconds = time.perf_counter() - started
     out = write_scores(args.out, split=args.split, event_id=np.concatenate(ids) if ids else np.zeros(0, np.int64),

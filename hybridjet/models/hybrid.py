@@ -104,8 +104,7 @@ class HybridClassifier(EventClassifier):
         hp = self.hparams
         self.encoder = SoftPromptEncoder(n_features, hp.n_soft_tokens, self.embed_dim, hp.encoder_hidden,
                                          hp.encoder_layers, hp.dropout, self.embed_rms,
-                                         numeric_embedding=hp.get("numeric_embedding", "none"),
-                                         periodic_sigma=hp.get("periodic_sigma", 1.0))
+                                         numeric_embedding=hp.numeric_embedding, periodic_sigma=hp.periodic_sigma)
         width = self.embed_dim if hp.use_llm else hp.n_soft_tokens * self.embed_dim
         if hp.use_llm and hp.get("head_skip", False):
             width += hp.encoder_hidden
