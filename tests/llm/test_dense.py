@@ -14,7 +14,7 @@ def _nudge_lora(model):
                 p.normal_(0, 0.05)
 
 
-@pytest.mark.parametrize("quantization", ["none", "nf4"])
+@pytest.mark.parametrize("quantization", ["none", "nf4", "int8"])
 def test_dense_copy_computes_the_same_function(tiny_llama, quantization):
     plain = load_backbone(str(tiny_llama), quantization=quantization).model.eval()
     ids = torch.tensor([[1, 5, 9, 13, 2, 7]], device=plain.device)  # the loader puts models on CUDA when there is one

@@ -121,6 +121,11 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().count("\n") == 0 and "nope.h5" in missing.stderr
 
+    not_a_run = subprocess.run([*HYBRIDJET, "score", str(tmp_path), str(toy_jets_h5), "--out", str(tmp_path / "x.h5")],
+                               capture_output=True, text=True, timeout=300)
+    assert not_a_run.returncode == 2 and "not a hybridjet run directory" in not_a_run.stderr
+    assert "Traceback" not in not_a_run.stderr and not (tmp_path / "x.h5").exists()
+
 
 def test_bf16_autocast_is_the_default_on_a_bf16_gpu_only(monkeypatch):
     from hybridjet.models import lightning_cli
