@@ -21,7 +21,8 @@ Sections (``--sections``, in this order):
   profile    torch.profiler of hybrid training and scoring steps: kernels per step, GPU-busy fraction, top kernels
   cudagraph  hybrid scoring replayed from a captured CUDA graph (launch overhead removed): the launch-free ceiling
   llama3b    hybrid training on a random-weight Llama-3.2-3B-shaped model in NF4 at ``--llama3b-batch``: peak memory
-  compile    torch.compile of the encoder and of each decoder layer (regional), hybrid training + scoring
+  compile    eager vs compiled decoder layers (``torch_compile``), prefix per event vs shared, GPU product settings
+             (bf16 frozen base, autocast), training at ``--compile-batches``; dense scoring at the scoring batches
   bf16base   the frozen base kept in bf16 instead of peft's fp32 upcast of norms and embeddings
   dense      hybrid scoring with the 4-bit base + LoRA vs densified for inference (dequantized once, LoRA merged),
              then the dense model replayed from a CUDA graph
@@ -88,7 +89,7 @@ def processed_tokens(model: Any, batch: dict[str, torch.Tensor], train: bool) ->
     if isinstance(model, HybridClassifier):
         if model.llm is None:
             return 0.0
-        if model.hparams.cache_prefix:
+        if model.shares_prefix:
             return float(model.hparams.n_soft_tokens + len(model.suffix_ids))
         return float(model.sequence_length)
     enc = model._encode(batch, with_answer=train)
@@ -298,21 +299,28 @@ def section_profile(args, dm, rec, out_dir: Path | None) -> None:
 
     b = args.variant_batch
     batches = [{k: v.to(DEVICE) for k, v in x.items()} for x in sample_batches(dm, b, 4)]
-    clf = make_hybrid(args, dm)
+    kw = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.profile_kw)}
+    tag = "".join(f"_{k}-{v}" for k, v in kw.items()) + ("_dense" if args.profile_dense else "")
+    clf = make_hybrid(args, dm, **kw)
     opt = torch.optim.AdamW([p for p in clf.parameters() if p.requires_grad], lr=1e-5)
-    clf.train()
+    if args.profile_dense:
+        clf.eval()
+        clf.densify_for_inference()
+    autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=not kw.get("upcast_frozen", True))
 
     def train_step(x):
-        loss = clf.loss(x)
+        with autocast:
+            loss = clf.loss(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def score_step(x):
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             clf.score(x)
 
-    for kind, step in (("train", train_step), ("score", score_step)):
+    steps = (("score", score_step),) if args.profile_dense else (("train", train_step), ("score", score_step))
+    for kind, step in steps:
         clf.train(kind == "train")
         step(batches[0])
         sync()
@@ -327,9 +335,9 @@ def section_profile(args, dm, rec, out_dir: Path | None) -> None:
             sync()
         n, us = _kernel_stats(prof)
         busy = us / 3 / 1e6 / wall
-        rec.add(section="profile", name=f"hybrid {kind} step", batch=b, kernels_per_step=n / 3,
+        rec.add(section="profile", name=f"hybrid {kind} step{tag}", batch=b, kernels_per_step=n / 3,
                 gpu_kernel_ms_per_step=us / 3 / 1e3, wall_ms_per_step=wall * 1e3, gpu_busy=busy)
-        print(f"  hybrid {kind} batch {b}: {n / 3:.0f} kernels/step, GPU kernel time {us / 3 / 1e3:.1f} ms of "
+        print(f"  hybrid{tag} {kind} batch {b}: {n / 3:.0f} kernels/step, GPU kernel time {us / 3 / 1e3:.1f} ms of "
               f"{wall * 1e3:.1f} ms wall per step (busy {busy:.0%})", flush=True)
         sort = "self_cuda_time_total"
         try:
@@ -337,8 +345,8 @@ def section_profile(args, dm, rec, out_dir: Path | None) -> None:
         except Exception:  # older torch
             table = prof.key_averages().table(sort_by=sort, row_limit=18)
         if out_dir:
-            (out_dir / f"profile_hybrid_{kind}_b{b}.txt").write_text(table)
-        print("\n".join(table.splitlines()[:14]), flush=True)
+            (out_dir / f"profile_hybrid_{kind}_b{b}{tag}.txt").write_text(table)
+        print("\n".join(table.splitlines()[:args.profile_rows]), flush=True)
     free(clf)
 
 
@@ -425,25 +433,65 @@ def section_dense(args, dm, rec) -> None:
     free(clf)
 
 
-def section_compile(args, dm, rec) -> None:
-    b = args.variant_batch
-    batches = sample_batches(dm, b, args.steps + 2)
-    clf = make_hybrid(args, dm)
-    params = nonembedding_params(clf)
-    from hybridjet.models.hybrid import decoder_of
+def compile_counts() -> str:
+    c = torch._dynamo.utils.counters
+    return f"graphs {c['stats'].get('unique_graphs', 0)}, recompiles {sum(c['recompiles'].values())}"
 
+
+def first_calls(clf: HybridClassifier, batch: dict[str, torch.Tensor], train: bool = True) -> float:
+    """Seconds of one training step's forward+backward and one scoring call: where compilation happens."""
+    feats = batch["features"].to(DEVICE)
+    sync()
     t0 = time.perf_counter()
-    try:
-        clf.encoder.compile()
-        for layer in decoder_of(clf.llm).layers:
-            layer.compile()
-        # the first measured batch is the warm-up: compilation happens there (train and eval graphs)
-        run_measure(rec, "compile", "hybrid compiled layers", clf, batches, params,
-                    first_call_s=time.perf_counter() - t0)
-    except Exception as exc:
-        rec.add(section="compile", name="hybrid compiled layers", batch=b,
-                error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    free(clf)
+    if train:
+        clf.train()
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            clf(feats).float().sum().backward()
+        clf.zero_grad(set_to_none=True)
+    clf.eval()
+    with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=train):
+        clf(feats)
+    sync()
+    return time.perf_counter() - t0
+
+
+def section_compile(args, dm, rec) -> None:
+    """Eager vs compiled (``torch_compile``: each decoder layer), prefix per event vs shared (``cache_prefix``):
+    training and scoring with the GPU product settings (bf16 frozen base, bf16 autocast) at ``--compile-batches``;
+    then dense scoring at ``--hybrid-score-batches``."""
+    for cache, compiled in ((False, False), (False, True), (True, False), (True, True)):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        name = f"{'compiled' if compiled else 'eager'} {'shared prefix' if cache else 'prefix/event'}"
+        clf = make_hybrid(args, dm, upcast_frozen=False, cache_prefix=cache, lora_dropout=0.0, torch_compile=compiled)
+        params = nonembedding_params(clf)
+        for b in args.compile_batches:
+            try:
+                batches = sample_batches(dm, b, args.steps + 1)
+                first = first_calls(clf, batches[0])
+                run_measure(rec, "compile", name, clf, batches, params, autocast=True, first_calls_s=first,
+                            dynamo=compile_counts())
+            except Exception as exc:
+                rec.add(section="compile", name=name, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                break
+        free(clf)
+    for cache, compiled in ((True, False), (True, True), (False, True)):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        name = f"dense {'compiled' if compiled else 'eager'} {'shared prefix' if cache else 'prefix/event'}"
+        clf = make_hybrid(args, dm, upcast_frozen=False, cache_prefix=cache, torch_compile=compiled)
+        params = nonembedding_params(clf)
+        clf.eval()
+        clf.densify_for_inference()
+        for b in args.hybrid_score_batches:
+            try:
+                batches = sample_batches(dm, b, args.steps + 1)
+                first = first_calls(clf, batches[0], train=False)
+                run_scoring(rec, "compile", name, clf, batches, params, first_calls_s=first, dynamo=compile_counts())
+            except Exception as exc:
+                rec.add(section="compile", name=name, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                break
+        free(clf)
 
 
 def section_bf16base(args, dm, rec) -> None:
@@ -506,7 +554,13 @@ def main() -> None:
     parser.add_argument("--text-batches", type=int, nargs="*", default=[64, 256])
     parser.add_argument("--text-score-batches", type=int, nargs="*", default=[512])
     parser.add_argument("--variant-batch", type=int, default=1024)
+    parser.add_argument("--compile-batches", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
+    parser.add_argument("--profile-kw", nargs="*", default=[], metavar="KEY=JSON",
+                        help="HybridClassifier arguments of the profiled model, e.g. torch_compile=true "
+                             "upcast_frozen=false (then under bf16 autocast)")
+    parser.add_argument("--profile-dense", action="store_true", help="profile dense scoring only")
+    parser.add_argument("--profile-rows", type=int, default=14)
     parser.add_argument("--llama3b", default=None, help="HF directory of a Llama-3.2-3B-shaped model")
     parser.add_argument("--llama3b-batch", type=int, default=64)
     parser.add_argument("--llama3b-checkpointing", action="store_true", help="also with gradient checkpointing")

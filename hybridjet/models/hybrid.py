@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.shared_prefix import forward_with_shared_prefix, supports_shared_prefix
 from hybridjet.models.base import EventClassifier
 from hybridjet.models.encoder import SoftPromptEncoder
 from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, split_around_event
@@ -39,11 +40,15 @@ class HybridClassifier(EventClassifier):
             ``none`` (standardised features straight into it; runs saved before this option load as ``none``).
         periodic_sigma: initial spread of the periodic embedding's frequencies, in units of a feature's std.
         class_weight: ``balanced`` weighs signal by N_bkg/N_sig in the loss.
-        cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs).
+        cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs; Llama
+            family with SDPA attention, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
             peft's fp32 upcast (faster on a GPU; see :func:`hybridjet.llm.load_backbone`).
+        torch_compile: compile each decoder layer with ``torch.compile`` at the first forward
+            (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA
+            only (compiling needs a C++ compiler on CPUs and pays off on GPUs).  Not with gradient checkpointing.
     """
 
     model_kind = "hybrid"
@@ -72,6 +77,7 @@ class HybridClassifier(EventClassifier):
         cache_prefix: bool = True,
         head_skip: bool = False,
         upcast_frozen: bool = True,
+        torch_compile: bool | None = None,
         lr: float = 2e-4,
         encoder_lr: float = 1e-3,
         weight_decay: float = 0.01,
@@ -84,6 +90,8 @@ class HybridClassifier(EventClassifier):
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
+        self._compile_decided = False
+        self._compiled = False
         if use_llm:
             self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
                                      gradient_checkpointing, upcast_frozen)
@@ -124,6 +132,33 @@ class HybridClassifier(EventClassifier):
             return 0
         return len(self.prefix_ids) + self.hparams.n_soft_tokens + len(self.suffix_ids)
 
+    @property
+    def shares_prefix(self) -> bool:
+        """Whether the fixed prefix runs once per batch (``cache_prefix`` on a model that supports it)."""
+        if self.llm is None or not self.hparams.cache_prefix:
+            return False
+        decoder = decoder_of(self.llm)
+        return supports_shared_prefix(decoder) and not getattr(decoder, "gradient_checkpointing", False)
+
+    def _compile_once(self, device: torch.device) -> None:
+        """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
+        if self._compile_decided:
+            return
+        self._compile_decided = True
+        decoder = decoder_of(self.llm)
+        wanted = self.hparams.get("torch_compile")
+        if wanted is None:
+            wanted = device.type == "cuda"
+        if not wanted or getattr(decoder, "gradient_checkpointing", False):
+            return
+        import torch._dynamo
+
+        # graphs per layer: training and no-grad, prefix and batch pass, a smaller last batch
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+        for layer in decoder.layers:  # the per-event path runs transformers' layers
+            layer.compile()
+        self._compiled = True  # the shared-prefix path compiles its own layer function
+
     # ---- forward -------------------------------------------------------------------------------------------
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Logits [B] for normalised features [B, F]."""
@@ -133,24 +168,18 @@ class HybridClassifier(EventClassifier):
         soft = self.encoder.tokens(trunk)
         if self.llm is None:
             return self.head(soft.flatten(1)).squeeze(-1)
+        self._compile_once(features.device)
         embed = self.llm.get_input_embeddings()
         decoder = decoder_of(self.llm)
         batch = soft.shape[0]
         prefix = embed(self.prefix_ids).unsqueeze(0)
-        suffix = embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)
-        if self.hparams.cache_prefix and not getattr(decoder, "gradient_checkpointing", False):
-            # the prefix is the same for every event: one pass at batch 1, its keys/values shared by the batch
-            past = decoder(inputs_embeds=prefix, use_cache=True).past_key_values
-            past.batch_repeat_interleave(batch)
-            rest = torch.cat([soft.to(prefix.dtype), suffix], dim=1)
-            start = prefix.shape[1]
-            positions = torch.arange(start, start + rest.shape[1], device=rest.device)
-            out = decoder(inputs_embeds=rest, past_key_values=past, use_cache=True, cache_position=positions,
-                          position_ids=positions.unsqueeze(0).expand(batch, -1))
+        own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        if self.shares_prefix:
+            hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self._compiled)
         else:
-            inputs = torch.cat([prefix.expand(batch, -1, -1), soft.to(prefix.dtype), suffix], dim=1)
-            out = decoder(inputs_embeds=inputs, use_cache=False)
-        pooled = out.last_hidden_state[:, -1].float()
+            hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
+                             use_cache=False).last_hidden_state
+        pooled = hidden[:, -1].float()
         if self.hparams.get("head_skip", False):
             pooled = torch.cat([pooled, trunk], dim=-1)
         return self.head(pooled).squeeze(-1)

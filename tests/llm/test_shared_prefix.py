@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from hybridjet.llm.backbone import load_backbone
+from hybridjet.llm.shared_prefix import forward_with_shared_prefix, supports_shared_prefix
+from hybridjet.models.hybrid import decoder_of
+
+
+def _nudged_decoder(tiny_llama, quantization="none"):
+    model = load_backbone(str(tiny_llama), quantization=quantization, lora={"preset": "attn", "dropout": 0.0}).model
+    torch.manual_seed(0)
+    with torch.no_grad():  # LoRA B starts at zero: make the adapter part of the function under test
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    return model, decoder_of(model)
+
+
+def _inputs(decoder, batch=3, n_prefix=5, n_own=4):
+    torch.manual_seed(1)
+    width = decoder.config.hidden_size
+    device = next(decoder.parameters()).device
+    return torch.randn(1, n_prefix, width, device=device), torch.randn(batch, n_own, width, device=device)
+
+
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_shared_prefix_reproduces_the_full_sequence(tiny_llama, quantization):
+    model, decoder = _nudged_decoder(tiny_llama, quantization)
+    assert supports_shared_prefix(decoder)
+    prefix, own = _inputs(decoder)
+    full_input = torch.cat([prefix.expand(len(own), -1, -1), own], dim=1)
+    with torch.no_grad():
+        full = decoder(inputs_embeds=full_input, use_cache=False).last_hidden_state[:, prefix.shape[1]:]
+        shared = forward_with_shared_prefix(decoder, prefix, own)
+    assert shared.shape == own.shape
+    tolerance = 1e-5 if quantization == "none" else 2e-2  # bitsandbytes' kernels round to bf16
+    torch.testing.assert_close(shared.float(), full.float(), atol=tolerance, rtol=tolerance)
+
+
+def test_shared_prefix_gradients_match_the_full_sequence(tiny_llama):
+    model, decoder = _nudged_decoder(tiny_llama)
+    prefix, own = _inputs(decoder)
+    prefix.requires_grad_(True)
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+
+    def grads(hidden):
+        model.zero_grad()
+        prefix.grad = None
+        (hidden[:, -1] ** 2).sum().backward()
+        return {n: p.grad.clone() for n, p in lora.items()}, prefix.grad.clone()
+
+    n_prefix = prefix.shape[1]
+    full = decoder(inputs_embeds=torch.cat([prefix.expand(len(own), -1, -1), own], dim=1), use_cache=False)
+    expected, expected_prefix = grads(full.last_hidden_state[:, n_prefix:])
+    got, got_prefix = grads(forward_with_shared_prefix(decoder, prefix, own))
+    assert any(g.abs().max() > 0 for g in expected.values())
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got_prefix, expected_prefix, atol=1e-5, rtol=1e-4)
+
+
+def test_other_architectures_are_not_claimed():
+    from transformers import GPT2Config, GPT2Model
+
+    gpt2 = GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=32, n_positions=16))
+    assert not supports_shared_prefix(gpt2)
+
+
+def test_compiled_layers_share_one_graph_and_match_eager(tiny_llama):
+    """``compiled=True`` (the GPU default of the hybrid): the layer function compiles once for all layers."""
+    import torch._dynamo
+
+    model, decoder = _nudged_decoder(tiny_llama)
+    assert len(decoder.layers) > 1
+    prefix, own = _inputs(decoder)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    with torch.no_grad():
+        eager = forward_with_shared_prefix(decoder, prefix, own)
+        compiled = forward_with_shared_prefix(decoder, prefix, own, compiled=True)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
+    # one graph for the prefix pass (no prefix keys) and one for the batch pass, whatever the layer count
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
