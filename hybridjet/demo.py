@@ -114,7 +114,7 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
             else:
                 clf = HybridClassifier(model=model, lora=cfg["lora"], dtype=cfg["dtype"],
                                        n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind == "hybrid", run_name=kind,
-                                       cache_prefix=cfg.get("cache_prefix", True))
+                                       cache_prefix=cfg.get("cache_prefix"))
             auc = train_classifier(clf, datamodule(kind), run_dir, max_epochs=epochs, progress=progress)["test_auc"]
         print(f"{kind}: test AUC {auc:.3f}  [{time.perf_counter() - t:.0f} s]", flush=True)
         done.append(run_dir)

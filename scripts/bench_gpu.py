@@ -89,7 +89,7 @@ def processed_tokens(model: Any, batch: dict[str, torch.Tensor], train: bool) ->
     if isinstance(model, HybridClassifier):
         if model.llm is None:
             return 0.0
-        if model.shares_prefix:
+        if model.shares_prefix(len(batch['label']), model.device):
             return float(model.hparams.n_soft_tokens + len(model.suffix_ids))
         return float(model.sequence_length)
     enc = model._encode(batch, with_answer=train)
@@ -388,7 +388,7 @@ def record_graph(rec, section: str, name: str, clf: Any, feats: list[torch.Tenso
     except Exception as exc:
         rec.add(section=section, name=name, batch=b, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         return False
-    ts = processed_tokens(clf, {}, False)
+    ts = processed_tokens(clf, {"label": feats[0]}, False)
     rec.add(section=section, name=name, batch=b, tokens_score=ts, score_ev_s=ev, score_tok_s=ev * ts,
             score_mfu=rec.mfu(ev, ts, params, 2), peak_gb=peak_gb(), max_abs_diff=err)
     return True
@@ -459,7 +459,14 @@ def section_compile(args, dm, rec) -> None:
     """Eager vs compiled (``torch_compile``: each decoder layer), prefix per event vs shared (``cache_prefix``):
     training and scoring with the GPU product settings (bf16 frozen base, bf16 autocast) at ``--compile-batches``;
     then dense scoring at ``--hybrid-score-batches``."""
-    for cache, compiled in ((False, False), (False, True), (True, False), (True, True)):
+    if args.compile_mode:
+        from hybridjet.llm import shared_prefix
+
+        shared_prefix.COMPILE_OPTIONS["mode"] = args.compile_mode
+    variants = {"event-eager": (False, False), "event-compiled": (False, True), "shared-eager": (True, False),
+                "shared-compiled": (True, True)}
+    chosen = [variants[v] for v in args.compile_variants]
+    for cache, compiled in chosen:
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         name = f"{'compiled' if compiled else 'eager'} {'shared prefix' if cache else 'prefix/event'}"
@@ -475,7 +482,7 @@ def section_compile(args, dm, rec) -> None:
                 rec.add(section="compile", name=name, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 break
         free(clf)
-    for cache, compiled in ((True, False), (True, True), (False, True)):
+    for cache, compiled in [v for v in ((True, False), (True, True), (False, True)) if v in chosen]:
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         name = f"dense {'compiled' if compiled else 'eager'} {'shared prefix' if cache else 'prefix/event'}"
@@ -555,6 +562,9 @@ def main() -> None:
     parser.add_argument("--text-score-batches", type=int, nargs="*", default=[512])
     parser.add_argument("--variant-batch", type=int, default=1024)
     parser.add_argument("--compile-batches", type=int, nargs="*", default=[1024, 4096])
+    parser.add_argument("--compile-variants", nargs="+", default=["event-eager", "event-compiled", "shared-eager",
+                                                                   "shared-compiled"])
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the shared-prefix layers")
     parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
     parser.add_argument("--profile-kw", nargs="*", default=[], metavar="KEY=JSON",
                         help="HybridClassifier arguments of the profiled model, e.g. torch_compile=true "

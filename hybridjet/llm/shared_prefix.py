@@ -6,8 +6,8 @@ as the full sequence, with the prefix's share of the work done once per batch in
 
 It runs the decoder layers itself, the Llama-family layer written out (RMSNorm, q/k/v projections, rotary,
 attention, o projection, residual, MLP) calling the layer's own modules, so LoRA, 4-bit and merged weights all
-work.  Attention to the prefix is one matrix product against keys shared by the batch (no copy per event), the
-softmax runs over prefix and own keys together.  Fused kernels such as flash attention help little here: a few
+work.  Attention to the prefix is one matrix product per key/value head against keys shared by the batch (no
+copy per event); the softmax runs over prefix and own keys together.  Fused kernels such as flash attention help little here: a few
 dozen keys per query, and the prefix's keys would have to be copied per event to form their inputs.  With
 ``compiled=True`` the layer function is compiled once for all layers (they share its graph).  Other architectures
 are reported unsupported and run the full sequence instead.
@@ -44,47 +44,58 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.Tensor | None,
             prefix_v: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """Causal attention of q [B, H, T, d] over the shared prefix keys [G, P, d] (all visible) and the own keys
-    [B, G, T, d] (causal); G key/value heads serve H / G query heads each.  Returns [B, H, T, d]."""
-    b, h, t, d = q.shape
-    g = k.shape[1]
-    q = q.reshape(b, g, h // g, t, d)
-    k, v = k.to(q.dtype), v.to(q.dtype)
-    own = torch.einsum("bgrtd,bgsd->bgrts", q, k).float() * scale
-    causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    """Attention of q [G, B, R, T, d] (R query heads per key/value head) over the shared prefix's keys
+    [G, P, d] (all visible) and the own keys k, v [G, B, T, d] (causal).  Returns [G, B, R, T, d].
+
+    Everything is laid out key/value-head first, so the prefix scores are one matrix product per head over all
+    events and rows, and both score blocks share the layout the softmax reduces over."""
+    g, b, r, t, d = q.shape
+    dtype = v.dtype
+    q, k = q.to(dtype), k.to(dtype)
+    rows = r * t
+    own = torch.matmul(q.reshape(g * b, rows, d), k.reshape(g * b, t, d).transpose(1, 2))
+    own = own.view(g, b, rows, t).float() * scale
+    query_pos = torch.arange(rows, device=q.device) % t
+    causal = torch.arange(t, device=q.device)[None, :] <= query_pos[:, None]
     own = own.masked_fill(~causal, float("-inf"))
     if prefix_k is None:
-        weights = torch.softmax(own, dim=-1).to(v.dtype)
-        return torch.einsum("bgrts,bgsd->bgrtd", weights, v).reshape(b, h, t, d)
-    prefix_k, prefix_v = prefix_k.to(q.dtype), prefix_v.to(q.dtype)
-    shared = torch.einsum("bgrtd,gpd->bgrtp", q, prefix_k).float() * scale
-    weights = torch.softmax(torch.cat([shared, own], dim=-1), dim=-1).to(v.dtype)
+        weights = torch.softmax(own, dim=-1).to(dtype)
+        return torch.matmul(weights.view(g * b, rows, t), v.reshape(g * b, t, d)).view(g, b, r, t, d)
     n_prefix = prefix_k.shape[1]
-    out = (torch.einsum("bgrtp,gpd->bgrtd", weights[..., :n_prefix], prefix_v)
-           + torch.einsum("bgrts,bgsd->bgrtd", weights[..., n_prefix:], v))
-    return out.reshape(b, h, t, d)
+    shared = torch.bmm(q.reshape(g, b * rows, d), prefix_k.to(dtype).transpose(1, 2))
+    shared = shared.view(g, b, rows, n_prefix).float() * scale
+    weights = torch.softmax(torch.cat([shared, own], dim=-1), dim=-1).to(dtype)
+    out = torch.bmm(weights[..., :n_prefix].reshape(g, b * rows, n_prefix), prefix_v.to(dtype)).view(g * b, rows, d)
+    out = out + torch.matmul(weights[..., n_prefix:].reshape(g * b, rows, t), v.reshape(g * b, t, d))
+    return out.view(g, b, r, t, d)
 
 
 def _layer(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
            prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pre-norm decoder layer on hidden [B, T, D]; returns the new hidden states and this pass's keys and
-    values [B, G, T, d] (after rotary)."""
+    values [G, B, T, d] (after rotary)."""
     attn = layer.self_attn
     b, t, _ = hidden.shape
+    d = attn.head_dim
     x = layer.input_layernorm(hidden)
-    q = attn.q_proj(x).view(b, t, -1, attn.head_dim).transpose(1, 2)
-    k = attn.k_proj(x).view(b, t, -1, attn.head_dim).transpose(1, 2)
-    v = attn.v_proj(x).view(b, t, -1, attn.head_dim).transpose(1, 2)
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    q = q * cos + _rotate_half(q) * sin
+    k = attn.k_proj(x).view(b, t, -1, d)
+    g = k.shape[2]
+    q = attn.q_proj(x).view(b, t, g, -1, d).permute(2, 0, 3, 1, 4)  # [G, B, R, T, d]
+    k = k.permute(2, 0, 1, 3)  # [G, B, T, d]
+    v = attn.v_proj(x).view(b, t, g, d).permute(2, 0, 1, 3)
+    cos, sin = cos[None], sin[None]  # [1, B or 1, T, d]
     k = k * cos + _rotate_half(k) * sin
+    cos, sin = cos[:, :, None], sin[:, :, None]
+    q = q * cos + _rotate_half(q) * sin
     a = _attend(q, k, v, prefix_k, prefix_v, attn.scaling)
-    hidden = hidden + attn.o_proj(a.transpose(1, 2).reshape(b, t, -1))
+    hidden = hidden + attn.o_proj(a.permute(1, 3, 0, 2, 4).reshape(b, t, -1))
     hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
     return hidden, k, v
 
 
+#: keyword arguments of ``torch.compile`` for the layer function (benchmarks try modes; set before first use)
+COMPILE_OPTIONS: dict[str, Any] = {}
 _compiled_layer: Any = None
 
 
@@ -93,7 +104,7 @@ def _layer_function(compiled: bool) -> Any:
     if not compiled:
         return _layer
     if _compiled_layer is None:
-        _compiled_layer = torch.compile(_layer)
+        _compiled_layer = torch.compile(_layer, **COMPILE_OPTIONS)
     return _compiled_layer
 
 
@@ -119,5 +130,5 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     for layer in layers:
         # the prefix at batch 1 (causal among itself), then the batch against its keys and values
         prefix, prefix_k, prefix_v = layer_fn(layer, prefix, prefix_cos, prefix_sin, None, None)
-        hidden, _, _ = layer_fn(layer, hidden, cos, sin, prefix_k[0], prefix_v[0])
+        hidden, _, _ = layer_fn(layer, hidden, cos, sin, prefix_k[:, 0], prefix_v[:, 0])
     return decoder.norm(hidden)

@@ -20,6 +20,11 @@ def decoder_of(model: nn.Module) -> nn.Module:
     return base.get_decoder() if hasattr(base, "get_decoder") else base.model
 
 
+#: GPU batches from this size on share the prefix by default (H200, SmolLM2, compiled: training 1024 events per
+#: batch 9.8k events/s per event vs 5.7k shared; 4096: 14.2k vs 16.7k; 8192: 14.4k vs 19.2k)
+SHARED_PREFIX_MIN_GPU_BATCH = 2048
+
+
 class HybridClassifier(EventClassifier):
     """Soft-prompt hybrid of a numeric encoder and a (4-bit, LoRA-adapted) decoder LLM.
 
@@ -41,7 +46,9 @@ class HybridClassifier(EventClassifier):
         periodic_sigma: initial spread of the periodic embedding's frequencies, in units of a feature's std.
         class_weight: ``balanced`` weighs signal by N_bkg/N_sig in the loss.
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs; Llama
-            family with SDPA attention, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).
+            family, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).  ``None``: shared on
+            CPUs, and on GPUs for batches of at least ``SHARED_PREFIX_MIN_GPU_BATCH`` (smaller GPU batches are
+            bound by kernel launches, which the prefix's own pass doubles: BENCHMARKS.md).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
@@ -74,7 +81,7 @@ class HybridClassifier(EventClassifier):
         system_prompt: str | None = DEFAULT_SYSTEM,
         question: str = DEFAULT_QUESTION,
         gradient_checkpointing: bool = False,
-        cache_prefix: bool = True,
+        cache_prefix: bool | None = None,
         head_skip: bool = False,
         upcast_frozen: bool = True,
         torch_compile: bool | None = None,
@@ -132,13 +139,15 @@ class HybridClassifier(EventClassifier):
             return 0
         return len(self.prefix_ids) + self.hparams.n_soft_tokens + len(self.suffix_ids)
 
-    @property
-    def shares_prefix(self) -> bool:
-        """Whether the fixed prefix runs once per batch (``cache_prefix`` on a model that supports it)."""
-        if self.llm is None or not self.hparams.cache_prefix:
+    def shares_prefix(self, batch_size: int, device: torch.device) -> bool:
+        """Whether the fixed prefix runs once for a batch of this size (``cache_prefix`` and model support)."""
+        choice = self.hparams.cache_prefix
+        if self.llm is None or choice is False:
             return False
         decoder = decoder_of(self.llm)
-        return supports_shared_prefix(decoder) and not getattr(decoder, "gradient_checkpointing", False)
+        if not supports_shared_prefix(decoder) or getattr(decoder, "gradient_checkpointing", False):
+            return False
+        return choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
 
     def _compile_once(self, device: torch.device) -> None:
         """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
@@ -174,7 +183,7 @@ class HybridClassifier(EventClassifier):
         batch = soft.shape[0]
         prefix = embed(self.prefix_ids).unsqueeze(0)
         own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
-        if self.shares_prefix:
+        if self.shares_prefix(batch, features.device):
             hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self._compiled)
         else:
             hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),

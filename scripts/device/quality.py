@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--compare-only", action="store_true")
     parser.add_argument("--precision", default=None, help="Lightning Trainer precision for LLM runs, e.g. bf16-mixed")
     parser.add_argument("--no-cache-prefix", dest="cache_prefix", action="store_false",
-                        help="hybrid: run the prefix per event (faster training on GPU at batch >= 1024, see BENCHMARKS)")
+                        help="hybrid: always run the prefix per event (default: shared where faster)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -80,7 +80,7 @@ def main() -> None:
     from hybridjet.models.train import train_classifier
 
     cfg = demo_config("full")
-    cache_prefix = args.cache_prefix and cfg.get("cache_prefix", True)  # the full scale runs it per event already
+    cache_prefix = None if args.cache_prefix else False  # None: shared where it is faster (HybridClassifier)
     epochs = {**cfg["epochs"], "text-predecessor": 1, **(args.epochs or {})}
     batch = {**cfg["batch_size"], "text-predecessor": 32, **(args.batch_size or {})}
     runs = Path(args.runs)
