@@ -168,12 +168,13 @@ class Recorder:
 
 
 def run_measure(rec: Recorder, section: str, name: str, model: Any, batches: list[dict[str, torch.Tensor]],
-                params: int, autocast: bool = False, **extra: Any) -> dict[str, Any]:
-    """Training + scoring via ``measure`` (optionally under bf16 autocast), with memory and MFU."""
+                params: int, autocast: bool = False, pipelined: bool = False, **extra: Any) -> dict[str, Any]:
+    """Training + scoring via ``measure`` (optionally under bf16 autocast, optionally pipelined: one host
+    synchronisation for all timed steps), with memory and MFU."""
     reset_memory()
     ctx = torch.autocast(DEVICE, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with ctx:
-        r = measure(model, batches)
+        r = measure(model, batches, pipelined=pipelined)
     tt, ts = processed_tokens(model, batches[0], True), processed_tokens(model, batches[0], False)
     row = dict(section=section, name=name, batch=len(batches[0]["label"]), tokens_train=tt, tokens_score=ts,
                train_ev_s=r.train_events_per_s, train_tok_s=r.train_events_per_s * tt,
@@ -478,6 +479,9 @@ def section_compile(args, dm, rec) -> None:
                 first = first_calls(clf, batches[0])
                 run_measure(rec, "compile", name, clf, batches, params, autocast=True, first_calls_s=first,
                             dynamo=compile_counts())
+                if args.pipelined:
+                    run_measure(rec, "compile", name + " pipelined", clf, batches, params, autocast=True,
+                                pipelined=True)
             except Exception as exc:
                 rec.add(section="compile", name=name, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 break
@@ -564,6 +568,8 @@ def main() -> None:
     parser.add_argument("--compile-batches", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--compile-variants", nargs="+", default=["event-eager", "event-compiled", "shared-eager",
                                                                    "shared-compiled"])
+    parser.add_argument("--pipelined", action="store_true",
+                        help="compile section: also time the steps with one synchronisation for all of them")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the shared-prefix layers")
     parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
     parser.add_argument("--profile-kw", nargs="*", default=[], metavar="KEY=JSON",

@@ -42,32 +42,48 @@ def tokens_per_event(model: EventClassifier, batch: dict[str, torch.Tensor]) -> 
     return 0.0
 
 
-def measure(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], warmup: int = 1) -> Throughput:
-    """Time training steps and scoring over ``batches`` (the first ``warmup`` batches are not timed)."""
+def _timed(step, batches: list[dict[str, torch.Tensor]], model: EventClassifier, warmup: int,
+           pipelined: bool) -> float:
+    """Events/s of ``step`` over ``batches[warmup:]``: each step synchronised on its own, or (``pipelined``) one
+    synchronisation for all of them, so the host queues a step while the GPU still runs the previous one."""
+    for batch in batches[:warmup]:
+        step(batch)
+    timed = batches[warmup:]
+    n = sum(len(b["label"]) for b in timed)
+    seconds = 0.0
+    _sync(model)
+    start = time.perf_counter()
+    for batch in timed:
+        step(batch)
+        if not pipelined:
+            _sync(model)
+            seconds, start = seconds + time.perf_counter() - start, time.perf_counter()
+    if pipelined:
+        _sync(model)
+        seconds = time.perf_counter() - start
+    return n / max(seconds, 1e-9)
+
+
+def measure(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], warmup: int = 1,
+            pipelined: bool = False) -> Throughput:
+    """Time training steps and scoring over ``batches`` (the first ``warmup`` batches are not timed); see
+    ``_timed`` for ``pipelined``."""
     batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
-    model.train()
-    n, seconds = 0, 0.0
-    for i, batch in enumerate(batches):
-        _sync(model)
-        start = time.perf_counter()
+
+    def train_step(batch: dict[str, torch.Tensor]) -> None:
         loss = model.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _sync(model)
-        if i >= warmup:
-            n, seconds = n + len(batch["label"]), seconds + time.perf_counter() - start
-    train = n / max(seconds, 1e-9)
+
+    def score_step(batch: dict[str, torch.Tensor]) -> None:
+        model.score(batch)
+
+    model.train()
+    train = _timed(train_step, batches, model, warmup, pipelined)
     model.eval()
-    n, seconds = 0, 0.0
     with torch.no_grad():
-        for i, batch in enumerate(batches):
-            _sync(model)
-            start = time.perf_counter()
-            model.score(batch)
-            _sync(model)
-            if i >= warmup:
-                n, seconds = n + len(batch["label"]), seconds + time.perf_counter() - start
-    return Throughput(train, n / max(seconds, 1e-9), tokens_per_event(model, batches[0]))
+        infer = _timed(score_step, batches, model, warmup, pipelined)
+    return Throughput(train, infer, tokens_per_event(model, batches[0]))
