@@ -157,3 +157,38 @@ def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tin
                                atol=1e-4)
     with pytest.raises(HybridjetError, match="densified"):
         dense.save_run(tmp_path / "dense")
+
+
+def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
+    from hybridjet.models.hybrid import SHARED_PREFIX_MIN_GPU_BATCH
+
+    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert model.hparams.cache_prefix is None
+    assert model.shares_prefix(8, cpu)  # CPUs: fewer FLOPs always pay
+    assert not model.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH - 1, cuda)  # launch-bound GPU batches
+    assert model.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH, cuda)
+    model.hparams.cache_prefix = True
+    assert model.shares_prefix(8, cuda)
+    model.hparams.cache_prefix = False
+    assert not model.shares_prefix(1 << 20, cpu)
+
+
+def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
+    torch.manual_seed(0)
+    eager = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=False)
+    eager.build(5)
+    compiled = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True)
+    compiled.build(5)
+    compiled.load_state_dict(eager.state_dict())
+    eager.eval()
+    compiled.eval()
+    x = torch.randn(6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), eager(x), atol=1e-5, rtol=1e-4)
+    assert compiled._compiled and not eager._compiled
+    checkpointed = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True,
+                                    gradient_checkpointing=True)
+    checkpointed.build(5)
+    checkpointed(x)
+    assert not checkpointed._compiled  # checkpointing re-runs layers in backward: left eager
