@@ -54,8 +54,8 @@ class HybridClassifier(EventClassifier):
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
             peft's fp32 upcast (faster on a GPU; see :func:`hybridjet.llm.load_backbone`).
         torch_compile: compile each decoder layer with ``torch.compile`` at the first forward
-            (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA
-            only (compiling needs a C++ compiler on CPUs and pays off on GPUs).  Not with gradient checkpointing.
+            (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA (with
+            Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs.  Not with gradient checkpointing.
     """
 
     model_kind = "hybrid"
@@ -156,8 +156,10 @@ class HybridClassifier(EventClassifier):
         self._compile_decided = True
         decoder = decoder_of(self.llm)
         wanted = self.hparams.get("torch_compile")
-        if wanted is None:
-            wanted = device.type == "cuda"
+        if wanted is None:  # CUDA with Triton (inductor's GPU code generator) present
+            from torch.utils._triton import has_triton
+
+            wanted = device.type == "cuda" and has_triton()
         if not wanted or getattr(decoder, "gradient_checkpointing", False):
             return
         import torch._dynamo
