@@ -197,8 +197,14 @@ def run_scoring(rec: Recorder, section: str, name: str, model: Any, batches: lis
     return row
 
 
+def parse_kw(items: list[str]) -> dict[str, Any]:
+    """``KEY=JSON`` command-line items as keyword arguments."""
+    return {k: json.loads(v) for k, v in (item.split("=", 1) for item in items)}
+
+
 def make_hybrid(args: argparse.Namespace, dm: JetDataModule, model: str | None = None, **kw: Any) -> HybridClassifier:
     torch.manual_seed(0)
+    kw = {**parse_kw(args.hybrid_kw), **kw}
     clf = HybridClassifier(model=model or args.model, quantization=args.quantization, dtype=args.dtype,
                            lora=args.lora, n_soft_tokens=args.n_soft_tokens, **kw).to(DEVICE)
     clf.normalizer, clf.feature_set = dm.normalizer, dm.feature_set
@@ -300,7 +306,7 @@ def section_profile(args, dm, rec, out_dir: Path | None) -> None:
 
     b = args.variant_batch
     batches = [{k: v.to(DEVICE) for k, v in x.items()} for x in sample_batches(dm, b, 4)]
-    kw = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.profile_kw)}
+    kw = parse_kw(args.profile_kw)
     tag = "".join(f"_{k}-{v}" for k, v in kw.items()) + ("_dense" if args.profile_dense else "")
     clf = make_hybrid(args, dm, **kw)
     opt = torch.optim.AdamW([p for p in clf.parameters() if p.requires_grad], lr=1e-5)
@@ -572,6 +578,9 @@ def main() -> None:
                         help="compile section: also time the steps with one synchronisation for all of them")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the shared-prefix layers")
     parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
+    parser.add_argument("--hybrid-kw", nargs="*", default=[], metavar="KEY=JSON",
+                        help='HybridClassifier arguments of every hybrid, e.g. question=\'"Signal or background? '
+                             'Event: <<EVENT>>"\'')
     parser.add_argument("--profile-kw", nargs="*", default=[], metavar="KEY=JSON",
                         help="HybridClassifier arguments of the profiled model, e.g. torch_compile=true "
                              "upcast_frozen=false (then under bf16 autocast)")
