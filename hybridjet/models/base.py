@@ -334,22 +334,27 @@ class EventClassifier(L.LightningModule):
         clf.eval()
         return clf.densify_for_inference() if dense else clf
 
+    def scoring_batch_size(self) -> int:
+        """Events per forward pass when scoring and no batch size is given."""
+        return 256
+
     @torch.no_grad()
-    def predict_proba(self, events: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    def predict_proba(self, events: Any, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Signal scores in [0, 1] (sigmoid of the logit) for a jets.h5 path (read in chunks), JetArrays/JetDataset,
-        or — for the hybrid — a raw feature array as :func:`hybridjet.models.features.event_features` returns it."""
+        or — for the hybrid — a raw feature array as :func:`hybridjet.models.features.event_features` returns it.
+        ``batch_size``: events per forward pass (default :meth:`scoring_batch_size`)."""
         out = [probs for _, probs in self.iter_probabilities(events, batch_size, progress)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     @torch.no_grad()
-    def iter_probabilities(self, events: Any, batch_size: int = 256,
+    def iter_probabilities(self, events: Any, batch_size: int | None = None,
                            progress: bool = False) -> Iterator[tuple[dict[str, torch.Tensor], np.ndarray]]:
         """``(batch, signal probabilities)`` per batch of ``events`` (as :meth:`predict_proba` takes them), so callers
         can keep the batch's ``event_id``/``label`` next to the scores."""
         from hybridjet.models.scoring import iter_event_batches
 
         self.eval()
-        for batch in iter_event_batches(self, events, batch_size, progress):
+        for batch in iter_event_batches(self, events, batch_size or self.scoring_batch_size(), progress):
             yield batch, torch.sigmoid(self.score(batch).float()).cpu().numpy()
 
     def load_run_weights(self, run_dir: str | Path) -> None:

@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("jets", metavar="JETS_H5", help="jets.h5 from 'hybridjet cluster'")
     p.add_argument("--out", required=True, help="scores file to write (its other splits are kept)")
     p.add_argument("--split", default="all", help="split name inside the scores file (default: all)")
-    p.add_argument("--batch-size", type=int, default=256, help="events per forward pass (default: 256)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="events per forward pass (default: 4096 for the hybrid on a GPU, else 256)")
     p.add_argument("--model", default=None, help="base LLM path, when the run's recorded one is not on this machine")
     p.add_argument("--dense", action="store_true",
                    help="dequantize the 4-bit base once and merge LoRA before scoring (faster on a GPU)")
@@ -43,7 +44,7 @@ def _score(args: argparse.Namespace) -> int:
     from hybridjet.quiet import quiet_third_party
 
     quiet_third_party(progress_bars=args.progress)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if not Path(args.jets).is_file():
         raise InputFileError(args.jets, "no such jets.h5 file")

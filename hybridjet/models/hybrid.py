@@ -149,6 +149,10 @@ class HybridClassifier(EventClassifier):
             return False
         return choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
 
+    def scoring_batch_size(self) -> int:
+        """4096 on a GPU (compiled, prefix shared: ~46k events/s on an H200 vs launch-bound small batches), else 256."""
+        return 4096 if self.device.type == "cuda" and self.llm is not None else 256
+
     def _compile_once(self, device: torch.device) -> None:
         """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
         if self._compile_decided:

@@ -192,3 +192,8 @@ def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     checkpointed.build(5)
     checkpointed(x)
     assert not checkpointed._compiled  # checkpointing re-runs layers in backward: left eager
+
+
+def test_scoring_batch_default_is_small_off_the_gpu(tiny_llama):
+    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    assert model.device.type == "cpu" and model.scoring_batch_size() == 256
