@@ -7,8 +7,9 @@ as the full sequence, with the prefix's share of the work done once per batch in
 It runs the decoder layers itself, the Llama-family layer written out (RMSNorm, q/k/v projections, rotary,
 attention, o projection, residual, MLP) calling the layer's own modules, so LoRA, 4-bit and merged weights all
 work.  Attention to the prefix is one matrix product per key/value head against keys shared by the batch (no
-copy per event); the softmax runs over prefix and own keys together.  Fused kernels such as flash attention help little here: a few
-dozen keys per query, and the prefix's keys would have to be copied per event to form their inputs.  With
+copy per event); the softmax runs over prefix and own keys together.  Fused kernels such as flash attention help
+little here: a few dozen keys per query, and the prefix's keys would have to be copied per event to form their
+inputs (measured: BENCHMARKS.md, "Compiled layers and a shared prefix").  With
 ``compiled=True`` the layer function is compiled once for all layers (they share its graph).  Other architectures
 are reported unsupported and run the full sequence instead.
 """

@@ -97,8 +97,7 @@ class HybridClassifier(EventClassifier):
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
-        self._compile_decided = False
-        self._compiled = False
+        self._compiled: bool | None = None  # decided at the first forward (see _compile_once)
         if use_llm:
             self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
                                      gradient_checkpointing, upcast_frozen)
@@ -155,9 +154,9 @@ class HybridClassifier(EventClassifier):
 
     def _compile_once(self, device: torch.device) -> None:
         """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
-        if self._compile_decided:
+        if self._compiled is not None:
             return
-        self._compile_decided = True
+        self._compiled = False
         decoder = decoder_of(self.llm)
         wanted = self.hparams.get("torch_compile")
         if wanted is None:  # CUDA with Triton (inductor's GPU code generator) present

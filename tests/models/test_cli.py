@@ -126,6 +126,11 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     assert not_a_run.returncode == 2 and "not a hybridjet run directory" in not_a_run.stderr
     assert "Traceback" not in not_a_run.stderr and not (tmp_path / "x.h5").exists()
 
+    bad_batch = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), "--out", str(tmp_path / "y.h5"),
+                                "--batch-size", "0"], capture_output=True, text=True, timeout=300)
+    assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr and "Traceback" not in bad_batch.stderr
+    assert bad_batch.stderr.strip().count("\n") == 0 and not (tmp_path / "y.h5").exists()
+
 
 def test_bf16_autocast_is_the_default_on_a_bf16_gpu_only(monkeypatch):
     from hybridjet.models import lightning_cli
