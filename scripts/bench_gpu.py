@@ -235,7 +235,8 @@ def section_hybrid(args, dm, rec) -> None:
           f"{clf.sequence_length} tokens (prefix {len(clf.prefix_ids)}, soft {args.n_soft_tokens}, question "
           f"{len(clf.suffix_ids)})", flush=True)
     for b in args.hybrid_batches:
-        run_measure(rec, "hybrid", "hybrid", clf, sample_batches(dm, b, args.steps + 1), params, attention=attn)
+        run_measure(rec, "hybrid", "hybrid", clf, sample_batches(dm, b, args.steps + 1), params, attention=attn,
+                    autocast=args.autocast)
     for b in args.hybrid_score_batches:
         run_scoring(rec, "hybrid", "hybrid (scoring only)", clf, sample_batches(dm, b, args.steps + 1), params)
     free(clf)
@@ -245,7 +246,8 @@ def section_text(args, dm, rec) -> None:
     clf = make_text(args)
     params = nonembedding_params(clf)
     for b in args.text_batches:
-        run_measure(rec, "text", f"text ({args.formatter})", clf, sample_batches(dm, b, args.steps + 1), params)
+        run_measure(rec, "text", f"text ({args.formatter})", clf, sample_batches(dm, b, args.steps + 1), params,
+                    autocast=args.autocast)
     for b in args.text_score_batches:
         run_scoring(rec, "text", f"text ({args.formatter}, scoring only)", clf, sample_batches(dm, b, args.steps + 1),
                     params)
@@ -462,6 +464,27 @@ def first_calls(clf: HybridClassifier, batch: dict[str, torch.Tensor], train: bo
     return time.perf_counter() - t0
 
 
+#: the prompt's question around the soft tokens (default: the product's): ``-qfirst`` leaves only the chat
+#: template's closing tokens after the event, ``-last`` (no slot) nothing
+PROMPT_VARIANTS: dict[str, dict[str, Any]] = {
+    "": {}, "-qfirst": {"question": "Signal or background? Event: <<EVENT>>"},
+    "-last": {"question": "Signal or background?"},
+}
+_EXECUTION_VARIANTS: dict[str, dict[str, Any]] = {
+    "event-eager": {"cache_prefix": False, "torch_compile": False},
+    "event-compiled": {"cache_prefix": False, "torch_compile": True},
+    "shared-eager": {"cache_prefix": True, "torch_compile": False, "prefix_attention": "matmul"},
+    "shared-compiled": {"cache_prefix": True, "torch_compile": True, "prefix_attention": "matmul"},
+    "shared-flex": {"cache_prefix": True, "torch_compile": True, "prefix_attention": "flex"},
+    "shared-auto": {"cache_prefix": True, "torch_compile": True, "prefix_attention": "auto"},
+}
+#: compile-section variants: HybridClassifier arguments (prefix per event or shared, eager or compiled, attention,
+#: prompt), e.g. ``shared-flex-qfirst``
+COMPILE_VARIANTS: dict[str, dict[str, Any]] = {
+    name + suffix: {**kw, **prompt} for name, kw in _EXECUTION_VARIANTS.items() for suffix, prompt in PROMPT_VARIANTS.items()
+}
+
+
 def section_compile(args, dm, rec) -> None:
     """Eager vs compiled (``torch_compile``: each decoder layer), prefix per event vs shared (``cache_prefix``):
     training and scoring with the GPU product settings (bf16 frozen base, bf16 autocast) at ``--compile-batches``;
@@ -470,33 +493,31 @@ def section_compile(args, dm, rec) -> None:
         from hybridjet.llm import shared_prefix
 
         shared_prefix.COMPILE_OPTIONS["mode"] = args.compile_mode
-    variants = {"event-eager": (False, False), "event-compiled": (False, True), "shared-eager": (True, False),
-                "shared-compiled": (True, True)}
-    chosen = [variants[v] for v in args.compile_variants]
-    for cache, compiled in chosen:
+    chosen = {v: COMPILE_VARIANTS[v] for v in args.compile_variants}
+    for variant, kw in chosen.items():
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        name = f"{'compiled' if compiled else 'eager'} {'shared prefix' if cache else 'prefix/event'}"
-        clf = make_hybrid(args, dm, upcast_frozen=False, cache_prefix=cache, lora_dropout=0.0, torch_compile=compiled)
+        clf = make_hybrid(args, dm, upcast_frozen=False, lora_dropout=0.0, **kw)
         params = nonembedding_params(clf)
         for b in args.compile_batches:
             try:
                 batches = sample_batches(dm, b, args.steps + 1)
                 first = first_calls(clf, batches[0])
-                run_measure(rec, "compile", name, clf, batches, params, autocast=True, first_calls_s=first,
+                run_measure(rec, "compile", variant, clf, batches, params, autocast=True, first_calls_s=first,
                             dynamo=compile_counts())
                 if args.pipelined:
-                    run_measure(rec, "compile", name + " pipelined", clf, batches, params, autocast=True,
+                    run_measure(rec, "compile", variant + " pipelined", clf, batches, params, autocast=True,
                                 pipelined=True)
             except Exception as exc:
-                rec.add(section="compile", name=name, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                rec.add(section="compile", name=variant, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 break
         free(clf)
-    for cache, compiled in [v for v in ((True, False), (True, True), (False, True)) if v in chosen]:
+    for variant, kw in chosen.items():
+        if variant == "event-eager":
+            continue
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        name = f"dense {'compiled' if compiled else 'eager'} {'shared prefix' if cache else 'prefix/event'}"
-        clf = make_hybrid(args, dm, upcast_frozen=False, cache_prefix=cache, torch_compile=compiled)
+        clf = make_hybrid(args, dm, upcast_frozen=False, **kw)
         params = nonembedding_params(clf)
         clf.eval()
         clf.densify_for_inference()
@@ -504,9 +525,11 @@ def section_compile(args, dm, rec) -> None:
             try:
                 batches = sample_batches(dm, b, args.steps + 1)
                 first = first_calls(clf, batches[0], train=False)
-                run_scoring(rec, "compile", name, clf, batches, params, first_calls_s=first, dynamo=compile_counts())
+                run_scoring(rec, "compile", f"dense {variant}", clf, batches, params, first_calls_s=first,
+                            dynamo=compile_counts())
             except Exception as exc:
-                rec.add(section="compile", name=name, batch=b, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                rec.add(section="compile", name=f"dense {variant}", batch=b,
+                        error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 break
         free(clf)
 
@@ -573,10 +596,14 @@ def main() -> None:
     parser.add_argument("--variant-batch", type=int, default=1024)
     parser.add_argument("--compile-batches", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--compile-variants", nargs="+", default=["event-eager", "event-compiled", "shared-eager",
-                                                                   "shared-compiled"])
+                                                                   "shared-compiled", "shared-flex"],
+                        choices=list(COMPILE_VARIANTS), metavar="VARIANT",
+                        help="compile section: " + ", ".join(COMPILE_VARIANTS))
     parser.add_argument("--pipelined", action="store_true",
                         help="compile section: also time the steps with one synchronisation for all of them")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the shared-prefix layers")
+    parser.add_argument("--autocast", action="store_true",
+                        help="hybrid and text sections: train under bf16 autocast (as Lightning's bf16-mixed does)")
     parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
     parser.add_argument("--hybrid-kw", nargs="*", default=[], metavar="KEY=JSON",
                         help='HybridClassifier arguments of every hybrid, e.g. question=\'"Signal or background? '

@@ -6,16 +6,23 @@ as the full sequence, with the prefix's share of the work done once per batch in
 
 It runs the decoder layers itself, the Llama-family layer written out (RMSNorm, q/k/v projections, rotary,
 attention, o projection, residual, MLP) calling the layer's own modules, so LoRA, 4-bit and merged weights all
-work.  Attention to the prefix is one matrix product per key/value head against keys shared by the batch (no
-copy per event); the softmax runs over prefix and own keys together.  Fused kernels such as flash attention help
-little here: a few dozen keys per query, and the prefix's keys would have to be copied per event to form their
-inputs (measured: BENCHMARKS.md, "Compiled layers and a shared prefix").  With
-``compiled=True`` the layer function is compiled once for all layers (they share its graph).  Other architectures
-are reported unsupported and run the full sequence instead.
+work.  Attention comes in two implementations (``attention=``):
+
+* ``"matmul"``: the prefix scores are one matrix product per key/value head against keys shared by the batch (no
+  copy per event), the own scores a batched product per event; one softmax over both.  Runs everywhere.
+* ``"flex"``: one fused FlexAttention kernel over the whole batch laid end to end as a single sequence, the prefix's
+  keys in front: a block-sparse "document" mask lets each event's tokens see the prefix and, causally, their own
+  tokens, and skips every other block.  No score matrix is written to memory.  Needs ``compiled=True`` to be fast
+  (eager FlexAttention materialises the scores) and, for gradients, a GPU.
+
+With ``compiled=True`` the layer function is compiled once for all layers (they share its graph).  Other
+architectures are reported unsupported and run the full sequence instead.  Measurements: BENCHMARKS.md ("Compiled
+layers and a shared prefix", "FlexAttention").
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -71,28 +78,106 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.T
     return out.view(g, b, r, t, d)
 
 
+def _flex_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor,
+                 scale: float, block_mask: Any) -> torch.Tensor:
+    """FlexAttention of q [B, T, G, R, d] over the prefix's keys [G, P, d] and the own keys k, v [B, T, G, d], the
+    batch laid end to end (``block_mask`` from :func:`document_block_mask`).  Returns [B, T, G * R * d]."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    b, t, g, r, d = q.shape
+    dtype = v.dtype
+    pad = block_mask.seq_lengths[1] - b * t - prefix_k.shape[1]  # prefix padded to whole blocks
+
+    def keys(prefix: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        prefix = nn.functional.pad(prefix.to(dtype), (0, 0, 0, pad))
+        return torch.cat([prefix, own.to(dtype).reshape(b * t, g, d).transpose(0, 1)], dim=1)[None]
+
+    query = q.to(dtype).reshape(b * t, g * r, d).transpose(0, 1)[None]  # [1, H, B*T, d], head = g*R + r
+    out = flex_attention(query, keys(prefix_k, k), keys(prefix_v, v), block_mask=block_mask, scale=scale,
+                         enable_gqa=True)
+    return out[0].transpose(0, 1).reshape(b, t, g * r * d)
+
+
 def _layer(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-           prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None
+           prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None, block_mask: Any = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pre-norm decoder layer on hidden [B, T, D]; returns the new hidden states and this pass's keys and
-    values [G, B, T, d] (after rotary)."""
+    values [G, B, T, d] (after rotary).  With ``block_mask`` attention runs through :func:`_flex_attend`."""
     attn = layer.self_attn
     b, t, _ = hidden.shape
     d = attn.head_dim
     x = layer.input_layernorm(hidden)
     k = attn.k_proj(x).view(b, t, -1, d)
     g = k.shape[2]
-    q = attn.q_proj(x).view(b, t, g, -1, d).permute(2, 0, 3, 1, 4)  # [G, B, R, T, d]
-    k = k.permute(2, 0, 1, 3)  # [G, B, T, d]
-    v = attn.v_proj(x).view(b, t, g, d).permute(2, 0, 1, 3)
-    cos, sin = cos[None], sin[None]  # [1, B or 1, T, d]
-    k = k * cos + _rotate_half(k) * sin
-    cos, sin = cos[:, :, None], sin[:, :, None]
-    q = q * cos + _rotate_half(q) * sin
-    a = _attend(q, k, v, prefix_k, prefix_v, attn.scaling)
-    hidden = hidden + attn.o_proj(a.permute(1, 3, 0, 2, 4).reshape(b, t, -1))
+    q = attn.q_proj(x).view(b, t, g, -1, d)
+    v = attn.v_proj(x).view(b, t, g, d)
+    k = k * cos[:, :, None] + _rotate_half(k) * sin[:, :, None]  # cos, sin: [B or 1, T, d]
+    q = q * cos[:, :, None, None] + _rotate_half(q) * sin[:, :, None, None]
+    if block_mask is not None:
+        a = _flex_attend(q, k, v, prefix_k, prefix_v, attn.scaling, block_mask)
+    else:  # key/value head first: [G, B, R, T, d] and [G, B, T, d]
+        a = _attend(q.permute(2, 0, 3, 1, 4), k.permute(2, 0, 1, 3), v.permute(2, 0, 1, 3), prefix_k, prefix_v,
+                    attn.scaling)
+        a = a.permute(1, 3, 0, 2, 4).reshape(b, t, -1)
+    hidden = hidden + attn.o_proj(a)
     hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-    return hidden, k, v
+    return hidden, k.permute(2, 0, 1, 3), v.permute(2, 0, 1, 3)
+
+
+#: query and key block of the FlexAttention mask (the kernel's tile sizes must divide it)
+FLEX_BLOCK_SIZE = 128
+
+
+@lru_cache(maxsize=16)
+def _document_mask_mod(n_prefix: int, padded_prefix: int, n_own: int) -> Any:
+    """Mask of query token q (event q // n_own) and key kv: the prefix's real keys, and its own event's keys up to
+    itself.  One function object per shape, so compiled graphs are reused."""
+
+    def mask_mod(batch: Any, head: Any, q_idx: Any, kv_idx: Any) -> Any:
+        own = kv_idx - padded_prefix
+        same_event = (own // n_own == q_idx // n_own) & (own <= q_idx) & (kv_idx >= padded_prefix)
+        return (kv_idx < n_prefix) | same_event
+
+    return mask_mod
+
+
+def document_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.device | str,
+                        backward: bool = True) -> Any:
+    """FlexAttention block mask of ``n_events`` sequences of ``n_own`` tokens laid end to end after a prefix of
+    ``n_prefix`` tokens (zero-padded to whole blocks) that all of them see.
+
+    Built from its closed form (no dense mask): query block i sees the prefix's blocks and the own-key blocks from
+    the one holding its first event's first token up to itself.  ``backward`` adds the transposed (key-block) lists
+    that gradients need; the prefix's blocks are seen by every query block, so these are as wide as the number of
+    query blocks.  Inductor's CPU kernel wants the forward lists as wide as the number of key blocks."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    size = FLEX_BLOCK_SIZE
+    n_tokens = n_events * n_own
+    prefix_blocks = -(-n_prefix // size)
+    padded_prefix = prefix_blocks * size
+    n_blocks = -(-n_tokens // size)
+    block = torch.arange(n_blocks, device=device)
+    first = (block * size // n_own * n_own) // size  # own-key block of the query block's first event start
+    last = block  # causal: nothing after the query block itself
+    count = prefix_blocks + last - first + 1
+    width = prefix_blocks + (n_blocks if torch.device(device).type == "cpu" else int((last - first).max()) + 1)
+    col = torch.arange(width, device=device)
+    kv_indices = torch.where(col < prefix_blocks, col, prefix_blocks + first[:, None] + col - prefix_blocks)
+    kv_indices = torch.where(col < count[:, None], kv_indices, 0)
+    q_count = q_indices = None
+    if backward:
+        # own-key block j is seen by query blocks j .. (last i with first[i] <= j); the prefix's by all
+        upto = torch.searchsorted(first.contiguous(), block, right=True) - 1
+        own_count = upto - block + 1
+        col = torch.arange(n_blocks, device=device)
+        own_rows = torch.where(col < own_count[:, None], block[:, None] + col, 0)
+        q_indices = torch.cat([col.expand(prefix_blocks, -1), own_rows])
+        q_count = torch.cat([torch.full((prefix_blocks,), n_blocks, device=device), own_count])
+        q_count, q_indices = q_count[None, None].int(), q_indices[None, None].int()
+    return BlockMask((n_tokens, padded_prefix + n_tokens), count[None, None].int(), kv_indices[None, None].int(),
+                     None, None, q_count, q_indices, None, None, (size, size),
+                     _document_mask_mod(n_prefix, padded_prefix, n_own))
 
 
 #: keyword arguments of ``torch.compile`` for the layer function (benchmarks try modes; set before first use)
@@ -109,8 +194,11 @@ def _layer_function(compiled: bool) -> Any:
     return _compiled_layer
 
 
+ATTENTION_KINDS = ("matmul", "flex")
+
+
 def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, embeds: torch.Tensor,
-                               compiled: bool = False) -> torch.Tensor:
+                               compiled: bool = False, attention: str = "matmul") -> torch.Tensor:
     """Final hidden states [B, T, D] of ``prefix + embeds[b]`` for each b, at the positions of ``embeds``.
 
     Args:
@@ -118,11 +206,17 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
         prefix_embeds: [1, P, D] input embeddings of the shared prefix.
         embeds: [B, T, D] input embeddings of each sequence's own tokens.
         compiled: run the layers through ``torch.compile`` (one graph for all layers).
+        attention: ``"matmul"`` or ``"flex"`` (module docstring).
     """
+    if attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {attention!r}")
     layer_fn = _layer_function(compiled)
     layers = decoder.layers[: decoder.config.num_hidden_layers]
-    n_prefix, n_own = prefix_embeds.shape[1], embeds.shape[1]
+    (n_events, n_own), n_prefix = embeds.shape[:2], prefix_embeds.shape[1]
     device = embeds.device
+    block_mask = None
+    if attention == "flex":
+        block_mask = _cached_block_mask(n_prefix, n_events, n_own, device, torch.is_grad_enabled())
     prefix_pos = torch.arange(n_prefix, device=device)[None]
     own_pos = torch.arange(n_prefix, n_prefix + n_own, device=device)[None]
     prefix_cos, prefix_sin = decoder.rotary_emb(prefix_embeds, position_ids=prefix_pos)
@@ -131,5 +225,18 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     for layer in layers:
         # the prefix at batch 1 (causal among itself), then the batch against its keys and values
         prefix, prefix_k, prefix_v = layer_fn(layer, prefix, prefix_cos, prefix_sin, None, None)
-        hidden, _, _ = layer_fn(layer, hidden, cos, sin, prefix_k[:, 0], prefix_v[:, 0])
+        hidden, _, _ = layer_fn(layer, hidden, cos, sin, prefix_k[:, 0], prefix_v[:, 0], block_mask)
     return decoder.norm(hidden)
+
+
+_block_masks: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.device, backward: bool) -> Any:
+    """:func:`document_block_mask`, kept for the few batch shapes a run sees (full batches, a last one)."""
+    key = (n_prefix, n_events, n_own, str(device), backward)
+    if key not in _block_masks:
+        if len(_block_masks) >= 8:
+            _block_masks.pop(next(iter(_block_masks)))
+        _block_masks[key] = document_block_mask(n_prefix, n_events, n_own, device, backward)
+    return _block_masks[key]

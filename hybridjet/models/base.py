@@ -235,7 +235,7 @@ class EventClassifier(L.LightningModule):
 
     def load_llm(self, model: str, quantization: str, dtype: str | None, lora: str | None, lora_r: int,
                  lora_alpha: int, lora_dropout: float, gradient_checkpointing: bool,
-                 upcast_frozen: bool = True) -> torch.nn.Module:
+                 upcast_frozen: bool | None = None) -> torch.nn.Module:
         """Load the shared backbone (``self.backbone``); only LoRA weights train, and only when ``lora`` is set."""
         from hybridjet.llm.backbone import load_backbone
 

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from hybridjet.errors import HybridjetError
-from hybridjet.llm.shared_prefix import forward_with_shared_prefix, supports_shared_prefix
+from hybridjet.llm.shared_prefix import ATTENTION_KINDS, forward_with_shared_prefix, supports_shared_prefix
 from hybridjet.models.base import EventClassifier
 from hybridjet.models.encoder import SoftPromptEncoder
-from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, split_around_event
+from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, split_around_event
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
@@ -25,11 +25,15 @@ def decoder_of(model: nn.Module) -> nn.Module:
 SHARED_PREFIX_MIN_GPU_BATCH = 2048
 
 
+PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
+
+
 class HybridClassifier(EventClassifier):
     """Soft-prompt hybrid of a numeric encoder and a (4-bit, LoRA-adapted) decoder LLM.
 
-    The sequence is ``[chat prefix] + [k soft tokens] + [question]``, identical in length for every event (no
-    padding); a linear head on the last position's final hidden state gives the logit.  With ``use_llm=False``
+    The sequence is the chat-formatted prompt with the k soft tokens in the ``<<EVENT>>`` slot of ``question``
+    (by default there is none: they follow the whole prompt, answer header included), identical in length for every
+    event (no padding); a linear head on the last position's final hidden state gives the logit.  With ``use_llm=False``
     the same encoder feeds the head directly: the no-LLM ablation.  With ``lora=None`` the LLM stays frozen and
     only encoder and head train.
 
@@ -40,6 +44,8 @@ class HybridClassifier(EventClassifier):
             on CPUs with AVX512-BF16).
         lora: LoRA preset (``qkv``, ``attn``, ``all-linear``) or ``None`` to freeze the LLM.
         n_soft_tokens: k, the soft-prompt tokens per event.
+        system_prompt, question: the chat prompt; ``question`` may hold one ``<<EVENT>>`` slot for the soft tokens
+            (text after it runs once per event; without a slot they come last and all text is the shared prefix).
         use_llm: ``False`` for the encoder + head ablation.
         numeric_embedding: ``periodic`` (per-feature learned-frequency embedding in front of the encoder MLP) or
             ``none`` (standardised features straight into it; runs saved before this option load as ``none``).
@@ -52,7 +58,12 @@ class HybridClassifier(EventClassifier):
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
-            peft's fp32 upcast (faster on a GPU; see :func:`hybridjet.llm.load_backbone`).
+            peft's fp32 upcast (faster on a GPU, same AUC on 200k events; see :func:`hybridjet.llm.load_backbone`);
+            ``None`` = ``False`` on CUDA, ``True`` elsewhere.
+        prefix_attention: attention of the shared-prefix path: ``flex`` (one fused block-sparse FlexAttention
+            kernel; compiled, GPU), ``matmul`` (score matrices; anywhere), ``auto`` = ``flex`` for scoring with
+            layers compiled on a GPU in bf16/fp16, ``matmul`` otherwise (FlexAttention's backward is slower here: the prefix's
+            key blocks are seen by every query block; BENCHMARKS.md, "FlexAttention").
         torch_compile: compile each decoder layer with ``torch.compile`` at the first forward
             (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA (with
             Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs.  Not with gradient checkpointing.
@@ -79,12 +90,13 @@ class HybridClassifier(EventClassifier):
         dropout: float = 0.1,
         ablation_width: int = 256,
         system_prompt: str | None = DEFAULT_SYSTEM,
-        question: str = DEFAULT_QUESTION,
+        question: str = DEFAULT_HYBRID_QUESTION,
         gradient_checkpointing: bool = False,
         cache_prefix: bool | None = None,
         head_skip: bool = False,
-        upcast_frozen: bool = True,
+        upcast_frozen: bool | None = None,
         torch_compile: bool | None = None,
+        prefix_attention: str = "auto",
         lr: float = 2e-4,
         encoder_lr: float = 1e-3,
         weight_decay: float = 0.01,
@@ -93,6 +105,9 @@ class HybridClassifier(EventClassifier):
         run_name: str | None = None,
     ) -> None:
         super().__init__()
+        if prefix_attention not in PREFIX_ATTENTION:
+            raise HybridjetError(f"prefix_attention: expected one of {', '.join(PREFIX_ATTENTION)}, "
+                                 f"got {prefix_attention!r}")
         self.save_hyperparameters()
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None
@@ -148,6 +163,17 @@ class HybridClassifier(EventClassifier):
             return False
         return choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
 
+    def prefix_attention_kind(self, device: torch.device, dtype: torch.dtype) -> str:
+        """The shared-prefix path's attention now, for hidden states of ``dtype``: ``prefix_attention``; ``auto`` =
+        flex when compiled on CUDA, in half precision and not recording gradients."""
+        choice = self.hparams.get("prefix_attention", "auto")
+        if choice == "auto":
+            if torch.is_autocast_enabled(device.type):
+                dtype = torch.get_autocast_dtype(device.type)
+            fused = self._compiled and device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
+            return "flex" if fused and not torch.is_grad_enabled() else "matmul"
+        return choice
+
     def scoring_batch_size(self) -> int:
         """4096 on a GPU (compiled, prefix shared: ~46k events/s on an H200 vs launch-bound small batches), else 256."""
         return 4096 if self.device.type == "cuda" and self.llm is not None else 256
@@ -189,7 +215,8 @@ class HybridClassifier(EventClassifier):
         prefix = embed(self.prefix_ids).unsqueeze(0)
         own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
         if self.shares_prefix(batch, features.device):
-            hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self._compiled)
+            hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=bool(self._compiled),
+                                                attention=self.prefix_attention_kind(features.device, own.dtype))
         else:
             hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
                              use_cache=False).last_hidden_state

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from hybridjet.errors import HybridjetError
+
 EVENT_SLOT = "<<EVENT>>"
 # Short on purpose: every prompt token costs a full transformer pass per event (the soft tokens carry the physics).
 DEFAULT_SYSTEM = "You classify LHC collision events."
 DEFAULT_QUESTION = "Event: " + EVENT_SLOT + "\nSignal or background?"
+# The hybrid's: no slot, so its soft tokens follow the whole chat prompt (after the answer header).  All the text is
+# then the prefix every event shares (run once per batch), and per event only the k soft tokens run: 8 positions
+# instead of 19, x3 scoring and x1.5 training on an H200 at the same AUC (BENCHMARKS.md, "Prompt layout").
+DEFAULT_HYBRID_QUESTION = "Signal or background?"
 
 
 def chat_prompt(tokenizer: Any, user_text: str, system: str | None = DEFAULT_SYSTEM) -> str:
@@ -21,11 +27,14 @@ def chat_prompt(tokenizer: Any, user_text: str, system: str | None = DEFAULT_SYS
 
 def split_around_event(tokenizer: Any, question: str = DEFAULT_QUESTION,
                        system: str | None = DEFAULT_SYSTEM) -> tuple[list[int], list[int]]:
-    """Token ids of the text before and after the event slot of the chat-formatted question."""
-    if EVENT_SLOT not in question:
-        raise ValueError(f"prompt question must contain the slot {EVENT_SLOT!r}")
+    """Token ids of the text before and after the event slot of the chat-formatted question.
+
+    A question without the slot puts the event after the whole prompt (the chat template's answer header
+    included): nothing follows it."""
+    if question.count(EVENT_SLOT) > 1:
+        raise HybridjetError(f"question: at most one {EVENT_SLOT!r} slot, got {question.count(EVENT_SLOT)}")
     text = chat_prompt(tokenizer, question, system)
-    before, after = text.split(EVENT_SLOT)
+    before, after = text.split(EVENT_SLOT) if EVENT_SLOT in question else (text, "")
     ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
     ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]
     bos = getattr(tokenizer, "bos_token_id", None)

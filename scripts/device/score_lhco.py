@@ -14,6 +14,7 @@ score difference between the two.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -46,11 +47,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--work", default="/root/score_lhco")
     parser.add_argument("--modes", nargs="+", default=["adapter", "dense"], choices=["adapter", "dense"])
+    parser.add_argument("--hybrid-args", type=json.loads, default={},
+                        help='HybridClassifier arguments of the trained run, JSON, e.g. {"upcast_frozen": true}')
     args = parser.parse_args()
     work = Path(args.work)
     L.seed_everything(0, verbose=False)
     t = time.perf_counter()
-    clf = HybridClassifier(model=args.model, run_name="hybrid-lhco")
+    clf = HybridClassifier(model=args.model, run_name="hybrid-lhco", **args.hybrid_args)
     train_classifier(clf, JetDataModule(args.data, batch_size=256), work / "run", max_epochs=1, progress=False)
     print(f"trained a 1-epoch hybrid run in {time.perf_counter() - t:.0f} s", flush=True)
     del clf

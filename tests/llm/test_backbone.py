@@ -142,7 +142,7 @@ def test_frozen_params_can_stay_in_the_compute_dtype(tiny_llama):
 
     from hybridjet.llm.backbone import load_backbone
 
-    upcast = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16")
+    upcast = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16")  # default off CUDA
     kept = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16", upcast_frozen=False)
     assert upcast.embed_dtype == torch.float32 and kept.embed_dtype == torch.bfloat16
     frozen = {p.dtype for p in kept.model.parameters() if not p.requires_grad}

@@ -2,12 +2,18 @@ import pytest
 import torch
 
 from hybridjet.llm.backbone import load_backbone
-from hybridjet.llm.shared_prefix import forward_with_shared_prefix, supports_shared_prefix
+from hybridjet.llm.shared_prefix import (
+    _document_mask_mod,
+    document_block_mask,
+    forward_with_shared_prefix,
+    supports_shared_prefix,
+)
 from hybridjet.models.hybrid import decoder_of
 
 
 def _nudged_decoder(tiny_llama, quantization="none"):
-    model = load_backbone(str(tiny_llama), quantization=quantization, lora={"preset": "attn", "dropout": 0.0}).model
+    model = load_backbone(str(tiny_llama), quantization=quantization, dtype="fp32",  # fp32 on GPU machines too
+                          lora={"preset": "attn", "dropout": 0.0}).model
     torch.manual_seed(0)
     with torch.no_grad():  # LoRA B starts at zero: make the adapter part of the function under test
         for name, p in model.named_parameters():
@@ -81,3 +87,70 @@ def test_compiled_layers_share_one_graph_and_match_eager(tiny_llama):
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
     # one graph for the prefix pass (no prefix keys) and one for the batch pass, whatever the layer count
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def _block_sets(num, idx, full_num=None, full_idx=None):
+    rows = []
+    for i in range(num.shape[-1]):
+        blocks = set(idx[0, 0, i, : num[0, 0, i]].tolist())
+        if full_num is not None:
+            blocks |= set(full_idx[0, 0, i, : full_num[0, 0, i]].tolist())
+        rows.append(blocks)
+    return rows
+
+
+@pytest.mark.parametrize(("n_prefix", "n_events", "n_own"),
+                         [(30, 37, 14), (5, 3, 4), (128, 20, 19), (129, 50, 7), (3, 9, 200)])
+def test_document_block_mask_lists_exactly_the_blocks_torch_finds(n_prefix, n_events, n_own):
+    """The closed-form block lists (forward and backward) equal those of torch's dense ``create_block_mask``."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    mine = document_block_mask(n_prefix, n_events, n_own, "cpu", backward=True)
+    n_tokens = n_events * n_own
+    padded = mine.seq_lengths[1] - n_tokens
+    assert padded % 128 == 0 and padded >= n_prefix
+    dense = create_block_mask(_document_mask_mod(n_prefix, padded, n_own), 1, 1, n_tokens, padded + n_tokens,
+                              device="cpu", BLOCK_SIZE=128)
+    assert _block_sets(mine.kv_num_blocks, mine.kv_indices) == _block_sets(
+        dense.kv_num_blocks, dense.kv_indices, dense.full_kv_num_blocks, dense.full_kv_indices)
+    assert _block_sets(mine.q_num_blocks, mine.q_indices) == _block_sets(
+        dense.q_num_blocks, dense.q_indices, dense.full_q_num_blocks, dense.full_q_indices)
+
+
+def test_flex_attention_reproduces_the_full_sequence(tiny_llama):
+    """``attention="flex"`` (eager FlexAttention on the CPU, forward only there): same hidden states."""
+    model, decoder = _nudged_decoder(tiny_llama)
+    prefix, own = _inputs(decoder, batch=11, n_prefix=6, n_own=5)
+    with torch.no_grad():
+        full = decoder(inputs_embeds=torch.cat([prefix.expand(len(own), -1, -1), own], dim=1),
+                       use_cache=False).last_hidden_state[:, prefix.shape[1]:]
+        flex = forward_with_shared_prefix(decoder, prefix, own, attention="flex")
+    torch.testing.assert_close(flex, full, atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_attention_is_refused(tiny_llama):
+    model, decoder = _nudged_decoder(tiny_llama)
+    prefix, own = _inputs(decoder)
+    with pytest.raises(ValueError, match="attention"):
+        forward_with_shared_prefix(decoder, prefix, own, attention="sdpa")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention gradients need a GPU")
+def test_compiled_flex_attention_matches_matmul_with_gradients(tiny_llama):
+    """The GPU default (compiled, FlexAttention): hidden states and LoRA gradients as the matmul attention's."""
+    model, decoder = _nudged_decoder(tiny_llama)
+    model.cuda()
+    prefix, own = (x.cuda() for x in _inputs(decoder, batch=37, n_prefix=9, n_own=14))
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+
+    def run(**kw):
+        model.zero_grad()
+        hidden = forward_with_shared_prefix(decoder, prefix, own, **kw)
+        (hidden[:, -1] ** 2).sum().backward()
+        return hidden.detach(), {n: p.grad.clone() for n, p in lora.items()}
+
+    expected, expected_grads = run(attention="matmul")
+    got, got_grads = run(attention="flex", compiled=True)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
+    for name in expected_grads:
+        torch.testing.assert_close(got_grads[name], expected_grads[name], atol=1e-4, rtol=1e-3)

@@ -174,6 +174,43 @@ def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
     assert not model.shares_prefix(1 << 20, cpu)
 
 
+def test_prefix_attention_default_is_flex_only_for_compiled_half_precision_gpu_scoring(tiny_llama):
+    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    cpu, cuda, bf16 = torch.device("cpu"), torch.device("cuda"), torch.bfloat16
+    assert model.hparams.prefix_attention == "auto"
+    model._compiled = True
+    with torch.no_grad():
+        assert model.prefix_attention_kind(cuda, bf16) == "flex"
+        assert model.prefix_attention_kind(cuda, torch.float32) == "matmul"  # fp32 residual: no fused kernel
+        assert model.prefix_attention_kind(cpu, bf16) == "matmul"
+        model._compiled = False
+        assert model.prefix_attention_kind(cuda, bf16) == "matmul"  # eager FlexAttention materialises the scores
+    model._compiled = True
+    assert model.prefix_attention_kind(cuda, bf16) == "matmul"  # training: FlexAttention's backward is slower
+    model.hparams.prefix_attention = "flex"
+    assert model.prefix_attention_kind(cpu, torch.float32) == "flex"
+
+
+def test_unknown_prefix_attention_is_a_one_line_error(tiny_llama):
+    with pytest.raises(HybridjetError, match="^prefix_attention: expected one of auto, matmul, flex"):
+        HybridClassifier(model=str(tiny_llama), quantization="none", prefix_attention="sdpa")
+
+
+def test_default_prompt_puts_the_soft_tokens_last(tiny_llama):
+    """Without an ``<<EVENT>>`` slot all text is the shared prefix: only the k soft tokens run per event, and the
+    prefix-sharing path still equals the full sequence."""
+    torch.manual_seed(0)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", n_soft_tokens=3)
+    model.build(5)
+    model.eval()
+    assert len(model.suffix_ids) == 0 and model.sequence_length == len(model.prefix_ids) + 3
+    x = torch.randn(4, 5)
+    with torch.no_grad():
+        shared = model(x)
+        model.hparams.cache_prefix = False
+        torch.testing.assert_close(model(x), shared, atol=1e-5, rtol=1e-4)
+
+
 def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     torch.manual_seed(0)
     eager = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=False)
