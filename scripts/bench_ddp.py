@@ -53,7 +53,8 @@ def worker(args: argparse.Namespace) -> None:
     dm = JetDataModule(args.data, batch_size=args.batch_size, eval_batch_size=args.batch_size, seed=0,
                        split=(0.8, 0.1, 0.1))
     # the prefix run per event: faster to train than the cached prefix at batch >= 1024 on a GPU (BENCHMARKS.md)
-    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8, cache_prefix=False)
+    kw = {"cache_prefix": False, **args.hybrid_args}
+    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8, **kw)
     timer = StepTimer()
     trainer = L.Trainer(
         max_steps=args.steps, devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10, help="steps not timed")
     parser.add_argument("--out-json", default=None, help="append the result rows here")
+    parser.add_argument("--hybrid-args", type=json.loads, default={},
+                        help='HybridClassifier arguments, JSON, e.g. {"torch_compile": false}')
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -95,7 +98,8 @@ def main() -> None:
     rows = []
     for n in args.devices:
         cmd = [sys.executable, __file__, "--worker", "--data", args.data, "--model", args.model, "--devices", str(n),
-               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--hybrid-args", json.dumps(args.hybrid_args)]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
         if out.returncode != 0 or line is None:

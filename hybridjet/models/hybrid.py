@@ -28,6 +28,21 @@ SHARED_PREFIX_MIN_GPU_BATCH = 2048
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
 
 
+def _data_parallel() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def compiles_by_default(device: torch.device) -> bool:
+    """``torch_compile=None``: on CUDA with Triton (inductor's GPU code generator), except under data parallelism
+    (H200 x2, DDP: compiled ranks trained at 0.84x one compiled GPU, eager ranks at 1.93x one eager GPU;
+    BENCHMARKS.md, "FlexAttention for scoring")."""
+    from torch.utils._triton import has_triton
+
+    return device.type == "cuda" and has_triton() and not _data_parallel()
+
+
 class HybridClassifier(EventClassifier):
     """Soft-prompt hybrid of a numeric encoder and a (4-bit, LoRA-adapted) decoder LLM.
 
@@ -66,7 +81,8 @@ class HybridClassifier(EventClassifier):
             key blocks are seen by every query block; BENCHMARKS.md, "FlexAttention").
         torch_compile: compile each decoder layer with ``torch.compile`` at the first forward
             (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA (with
-            Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs.  Not with gradient checkpointing.
+            Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs; not under DDP (it did not
+            scale there).  Not with gradient checkpointing.
     """
 
     model_kind = "hybrid"
@@ -185,10 +201,8 @@ class HybridClassifier(EventClassifier):
         self._compiled = False
         decoder = decoder_of(self.llm)
         wanted = self.hparams.get("torch_compile")
-        if wanted is None:  # CUDA with Triton (inductor's GPU code generator) present
-            from torch.utils._triton import has_triton
-
-            wanted = device.type == "cuda" and has_triton()
+        if wanted is None:
+            wanted = compiles_by_default(device)
         if not wanted or getattr(decoder, "gradient_checkpointing", False):
             return
         import torch._dynamo

@@ -231,6 +231,22 @@ def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     assert not checkpointed._compiled  # checkpointing re-runs layers in backward: left eager
 
 
+def test_compile_default_is_cuda_with_triton_and_no_data_parallelism(monkeypatch):
+    import torch.utils._triton
+
+    from hybridjet.models import hybrid
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
+    monkeypatch.setattr(hybrid, "_data_parallel", lambda: False)
+    assert hybrid.compiles_by_default(cuda) and not hybrid.compiles_by_default(torch.device("cpu"))
+    monkeypatch.setattr(hybrid, "_data_parallel", lambda: True)  # DDP: compiled ranks did not scale
+    assert not hybrid.compiles_by_default(cuda)
+    monkeypatch.setattr(hybrid, "_data_parallel", lambda: False)
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
+    assert not hybrid.compiles_by_default(cuda)
+
+
 def test_scoring_batch_default_is_small_off_the_gpu(tiny_llama):
     model = HybridClassifier(model=str(tiny_llama), quantization="none")
     assert model.device.type == "cpu" and model.scoring_batch_size() == 256
