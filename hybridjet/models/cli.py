@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="scores file to write (its other splits are kept)")
     p.add_argument("--split", default="all", help="split name inside the scores file (default: all)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="events per forward pass (default: 4096 for the hybrid on a GPU, else 256)")
+                   help="events per forward pass (default: 16384 for the hybrid on a GPU, else 256)")
     p.add_argument("--model", default=None, help="base LLM path, when the run's recorded one is not on this machine")
     p.add_argument("--dense", action="store_true",
                    help="dequantize the 4-bit base once and merge LoRA before scoring (faster on a GPU)")

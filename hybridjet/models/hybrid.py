@@ -47,9 +47,9 @@ class HybridClassifier(EventClassifier):
     """Soft-prompt hybrid of a numeric encoder and a (4-bit, LoRA-adapted) decoder LLM.
 
     The sequence is the chat-formatted prompt with the k soft tokens in the ``<<EVENT>>`` slot of ``question``
-    (by default there is none: they follow the whole prompt, answer header included), identical in length for every
-    event (no padding); a linear head on the last position's final hidden state gives the logit.  With ``use_llm=False``
-    the same encoder feeds the head directly: the no-LLM ablation.  With ``lora=None`` the LLM stays frozen and
+    (by default there is none: they follow the whole prompt, answer header included), identical in length for
+    every event (no padding); a linear head on the last position's final hidden state gives the logit.  With
+    ``use_llm=False`` the same encoder feeds the head directly: the no-LLM ablation.  With ``lora=None`` the LLM stays frozen and
     only encoder and head train.
 
     Args:
@@ -77,8 +77,8 @@ class HybridClassifier(EventClassifier):
             ``None`` = ``False`` on CUDA, ``True`` elsewhere.
         prefix_attention: attention of the shared-prefix path: ``flex`` (one fused block-sparse FlexAttention
             kernel; compiled, GPU), ``matmul`` (score matrices; anywhere), ``auto`` = ``flex`` for scoring with
-            layers compiled on a GPU in bf16/fp16, ``matmul`` otherwise (FlexAttention's backward is slower here: the prefix's
-            key blocks are seen by every query block; BENCHMARKS.md, "FlexAttention").
+            layers compiled on a GPU in bf16/fp16, ``matmul`` otherwise (FlexAttention's backward is slower here:
+            the prefix's key blocks are seen by every query block; BENCHMARKS.md, "FlexAttention").
         torch_compile: compile each decoder layer with ``torch.compile`` at the first forward
             (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA (with
             Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs; not under DDP (it did not
@@ -191,8 +191,9 @@ class HybridClassifier(EventClassifier):
         return choice
 
     def scoring_batch_size(self) -> int:
-        """4096 on a GPU (compiled, prefix shared: ~46k events/s on an H200 vs launch-bound small batches), else 256."""
-        return 4096 if self.device.type == "cuda" and self.llm is not None else 256
+        """16384 on a GPU (H200, SmolLM2 NF4, compiled, shared prefix + FlexAttention: 40k events/s at 4096, 101k at
+        8192, 122k at 65536; small batches are launch-bound), else 256."""
+        return 16384 if self.device.type == "cuda" and self.llm is not None else 256
 
     def _compile_once(self, device: torch.device) -> None:
         """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
