@@ -29,19 +29,21 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--questions", nargs="+", required=True)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the split stays seed 0)")
     args = parser.parse_args()
     hybridjet.quiet.quiet_third_party(progress_bars=False)
     with tempfile.TemporaryDirectory() as work:
-        for i, question in enumerate(q.replace("\\n", "\n") for q in args.questions):
-            L.seed_everything(0, verbose=False)
+        runs = [(q.replace("\\n", "\n"), seed) for seed in args.seeds for q in args.questions]
+        for i, (question, seed) in enumerate(runs):
+            L.seed_everything(seed, verbose=False)
             dm = JetDataModule(args.data, split=(0.6, 0.2, 0.2), seed=0, batch_size=32, eval_batch_size=128,
                                max_train_events=1200, max_eval_events=400)
             clf = HybridClassifier(model=args.model, dtype="bf16", lora="attn", n_soft_tokens=8, question=question)
             started = time.perf_counter()
             m = train_classifier(clf, dm, f"{work}/{i}", max_epochs=args.epochs, progress=False,
                                  checkpoint_every_n_steps=10**9)
-            print(f"{question!r}: {len(clf.prefix_ids)} prefix + 8 soft + {len(clf.suffix_ids)} suffix positions; "
-                  f"val AUC {m['best_val_auc']:.3f}, test AUC {m['test_auc']:.3f}  "
+            print(f"seed {seed} {question!r}: {len(clf.prefix_ids)} prefix + 8 soft + {len(clf.suffix_ids)} suffix "
+                  f"positions; val AUC {m['best_val_auc']:.3f}, test AUC {m['test_auc']:.3f}  "
                   f"[{time.perf_counter() - started:.0f} s]", flush=True)
 
 
