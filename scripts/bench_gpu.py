@@ -464,11 +464,12 @@ def first_calls(clf: HybridClassifier, batch: dict[str, torch.Tensor], train: bo
     return time.perf_counter() - t0
 
 
-#: the prompt's question around the soft tokens (default: the product's): ``-qfirst`` leaves only the chat
-#: template's closing tokens after the event, ``-last`` (no slot) nothing
+#: the prompt's question around the soft tokens (no suffix: the product's default): ``-middle`` the event inside
+#: the question (the default before 2026-11-22's third session), ``-qfirst`` only the chat template's closing tokens
+#: after the event, ``-last`` (no slot) nothing after it
 PROMPT_VARIANTS: dict[str, dict[str, Any]] = {
-    "": {}, "-qfirst": {"question": "Signal or background? Event: <<EVENT>>"},
-    "-last": {"question": "Signal or background?"},
+    "": {}, "-middle": {"question": "Event: <<EVENT>>\nSignal or background?"},
+    "-qfirst": {"question": "Signal or background? Event: <<EVENT>>"}, "-last": {"question": "Signal or background?"},
 }
 _EXECUTION_VARIANTS: dict[str, dict[str, Any]] = {
     "event-eager": {"cache_prefix": False, "torch_compile": False},
