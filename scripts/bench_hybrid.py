@@ -16,7 +16,7 @@ import torch
 
 from hybridjet.models.datamodule import JetDataModule
 from hybridjet.models.hybrid import HybridClassifier
-from hybridjet.models.prompt import DEFAULT_QUESTION
+from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION
 from hybridjet.models.throughput import measure
 
 
@@ -28,8 +28,9 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--batches", type=int, default=4, help="timed batches (+1 warm-up)")
-    parser.add_argument("--questions", nargs="+", default=[DEFAULT_QUESTION],
-                        help="prompt questions to compare (each with the <<EVENT>> slot; '\\n' for a newline)")
+    parser.add_argument("--questions", nargs="+", default=[DEFAULT_HYBRID_QUESTION],
+                        help="prompt questions to compare (an <<EVENT>> slot, or none: soft tokens last; '\\n' for a "
+                             "newline)")
     args = parser.parse_args()
 
     dm = JetDataModule(args.data, batch_size=max(args.batch_sizes))

@@ -4,8 +4,8 @@
     .venv/bin/python scripts/compare_prompts.py --data data/demo/jets.h5 \\
         --questions "Signal or background? Event: <<EVENT>>" "Event: <<EVENT>>\\nSignal or background?"
 
-For each question (with the ``<<EVENT>>`` slot; ``\\n`` for a newline) trains a hybrid on SmolLM2 (bf16 on CPU,
-LoRA attn, k=8, 3 epochs, batch 32) on the demo split (60/20/20, 1,200 train / 400 test events) and prints the
+For each question (an ``<<EVENT>>`` slot, or none: soft tokens last; ``\\n`` for a newline) and seed trains a
+hybrid on SmolLM2 (bf16 on CPU, LoRA attn, k=8, 3 epochs, batch 32) on the demo split (60/20/20, 1,200 train / 400 test events) and prints the
 positions per event, best val AUC, test AUC and fit time. Speed per step: ``scripts/bench_hybrid.py --questions``.
 """
 
