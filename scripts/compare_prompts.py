@@ -6,7 +6,8 @@
 
 For each question (an ``<<EVENT>>`` slot, or none: soft tokens last; ``\\n`` for a newline) and seed trains a
 hybrid on SmolLM2 (bf16 on CPU, LoRA attn, k=8, 3 epochs, batch 32) on the demo split (60/20/20, 1,200 train /
-400 test events) and prints the positions per event, best val AUC, test AUC and fit time. Speed per step: ``scripts/bench_hybrid.py --questions``.
+400 test events) and prints the positions per event, best val AUC, test AUC and fit time. Speed per step:
+``scripts/bench_hybrid.py --questions``.
 """
 
 from __future__ import annotations
