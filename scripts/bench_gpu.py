@@ -482,7 +482,8 @@ _EXECUTION_VARIANTS: dict[str, dict[str, Any]] = {
 #: compile-section variants: HybridClassifier arguments (prefix per event or shared, eager or compiled, attention,
 #: prompt), e.g. ``shared-flex-qfirst``
 COMPILE_VARIANTS: dict[str, dict[str, Any]] = {
-    name + suffix: {**kw, **prompt} for name, kw in _EXECUTION_VARIANTS.items() for suffix, prompt in PROMPT_VARIANTS.items()
+    name + suffix: {**kw, **prompt}
+    for name, kw in _EXECUTION_VARIANTS.items() for suffix, prompt in PROMPT_VARIANTS.items()
 }
 
 

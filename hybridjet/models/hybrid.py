@@ -49,8 +49,8 @@ class HybridClassifier(EventClassifier):
     The sequence is the chat-formatted prompt with the k soft tokens in the ``<<EVENT>>`` slot of ``question``
     (by default there is none: they follow the whole prompt, answer header included), identical in length for
     every event (no padding); a linear head on the last position's final hidden state gives the logit.  With
-    ``use_llm=False`` the same encoder feeds the head directly: the no-LLM ablation.  With ``lora=None`` the LLM stays frozen and
-    only encoder and head train.
+    ``use_llm=False`` the same encoder feeds the head directly: the no-LLM ablation.  With ``lora=None`` the LLM
+    stays frozen and only encoder and head train.
 
     Args:
         model: base LLM (``smollm2`` = embedded SmolLM2-135M-Instruct, or a local HF directory / hub id).
