@@ -58,11 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_error(exc: BaseException) -> HybridjetError | None:
+    """The :class:`HybridjetError` behind ``exc``, itself or in its chain (LightningCLI's parser wraps the errors
+    raised while it instantiates a model or data module in its own ``ValueError``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, HybridjetError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _run(func: Callable[[], int | None]) -> int:
     try:
         code = func()
-    except HybridjetError as exc:
-        print(f"hybridjet: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless a user error is behind it
+        user = _user_error(exc)
+        if user is None:
+            raise
+        print(f"hybridjet: error: {user}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hybridjet: interrupted", file=sys.stderr)

@@ -65,6 +65,20 @@ def test_fit_with_a_missing_file_is_one_line(tiny_llama, tmp_path):
     assert not (tmp_path / "run").exists(), "a run directory was created for a run that never started"
 
 
+@pytest.mark.parametrize(("option", "value", "field"), [
+    ("--model.init_args.prefix_attention", "sdpa", "prefix_attention"),
+    ("--model.init_args.question", "<<EVENT>> and <<EVENT>>", "question"),
+])
+def test_fit_with_a_bad_model_setting_is_one_line(tiny_llama, toy_jets_h5, tmp_path, option, value, field):
+    """Errors raised while LightningCLI builds the model reach the user as hybridjet's one line."""
+    result = subprocess.run(_fit_args(tiny_llama, toy_jets_h5, tmp_path / "run", option, value),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"hybridjet: error: {field}:")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("argv", "expected"), [
     (["fit", "--help"], "--data.feature_set"),
     (["fit", "-c", "configs/hybrid.yaml", "--print_config"], "n_soft_tokens: 8"),
