@@ -10,7 +10,7 @@ from torch import nn
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.shared_prefix import ATTENTION_KINDS, forward_with_shared_prefix, supports_shared_prefix
 from hybridjet.models.base import EventClassifier
-from hybridjet.models.encoder import SoftPromptEncoder
+from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder
 from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, split_around_event
 
 
@@ -26,6 +26,11 @@ SHARED_PREFIX_MIN_GPU_BATCH = 2048
 
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
+
+
+def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise HybridjetError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
 
 
 def _data_parallel() -> bool:
@@ -121,9 +126,9 @@ class HybridClassifier(EventClassifier):
         run_name: str | None = None,
     ) -> None:
         super().__init__()
-        if prefix_attention not in PREFIX_ATTENTION:
-            raise HybridjetError(f"prefix_attention: expected one of {', '.join(PREFIX_ATTENTION)}, "
-                                 f"got {prefix_attention!r}")
+        # checked before the LLM loads (and before any run directory exists): one line for a wrong setting
+        _check_choice("prefix_attention", prefix_attention, PREFIX_ATTENTION)
+        _check_choice("numeric_embedding", numeric_embedding, NUMERIC_EMBEDDINGS)
         self.save_hyperparameters()
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None

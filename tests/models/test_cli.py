@@ -68,6 +68,7 @@ def test_fit_with_a_missing_file_is_one_line(tiny_llama, tmp_path):
 @pytest.mark.parametrize(("option", "value", "field"), [
     ("--model.init_args.prefix_attention", "sdpa", "prefix_attention"),
     ("--model.init_args.question", "<<EVENT>> and <<EVENT>>", "question"),
+    ("--model.init_args.numeric_embedding", "bogus", "numeric_embedding"),
 ])
 def test_fit_with_a_bad_model_setting_is_one_line(tiny_llama, toy_jets_h5, tmp_path, option, value, field):
     """Errors raised while LightningCLI builds the model reach the user as hybridjet's one line."""
