@@ -159,9 +159,8 @@ def document_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.
     n_blocks = -(-n_tokens // size)
     block = torch.arange(n_blocks, device=device)
     first = (block * size // n_own * n_own) // size  # own-key block of the query block's first event start
-    last = block  # causal: nothing after the query block itself
-    count = prefix_blocks + last - first + 1
-    width = prefix_blocks + (n_blocks if torch.device(device).type == "cpu" else int((last - first).max()) + 1)
+    count = prefix_blocks + block - first + 1  # own-key blocks first .. block (causal: none after the query block)
+    width = prefix_blocks + (n_blocks if torch.device(device).type == "cpu" else int((block - first).max()) + 1)
     col = torch.arange(width, device=device)
     kv_indices = torch.where(col < prefix_blocks, col, prefix_blocks + first[:, None] + col - prefix_blocks)
     kv_indices = torch.where(col < count[:, None], kv_indices, 0)
