@@ -12,7 +12,8 @@ DEFAULT_SYSTEM = "You classify LHC collision events."
 DEFAULT_QUESTION = "Event: " + EVENT_SLOT + "\nSignal or background?"
 # The hybrid's: no slot, so its soft tokens follow the whole chat prompt (after the answer header).  All the text is
 # then the prefix every event shares (run once per batch), and per event only the k soft tokens run: 8 positions
-# instead of 19, x3 scoring and x1.5 training on an H200 at the same AUC (BENCHMARKS.md, "Prompt layout").
+# instead of 19: x2.5 scoring and x1.5 training on an H200 at the same AUC (BENCHMARKS.md, "FlexAttention for
+# scoring").
 DEFAULT_HYBRID_QUESTION = "Signal or background?"
 
 
