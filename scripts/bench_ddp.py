@@ -49,6 +49,10 @@ def worker(args: argparse.Namespace) -> None:
                     torch.cuda.synchronize()
                 self.marks.append(time.perf_counter())
 
+    if args.no_optimize_ddp:  # compiled graphs are not split at DDP's gradient-bucket boundaries (pytorch#111279)
+        import torch._dynamo
+
+        torch._dynamo.config.optimize_ddp = False
     L.seed_everything(0, verbose=False)
     dm = JetDataModule(args.data, batch_size=args.batch_size, eval_batch_size=args.batch_size, seed=0,
                        split=(0.8, 0.1, 0.1))
@@ -75,6 +79,7 @@ def worker(args: argparse.Namespace) -> None:
             "seconds": round(seconds, 3), "train_events_per_s": round(events / seconds, 1),
             "peak_gpu_gib_per_rank": [round(p, 2) for p in peaks], "llm_weights_on_cuda": devices,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "hybrid_args": args.hybrid_args, "optimize_ddp": not args.no_optimize_ddp,
         }), flush=True)
 
 
@@ -89,6 +94,8 @@ def main() -> None:
     parser.add_argument("--out-json", default=None, help="append the result rows here")
     parser.add_argument("--hybrid-args", type=json.loads, default={},
                         help='HybridClassifier arguments, JSON, e.g. {"torch_compile": false}')
+    parser.add_argument("--no-optimize-ddp", action="store_true",
+                        help="torch._dynamo.config.optimize_ddp = False in every rank (compiled layers only)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -99,7 +106,7 @@ def main() -> None:
     for n in args.devices:
         cmd = [sys.executable, __file__, "--worker", "--data", args.data, "--model", args.model, "--devices", str(n),
                "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--hybrid-args", json.dumps(args.hybrid_args)]
+               "--hybrid-args", json.dumps(args.hybrid_args)] + (["--no-optimize-ddp"] if args.no_optimize_ddp else [])
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
         if out.returncode != 0 or line is None:

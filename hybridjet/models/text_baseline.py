@@ -170,12 +170,15 @@ class TextPromptClassifier(EventClassifier):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         super().test_step(batch, batch_idx)
         if self.hparams.generate_eval:
-            parsed = [self.parse_answer(a) for a in self.generate_answers(batch)]
-            stats = getattr(self, "_gen_stats", [0, 0, 0])
+            answers = self.generate_answers(batch)
+            parsed = [self.parse_answer(a) for a in answers]
+            stats = getattr(self, "_gen_stats", None) or [0, 0, 0, []]
             labels = batch["label"].tolist()
             stats[0] += sum(p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True))
             stats[1] += sum(p is None for p in parsed)
             stats[2] += len(parsed)
+            # a few unparseable answers, verbatim: what the model says instead of a label word
+            stats[3] += [a for a, p in zip(answers, parsed, strict=True) if p is None][: 5 - len(stats[3])]
             self._gen_stats = stats
 
     def on_test_epoch_end(self) -> None:
@@ -185,5 +188,6 @@ class TextPromptClassifier(EventClassifier):
             from pathlib import Path
 
             self.update_metrics(Path(self.trainer.default_root_dir), generation={
-                "accuracy": stats[0] / stats[2], "unparseable": stats[1], "n": stats[2]})
-            self._gen_stats = [0, 0, 0]
+                "accuracy": stats[0] / stats[2], "unparseable": stats[1], "n": stats[2],
+                "unparseable_examples": stats[3]})
+            self._gen_stats = None

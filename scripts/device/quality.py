@@ -21,7 +21,10 @@ import numpy as np
 
 
 def paired_gaps(report_dirs: dict[str, Path], ref: str, n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
-    """AUC(ref) - AUC(other) with a 95% paired percentile bootstrap over test events."""
+    """AUC(ref) - AUC(other) with a 95% paired percentile bootstrap over the test events both scored.
+
+    A run evaluated on a subset (``text-predecessor``) is compared on that subset: the events are matched by id.
+    """
     from hybridjet.eval.scores import read_scores
     from hybridjet.models.base import roc_auc
 
@@ -30,13 +33,17 @@ def paired_gaps(report_dirs: dict[str, Path], ref: str, n_boot: int = 200, seed:
         s = read_scores(d / "scores.h5", "test")
         order = np.argsort(s.event_id, kind="stable")
         sets[name] = (s.event_id[order], s.label[order].astype(int), s.score[order])
-    ids, y, a = sets[ref]
-    rng = np.random.default_rng(seed)
-    boots = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+    ids_ref, y_ref, a_ref = sets[ref]
     out = {}
-    for name, (ids_o, _labels, b) in sets.items():
-        if name == ref or not np.array_equal(ids, ids_o):
+    for name, (ids_o, _labels, b_all) in sets.items():
+        if name == ref:
             continue
+        common, in_ref, in_other = np.intersect1d(ids_ref, ids_o, assume_unique=True, return_indices=True)
+        if len(common) == 0:
+            continue
+        y, a, b = y_ref[in_ref], a_ref[in_ref], b_all[in_other]
+        rng = np.random.default_rng(seed)
+        boots = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
         gap = roc_auc(y, a) - roc_auc(y, b)
         dist = np.array([roc_auc(y[i], a[i]) - roc_auc(y[i], b[i]) for i in boots])
         lo, hi = np.percentile(dist, [2.5, 97.5])
@@ -102,9 +109,11 @@ def main() -> None:
             auc = train_gbdt(dm, run_dir, seed=args.seed)["test"]["auc"]
         else:
             if kind.startswith("text"):
+                # the predecessor's own figure of merit was the accuracy of generated answers: measured too
+                predecessor = kind == "text-predecessor"
                 clf = TextPromptClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=name,
-                                           formatter="predecessor" if kind == "text-predecessor" else "compact",
-                                           max_length=1024)
+                                           formatter="predecessor" if predecessor else "compact",
+                                           max_length=1024, generate_eval=predecessor)
             else:
                 clf = HybridClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"],
                                        n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind.startswith("hybrid"),
@@ -125,11 +134,28 @@ def main() -> None:
     names = {json.loads((d / "metrics.json").read_text())["name"]: d for d in compared}
     ref = next((n for n in names if n.startswith("hybrid")), None)
     if ref:
-        gaps = paired_gaps(names, ref)
-        Path(args.out, "gaps.json").write_text(json.dumps(gaps, indent=1))
-        for k, v in gaps.items():
-            print(f"{k}: AUC gap {v['auc_gap']:+.4f}  95% paired bootstrap [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
-                  f"  ({v['n_events']} test events)")
+        report_gaps(paired_gaps(names, ref), Path(args.out, "gaps.json"))
+    predecessor = runs / ("text-predecessor" + args.suffix)
+    if (predecessor / "scores.h5").exists():
+        metrics = json.loads((predecessor / "metrics.json").read_text())
+        test, gen = metrics["test"], metrics.get("generation")
+        line = f"{metrics['name']}: test AUC {test['auc']:.4f} ({test['n_events']} events)"
+        if gen:
+            line += f", generated-answer accuracy {gen['accuracy']:.4f} ({gen['unparseable']} unparseable of {gen['n']})"
+        print(line)
+        # every compared run against the predecessor's format, on the predecessor's test subset
+        gaps = {}
+        for name, d in names.items():
+            gaps.update(paired_gaps({name: d, metrics["name"]: predecessor}, name))
+        report_gaps(gaps, Path(args.out, "gaps_predecessor.json"))
+
+
+def report_gaps(gaps: dict[str, dict], path: Path) -> None:
+    """Print the paired AUC gaps and write them as JSON to ``path``."""
+    path.write_text(json.dumps(gaps, indent=1))
+    for k, v in gaps.items():
+        print(f"{k}: AUC gap {v['auc_gap']:+.4f}  95% paired bootstrap [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
+              f"  ({v['n_events']} test events)")
 
 
 if __name__ == "__main__":

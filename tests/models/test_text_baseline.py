@@ -75,6 +75,7 @@ def test_generation_eval_counts_unparseable(tiny_llama, toy_jets_h5, tmp_path):
     metrics = json.loads((tmp_path / "text" / "metrics.json").read_text())
     gen = metrics["generation"]
     assert gen["n"] == 32 and 0 <= gen["unparseable"] <= 32 and 0 <= gen["accuracy"] <= 1
+    assert len(gen["unparseable_examples"]) == min(5, gen["unparseable"])
     assert model.parse_answer(" Signal.") == 1 and model.parse_answer("background") == 0
     assert model.parse_answer("maybe") is None
 
