@@ -1,8 +1,9 @@
 """A fixed text prefix run once and shared by every sequence of a batch.
 
 The hybrid's prompt starts with the same tokens for every event.  :func:`forward_with_shared_prefix` runs them once
-(batch 1), keeps each layer's keys and values, and runs the batch's own tokens against them: the same hidden states
-as the full sequence, with the prefix's share of the work done once per batch instead of once per event.
+per batch, not once per event: one residual stream holds the prefix's tokens and then every event's own tokens, the
+token-wise parts of each layer run over all of them at once, and attention lets each event's tokens see the
+prefix's keys and values and, causally, their own.  The same hidden states as the full sequence.
 
 It runs the decoder layers itself, the Llama-family layer written out (RMSNorm, q/k/v projections, rotary,
 attention, o projection, residual, MLP) calling the layer's own modules, so LoRA, 4-bit and merged weights all
@@ -15,7 +16,7 @@ work.  Attention comes in two implementations (``attention=``):
   tokens, and skips every other block.  No score matrix is written to memory.  Needs ``compiled=True`` to be fast
   (eager FlexAttention materialises the scores) and, for gradients, a GPU.
 
-With ``compiled=True`` the layer function is compiled once for all layers (they share its graph).  Other
+With ``compiled=True`` the layer function is compiled once for all layers (they share one graph).  Other
 architectures are reported unsupported and run the full sequence instead.  Measurements: BENCHMARKS.md ("Compiled
 layers and a shared prefix", "FlexAttention").
 """
@@ -98,30 +99,44 @@ def _flex_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: to
     return out[0].transpose(0, 1).reshape(b, t, g * r * d)
 
 
-def _layer(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-           prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None, block_mask: Any = None
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One pre-norm decoder layer on hidden [B, T, D]; returns the new hidden states and this pass's keys and
-    values [G, B, T, d] (after rotary).  With ``block_mask`` attention runs through :func:`_flex_attend`."""
+def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_prefix: int, n_own: int,
+           block_mask: Any = None) -> torch.Tensor:
+    """One pre-norm decoder layer on the prefix's and the batch's tokens together, tokens [P + B*T, D] (the prefix's
+    P first, then each event's T): every token-wise part (norms, q/k/v/o projections, MLP) runs once over all of
+    them; only attention tells them apart (the prefix causal among itself, each event over the prefix and, causally,
+    itself; through :func:`_flex_attend` with ``block_mask``).  cos, sin: [P + B*T, d].  Returns the new tokens.
+
+    One pass per layer instead of one for the prefix and one for the batch: half the kernel launches and compiled
+    calls, which is what a training step at batch 2048 waited on (H200: GPU busy 24% of the step)."""
     attn = layer.self_attn
-    b, t, _ = hidden.shape
-    d = attn.head_dim
-    x = layer.input_layernorm(hidden)
-    k = attn.k_proj(x).view(b, t, -1, d)
-    g = k.shape[2]
-    q = attn.q_proj(x).view(b, t, g, -1, d)
-    v = attn.v_proj(x).view(b, t, g, d)
-    k = k * cos[:, :, None] + _rotate_half(k) * sin[:, :, None]  # cos, sin: [B or 1, T, d]
-    q = q * cos[:, :, None, None] + _rotate_half(q) * sin[:, :, None, None]
-    if block_mask is not None:
-        a = _flex_attend(q, k, v, prefix_k, prefix_v, attn.scaling, block_mask)
-    else:  # key/value head first: [G, B, R, T, d] and [G, B, T, d]
-        a = _attend(q.permute(2, 0, 3, 1, 4), k.permute(2, 0, 1, 3), v.permute(2, 0, 1, 3), prefix_k, prefix_v,
+    n_tokens, dim = tokens.shape
+    n_events, d = (n_tokens - n_prefix) // n_own, attn.head_dim
+    x = layer.input_layernorm(tokens)
+    k = attn.k_proj(x).view(n_tokens, -1, d)
+    g = k.shape[1]
+    q = attn.q_proj(x).view(n_tokens, g, -1, d)
+    v = attn.v_proj(x).view(n_tokens, g, d)
+    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+    q = q * cos[:, None, None] + _rotate_half(q) * sin[:, None, None]
+    r = q.shape[2]
+    q_own = q[n_prefix:].view(n_events, n_own, g, r, d)
+    k_own, v_own = k[n_prefix:].view(n_events, n_own, g, d), v[n_prefix:].view(n_events, n_own, g, d)
+    prefix_k, prefix_v = k[:n_prefix].transpose(0, 1), v[:n_prefix].transpose(0, 1)  # [G, P, d]
+    parts = []
+    if n_prefix:
+        # the prefix is one sequence (batch 1), causal among itself: [G, 1, R, P, d]
+        a = _attend(q[:n_prefix].permute(1, 2, 0, 3)[:, None], prefix_k[:, None], prefix_v[:, None], None, None,
                     attn.scaling)
-        a = a.permute(1, 3, 0, 2, 4).reshape(b, t, -1)
-    hidden = hidden + attn.o_proj(a)
-    hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-    return hidden, k.permute(2, 0, 1, 3), v.permute(2, 0, 1, 3)
+        parts.append(a[:, 0].permute(2, 0, 1, 3).reshape(n_prefix, -1))
+    if block_mask is not None:
+        a = _flex_attend(q_own, k_own, v_own, prefix_k, prefix_v, attn.scaling, block_mask)
+    else:  # key/value head first: [G, B, R, T, d] and [G, B, T, d]
+        a = _attend(q_own.permute(2, 0, 3, 1, 4), k_own.permute(2, 0, 1, 3), v_own.permute(2, 0, 1, 3), prefix_k,
+                    prefix_v, attn.scaling)
+        a = a.permute(1, 3, 0, 2, 4)
+    parts.append(a.reshape(n_events * n_own, -1))
+    tokens = tokens + attn.o_proj(torch.cat(parts) if len(parts) > 1 else parts[0])
+    return tokens + layer.mlp(layer.post_attention_layernorm(tokens))
 
 
 #: query and key block of the FlexAttention mask (the kernel's tile sizes must divide it)
@@ -216,16 +231,15 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     block_mask = None
     if attention == "flex":
         block_mask = _cached_block_mask(n_prefix, n_events, n_own, device, torch.is_grad_enabled())
-    prefix_pos = torch.arange(n_prefix, device=device)[None]
-    own_pos = torch.arange(n_prefix, n_prefix + n_own, device=device)[None]
-    prefix_cos, prefix_sin = decoder.rotary_emb(prefix_embeds, position_ids=prefix_pos)
-    cos, sin = decoder.rotary_emb(embeds, position_ids=own_pos)
-    prefix, hidden = prefix_embeds, embeds
+    dim = embeds.shape[2]
+    positions = torch.cat([torch.arange(n_prefix, device=device),
+                           torch.arange(n_prefix, n_prefix + n_own, device=device).repeat(n_events)])[None]
+    cos, sin = (c[0] for c in decoder.rotary_emb(embeds, position_ids=positions))
+    # one residual stream for the prefix's tokens and the batch's, [P + B*T, D]
+    tokens = torch.cat([prefix_embeds.reshape(n_prefix, dim).to(embeds.dtype), embeds.reshape(n_events * n_own, dim)])
     for layer in layers:
-        # the prefix at batch 1 (causal among itself), then the batch against its keys and values
-        prefix, prefix_k, prefix_v = layer_fn(layer, prefix, prefix_cos, prefix_sin, None, None)
-        hidden, _, _ = layer_fn(layer, hidden, cos, sin, prefix_k[:, 0], prefix_v[:, 0], block_mask)
-    return decoder.norm(hidden)
+        tokens = layer_fn(layer, tokens, cos, sin, n_prefix, n_own, block_mask)
+    return decoder.norm(tokens[n_prefix:].view(n_events, n_own, dim))
 
 
 _block_masks: dict[tuple[Any, ...], Any] = {}
