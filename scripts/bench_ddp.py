@@ -56,9 +56,7 @@ def worker(args: argparse.Namespace) -> None:
     L.seed_everything(0, verbose=False)
     dm = JetDataModule(args.data, batch_size=args.batch_size, eval_batch_size=args.batch_size, seed=0,
                        split=(0.8, 0.1, 0.1))
-    # the prefix run per event: faster to train than the cached prefix at batch >= 1024 on a GPU (BENCHMARKS.md)
-    kw = {"cache_prefix": False, **args.hybrid_args}
-    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8, **kw)
+    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8, **args.hybrid_args)  # product defaults
     timer = StepTimer()
     trainer = L.Trainer(
         max_steps=args.steps, devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",

@@ -20,9 +20,10 @@ def decoder_of(model: nn.Module) -> nn.Module:
     return base.get_decoder() if hasattr(base, "get_decoder") else base.model
 
 
-#: GPU batches from this size on share the prefix by default (H200, SmolLM2, compiled: training 1024 events per
-#: batch 9.8k events/s per event vs 5.7k shared; 4096: 14.2k vs 16.7k; 8192: 14.4k vs 19.2k)
-SHARED_PREFIX_MIN_GPU_BATCH = 2048
+#: GPU batches from this size on share the prefix by default (H200, SmolLM2 NF4 compiled, default prompt, training
+#: events/s per event vs shared: 512: 4,457 vs 2,739; 1024: 7,482 vs 10,043; 2048: 14,943 vs 17,533; 8192: - vs
+#: 45,169; BENCHMARKS.md "One pass per layer")
+SHARED_PREFIX_MIN_GPU_BATCH = 1024
 
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -74,7 +75,7 @@ class HybridClassifier(EventClassifier):
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs; Llama
             family, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).  ``None``: shared on
             CPUs, and on GPUs for batches of at least ``SHARED_PREFIX_MIN_GPU_BATCH`` (smaller GPU batches are
-            bound by kernel launches, which the prefix's own pass doubles: BENCHMARKS.md).
+            bound by kernel launches, and the shared path launches more: BENCHMARKS.md).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
