@@ -331,8 +331,15 @@ class EventClassifier(L.LightningModule):
         if meta.get("n_features"):
             clf.build(meta["n_features"])
         clf.load_run_weights(run_dir)
+        clf.follow_llm_device()
         clf.eval()
         return clf.densify_for_inference() if dense else clf
+
+    def follow_llm_device(self) -> None:
+        """Move the whole classifier to where its LLM was loaded (4-bit weights load onto the GPU), so that
+        ``self.device`` and the inputs put there follow: a freshly loaded run scores without a ``.to()``."""
+        if self.llm is not None:
+            self.to(next(self.llm.parameters()).device)
 
     def scoring_batch_size(self) -> int:
         """Events per forward pass when scoring and no batch size is given."""

@@ -160,10 +160,7 @@ class HybridClassifier(EventClassifier):
         if hp.use_llm and hp.get("head_skip", False):
             width += hp.encoder_hidden
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 1))
-        if self.llm is not None:
-            device = next(self.llm.parameters()).device
-            self.encoder.to(device)
-            self.head.to(device)
+        self.follow_llm_device()
 
     def encoder_parameter_names(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if n.startswith(("encoder.", "head."))}

@@ -107,8 +107,8 @@ def test_nf4_hybrid_trains_lora_encoder_head_only(tiny_llama):
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.llm.modules())
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    logits = model(torch.randn(4, 5))
-    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([0.0, 1, 0, 1])).backward()
+    logits = model(torch.randn(4, 5, device=model.device))
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([0.0, 1, 0, 1], device=model.device)).backward()
     opt.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert any("lora_" in n for n in changed) and any(n.startswith("encoder.") for n in changed)
@@ -117,10 +117,10 @@ def test_nf4_hybrid_trains_lora_encoder_head_only(tiny_llama):
 
 def test_cached_prefix_gives_the_same_logits_and_gradients(tiny_llama):
     torch.manual_seed(0)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32")
     model.build(5)
     model.eval()  # no dropout: both paths must see the same network
-    x = torch.randn(4, 5)
+    x = torch.randn(4, 5, device=model.device)
     cached = model(x)
     cached.sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -200,11 +200,11 @@ def test_default_prompt_puts_the_soft_tokens_last(tiny_llama):
     """Without an ``<<EVENT>>`` slot all text is the shared prefix: only the k soft tokens run per event, and the
     prefix-sharing path still equals the full sequence."""
     torch.manual_seed(0)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", n_soft_tokens=3)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", n_soft_tokens=3)
     model.build(5)
     model.eval()
     assert len(model.suffix_ids) == 0 and model.sequence_length == len(model.prefix_ids) + 3
-    x = torch.randn(4, 5)
+    x = torch.randn(4, 5, device=model.device)
     with torch.no_grad():
         shared = model(x)
         model.hparams.cache_prefix = False
@@ -213,14 +213,14 @@ def test_default_prompt_puts_the_soft_tokens_last(tiny_llama):
 
 def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     torch.manual_seed(0)
-    eager = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=False)
+    eager = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=False)
     eager.build(5)
-    compiled = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True)
+    compiled = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=True)
     compiled.build(5)
     compiled.load_state_dict(eager.state_dict())
     eager.eval()
     compiled.eval()
-    x = torch.randn(6, 5)
+    x = torch.randn(6, 5, device=eager.device)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), eager(x), atol=1e-5, rtol=1e-4)
     assert compiled._compiled and not eager._compiled
