@@ -145,6 +145,7 @@ class HybridClassifier(EventClassifier):
             with torch.no_grad():
                 table = self.llm.get_input_embeddings().weight
                 self.embed_rms = float(table.float().pow(2).mean().sqrt())
+            self.follow_llm_device()
         else:
             self.embed_dim, self.embed_rms = ablation_width, 1.0
 

@@ -60,6 +60,7 @@ class TextPromptClassifier(EventClassifier):
         if first[0] == first[1]:
             raise HybridjetError(f"labels: {labels[0]!r} and {labels[1]!r} start with the same token; choose other words")
         self.register_buffer("label_token_ids", torch.tensor(first), persistent=False)
+        self.follow_llm_device()
 
     # ---- prompts -----------------------------------------------------------------------------------------------
     def prompt_template(self) -> str:

@@ -66,7 +66,7 @@ def test_from_pretrained_reproduces_scores(trained, toy_jets_h5, tiny_llama):
     arrays = read_jets(toy_jets_h5)
     order = np.searchsorted(arrays.event_id, test.event_id)
     probs = clf.predict_proba(arrays.subset(order), batch_size=17)
-    np.testing.assert_allclose(probs, test.score, atol=1e-5)
+    np.testing.assert_allclose(probs, test.score, atol=1e-5 if clf.device.type == "cpu" else 2e-3)  # bf16 on a GPU
     all_probs = clf.predict_proba(str(toy_jets_h5))
     assert all_probs.shape == (600,) and np.allclose(all_probs[order], probs, atol=1e-5)
 
@@ -154,7 +154,7 @@ def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tin
     dense = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dense=True)
     assert dense.dense_inference and not any("lora_" in n for n, _ in dense.named_parameters())
     np.testing.assert_allclose(dense.predict_proba(str(toy_jets_h5)), adapter.predict_proba(str(toy_jets_h5)),
-                               atol=1e-4)
+                               atol=1e-4 if dense.device.type == "cpu" else 2e-3)  # bf16 on a GPU
     with pytest.raises(HybridjetError, match="densified"):
         dense.save_run(tmp_path / "dense")
 

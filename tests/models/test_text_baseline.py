@@ -96,10 +96,12 @@ def test_text_run_loads_back_and_reproduces_its_test_scores(tiny_llama, toy_jets
     assert isinstance(loaded, TextPromptClassifier)
     arrays = read_jets(toy_jets_h5)
     rows = np.searchsorted(arrays.event_id, test.event_id)
-    np.testing.assert_allclose(loaded.predict_proba(arrays.subset(rows), batch_size=16), test.score, atol=1e-5)
+    np.testing.assert_allclose(loaded.predict_proba(arrays.subset(rows), batch_size=16), test.score,
+                               atol=1e-5 if loaded.device.type == "cpu" else 2e-3)  # bf16 on a GPU
     dense = EventClassifier.from_pretrained(tmp_path / "text", dense=True)  # LoRA merged into the base weights
     assert not any("lora_" in n for n, _ in dense.named_parameters())
-    np.testing.assert_allclose(dense.predict_proba(arrays.subset(rows), batch_size=16), test.score, atol=1e-4)
+    np.testing.assert_allclose(dense.predict_proba(arrays.subset(rows), batch_size=16), test.score,
+                               atol=1e-4 if dense.device.type == "cpu" else 2e-3)
     with pytest.raises(HybridjetError, match="not a HybridClassifier"):
         from hybridjet.models.hybrid import HybridClassifier
 
