@@ -247,6 +247,7 @@ def test_compile_default_is_cuda_with_triton_and_no_data_parallelism(monkeypatch
     assert not hybrid.compiles_by_default(cuda)
 
 
-def test_scoring_batch_default_is_small_off_the_gpu(tiny_llama):
+def test_classifier_follows_its_llm_device_and_scores_small_batches_off_the_gpu(tiny_llama):
     model = HybridClassifier(model=str(tiny_llama), quantization="none")
-    assert model.device.type == "cpu" and model.scoring_batch_size() == 256
+    assert model.device == next(model.llm.parameters()).device  # where the LLM loaded (the GPU on a GPU machine)
+    assert model.scoring_batch_size() == (16384 if model.device.type == "cuda" else 256)
