@@ -361,8 +361,21 @@ class EventClassifier(L.LightningModule):
         from hybridjet.models.scoring import iter_event_batches
 
         self.eval()
-        for batch in iter_event_batches(self, events, batch_size or self.scoring_batch_size(), progress):
-            yield batch, torch.sigmoid(self.score(batch).float()).cpu().numpy()
+        size = batch_size or self.scoring_batch_size()
+        full_seen = False
+        for batch in iter_event_batches(self, events, size, progress):
+            n = len(batch["features"])
+            scored = batch
+            if full_seen and n < size and self.pads_partial_batches():
+                # the last, shorter batch padded to the full one: no second compilation for one batch
+                scored = {k: torch.cat([v, v[-1:].expand(size - n, *v.shape[1:])]) for k, v in batch.items()}
+            full_seen |= n == size
+            yield batch, torch.sigmoid(self.score(scored).float())[:n].cpu().numpy()
+
+    def pads_partial_batches(self) -> bool:
+        """Whether scoring pads a last, shorter batch to the full batch size (models whose events are scored
+        independently and for which a new batch shape costs a compilation)."""
+        return False
 
     def load_run_weights(self, run_dir: str | Path) -> None:
         """Load ``weights.safetensors`` of a run into this (already built) model, checking every key."""

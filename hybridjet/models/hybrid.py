@@ -199,6 +199,10 @@ class HybridClassifier(EventClassifier):
         8192, 122k at 65536; small batches are launch-bound), else 256."""
         return 16384 if self.device.type == "cuda" and self.llm is not None else 256
 
+    def pads_partial_batches(self) -> bool:
+        """Compiled: yes (events are independent; a new batch shape would compile the layers again)."""
+        return bool(self._compiled)
+
     def _compile_once(self, device: torch.device) -> None:
         """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
         if self._compiled is not None:

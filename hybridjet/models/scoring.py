@@ -15,16 +15,43 @@ from hybridjet.models.features import event_features
 CHUNK_EVENTS = 100_000
 
 
-def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+def _tensors_of(model: Any, arrays: Any) -> dict[str, torch.Tensor]:
     from hybridjet.data.kinematics import jet_kinematics
     from hybridjet.models.datamodule import event_tensors
 
     kin = jet_kinematics(arrays.jets)
     features = model.normalizer(event_features(arrays.jets, arrays.jet_mask, arrays.n_particles,
                                                getattr(arrays, "tau", None), model.feature_set, kin))
-    tensors = event_tensors(arrays, features, kin)
-    for i in range(0, len(features), batch_size):
+    return event_tensors(arrays, features, kin)
+
+
+def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    tensors = _tensors_of(model, arrays)
+    for i in range(0, len(tensors["features"]), batch_size):
         yield {k: v[i : i + batch_size] for k, v in tensors.items()}
+
+
+def _file_batches(model: Any, path: str | Path, batch_size: int, bar: Any) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time; a chunk's leftover events join the next chunk, so every
+    batch but the last is full (one batch shape: a compiled model compiles once)."""
+    from hybridjet.data.store import count_jets_events, read_jets
+
+    total = count_jets_events(path)
+    pending: dict[str, torch.Tensor] | None = None
+    for start in range(0, total, CHUNK_EVENTS):
+        stop = min(start + CHUNK_EVENTS, total)
+        tensors = _tensors_of(model, read_jets(path, start=start, stop=stop))
+        if pending is not None:
+            tensors = {k: torch.cat([pending[k], v]) for k, v in tensors.items()}
+        n = len(tensors["features"])
+        full = n - n % batch_size
+        for i in range(0, full, batch_size):
+            yield {k: v[i : i + batch_size] for k, v in tensors.items()}
+        pending = {k: v[full:] for k, v in tensors.items()} if full < n else None
+        if bar is not None:
+            bar.update(stop - start)
+    if pending is not None:
+        yield pending
 
 
 def iter_event_batches(model: Any, events: Any, batch_size: int,
@@ -39,19 +66,14 @@ def iter_event_batches(model: Any, events: Any, batch_size: int,
     if model.normalizer is None:
         raise HybridjetError("model: no feature normalisation (train it or load it with from_pretrained)")
     if isinstance(events, (str, Path)):
-        from hybridjet.data.store import count_jets_events, read_jets
-
-        total = count_jets_events(events)
-        chunks = ((start, min(start + CHUNK_EVENTS, total)) for start in range(0, total, CHUNK_EVENTS))
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(events).name}")
-        for start, stop in chunks:
-            yield from _batches_of(model, read_jets(events, start=start, stop=stop), batch_size)
-            if bar is not None:
-                bar.update(stop - start)
+            from hybridjet.data.store import count_jets_events
+
+            bar = tqdm(total=count_jets_events(events), unit="ev", desc=f"scoring {Path(events).name}")
+        yield from _file_batches(model, events, batch_size, bar)
         if bar is not None:
             bar.close()
         return

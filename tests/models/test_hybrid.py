@@ -251,3 +251,18 @@ def test_classifier_follows_its_llm_device_and_scores_small_batches_off_the_gpu(
     model = HybridClassifier(model=str(tiny_llama), quantization="none")
     assert model.device == next(model.llm.parameters()).device  # where the LLM loaded (the GPU on a GPU machine)
     assert model.scoring_batch_size() == (16384 if model.device.type == "cuda" else 256)
+
+
+def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_jets_h5, tiny_llama):
+    """A compiled model scores a shorter last batch padded to the full size (one batch shape, one compilation);
+    the padding rows are dropped and the real events' scores are unchanged."""
+    _, _, run_dir = trained
+    eager = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=False)
+    compiled = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=True)
+    sizes = []
+    score = compiled.score
+    compiled.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
+    probs = compiled.predict_proba(str(toy_jets_h5), batch_size=256)  # 600 events: 256, 256, 88 -> 256
+    assert compiled.pads_partial_batches() and not eager.pads_partial_batches()
+    assert sizes == [256, 256, 256] and probs.shape == (600,)
+    np.testing.assert_allclose(probs, eager.predict_proba(str(toy_jets_h5), batch_size=256), atol=1e-5)

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from hybridjet.data.store import read_jets
+from hybridjet.errors import HybridjetError
+from hybridjet.models import scoring
+from hybridjet.models.datamodule import JetDataModule
+from hybridjet.models.hybrid import HybridClassifier
+
+
+@pytest.fixture
+def ablation(toy_jets_h5):
+    dm = JetDataModule(str(toy_jets_h5))
+    dm.setup("fit")
+    model = HybridClassifier(use_llm=False)
+    model.normalizer, model.feature_set = dm.normalizer, dm.feature_set
+    model.build(dm.n_features)
+    return model
+
+
+def test_file_batches_are_full_across_chunk_boundaries(ablation, toy_jets_h5, monkeypatch):
+    monkeypatch.setattr(scoring, "CHUNK_EVENTS", 100)  # 600 events: 6 chunks, none a multiple of the batch
+    batches = list(scoring.iter_event_batches(ablation, str(toy_jets_h5), batch_size=64))
+    assert [len(b["features"]) for b in batches] == [64] * 9 + [24]
+    ids = np.concatenate([b["event_id"].numpy() for b in batches])
+    np.testing.assert_array_equal(ids, read_jets(toy_jets_h5).event_id)  # every event once, in file order
+
+
+def test_scores_do_not_depend_on_chunking(ablation, toy_jets_h5, monkeypatch):
+    whole = ablation.predict_proba(str(toy_jets_h5), batch_size=64)
+    monkeypatch.setattr(scoring, "CHUNK_EVENTS", 100)
+    np.testing.assert_allclose(ablation.predict_proba(str(toy_jets_h5), batch_size=64), whole, atol=1e-6)
+
+
+def test_feature_array_of_the_wrong_width_is_an_error(ablation):
+    with pytest.raises(HybridjetError, match="events: expected a feature array"):
+        list(scoring.iter_event_batches(ablation, np.zeros((3, 1), np.float32), batch_size=2))
