@@ -259,10 +259,15 @@ def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_je
     _, _, run_dir = trained
     eager = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=False)
     compiled = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=True)
+    import torch._dynamo
+
     sizes = []
     score = compiled.score
     compiled.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     probs = compiled.predict_proba(str(toy_jets_h5), batch_size=256)  # 600 events: 256, 256, 88 -> 256
     assert compiled.pads_partial_batches() and not eager.pads_partial_batches()
     assert sizes == [256, 256, 256] and probs.shape == (600,)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one shape, one compilation
     np.testing.assert_allclose(probs, eager.predict_proba(str(toy_jets_h5), batch_size=256), atol=1e-5)
