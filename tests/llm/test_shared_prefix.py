@@ -43,6 +43,25 @@ def test_shared_prefix_reproduces_the_full_sequence(tiny_llama, quantization):
     torch.testing.assert_close(shared.float(), full.float(), atol=tolerance, rtol=tolerance)
 
 
+@pytest.mark.parametrize("family", ["qwen2", "mistral"])
+def test_shared_prefix_reproduces_other_supported_families(family):
+    """Qwen2 (q/k/v biases) and Mistral decoders, random weights: the same hidden states as the full sequence."""
+    import transformers
+
+    name = {"qwen2": "Qwen2", "mistral": "Mistral"}[family]
+    config = getattr(transformers, f"{name}Config")(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                     num_attention_heads=4, num_key_value_heads=2, vocab_size=64,
+                                                     max_position_embeddings=64)
+    torch.manual_seed(0)
+    decoder = getattr(transformers, f"{name}Model")(config).eval()
+    assert supports_shared_prefix(decoder)
+    prefix, own = _inputs(decoder)
+    with torch.no_grad():
+        full = decoder(inputs_embeds=torch.cat([prefix.expand(len(own), -1, -1), own], dim=1),
+                       use_cache=False).last_hidden_state[:, prefix.shape[1]:]
+        torch.testing.assert_close(forward_with_shared_prefix(decoder, prefix, own), full, atol=1e-5, rtol=1e-5)
+
+
 def test_shared_prefix_gradients_match_the_full_sequence(tiny_llama):
     model, decoder = _nudged_decoder(tiny_llama)
     prefix, own = _inputs(decoder)
