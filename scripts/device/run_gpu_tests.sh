@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test files whose behaviour differs on a GPU (4-bit weights on the device, bf16 by default, compiled layers,
+# FlexAttention, CUDA-only tests), run on the lent GPU machine; CI has no GPU. One call, carrying .stage/deps.tar.xz:
+#     source scripts/device/setup_device.sh && bash scripts/device/run_gpu_tests.sh [pytest args or test paths]
+# The log goes to $OUT/gpu_tests.log (comes back with the call). PYTHON picks the interpreter (default python3).
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+TESTS=(tests/llm/test_shared_prefix.py tests/models/test_hybrid.py tests/models/test_text_baseline.py
+       tests/models/test_scoring.py)
+[ $# -gt 0 ] && TESTS=("$@")
+"${PYTHON:-python3}" -m pytest -q -p no:cacheprovider --tb=short "${TESTS[@]}" 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
