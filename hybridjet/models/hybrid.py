@@ -24,6 +24,9 @@ def decoder_of(model: nn.Module) -> nn.Module:
 #: events/s per event vs shared: 512: 4,457 vs 2,739; 1024: 7,482 vs 10,043; 2048: 14,943 vs 17,533; 8192: - vs
 #: 45,169; BENCHMARKS.md "One pass per layer")
 SHARED_PREFIX_MIN_GPU_BATCH = 1024
+#: ... and models this wide share it at any batch: compute, not launches, bounds them (H200, Llama-3.2-3B shape
+#: NF4, batch 64: 293 events/s shared vs 297 per event, peak 4.64 vs 10.16 GB; BENCHMARKS.md "One pass per layer")
+SHARED_PREFIX_ANY_BATCH_HIDDEN = 3072
 
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -75,7 +78,8 @@ class HybridClassifier(EventClassifier):
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs; Llama
             family, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).  ``None``: shared on
             CPUs, and on GPUs for batches of at least ``SHARED_PREFIX_MIN_GPU_BATCH`` (smaller GPU batches are
-            bound by kernel launches, and the shared path launches more: BENCHMARKS.md).
+            bound by kernel launches, and the shared path launches more: BENCHMARKS.md) or for models of hidden
+            size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more (3B and up: same speed, less than half the memory).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
@@ -181,7 +185,8 @@ class HybridClassifier(EventClassifier):
         decoder = decoder_of(self.llm)
         if not supports_shared_prefix(decoder) or getattr(decoder, "gradient_checkpointing", False):
             return False
-        return choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
+        return (choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
+                or self.embed_dim >= SHARED_PREFIX_ANY_BATCH_HIDDEN)
 
     def prefix_attention_kind(self, device: torch.device, dtype: torch.dtype) -> str:
         """The shared-prefix path's attention now, for hidden states of ``dtype``: ``prefix_attention``; ``auto`` =

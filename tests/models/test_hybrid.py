@@ -160,7 +160,7 @@ def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tin
 
 
 def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
-    from hybridjet.models.hybrid import SHARED_PREFIX_MIN_GPU_BATCH
+    from hybridjet.models.hybrid import SHARED_PREFIX_ANY_BATCH_HIDDEN, SHARED_PREFIX_MIN_GPU_BATCH
 
     model = HybridClassifier(model=str(tiny_llama), quantization="none")
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -168,6 +168,10 @@ def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
     assert model.shares_prefix(8, cpu)  # CPUs: fewer FLOPs always pay
     assert not model.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH - 1, cuda)  # launch-bound GPU batches
     assert model.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH, cuda)
+    model.embed_dim = SHARED_PREFIX_ANY_BATCH_HIDDEN  # as wide as a 3B model: compute-bound, shared at any batch
+    assert model.shares_prefix(8, cuda)
+    model.embed_dim = SHARED_PREFIX_ANY_BATCH_HIDDEN - 1
+    assert not model.shares_prefix(8, cuda)
     model.hparams.cache_prefix = True
     assert model.shares_prefix(8, cuda)
     model.hparams.cache_prefix = False
