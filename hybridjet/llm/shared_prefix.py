@@ -122,20 +122,18 @@ def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch
     q_own = q[n_prefix:].view(n_events, n_own, g, r, d)
     k_own, v_own = k[n_prefix:].view(n_events, n_own, g, d), v[n_prefix:].view(n_events, n_own, g, d)
     prefix_k, prefix_v = k[:n_prefix].transpose(0, 1), v[:n_prefix].transpose(0, 1)  # [G, P, d]
-    parts = []
-    if n_prefix:
-        # the prefix is one sequence (batch 1), causal among itself: [G, 1, R, P, d]
-        a = _attend(q[:n_prefix].permute(1, 2, 0, 3)[:, None], prefix_k[:, None], prefix_v[:, None], None, None,
-                    attn.scaling)
-        parts.append(a[:, 0].permute(2, 0, 1, 3).reshape(n_prefix, -1))
     if block_mask is not None:
         a = _flex_attend(q_own, k_own, v_own, prefix_k, prefix_v, attn.scaling, block_mask)
     else:  # key/value head first: [G, B, R, T, d] and [G, B, T, d]
         a = _attend(q_own.permute(2, 0, 3, 1, 4), k_own.permute(2, 0, 1, 3), v_own.permute(2, 0, 1, 3), prefix_k,
                     prefix_v, attn.scaling)
         a = a.permute(1, 3, 0, 2, 4)
-    parts.append(a.reshape(n_events * n_own, -1))
-    tokens = tokens + attn.o_proj(torch.cat(parts) if len(parts) > 1 else parts[0])
+    a = a.reshape(n_events * n_own, -1)
+    if n_prefix:  # the prefix is one sequence (batch 1), causal among itself: [G, 1, R, P, d]
+        a_prefix = _attend(q[:n_prefix].permute(1, 2, 0, 3)[:, None], prefix_k[:, None], prefix_v[:, None], None,
+                           None, attn.scaling)
+        a = torch.cat([a_prefix[:, 0].permute(2, 0, 1, 3).reshape(n_prefix, -1), a])
+    tokens = tokens + attn.o_proj(a)
     return tokens + layer.mlp(layer.post_attention_layernorm(tokens))
 
 
@@ -242,14 +240,7 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     return decoder.norm(tokens[n_prefix:].view(n_events, n_own, dim))
 
 
-_block_masks: dict[tuple[Any, ...], Any] = {}
-
-
+@lru_cache(maxsize=8)
 def _cached_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.device, backward: bool) -> Any:
     """:func:`document_block_mask`, kept for the few batch shapes a run sees (full batches, a last one)."""
-    key = (n_prefix, n_events, n_own, str(device), backward)
-    if key not in _block_masks:
-        if len(_block_masks) >= 8:
-            _block_masks.pop(next(iter(_block_masks)))
-        _block_masks[key] = document_block_mask(n_prefix, n_events, n_own, device, backward)
-    return _block_masks[key]
+    return document_block_mask(n_prefix, n_events, n_own, device, backward)

@@ -330,8 +330,7 @@ class EventClassifier(L.LightningModule):
         clf.feature_set = meta.get("feature_set")
         if meta.get("n_features"):
             clf.build(meta["n_features"])
-        clf.load_run_weights(run_dir)
-        clf.follow_llm_device()
+        clf.load_run_weights(run_dir)  # in place: the model stays where construction and build put it
         clf.eval()
         return clf.densify_for_inference() if dense else clf
 

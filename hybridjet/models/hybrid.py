@@ -45,8 +45,8 @@ def _data_parallel() -> bool:
 
 def compiles_by_default(device: torch.device) -> bool:
     """``torch_compile=None``: on CUDA with Triton (inductor's GPU code generator), except under data parallelism
-    (H200 x2, DDP: compiled ranks trained at 0.84x one compiled GPU, eager ranks at 1.93x one eager GPU;
-    BENCHMARKS.md, "FlexAttention for scoring")."""
+    (H200 x2, DDP: compiled ranks trained at 0.49x-0.84x one compiled GPU, eager ranks at 1.93x-1.96x one eager
+    GPU; BENCHMARKS.md, "One pass per layer")."""
     from torch.utils._triton import has_triton
 
     return device.type == "cuda" and has_triton() and not _data_parallel()

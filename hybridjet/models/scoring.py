@@ -31,12 +31,17 @@ def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, 
         yield {k: v[i : i + batch_size] for k, v in tensors.items()}
 
 
-def _file_batches(model: Any, path: str | Path, batch_size: int, bar: Any) -> Iterator[dict[str, torch.Tensor]]:
+def _file_batches(model: Any, path: str | Path, batch_size: int, progress: bool) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time; a chunk's leftover events join the next chunk, so every
     batch but the last is full (one batch shape: a compiled model compiles once)."""
     from hybridjet.data.store import count_jets_events, read_jets
 
     total = count_jets_events(path)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(path).name}")
     pending: dict[str, torch.Tensor] | None = None
     for start in range(0, total, CHUNK_EVENTS):
         stop = min(start + CHUNK_EVENTS, total)
@@ -52,6 +57,8 @@ def _file_batches(model: Any, path: str | Path, batch_size: int, bar: Any) -> It
             bar.update(stop - start)
     if pending is not None:
         yield pending
+    if bar is not None:
+        bar.close()
 
 
 def iter_event_batches(model: Any, events: Any, batch_size: int,
@@ -66,16 +73,7 @@ def iter_event_batches(model: Any, events: Any, batch_size: int,
     if model.normalizer is None:
         raise HybridjetError("model: no feature normalisation (train it or load it with from_pretrained)")
     if isinstance(events, (str, Path)):
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            from hybridjet.data.store import count_jets_events
-
-            bar = tqdm(total=count_jets_events(events), unit="ev", desc=f"scoring {Path(events).name}")
-        yield from _file_batches(model, events, batch_size, bar)
-        if bar is not None:
-            bar.close()
+        yield from _file_batches(model, events, batch_size, progress)
         return
     if isinstance(events, np.ndarray):
         expected = len(model.normalizer.names)
