@@ -48,10 +48,14 @@ def _score(args: argparse.Namespace) -> int:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if not Path(args.jets).is_file():
         raise InputFileError(args.jets, "no such jets.h5 file")
+    started = time.perf_counter()
     clf = EventClassifier.from_pretrained(args.run_dir, model=args.model, dense=args.dense)
     if args.device:
         clf = clf.to(args.device)
-    started = time.perf_counter()
+    loaded = time.perf_counter()
+    print(f"loaded {args.run_dir} ({type(clf).__name__}{', dense' if args.dense else ''}, {clf.device}) in "
+          f"{loaded - started:.1f} s", flush=True)
+    started = loaded
     ids, labels, scores = [], [], []
     for batch, probs in clf.iter_probabilities(args.jets, args.batch_size, args.progress):
         scores.append(probs)

@@ -31,10 +31,29 @@ def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, 
         yield {k: v[i : i + batch_size] for k, v in tensors.items()}
 
 
+def _file_chunks(model: Any, path: str | Path, total: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Tensors of ``CHUNK_EVENTS`` events at a time; the next chunk is read and turned into features in a background
+    thread while the caller scores the current one (on a GPU the host work hides behind the device's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hybridjet.data.store import read_jets
+
+    def load(start: int) -> dict[str, torch.Tensor]:
+        return _tensors_of(model, read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)))
+
+    starts = range(0, total, CHUNK_EVENTS)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridjet-read") as pool:
+        upcoming = pool.submit(load, starts[0]) if starts else None
+        for next_start in [*starts[1:], None]:
+            chunk = upcoming.result()
+            upcoming = pool.submit(load, next_start) if next_start is not None else None
+            yield chunk  # closed early: leaving the pool waits for the one chunk in flight
+
+
 def _file_batches(model: Any, path: str | Path, batch_size: int, progress: bool) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time; a chunk's leftover events join the next chunk, so every
     batch but the last is full (one batch shape: a compiled model compiles once)."""
-    from hybridjet.data.store import count_jets_events, read_jets
+    from hybridjet.data.store import count_jets_events
 
     total = count_jets_events(path)
     bar = None
@@ -43,9 +62,8 @@ def _file_batches(model: Any, path: str | Path, batch_size: int, progress: bool)
 
         bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(path).name}")
     pending: dict[str, torch.Tensor] | None = None
-    for start in range(0, total, CHUNK_EVENTS):
-        stop = min(start + CHUNK_EVENTS, total)
-        tensors = _tensors_of(model, read_jets(path, start=start, stop=stop))
+    for tensors in _file_chunks(model, path, total):
+        n_read = len(tensors["features"])
         if pending is not None:
             tensors = {k: torch.cat([pending[k], v]) for k, v in tensors.items()}
         n = len(tensors["features"])
@@ -54,7 +72,7 @@ def _file_batches(model: Any, path: str | Path, batch_size: int, progress: bool)
             yield {k: v[i : i + batch_size] for k, v in tensors.items()}
         pending = {k: v[full:] for k, v in tensors.items()} if full < n else None
         if bar is not None:
-            bar.update(stop - start)
+            bar.update(n_read)
     if pending is not None:
         yield pending
     if bar is not None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hybridjet.data.store import JetArrays, count_jets_events, read_jets, write_jets
+from hybridjet.models import scoring
 from hybridjet.models.datamodule import JetDataModule
 from hybridjet.models.hybrid import HybridClassifier
 from hybridjet.models.train import train_classifier
@@ -39,6 +40,12 @@ def tile(source: Path, out: Path, n_events: int) -> None:
                               np.arange(n_events, dtype=np.int64), dict(a.attrs)), attrs={"source": str(source)})
 
 
+def serial_chunks(model, path, total):
+    """The file reader without the background thread: read, features, score, read, ..."""
+    for start in range(0, total, scoring.CHUNK_EVENTS):
+        yield scoring._tensors_of(model, read_jets(path, start=start, stop=min(start + scoring.CHUNK_EVENTS, total)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/demo/jets.h5")
@@ -46,41 +53,54 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_100_000)
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--work", default="/root/score_lhco")
-    parser.add_argument("--modes", nargs="+", default=["adapter", "dense"], choices=["adapter", "dense"])
+    parser.add_argument("--modes", nargs="+", default=["adapter", "dense"], choices=["adapter", "dense", "dense-serial"],
+                        help="dense-serial: dense, with the file read chunk after chunk in the scoring thread (as "
+                             "before the background reader), for a side-by-side comparison")
     parser.add_argument("--hybrid-args", type=json.loads, default={},
                         help='HybridClassifier arguments of the trained run, JSON, e.g. {"upcast_frozen": true}')
+    parser.add_argument("--load-args", type=json.loads, default={},
+                        help='from_pretrained overrides when scoring, JSON, e.g. {"prefix_attention": "matmul"}')
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the run and the big file of an earlier call in --work (time scoring only)")
+    parser.add_argument("--compile-times", action="store_true", help="print torch.compile's time per phase")
     args = parser.parse_args()
     work = Path(args.work)
-    L.seed_everything(0, verbose=False)
-    t = time.perf_counter()
-    clf = HybridClassifier(model=args.model, run_name="hybrid-lhco", **args.hybrid_args)
-    train_classifier(clf, JetDataModule(args.data, batch_size=256), work / "run", max_epochs=1, progress=False)
-    print(f"trained a 1-epoch hybrid run in {time.perf_counter() - t:.0f} s", flush=True)
-    del clf
-    torch.cuda.empty_cache()
     big = work / "lhco_jets.h5"
-    t = time.perf_counter()
-    tile(Path(args.data), big, args.events)
-    print(f"wrote {count_jets_events(big):,} events to {big} ({big.stat().st_size / 1e6:.0f} MB) in "
-          f"{time.perf_counter() - t:.0f} s", flush=True)
+    if not (args.reuse and (work / "run" / "model.json").exists() and big.exists()):
+        L.seed_everything(0, verbose=False)
+        t = time.perf_counter()
+        clf = HybridClassifier(model=args.model, run_name="hybrid-lhco", **args.hybrid_args)
+        train_classifier(clf, JetDataModule(args.data, batch_size=256), work / "run", max_epochs=1, progress=False)
+        print(f"trained a 1-epoch hybrid run in {time.perf_counter() - t:.0f} s", flush=True)
+        del clf
+        torch.cuda.empty_cache()
+        t = time.perf_counter()
+        tile(Path(args.data), big, args.events)
+        print(f"wrote {count_jets_events(big):,} events to {big} ({big.stat().st_size / 1e6:.0f} MB) in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     results = {}
+    background_chunks = scoring._file_chunks
     for mode in args.modes:
+        scoring._file_chunks = serial_chunks if mode == "dense-serial" else background_chunks
         t0 = time.perf_counter()
-        loaded = HybridClassifier.from_pretrained(work / "run", model=args.model, dense=mode == "dense").to(device)
+        loaded = HybridClassifier.from_pretrained(work / "run", model=args.model, dense=mode != "adapter",
+                                                  **args.load_args).to(device)
         t1 = time.perf_counter()
         scores = loaded.predict_proba(big, batch_size=args.batch_size)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t2 = time.perf_counter()
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-        results[mode] = (scores, len(scores) / (t2 - t1))
+        results.setdefault(mode, (scores, len(scores) / (t2 - t1)))
         print(f"[{mode}] scored {len(scores):,} events: load run {t1 - t0:.1f} s, read + features + score "
               f"{t2 - t1:.1f} s = {len(scores) / (t2 - t1):,.0f} events/s; end to end {t2 - t0:.1f} s; peak host RSS "
               f"{peak_rss:.1f} GB; finite {np.isfinite(scores).all()}", flush=True)
+        if args.compile_times:
+            print(torch._dynamo.utils.compile_times(repr="str", aggregate=True), flush=True)
         del loaded
         torch.cuda.empty_cache()
-    if len(results) == 2:
+    if "adapter" in results and "dense" in results:
         (a, ra), (d, rd) = results["adapter"], results["dense"]
         print(f"dense / adapter scoring: x{rd / ra:.2f} events/s; max |score difference| {np.abs(a - d).max():.2e}",
               flush=True)

@@ -35,3 +35,30 @@ def test_scores_do_not_depend_on_chunking(ablation, toy_jets_h5, monkeypatch):
 def test_feature_array_of_the_wrong_width_is_an_error(ablation):
     with pytest.raises(HybridjetError, match="events: expected a feature array"):
         list(scoring.iter_event_batches(ablation, np.zeros((3, 1), np.float32), batch_size=2))
+
+
+def test_unreadable_chunk_is_reported_from_the_reading_thread(ablation, toy_jets_h5, monkeypatch):
+    calls = []
+
+    def read_jets_failing_on_the_second_chunk(path, start=0, stop=None):
+        calls.append(start)
+        if start:
+            raise HybridjetError(f"{path}: events {start}-{stop} unreadable")
+        return read_jets(path, start=start, stop=stop)
+
+    monkeypatch.setattr(scoring, "CHUNK_EVENTS", 100)
+    monkeypatch.setattr("hybridjet.data.store.read_jets", read_jets_failing_on_the_second_chunk)
+    batches = scoring.iter_event_batches(ablation, str(toy_jets_h5), batch_size=64)
+    with pytest.raises(HybridjetError, match="events 100-200 unreadable"):
+        list(batches)
+    assert calls[:2] == [0, 100]
+
+
+def test_stopping_early_leaves_no_reader_behind(ablation, toy_jets_h5, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(scoring, "CHUNK_EVENTS", 100)
+    batches = scoring.iter_event_batches(ablation, str(toy_jets_h5), batch_size=64)
+    assert len(next(batches)["features"]) == 64
+    batches.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("hybridjet-read")]

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# 1.1M events from jets.h5 on a fresh GPU machine: cold and warm, in one process and through `hybridjet score`.
+# One call, carrying .stage/deps.tar.xz and data/q40k/jets.h5:   bash scripts/device/cold_scoring.sh
+# A: score_lhco.py trains a 1-epoch run (random SmolLM2-shaped weights), then scores the file dense four times in one
+#    process with fresh compile caches: cold, warm, warm with the serial reader (side by side), warm.
+# C: `hybridjet score --dense` in a new process, compile caches of A; D: the same with fresh compile caches.
+source scripts/device/setup_device.sh
+python3 scripts/device/make_random_model.py --shape smollm2 --tokenizer "$SMOLLM2_CFG" --out /root/models/smollm2-random >/dev/null 2>&1
+M=/root/models/smollm2-random; W=/root/score_lhco; B=${BATCH:-65536}
+show() { grep -E "scored|trained|wrote|loaded|^real" "$1" | grep -v -i "warn"; }
+echo "== A: one process, fresh compile caches"; export TORCHINDUCTOR_CACHE_DIR=/root/ic1 TRITON_CACHE_DIR=/root/tc1
+python3 scripts/device/score_lhco.py --data data/q40k/jets.h5 --model $M --modes dense dense dense-serial dense --batch-size $B > $OUT/A.log 2>&1; show $OUT/A.log
+echo "== imports"; ( time python3 -c "import hybridjet.models.hybrid" ) 2>&1 | grep real
+echo "== C: hybridjet score, new process, compile caches of A"
+( time python3 -m hybridjet.cli score $W/run $W/lhco_jets.h5 --out /root/c.h5 --dense --batch-size $B --model $M ) > $OUT/C.log 2>&1; show $OUT/C.log
+echo "== D: hybridjet score, new process, fresh compile caches"; export TORCHINDUCTOR_CACHE_DIR=/root/ic3 TRITON_CACHE_DIR=/root/tc3
+( time python3 -m hybridjet.cli score $W/run $W/lhco_jets.h5 --out /root/d.h5 --dense --batch-size $B --model $M ) > $OUT/D.log 2>&1; show $OUT/D.log
