@@ -491,15 +491,11 @@ def section_compile(args, dm, rec) -> None:
     """Eager vs compiled (``torch_compile``: each decoder layer), prefix per event vs shared (``cache_prefix``):
     training and scoring with the GPU product settings (bf16 frozen base, bf16 autocast) at ``--compile-batches``;
     then dense scoring at ``--hybrid-score-batches``."""
-    if args.compile_mode:
-        from hybridjet.llm import shared_prefix
-
-        shared_prefix.COMPILE_OPTIONS["mode"] = args.compile_mode
     chosen = {v: COMPILE_VARIANTS[v] for v in args.compile_variants}
     for variant, kw in chosen.items():
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        clf = make_hybrid(args, dm, upcast_frozen=False, lora_dropout=0.0, **kw)
+        clf = make_hybrid(args, dm, upcast_frozen=False, lora_dropout=0.0, cuda_graphs=args.cuda_graphs, **kw)
         params = nonembedding_params(clf)
         for b in args.compile_batches:
             try:
@@ -603,7 +599,8 @@ def main() -> None:
                         help="compile section: " + ", ".join(COMPILE_VARIANTS))
     parser.add_argument("--pipelined", action="store_true",
                         help="compile section: also time the steps with one synchronisation for all of them")
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the shared-prefix layers")
+    parser.add_argument("--cuda-graphs", default=None, type=json.loads, choices=[None, True, False],
+                        help="compile section: the hybrid's cuda_graphs (null = product default, true, false)")
     parser.add_argument("--autocast", action="store_true",
                         help="hybrid and text sections: train under bf16 autocast (as Lightning's bf16-mixed does)")
     parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")

@@ -23,7 +23,7 @@ layers and a shared prefix", "FlexAttention").
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import torch
@@ -192,25 +192,18 @@ def document_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.
                      _document_mask_mod(n_prefix, padded_prefix, n_own))
 
 
-#: keyword arguments of ``torch.compile`` for the layer function (benchmarks try modes; set before first use)
-COMPILE_OPTIONS: dict[str, Any] = {}
-_compiled_layer: Any = None
-
-
-def _layer_function(compiled: bool) -> Any:
-    global _compiled_layer
-    if not compiled:
-        return _layer
-    if _compiled_layer is None:
-        _compiled_layer = torch.compile(_layer, **COMPILE_OPTIONS)
-    return _compiled_layer
+@cache
+def _compiled_layer_function(mode: str) -> Any:
+    """:func:`_layer` through ``torch.compile`` in ``mode``: one compiled function (one graph) for every layer."""
+    return torch.compile(_layer, mode=mode)
 
 
 ATTENTION_KINDS = ("matmul", "flex")
 
 
 def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, embeds: torch.Tensor,
-                               compiled: bool = False, attention: str = "matmul") -> torch.Tensor:
+                               compiled: bool = False, attention: str = "matmul",
+                               cuda_graphs: bool = False) -> torch.Tensor:
     """Final hidden states [B, T, D] of ``prefix + embeds[b]`` for each b, at the positions of ``embeds``.
 
     Args:
@@ -219,10 +212,13 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
         embeds: [B, T, D] input embeddings of each sequence's own tokens.
         compiled: run the layers through ``torch.compile`` (one graph for all layers).
         attention: ``"matmul"`` or ``"flex"`` (module docstring).
+        cuda_graphs: with ``compiled``, replay the layers from CUDA graphs (``torch.compile`` mode
+            ``reduce-overhead``): no per-kernel launch cost, which is what small GPU batches wait on.  The returned
+            hidden states are valid until the next call (use or copy them before).
     """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {attention!r}")
-    layer_fn = _layer_function(compiled)
+    layer_fn = _compiled_layer_function("reduce-overhead" if cuda_graphs else "default") if compiled else _layer
     layers = decoder.layers[: decoder.config.num_hidden_layers]
     (n_events, n_own), n_prefix = embeds.shape[:2], prefix_embeds.shape[1]
     device = embeds.device
@@ -235,6 +231,8 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     cos, sin = (c[0] for c in decoder.rotary_emb(embeds, position_ids=positions))
     # one residual stream for the prefix's tokens and the batch's, [P + B*T, D]
     tokens = torch.cat([prefix_embeds.reshape(n_prefix, dim).to(embeds.dtype), embeds.reshape(n_events * n_own, dim)])
+    if compiled and cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()  # a new forward: the previous one's replayed outputs are done
     for layer in layers:
         tokens = layer_fn(layer, tokens, cos, sin, n_prefix, n_own, block_mask)
     return decoder.norm(tokens[n_prefix:].view(n_events, n_own, dim))

@@ -37,6 +37,11 @@ def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
         raise HybridjetError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
 
 
+#: ``cuda_graphs=None`` replays batches up to this size from CUDA graphs (H100, SmolLM2 NF4: x1.35-3.4 up to 4096,
+#: x1.00 at 16384, x0.95 at 65536; BENCHMARKS.md, "CUDA graphs")
+CUDA_GRAPHS_MAX_BATCH = 8192
+
+
 def _data_parallel() -> bool:
     import torch.distributed as dist
 
@@ -93,6 +98,11 @@ class HybridClassifier(EventClassifier):
             (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA (with
             Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs; not under DDP (it did not
             scale there).  Not with gradient checkpointing.
+        cuda_graphs: replay the compiled shared-prefix layers from CUDA graphs (``torch.compile`` mode
+            ``reduce-overhead``), which removes the kernel-launch cost that small GPU batches wait on (H100, SmolLM2
+            NF4, side by side: training x2.7 at batch 1024, x1.7 at 2048, x1.35 at 4096; scoring x3.4 at 1024-2048,
+            x1.65 at 4096; BENCHMARKS.md, "CUDA graphs"); ``None`` = when the layers are compiled on CUDA, for
+            batches up to ``CUDA_GRAPHS_MAX_BATCH`` (none at 16384, 4-6% slower at 65536: launches no longer count).
     """
 
     model_kind = "hybrid"
@@ -122,6 +132,7 @@ class HybridClassifier(EventClassifier):
         head_skip: bool = False,
         upcast_frozen: bool | None = None,
         torch_compile: bool | None = None,
+        cuda_graphs: bool | None = None,
         prefix_attention: str = "auto",
         lr: float = 2e-4,
         encoder_lr: float = 1e-3,
@@ -139,6 +150,7 @@ class HybridClassifier(EventClassifier):
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
         self._compiled: bool | None = None  # decided at the first forward (see _compile_once)
+        self._cuda_graphs = False
         if use_llm:
             self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
                                      gradient_checkpointing, upcast_frozen)
@@ -204,6 +216,11 @@ class HybridClassifier(EventClassifier):
         8192, 122k at 65536; small batches are launch-bound), else 256."""
         return 16384 if self.device.type == "cuda" and self.llm is not None else 256
 
+    def replays_cuda_graphs(self, batch_size: int) -> bool:
+        """Whether a compiled shared-prefix forward of this many events replays CUDA graphs (``cuda_graphs``)."""
+        choice = self.hparams.get("cuda_graphs")
+        return self._cuda_graphs and (choice is True or batch_size <= CUDA_GRAPHS_MAX_BATCH)
+
     def pads_partial_batches(self) -> bool:
         """Compiled: yes (events are independent; a new batch shape would compile the layers again)."""
         return bool(self._compiled)
@@ -226,6 +243,7 @@ class HybridClassifier(EventClassifier):
         for layer in decoder.layers:  # the per-event path runs transformers' layers
             layer.compile()
         self._compiled = True  # the shared-prefix path compiles its own layer function
+        self._cuda_graphs = device.type == "cuda" and self.hparams.get("cuda_graphs") is not False
 
     # ---- forward -------------------------------------------------------------------------------------------
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -244,7 +262,8 @@ class HybridClassifier(EventClassifier):
         own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
         if self.shares_prefix(batch, features.device):
             hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=bool(self._compiled),
-                                                attention=self.prefix_attention_kind(features.device, own.dtype))
+                                                attention=self.prefix_attention_kind(features.device, own.dtype),
+                                                cuda_graphs=self.replays_cuda_graphs(batch))
         else:
             hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
                              use_cache=False).last_hidden_state

@@ -275,3 +275,31 @@ def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_je
     assert sizes == [256, 256, 256] and probs.shape == (600,)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one shape, one compilation
     np.testing.assert_allclose(probs, eager.predict_proba(str(toy_jets_h5), batch_size=256), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_replays_train_and_score_like_plain_compiled_layers(tiny_llama, toy_jets_h5, tmp_path):
+    """Lightning fit (training, validation, test) with the shared-prefix layers replayed from CUDA graphs gives the
+    weights and scores of the same fit without them."""
+    kw = dict(dtype="fp32", cache_prefix=True, torch_compile=True, lora_dropout=0.0, dropout=0.0)
+    graphs, _ = _fit(tiny_llama, toy_jets_h5, tmp_path / "graphs", cuda_graphs=True, **kw)
+    plain, _ = _fit(tiny_llama, toy_jets_h5, tmp_path / "plain", cuda_graphs=False, **kw)
+    assert graphs._cuda_graphs and not plain._cuda_graphs
+    np.testing.assert_allclose(graphs.predict_proba(str(toy_jets_h5), batch_size=128),
+                               plain.predict_proba(str(toy_jets_h5), batch_size=128), atol=1e-4)
+
+
+def test_cuda_graph_default_is_compiled_gpu_batches_up_to_the_limit(tiny_llama):
+    from hybridjet.models.hybrid import CUDA_GRAPHS_MAX_BATCH
+
+    def decided(device, **kw):
+        model = HybridClassifier(model=str(tiny_llama), quantization="none", **{"torch_compile": True, **kw})
+        model._compile_once(torch.device(device))  # decides; layers compile lazily, at their first call
+        return model
+
+    auto = decided("cuda")
+    assert auto.replays_cuda_graphs(CUDA_GRAPHS_MAX_BATCH) and not auto.replays_cuda_graphs(CUDA_GRAPHS_MAX_BATCH + 1)
+    assert decided("cuda", cuda_graphs=True).replays_cuda_graphs(65536)
+    assert not decided("cuda", cuda_graphs=False).replays_cuda_graphs(1024)
+    assert not decided("cpu", cuda_graphs=True).replays_cuda_graphs(1024)  # CUDA graphs need CUDA
+    assert not decided("cuda", torch_compile=False).replays_cuda_graphs(1024)  # only compiled layers replay
