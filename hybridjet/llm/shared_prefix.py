@@ -213,8 +213,8 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
         compiled: run the layers through ``torch.compile`` (one graph for all layers).
         attention: ``"matmul"`` or ``"flex"`` (module docstring).
         cuda_graphs: with ``compiled``, replay the layers from CUDA graphs (``torch.compile`` mode
-            ``reduce-overhead``): no per-kernel launch cost, which is what small GPU batches wait on.  The returned
-            hidden states are valid until the next call (use or copy them before).
+            ``reduce-overhead``): no per-kernel launch cost, which is what small GPU batches wait on.  Each call
+            starts a new CUDA-graph step, so a call's backward must run before the next call.
     """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {attention!r}")
