@@ -42,11 +42,14 @@ def _file_chunks(model: Any, path: str | Path, total: int) -> Iterator[dict[str,
         return _tensors_of(model, read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)))
 
     starts = range(0, total, CHUNK_EVENTS)
+    if not starts:
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridjet-read") as pool:
-        upcoming = pool.submit(load, starts[0]) if starts else None
+        upcoming = pool.submit(load, starts[0])
         for next_start in [*starts[1:], None]:
             chunk = upcoming.result()
-            upcoming = pool.submit(load, next_start) if next_start is not None else None
+            if next_start is not None:
+                upcoming = pool.submit(load, next_start)
             yield chunk  # closed early: leaving the pool waits for the one chunk in flight
 
 

@@ -62,3 +62,11 @@ def test_stopping_early_leaves_no_reader_behind(ablation, toy_jets_h5, monkeypat
     assert len(next(batches)["features"]) == 64
     batches.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("hybridjet-read")]
+
+
+def test_a_file_without_events_gives_no_batches(ablation, toy_jets_h5, tmp_path):
+    from hybridjet.data.store import write_jets
+
+    empty = tmp_path / "empty_jets.h5"
+    write_jets(empty, read_jets(toy_jets_h5).subset(np.arange(0)))
+    assert list(scoring.iter_event_batches(ablation, str(empty), batch_size=64)) == []
