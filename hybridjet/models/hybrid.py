@@ -27,6 +27,9 @@ SHARED_PREFIX_MIN_GPU_BATCH = 1024
 #: ... and models this wide share it at any batch: compute, not launches, bounds them (H200, Llama-3.2-3B shape
 #: NF4, batch 64: 293 events/s shared vs 297 per event, peak 4.64 vs 10.16 GB; BENCHMARKS.md "One pass per layer")
 SHARED_PREFIX_ANY_BATCH_HIDDEN = 3072
+#: ... as do compiled layers replaying CUDA graphs (``cuda_graphs``: no launch cost left; H100, SmolLM2 NF4, training
+#: events/s per event vs shared: 256: 1,666 vs 5,441; 512: 3,446 vs 10,074; 1024: 6,357 vs 19,080; BENCHMARKS.md
+#: "CUDA graphs")
 
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -84,7 +87,8 @@ class HybridClassifier(EventClassifier):
             family, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).  ``None``: shared on
             CPUs, and on GPUs for batches of at least ``SHARED_PREFIX_MIN_GPU_BATCH`` (smaller GPU batches are
             bound by kernel launches, and the shared path launches more: BENCHMARKS.md) or for models of hidden
-            size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more (3B and up: same speed, less than half the memory).
+            size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more (3B and up: same speed, less than half the memory),
+            and at any batch when the compiled layers replay CUDA graphs (``cuda_graphs``: x3 at batch 256-1024).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
@@ -198,7 +202,7 @@ class HybridClassifier(EventClassifier):
         if not supports_shared_prefix(decoder) or getattr(decoder, "gradient_checkpointing", False):
             return False
         return (choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
-                or self.embed_dim >= SHARED_PREFIX_ANY_BATCH_HIDDEN)
+                or self.embed_dim >= SHARED_PREFIX_ANY_BATCH_HIDDEN or self.replays_cuda_graphs(batch_size))
 
     def prefix_attention_kind(self, device: torch.device, dtype: torch.dtype) -> str:
         """The shared-prefix path's attention now, for hidden states of ``dtype``: ``prefix_attention``; ``auto`` =

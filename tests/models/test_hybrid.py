@@ -162,7 +162,7 @@ def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tin
 def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
     from hybridjet.models.hybrid import SHARED_PREFIX_ANY_BATCH_HIDDEN, SHARED_PREFIX_MIN_GPU_BATCH
 
-    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert model.hparams.cache_prefix is None
     assert model.shares_prefix(8, cpu)  # CPUs: fewer FLOPs always pay
@@ -172,6 +172,8 @@ def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
     assert model.shares_prefix(8, cuda)
     model.embed_dim = SHARED_PREFIX_ANY_BATCH_HIDDEN - 1
     assert not model.shares_prefix(8, cuda)
+    model._compile_once(cuda)  # compiled on CUDA: replays CUDA graphs, no launch cost left, shared at any batch
+    assert model.replays_cuda_graphs(8) and model.shares_prefix(8, cuda)
     model.hparams.cache_prefix = True
     assert model.shares_prefix(8, cuda)
     model.hparams.cache_prefix = False
