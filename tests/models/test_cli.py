@@ -131,6 +131,22 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     np.testing.assert_allclose(written.score, expected, atol=1e-5)
     assert len(set(written.event_id.tolist())) == 600 and set(written.label.tolist()) == {0, 1}
 
+    # several files in one call: one model load, a split per file (named after it), the earlier split kept
+    second = tmp_path / "second_jets.h5"
+    second.write_bytes(toy_jets_h5.read_bytes())
+    both = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), str(second), "--out", str(out),
+                           "--model", str(tiny_llama)], capture_output=True, text=True, timeout=300)
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert both.stdout.count("loaded ") == 1 and both.stdout.count("scored 600 events") == 2
+    for split in (toy_jets_h5.name.removesuffix(".h5"), "second_jets", "all"):
+        np.testing.assert_allclose(read_scores(out, split).score, expected, atol=1e-5)
+    same_name = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(second), str(second), "--out", str(out)],
+                               capture_output=True, text=True, timeout=300)
+    assert same_name.returncode == 2 and "'second_jets'" in same_name.stderr and "Traceback" not in same_name.stderr
+    named = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), str(second), "--out", str(out),
+                            "--split", "test"], capture_output=True, text=True, timeout=300)
+    assert named.returncode == 2 and "--split" in named.stderr and "Traceback" not in named.stderr
+
     missing = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(tmp_path / "nope.h5"), "--out", str(out)],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
