@@ -39,8 +39,6 @@ def _score(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import numpy as np
-
     from hybridjet.errors import HybridjetError, InputFileError
     from hybridjet.eval.scores import write_scores
     from hybridjet.models.base import EventClassifier
@@ -61,20 +59,26 @@ def _score(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - started:.1f} s", flush=True)
     for jets, split in zip(args.jets, splits, strict=True):
         started = time.perf_counter()
-        ids, labels, scores = [], [], []
-        for batch, probs in clf.iter_probabilities(jets, args.batch_size, args.progress):
-            scores.append(probs)
-            ids.append(batch["event_id"].numpy())
-            labels.append(batch["label"].numpy())
-        score = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+        event_id, score, label = _score_file(clf, jets, args.batch_size, args.progress)
         seconds = time.perf_counter() - started
-        out = write_scores(args.out, split=split, event_id=np.concatenate(ids) if ids else np.zeros(0, np.int64),
-                           score=score, label=(np.concatenate(labels) if labels else np.zeros(0)).astype(np.int8),
+        out = write_scores(args.out, split=split, event_id=event_id, score=score, label=label,
                            attrs={"model": clf.model_kind, "score_kind": "probability",
                                   "run": str(Path(args.run_dir)), "dense": bool(args.dense)})
         print(f"scored {len(score):,} events of {jets} in {seconds:.1f} s "
               f"({len(score) / max(seconds, 1e-9):,.0f} events/s) -> {out} [{split}]", flush=True)
     return 0
+
+
+def _score_file(clf: Any, jets: str, batch_size: int | None, progress: bool) -> tuple[Any, Any, Any]:
+    """``(event_id, score, label)`` arrays of every event of ``jets``, in file order."""
+    import numpy as np
+
+    ids, scores, labels = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)], [np.zeros(0, np.int8)]
+    for batch, probs in clf.iter_probabilities(jets, batch_size, progress):
+        ids.append(batch["event_id"].numpy())
+        scores.append(probs)
+        labels.append(batch["label"].numpy().astype(np.int8))
+    return np.concatenate(ids), np.concatenate(scores), np.concatenate(labels)
 
 
 def _splits_of(inputs: list[str], split: str | None) -> list[str]:

@@ -27,9 +27,11 @@ SHARED_PREFIX_MIN_GPU_BATCH = 1024
 #: ... and models this wide share it at any batch: compute, not launches, bounds them (H200, Llama-3.2-3B shape
 #: NF4, batch 64: 293 events/s shared vs 297 per event, peak 4.64 vs 10.16 GB; BENCHMARKS.md "One pass per layer")
 SHARED_PREFIX_ANY_BATCH_HIDDEN = 3072
-#: ... as do compiled layers replaying CUDA graphs (``cuda_graphs``: no launch cost left; H100, SmolLM2 NF4, training
-#: events/s per event vs shared: 256: 1,666 vs 5,441; 512: 3,446 vs 10,074; 1024: 6,357 vs 19,080; BENCHMARKS.md
-#: "CUDA graphs")
+#: ``cuda_graphs=None`` replays batches up to this size from CUDA graphs (H100, SmolLM2 NF4: x1.35-3.4 up to 4096,
+#: x1.00 at 16384, x0.95 at 65536; BENCHMARKS.md, "CUDA graphs"), and such batches share the prefix at any size: no
+#: launch cost is left (training events/s per event vs shared: 256: 1,666 vs 5,441; 512: 3,446 vs 10,074; 1024:
+#: 6,357 vs 19,080)
+CUDA_GRAPHS_MAX_BATCH = 8192
 
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -38,11 +40,6 @@ PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise HybridjetError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
-
-
-#: ``cuda_graphs=None`` replays batches up to this size from CUDA graphs (H100, SmolLM2 NF4: x1.35-3.4 up to 4096,
-#: x1.00 at 16384, x0.95 at 65536; BENCHMARKS.md, "CUDA graphs")
-CUDA_GRAPHS_MAX_BATCH = 8192
 
 
 def _data_parallel() -> bool:

@@ -31,26 +31,28 @@ def _batches_of(model: Any, arrays: Any, batch_size: int) -> Iterator[dict[str, 
         yield {k: v[i : i + batch_size] for k, v in tensors.items()}
 
 
-def _file_chunks(model: Any, path: str | Path, total: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Tensors of ``CHUNK_EVENTS`` events at a time; the next chunk is read and turned into features in a background
-    thread while the caller scores the current one (on a GPU the host work hides behind the device's)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def read_chunk(model: Any, path: str | Path, start: int, total: int) -> dict[str, torch.Tensor]:
+    """Classifier tensors of the ``CHUNK_EVENTS`` events of ``path`` from ``start`` (fewer at the end, ``total``)."""
     from hybridjet.data.store import read_jets
 
-    def load(start: int) -> dict[str, torch.Tensor]:
-        return _tensors_of(model, read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)))
+    return _tensors_of(model, read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)))
+
+
+def _file_chunks(model: Any, path: str | Path, total: int) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`read_chunk` for every chunk; the next chunk is read and turned into features in a background thread
+    while the caller scores the current one (on a GPU the host work hides behind the device's)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     starts = range(0, total, CHUNK_EVENTS)
     if not starts:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridjet-read") as pool:
-        upcoming = pool.submit(load, starts[0])
-        for next_start in [*starts[1:], None]:
+        upcoming = pool.submit(read_chunk, model, path, starts[0], total)
+        for next_start in starts[1:]:
             chunk = upcoming.result()
-            if next_start is not None:
-                upcoming = pool.submit(load, next_start)
+            upcoming = pool.submit(read_chunk, model, path, next_start, total)
             yield chunk  # closed early: leaving the pool waits for the one chunk in flight
+        yield upcoming.result()
 
 
 def _file_batches(model: Any, path: str | Path, batch_size: int, progress: bool) -> Iterator[dict[str, torch.Tensor]]:

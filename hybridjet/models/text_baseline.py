@@ -173,22 +173,22 @@ class TextPromptClassifier(EventClassifier):
         if self.hparams.generate_eval:
             answers = self.generate_answers(batch)
             parsed = [self.parse_answer(a) for a in answers]
-            stats = getattr(self, "_gen_stats", None) or [0, 0, 0, []]
+            tally = getattr(self, "_generation", None) or {"correct": 0, "unparseable": 0, "n": 0, "examples": []}
             labels = batch["label"].tolist()
-            stats[0] += sum(p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True))
-            stats[1] += sum(p is None for p in parsed)
-            stats[2] += len(parsed)
+            tally["correct"] += sum(p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True))
+            tally["unparseable"] += sum(p is None for p in parsed)
+            tally["n"] += len(parsed)
             # a few unparseable answers, verbatim: what the model says instead of a label word
-            stats[3] += [a for a, p in zip(answers, parsed, strict=True) if p is None][: 5 - len(stats[3])]
-            self._gen_stats = stats
+            tally["examples"] += [a for a, p in zip(answers, parsed, strict=True) if p is None][: 5 - len(tally["examples"])]
+            self._generation = tally
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        stats = getattr(self, "_gen_stats", None)
-        if stats and self.trainer.is_global_zero:
+        tally = getattr(self, "_generation", None)
+        if tally and self.trainer.is_global_zero:
             from pathlib import Path
 
             self.update_metrics(Path(self.trainer.default_root_dir), generation={
-                "accuracy": stats[0] / stats[2], "unparseable": stats[1], "n": stats[2],
-                "unparseable_examples": stats[3]})
-            self._gen_stats = None
+                "accuracy": tally["correct"] / tally["n"], "unparseable": tally["unparseable"], "n": tally["n"],
+                "unparseable_examples": tally["examples"]})
+            self._generation = None

@@ -43,7 +43,7 @@ def tile(source: Path, out: Path, n_events: int) -> None:
 def serial_chunks(model, path, total):
     """The file reader without the background thread: read, features, score, read, ..."""
     for start in range(0, total, scoring.CHUNK_EVENTS):
-        yield scoring._tensors_of(model, read_jets(path, start=start, stop=min(start + scoring.CHUNK_EVENTS, total)))
+        yield scoring.read_chunk(model, path, start, total)
 
 
 def main() -> None:
