@@ -60,6 +60,7 @@ class EventClassifier(L.LightningModule):
         self._fit_started: float | None = None
         self._train_events = 0
         self.timing: dict[str, float] = {}
+        self.run_dir: Path | None = None  # the run directory it was loaded from or trains into (compiled artifacts)
 
     # ---- subclass interface -------------------------------------------------------------------------------
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -171,12 +172,15 @@ class EventClassifier(L.LightningModule):
             self.timing["infer_events_per_s"] = len(merged["score"]) / max(seconds, 1e-9)
             run_dir = Path(self.trainer.default_root_dir)
             self.write_scores(run_dir, "test", merged)
+            self.save_compiled_artifacts()
 
     def on_fit_start(self) -> None:
         if self.dense_inference:
             raise HybridjetError("model: densified for inference (densify_for_inference); load the run again to train")
         self._fit_started = time.perf_counter()
         self._train_events = 0
+        # compiled artifacts are read from and kept in the run (a resumed fit on a fresh node compiles from them)
+        self.run_dir = Path(self.trainer.default_root_dir)
 
     def on_fit_end(self) -> None:
         if self._fit_started is not None:
@@ -331,6 +335,7 @@ class EventClassifier(L.LightningModule):
         if meta.get("n_features"):
             clf.build(meta["n_features"])
         clf.load_run_weights(run_dir)  # in place: the model stays where construction and build put it
+        clf.run_dir = run_dir
         clf.eval()
         return clf.densify_for_inference() if dense else clf
 
@@ -370,6 +375,21 @@ class EventClassifier(L.LightningModule):
                 scored = {k: torch.cat([v, v[-1:].expand(size - n, *v.shape[1:])]) for k, v in batch.items()}
             full_seen |= n == size
             yield batch, torch.sigmoid(self.score(scored).float())[:n].cpu().numpy()
+        self.save_compiled_artifacts()
+
+    def compiled_device(self) -> torch.device | None:
+        """The device this model's layers were compiled for (``None``: not compiled)."""
+        return None
+
+    def save_compiled_artifacts(self) -> Path | None:
+        """Keep what ``torch.compile`` built in :attr:`run_dir` for the next load on this kind of machine
+        (:mod:`hybridjet.models.compile_cache`); returns the file written, if any."""
+        from hybridjet.models.compile_cache import save_compiled
+
+        device = self.compiled_device()
+        if self.run_dir is None or device is None:
+            return None
+        return save_compiled(self.run_dir, device)
 
     def pads_partial_batches(self) -> bool:
         """Whether scoring pads a last, shorter batch to the full batch size (models whose events are scored

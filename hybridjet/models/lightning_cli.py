@@ -61,6 +61,7 @@ class RunExport(Callback):
             pl_module.load_state_dict(state, strict=False)
         if trainer.is_global_zero:
             pl_module.save_run(trainer.default_root_dir)
+            pl_module.save_compiled_artifacts()
 
 
 class ScoresWriter(BasePredictionWriter):

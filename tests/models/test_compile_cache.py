@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from hybridjet.models import compile_cache
+from hybridjet.models.features import Normalizer
+from hybridjet.models.hybrid import HybridClassifier
+
+
+@pytest.fixture()
+def run_dir(tiny_llama, tmp_path):
+    """An (untrained) hybrid run directory: all from_pretrained needs."""
+    torch.manual_seed(0)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=False)
+    names = [f"f{i}" for i in range(5)]
+    model.normalizer = Normalizer.fit(np.random.default_rng(0).normal(size=(100, 5)).astype(np.float32), names)
+    model.build(5)
+    model.save_run(tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _compile_and_score(run_dir, tiny_llama, features, cache_dir, monkeypatch):
+    """Load the run compiled, in a fresh local compile cache and a reset Dynamo, score; the inductor counters."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
+    torch._dynamo.reset()
+    counters.clear()
+    model = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), torch_compile=True)
+    probs = model.predict_proba(features, batch_size=8)
+    return probs, dict(counters["inductor"])
+
+
+def test_a_run_keeps_its_compiled_kernels_and_a_fresh_machine_reads_them(run_dir, tiny_llama, tmp_path, monkeypatch):
+    features = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
+    first, built = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_a", monkeypatch)
+    kept = list((run_dir / compile_cache.COMPILE_CACHE_DIR).glob("*/*.bin"))
+    assert built.get("fxgraph_cache_miss", 0) > 0 and len(kept) == 1
+    assert kept[0].parent.name == compile_cache.software_key(torch.device("cpu"))
+
+    # another machine: empty local caches, the run's artifacts loaded before compiling
+    again, read = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_b", monkeypatch)
+    assert read.get("fxgraph_cache_hit", 0) > 0 and read.get("fxgraph_cache_miss", 0) == 0
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    assert list((run_dir / compile_cache.COMPILE_CACHE_DIR).glob("*/*.bin")) == kept  # nothing new to keep
+
+    # turned off: nothing read, so a third fresh cache compiles again
+    monkeypatch.setenv(compile_cache.COMPILE_CACHE_ENV, "0")
+    _, off = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_c", monkeypatch)
+    assert off.get("fxgraph_cache_miss", 0) > 0
+
+
+def test_damaged_artifacts_cost_a_compilation_not_the_scores(run_dir, tiny_llama, tmp_path, monkeypatch):
+    folder = compile_cache.artifact_folder(run_dir, torch.device("cpu"))
+    folder.mkdir(parents=True)
+    (folder / "0000.bin").write_bytes(b"not an artifact file")
+    features = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
+    probs, _ = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache", monkeypatch)
+    assert probs.shape == (16,) and np.isfinite(probs).all()
