@@ -39,7 +39,8 @@ def _score(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from hybridjet.errors import HybridjetError, InputFileError
+    from hybridjet.data.store import count_jets_events
+    from hybridjet.errors import HybridjetError
     from hybridjet.eval.scores import write_scores
     from hybridjet.models.base import EventClassifier
     from hybridjet.quiet import quiet_third_party
@@ -48,9 +49,8 @@ def _score(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     splits = _splits_of(args.jets, args.split)
-    for jets in args.jets:
-        if not Path(jets).is_file():
-            raise InputFileError(jets, "no such jets.h5 file")
+    for jets in args.jets:  # every input checked before the model loads and any output is written
+        count_jets_events(jets)
     started = time.perf_counter()
     clf = EventClassifier.from_pretrained(args.run_dir, model=args.model, dense=args.dense)
     if args.device:

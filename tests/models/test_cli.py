@@ -152,6 +152,15 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().count("\n") == 0 and "nope.h5" in missing.stderr
 
+    # a bad second input is caught before the model loads: no split of the good first file written either
+    bad = tmp_path / "bad_jets.h5"
+    bad.write_text("not hdf5")
+    fresh = tmp_path / "fresh.h5"
+    bad_second = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), str(bad), "--out", str(fresh),
+                                 "--model", str(tiny_llama)], capture_output=True, text=True, timeout=300)
+    assert bad_second.returncode == 2 and "bad_jets.h5: not an HDF5 file" in bad_second.stderr
+    assert "loaded " not in bad_second.stdout and not fresh.exists() and "Traceback" not in bad_second.stderr
+
     not_a_run = subprocess.run([*HYBRIDJET, "score", str(tmp_path), str(toy_jets_h5), "--out", str(tmp_path / "x.h5")],
                                capture_output=True, text=True, timeout=300)
     assert not_a_run.returncode == 2 and "not a hybridjet run directory" in not_a_run.stderr
