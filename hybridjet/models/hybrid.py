@@ -146,6 +146,10 @@ class HybridClassifier(EventClassifier):
         # checked before the LLM loads (and before any run directory exists): one line for a wrong setting
         _check_choice("prefix_attention", prefix_attention, PREFIX_ATTENTION)
         _check_choice("numeric_embedding", numeric_embedding, NUMERIC_EMBEDDINGS)
+        for field, value in (("cache_prefix", cache_prefix), ("torch_compile", torch_compile),
+                             ("cuda_graphs", cuda_graphs)):
+            if value is not None and not isinstance(value, bool):
+                raise HybridjetError(f"{field}: expected true, false or null (automatic), got {value!r}")
         self.save_hyperparameters()
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None

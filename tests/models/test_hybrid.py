@@ -200,6 +200,9 @@ def test_prefix_attention_default_is_flex_only_for_compiled_half_precision_gpu_s
 def test_unknown_prefix_attention_is_a_one_line_error(tiny_llama):
     with pytest.raises(HybridjetError, match="^prefix_attention: expected one of auto, matmul, flex"):
         HybridClassifier(model=str(tiny_llama), quantization="none", prefix_attention="sdpa")
+    for field in ("cache_prefix", "torch_compile", "cuda_graphs"):  # tri-state switches: a string is not "on"
+        with pytest.raises(HybridjetError, match=f"^{field}: expected true, false or null"):
+            HybridClassifier(model=str(tiny_llama), quantization="none", **{field: "yes"})
 
 
 def test_default_prompt_puts_the_soft_tokens_last(tiny_llama):
