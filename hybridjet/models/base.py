@@ -121,17 +121,23 @@ class EventClassifier(L.LightningModule):
                 "label": batch["label"].cpu()}
 
     def _gather_eval(self) -> dict[str, np.ndarray]:
-        """This epoch's scores, labels and event ids; under DDP from every rank, each event exactly once.
+        """This epoch's scores, labels and event ids; under DDP from every rank, each event exactly once."""
+        outputs = self._eval_outputs
+        self._eval_outputs = []
+        return self.gather_events(outputs, empty={"score": torch.zeros(0), "label": torch.zeros(0)})
+
+    def gather_events(self, outputs: list[dict[str, torch.Tensor]],
+                      empty: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Per-event tensors (``event_id`` and the fields of ``empty``, which gives their dtypes for a rank with
+        no events) of this rank's batches; under DDP from every rank, each event exactly once, sorted by event id.
 
         Ranks may hold different numbers of events (the distributed sampler splits batches and repeats some to
         even out the ranks): pad to the longest, ``all_gather``, cut the padding, keep the first copy of each
-        event id (sorted by event id).
+        event id.
         """
-        outputs = self._eval_outputs
-        self._eval_outputs = []
         if self._trainer is None or self.trainer.world_size <= 1:
             return {k: torch.cat([o[k] for o in outputs]).numpy() for k in outputs[0]} if outputs else {}
-        empty = {"score": torch.zeros(0), "label": torch.zeros(0), "event_id": torch.zeros(0, dtype=torch.long)}
+        empty = {**empty, "event_id": torch.zeros(0, dtype=torch.long)}
         merged = {k: torch.cat([o[k] for o in outputs]) if outputs else v for k, v in empty.items()}
         sizes = self.all_gather(torch.tensor(len(merged["event_id"]), device=self.device)).reshape(-1).cpu()
         longest = int(sizes.max())

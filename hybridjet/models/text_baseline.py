@@ -60,6 +60,8 @@ class TextPromptClassifier(EventClassifier):
         if first[0] == first[1]:
             raise HybridjetError(f"labels: {labels[0]!r} and {labels[1]!r} start with the same token; choose other words")
         self.register_buffer("label_token_ids", torch.tensor(first), persistent=False)
+        self._generated: list[dict[str, torch.Tensor]] = []  # generate_eval: per-event outcomes of the test pass
+        self._unparseable_examples: list[str] = []
         self.follow_llm_device()
 
     # ---- prompts -----------------------------------------------------------------------------------------------
@@ -173,22 +175,31 @@ class TextPromptClassifier(EventClassifier):
         if self.hparams.generate_eval:
             answers = self.generate_answers(batch)
             parsed = [self.parse_answer(a) for a in answers]
-            tally = getattr(self, "_generation", None) or {"correct": 0, "unparseable": 0, "n": 0, "examples": []}
             labels = batch["label"].tolist()
-            tally["correct"] += sum(p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True))
-            tally["unparseable"] += sum(p is None for p in parsed)
-            tally["n"] += len(parsed)
-            # a few unparseable answers, verbatim: what the model says instead of a label word
-            tally["examples"] += [a for a, p in zip(answers, parsed, strict=True) if p is None][: 5 - len(tally["examples"])]
-            self._generation = tally
+            self._generated.append({
+                "event_id": batch["event_id"].cpu(),
+                "correct": torch.tensor([p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True)]),
+                "unparseable": torch.tensor([p is None for p in parsed])})
+            # a few unparseable answers, verbatim (this rank's): what the model says instead of a label word
+            self._unparseable_examples += [a for a, p in zip(answers, parsed, strict=True)
+                                           if p is None][: 5 - len(self._unparseable_examples)]
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._generated, self._unparseable_examples = [], []
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        tally = getattr(self, "_generation", None)
-        if tally and self.trainer.is_global_zero:
+        if not self.hparams.generate_eval:
+            return
+        # under DDP from every rank, each event once (the sampler repeats some to even out the ranks)
+        events = self.gather_events(self._generated, empty={"correct": torch.zeros(0, dtype=torch.bool),
+                                                            "unparseable": torch.zeros(0, dtype=torch.bool)})
+        self._generated = []
+        if events and self.trainer.is_global_zero:
             from pathlib import Path
 
+            n = len(events["event_id"])
             self.update_metrics(Path(self.trainer.default_root_dir), generation={
-                "accuracy": tally["correct"] / tally["n"], "unparseable": tally["unparseable"], "n": tally["n"],
-                "unparseable_examples": tally["examples"]})
-            self._generation = None
+                "accuracy": float(events["correct"].sum()) / n, "unparseable": int(events["unparseable"].sum()),
+                "n": n, "unparseable_examples": self._unparseable_examples})

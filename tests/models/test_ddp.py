@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 30  # 480 training events / batch 8 / 2 ranks
 
 
-def _fit(tiny_llama: Path, data: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "hybridjet.cli", "fit", "-c", str(ROOT / "configs" / "hybrid.yaml"),
+def _fit(tiny_llama: Path, data: Path, run_dir: Path, *extra: str,
+         config: str = "hybrid.yaml") -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "hybridjet.cli", "fit", "-c", str(ROOT / "configs" / config),
             "--data.data", str(data), "--model.init_args.model", str(tiny_llama),
             "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
             "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
@@ -64,3 +65,15 @@ def test_ddp_two_cpu_processes_gather_write_once_and_resume(tiny_llama, toy_jets
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _check_run(run_dir, expected, 2 * STEPS_PER_EPOCH)
     assert len(list((run_dir / "logs").glob("version_*"))) == 2
+
+
+def test_ddp_generation_accuracy_counts_every_test_event_once(tiny_llama, toy_jets_h5, tmp_path):
+    """The predecessor's generated-answer accuracy under DDP: both ranks' answers, repeated events counted once."""
+    run_dir = tmp_path / "text"
+    result = _fit(tiny_llama, toy_jets_h5, run_dir, "--trainer.max_epochs", "1", "--data.max_train_events", "32",
+                  config="text_baseline_predecessor.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    generation, test = metrics["generation"], metrics["test"]
+    assert generation["n"] == test["n_events"] == 60  # rank 0 alone counted 32 before
+    assert 0 <= generation["unparseable"] <= 60 and 0.0 <= generation["accuracy"] <= 1.0
