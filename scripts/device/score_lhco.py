@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the run and the big file of an earlier call in --work (time scoring only)")
     parser.add_argument("--compile-times", action="store_true", help="print torch.compile's time per phase")
+    parser.add_argument("--cache-counters", action="store_true",
+                        help="print the compile caches' hits and misses (Inductor FX graphs, AOTAutograd) per pass, "
+                             "the graphs Dynamo built and the run's kept artifact files")
     args = parser.parse_args()
     work = Path(args.work)
     big = work / "lhco_jets.h5"
@@ -81,6 +84,8 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     results = {}
     background_chunks = scoring._file_chunks
+    if args.cache_counters:
+        torch._dynamo.utils.counters.clear()  # the passes' own, not the training's
     for mode in args.modes:
         scoring._file_chunks = serial_chunks if mode == "dense-serial" else background_chunks
         t0 = time.perf_counter()
@@ -98,6 +103,12 @@ def main() -> None:
               f"{peak_rss:.1f} GB; finite {np.isfinite(scores).all()}", flush=True)
         if args.compile_times:
             print(torch._dynamo.utils.compile_times(repr="str", aggregate=True), flush=True)
+        if args.cache_counters:
+            counters = torch._dynamo.utils.counters
+            kept = sorted(p.name for p in (work / "run" / "compiled").glob("*/*.bin"))
+            print(f"[{mode}] inductor {dict(counters['inductor'])} aot_autograd {dict(counters['aot_autograd'])} "
+                  f"graphs {counters['stats'].get('unique_graphs', 0)}; run keeps {kept}", flush=True)
+            counters.clear()
         del loaded
         torch.cuda.empty_cache()
     if "adapter" in results and "dense" in results:
