@@ -128,7 +128,9 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     assert "scored 600 events" in result.stdout
     written = read_scores(out, "all")
     expected = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama)).predict_proba(str(toy_jets_h5))
-    np.testing.assert_allclose(written.score, expected, atol=1e-5)
+    # same scores; on a GPU the run loads in bf16, and batches of 50 vs one of 600 round differently
+    atol = 2e-3 if torch.cuda.is_available() else 1e-5
+    np.testing.assert_allclose(written.score, expected, atol=atol)
     assert len(set(written.event_id.tolist())) == 600 and set(written.label.tolist()) == {0, 1}
 
     # several files in one call: one model load, a split per file (named after it), the earlier split kept
@@ -139,7 +141,7 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     assert both.returncode == 0, both.stderr[-2000:]
     assert both.stdout.count("loaded ") == 1 and both.stdout.count("scored 600 events") == 2
     for split in (toy_jets_h5.name.removesuffix(".h5"), "second_jets", "all"):
-        np.testing.assert_allclose(read_scores(out, split).score, expected, atol=1e-5)
+        np.testing.assert_allclose(read_scores(out, split).score, expected, atol=atol)
     same_name = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(second), str(second), "--out", str(out)],
                                capture_output=True, text=True, timeout=300)
     assert same_name.returncode == 2 and "'second_jets'" in same_name.stderr and "Traceback" not in same_name.stderr
