@@ -61,6 +61,8 @@ class EventClassifier(L.LightningModule):
         self._train_events = 0
         self.timing: dict[str, float] = {}
         self.run_dir: Path | None = None  # the run directory it was loaded from or trains into (compiled artifacts)
+        self.compiled_artifacts_read = 0  # compile artifacts read from run_dir before compiling
+        self.compiled_artifacts_kept: Path | None = None  # the artifact file this model last wrote into run_dir
 
     # ---- subclass interface -------------------------------------------------------------------------------
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -395,7 +397,9 @@ class EventClassifier(L.LightningModule):
         device = self.compiled_device()
         if self.run_dir is None or device is None:
             return None
-        return save_compiled(self.run_dir, device)
+        written = save_compiled(self.run_dir, device)
+        self.compiled_artifacts_kept = written or self.compiled_artifacts_kept
+        return written
 
     def pads_partial_batches(self) -> bool:
         """Whether scoring pads a last, shorter batch to the full batch size (models whose events are scored

@@ -66,6 +66,11 @@ def _score(args: argparse.Namespace) -> int:
                                   "run": str(Path(args.run_dir)), "dense": bool(args.dense)})
         print(f"scored {len(score):,} events of {jets} in {seconds:.1f} s "
               f"({len(score) / max(seconds, 1e-9):,.0f} events/s) -> {out} [{split}]", flush=True)
+    if clf.compiled_artifacts_read:
+        print(f"compiled kernels: {clf.compiled_artifacts_read} artifacts read from the run", flush=True)
+    if clf.compiled_artifacts_kept is not None:
+        print(f"compiled kernels kept in {clf.compiled_artifacts_kept} (the next load on this GPU kind reads them)",
+              flush=True)
     return 0
 
 

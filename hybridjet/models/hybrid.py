@@ -254,7 +254,7 @@ class HybridClassifier(EventClassifier):
         if self.run_dir is not None:  # a run that was compiled on this kind of machine before: read, not build
             from hybridjet.models.compile_cache import load_compiled
 
-            load_compiled(self.run_dir, device)
+            self.compiled_artifacts_read = load_compiled(self.run_dir, device)
 
     def compiled_device(self) -> torch.device | None:
         return self._compiled_for if self._compiled else None

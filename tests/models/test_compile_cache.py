@@ -29,19 +29,21 @@ def _compile_and_score(run_dir, tiny_llama, features, cache_dir, monkeypatch):
     counters.clear()
     model = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), torch_compile=True)
     probs = model.predict_proba(features, batch_size=8)
-    return probs, dict(counters["inductor"]), model.compiled_device()
+    return probs, dict(counters["inductor"]), model
 
 
 def test_a_run_keeps_its_compiled_kernels_and_a_fresh_machine_reads_them(run_dir, tiny_llama, tmp_path, monkeypatch):
     features = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
-    first, built, device = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_a", monkeypatch)
+    first, built, model = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_a", monkeypatch)
     kept = list((run_dir / compile_cache.COMPILE_CACHE_DIR).glob("*/*.bin"))
-    assert built.get("fxgraph_cache_miss", 0) > 0 and len(kept) == 1
-    assert kept[0].parent.name == compile_cache.software_key(device)  # e.g. torch2.13.0+cpu_cpu
+    assert built.get("fxgraph_cache_miss", 0) > 0 and kept == [model.compiled_artifacts_kept]
+    assert model.compiled_artifacts_read == 0
+    assert kept[0].parent.name == compile_cache.software_key(model.compiled_device())  # e.g. torch2.13.0+cpu_cpu
 
     # another machine: empty local caches, the run's artifacts loaded before compiling
-    again, read, _ = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_b", monkeypatch)
+    again, read, model = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache_b", monkeypatch)
     assert read.get("fxgraph_cache_hit", 0) > 0 and read.get("fxgraph_cache_miss", 0) == 0
+    assert model.compiled_artifacts_read > 0 and model.compiled_artifacts_kept is None
     np.testing.assert_allclose(again, first, atol=1e-6)
     assert list((run_dir / compile_cache.COMPILE_CACHE_DIR).glob("*/*.bin")) == kept  # nothing new to keep
 
@@ -57,5 +59,6 @@ def test_damaged_artifacts_cost_a_compilation_not_the_scores(run_dir, tiny_llama
     folder.mkdir(parents=True)
     (folder / "0000.bin").write_bytes(b"not an artifact file")
     features = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
-    probs, _, compiled_on = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache", monkeypatch)
-    assert probs.shape == (16,) and np.isfinite(probs).all() and compiled_on.type == device.type
+    probs, _, model = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache", monkeypatch)
+    assert probs.shape == (16,) and np.isfinite(probs).all() and model.compiled_device().type == device.type
+    assert model.compiled_artifacts_read == 0
