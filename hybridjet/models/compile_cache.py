@@ -82,10 +82,23 @@ def load_compiled(run_dir: str | Path, device: torch.device) -> int:
     return loaded
 
 
+def _recorded_new_artifacts() -> bool:
+    """Whether torch.compile recorded artifacts since the last save: a serialisation copies all of the process's
+    (tens of MB), too much for every ``predict_proba`` call of a scoring loop."""
+    try:
+        from torch.compiler._cache import CacheArtifactManager
+
+        return bool(CacheArtifactManager.need_serialize())
+    except (ImportError, AttributeError):  # a torch without it: serialise and compare keys
+        return True
+
+
 def save_compiled(run_dir: str | Path, device: torch.device) -> Path | None:
     """Save every compile artifact this process built or used into the run directory (atomically), unless the
     run already holds them all; returns the file written, if any. An unwritable run directory is skipped."""
     if not enabled():
+        return None
+    if not _recorded_new_artifacts():
         return None
     folder = artifact_folder(run_dir, device)
     known = _known_keys.setdefault(folder, set())

@@ -38,6 +38,8 @@ def test_a_run_keeps_its_compiled_kernels_and_a_fresh_machine_reads_them(run_dir
     kept = list((run_dir / compile_cache.COMPILE_CACHE_DIR).glob("*/*.bin"))
     assert built.get("fxgraph_cache_miss", 0) > 0 and kept == [model.compiled_artifacts_kept]
     assert model.compiled_artifacts_read == 0
+    np.testing.assert_allclose(model.predict_proba(features, batch_size=8), first)  # warm: nothing new to keep
+    assert not compile_cache._recorded_new_artifacts() and model.save_compiled_artifacts() is None
     assert kept[0].parent.name == compile_cache.software_key(model.compiled_device())  # e.g. torch2.13.0+cpu_cpu
 
     # another machine: empty local caches, the run's artifacts loaded before compiling
