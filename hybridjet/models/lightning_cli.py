@@ -65,7 +65,8 @@ class RunExport(Callback):
 
 
 class ScoresWriter(BasePredictionWriter):
-    """``predict`` writes ``<run>/scores.h5`` (split = the datamodule's ``predict_split``)."""
+    """``predict`` writes ``<run>/scores.h5`` (split = the datamodule's ``predict_split``); under DDP rank 0 writes
+    every rank's predictions, each event once (sorted by event id)."""
 
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
@@ -77,7 +78,14 @@ class ScoresWriter(BasePredictionWriter):
         from hybridjet.eval.scores import write_scores
 
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        merged = {k: torch.cat([b[k] for b in batches]).numpy() for k in ("score", "event_id", "label")}
+        fields = ("score", "event_id", "label")
+        if isinstance(pl_module, EventClassifier):  # a collective under DDP: every rank takes part
+            merged = pl_module.gather_events([{k: b[k] for k in fields} for b in batches],
+                                             empty={"score": torch.zeros(0), "label": torch.zeros(0)})
+        else:
+            merged = {k: torch.cat([b[k] for b in batches]).numpy() for k in fields}
+        if not trainer.is_global_zero or not merged:
+            return
         split = getattr(trainer.datamodule, "predict_split", "predict")
         path = Path(trainer.default_root_dir) / "scores.h5"
         write_scores(path, split, merged["event_id"], merged["score"].astype(np.float32),

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 30  # 480 training events / batch 8 / 2 ranks
 
 
-def _fit(tiny_llama: Path, data: Path, run_dir: Path, *extra: str,
-         config: str = "hybrid.yaml") -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "hybridjet.cli", "fit", "-c", str(ROOT / "configs" / config),
+def _fit(tiny_llama: Path, data: Path, run_dir: Path, *extra: str, config: str = "hybrid.yaml",
+         command: str = "fit") -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "hybridjet.cli", command, "-c", str(ROOT / "configs" / config),
             "--data.data", str(data), "--model.init_args.model", str(tiny_llama),
             "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
             "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
@@ -32,10 +32,10 @@ def _fit(tiny_llama: Path, data: Path, run_dir: Path, *extra: str,
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def _test_event_ids(data: Path) -> np.ndarray:
+def _test_event_ids(data: Path, split: str = "test") -> np.ndarray:
     dm = JetDataModule(data=str(data), split=(0.8, 0.1, 0.1), seed=0)
     dm.setup("test")
-    return dm.splits["test"].tensors["event_id"].numpy()
+    return dm.splits[split].tensors["event_id"].numpy()
 
 
 def _check_run(run_dir: Path, expected_ids: np.ndarray, global_step: int) -> None:
@@ -61,10 +61,19 @@ def test_ddp_two_cpu_processes_gather_write_once_and_resume(tiny_llama, toy_jets
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert len(list((run_dir / "logs").glob("version_*"))) == 1  # rank 0 logs; no second version from rank 1
 
+    # predict on 2 ranks: one scores.h5 split with every val event once (rank 0 writes the gathered predictions)
+    predicted = _fit(tiny_llama, toy_jets_h5, run_dir, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
+                     "--data.predict_split", "val", command="predict")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    val = read_scores(run_dir / "scores.h5", "val")
+    assert len(val.event_id) == 60  # 9 batches of 7 over 2 ranks: one repeated, counted once
+    np.testing.assert_array_equal(val.event_id, np.sort(_test_event_ids(toy_jets_h5, "val")))
+    assert ((val.score >= 0) & (val.score <= 1)).all()
+
     resumed = _fit(tiny_llama, toy_jets_h5, run_dir, "--trainer.max_epochs", "2", "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _check_run(run_dir, expected, 2 * STEPS_PER_EPOCH)
-    assert len(list((run_dir / "logs").glob("version_*"))) == 2
+    assert len(list((run_dir / "logs").glob("version_*"))) == 3  # fit, predict, resumed fit: rank 0's only
 
 
 def test_ddp_generation_accuracy_counts_every_test_event_once(tiny_llama, toy_jets_h5, tmp_path):
