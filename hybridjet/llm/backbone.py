@@ -147,6 +147,8 @@ def resolve_device(device: Any = None) -> Any:
         raise HybridjetError(f"invalid device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise HybridjetError(f"device {device!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise HybridjetError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
     if dev.type == "cuda" and dev.index is None:
         local_rank = os.environ.get("LOCAL_RANK")
         index = int(local_rank) if local_rank is not None else torch.cuda.current_device()

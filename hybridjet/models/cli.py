@@ -42,6 +42,7 @@ def _score(args: argparse.Namespace) -> int:
     from hybridjet.data.store import count_jets_events
     from hybridjet.errors import HybridjetError
     from hybridjet.eval.scores import write_scores
+    from hybridjet.llm.backbone import resolve_device
     from hybridjet.models.base import EventClassifier
     from hybridjet.quiet import quiet_third_party
 
@@ -51,10 +52,16 @@ def _score(args: argparse.Namespace) -> int:
     splits = _splits_of(args.jets, args.split)
     for jets in args.jets:  # every input checked before the model loads and any output is written
         count_jets_events(jets)
+    device = None
+    if args.device:
+        try:
+            device = resolve_device(args.device)
+        except HybridjetError as err:
+            raise HybridjetError(f"--device: {err}") from None
     started = time.perf_counter()
     clf = EventClassifier.from_pretrained(args.run_dir, model=args.model, dense=args.dense)
-    if args.device:
-        clf = clf.to(args.device)
+    if device is not None:
+        clf = clf.to(device)
     print(f"loaded {args.run_dir} ({type(clf).__name__}{', dense' if args.dense else ''}, {clf.device}) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     for jets, split in zip(args.jets, splits, strict=True):

@@ -163,6 +163,15 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     assert bad_second.returncode == 2 and "bad_jets.h5: not an HDF5 file" in bad_second.stderr
     assert "loaded " not in bad_second.stdout and not fresh.exists() and "Traceback" not in bad_second.stderr
 
+    # a device this machine does not have: one line naming --device, before the model loads
+    for device, message in (("bogus", "invalid device 'bogus'"), ("cuda:99", "GPU(s)" if torch.cuda.is_available()
+                                                                  else "CUDA is not available")):
+        bad_device = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), "--out", str(fresh),
+                                     "--device", device], capture_output=True, text=True, timeout=300)
+        assert bad_device.returncode == 2 and bad_device.stderr.startswith("hybridjet: error: --device: ")
+        assert message in bad_device.stderr and bad_device.stderr.strip().count("\n") == 0
+        assert "loaded " not in bad_device.stdout and not fresh.exists()
+
     not_a_run = subprocess.run([*HYBRIDJET, "score", str(tmp_path), str(toy_jets_h5), "--out", str(tmp_path / "x.h5")],
                                capture_output=True, text=True, timeout=300)
     assert not_a_run.returncode == 2 and "not a hybridjet run directory" in not_a_run.stderr
