@@ -155,8 +155,7 @@ class HybridClassifier(EventClassifier):
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
         self._compiled: bool | None = None  # decided at the first forward (see _compile_once)
-        self._cuda_graphs = False
-        self._compiled_for: torch.device | None = None
+        self._compiled_for: torch.device | None = None  # where the layers were compiled (see _compile_once)
         if use_llm:
             self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
                                      gradient_checkpointing, upcast_frozen)
@@ -250,14 +249,19 @@ class HybridClassifier(EventClassifier):
             layer.compile()
         self._compiled = True  # the shared-prefix path compiles its own layer function
         self._compiled_for = device
-        self._cuda_graphs = device.type == "cuda" and self.hparams.get("cuda_graphs") is not False
         if self.run_dir is not None:  # a run that was compiled on this kind of machine before: read, not build
             from hybridjet.models.compile_cache import load_compiled
 
             self.compiled_artifacts_read = load_compiled(self.run_dir, device)
 
     def compiled_device(self) -> torch.device | None:
-        return self._compiled_for if self._compiled else None
+        return self._compiled_for
+
+    @property
+    def _cuda_graphs(self) -> bool:
+        """Layers compiled on CUDA and ``cuda_graphs`` not ``False``: forwards may replay CUDA graphs."""
+        compiled_for = self._compiled_for
+        return compiled_for is not None and compiled_for.type == "cuda" and self.hparams.get("cuda_graphs") is not False
 
     # ---- forward -------------------------------------------------------------------------------------------
     def forward(self, features: torch.Tensor) -> torch.Tensor:

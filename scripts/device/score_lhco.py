@@ -25,6 +25,7 @@ import torch
 
 from hybridjet.data.store import JetArrays, count_jets_events, read_jets, write_jets
 from hybridjet.models import scoring
+from hybridjet.models.compile_cache import COMPILE_CACHE_DIR
 from hybridjet.models.datamodule import JetDataModule
 from hybridjet.models.hybrid import HybridClassifier
 from hybridjet.models.train import train_classifier
@@ -105,7 +106,7 @@ def main() -> None:
             print(torch._dynamo.utils.compile_times(repr="str", aggregate=True), flush=True)
         if args.cache_counters:
             counters = torch._dynamo.utils.counters
-            kept = sorted(p.name for p in (work / "run" / "compiled").glob("*/*.bin"))
+            kept = sorted(p.name for p in (work / "run" / COMPILE_CACHE_DIR).glob("*/*.bin"))
             print(f"[{mode}] inductor {dict(counters['inductor'])} aot_autograd {dict(counters['aot_autograd'])} "
                   f"graphs {counters['stats'].get('unique_graphs', 0)}; run keeps {kept}", flush=True)
             counters.clear()
