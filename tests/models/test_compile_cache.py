@@ -64,3 +64,15 @@ def test_damaged_artifacts_cost_a_compilation_not_the_scores(run_dir, tiny_llama
     probs, _, model = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache", monkeypatch)
     assert probs.shape == (16,) and np.isfinite(probs).all() and model.compiled_device().type == device.type
     assert model.compiled_artifacts_read == 0
+
+
+def test_a_run_that_cannot_keep_kernels_still_scores(run_dir, tiny_llama, tmp_path, monkeypatch, caplog):
+    """A run directory the artifacts cannot be written into (here ``compiled`` is a file; read-only runs alike):
+    the scores come back, a warning says the kernels were not kept, nothing is written."""
+    (run_dir / compile_cache.COMPILE_CACHE_DIR).write_text("not a folder")
+    features = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
+    with caplog.at_level("WARNING", logger=compile_cache.__name__):
+        probs, _, model = _compile_and_score(run_dir, tiny_llama, features, tmp_path / "cache", monkeypatch)
+    assert probs.shape == (16,) and np.isfinite(probs).all() and model.compiled_artifacts_kept is None
+    assert "compiled artifacts not saved" in caplog.text
+    assert (run_dir / compile_cache.COMPILE_CACHE_DIR).read_text() == "not a folder"
