@@ -8,7 +8,14 @@ Each device count runs in a fresh process (``--worker``): a Lightning ``Trainer(
 effective batch grows with N, as under ``hybridjet fit --trainer.devices N``). Rank 0 times the steps after
 ``--warmup`` with CUDA synchronisation (DDP's gradient all-reduce makes every step global), records peak GPU memory
 and the device each rank's LLM weights sit on, and prints one JSON line. The parent prints events/s per device count
-and the speed-up over one device; efficiency = speed-up / N.
+and the speed-up over one device; efficiency = speed-up / N. Each row also holds every timed step's duration and
+the events/s of the median step (what a long epoch approaches when a short data set's epoch ends cost extra).
+
+``--profile-steps K`` also profiles K steps after the timed ones in every rank (torch.profiler, CPU + CUDA) and
+records, per rank, the step's wall time, the CUDA device the rank's kernels ran on and how busy each GPU was (the
+union of its kernel intervals over the wall time), plus the ops with the most self CUDA and self CPU time
+(``--profile-dir``). ``--per-rank-inductor-cache`` gives every rank its own TorchInductor cache folder (the ranks
+otherwise share one and may read each other's compiled code).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +33,47 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _busy_fraction(intervals: list[tuple[float, float]], wall_us: float) -> float:
+    """Share of ``wall_us`` covered by the union of kernel ``intervals`` (µs)."""
+    busy, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop > end:
+            busy += stop - max(start, end)
+            end = stop
+    return busy / wall_us if wall_us > 0 else 0.0
+
+
+def _profile_summary(prof: Any, wall_s: float, steps: int, rank: int, out_dir: str | None) -> dict[str, Any]:
+    """Where this rank's kernels ran and how busy each GPU was, from a finished ``torch.profiler`` run."""
+    from collections import defaultdict
+
+    import torch
+
+    kernels: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kernels[event.device_index].append((event.time_range.start, event.time_range.end))
+    wall_us = wall_s * 1e6
+    summary = {
+        "rank": rank,
+        "current_device": torch.cuda.current_device() if torch.cuda.is_available() else "cpu", "profiled_steps": steps,
+        "step_ms": round(wall_s / steps * 1e3, 2),
+        "kernels_per_step_by_gpu": {str(d): len(v) // steps for d, v in sorted(kernels.items())},
+        "gpu_busy_by_gpu": {str(d): round(_busy_fraction(v, wall_us), 3) for d, v in sorted(kernels.items())},
+    }
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        table = prof.key_averages()
+        text = (table.table(sort_by="self_device_time_total", row_limit=25) + "\n"
+                + table.table(sort_by="self_cpu_time_total", row_limit=25))
+        (Path(out_dir) / f"rank{rank}.txt").write_text(json.dumps(summary) + "\n" + text)
+    return summary
+
+
 def worker(args: argparse.Namespace) -> None:
+    if args.per_rank_inductor_cache:  # before torch is imported: the folder is read once
+        rank = os.environ.get("LOCAL_RANK", "0")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{args.per_rank_inductor_cache}/rank{rank}"
     import lightning as L
     import torch
 
@@ -43,11 +91,28 @@ def worker(args: argparse.Namespace) -> None:
             quantized = [p.device for p in pl_module.parameters() if p.dtype == torch.uint8]
             self.llm_device = quantized[0].index if quantized and quantized[0].type == "cuda" else -1
 
+            self.profile: dict[str, Any] = {}
+            self._prof: Any = None
+            self._prof_start = 0.0
+
         def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
-            if trainer.global_step >= args.warmup:
+            step = trainer.global_step
+            if step >= args.warmup:
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
-                self.marks.append(time.perf_counter())
+                if step <= args.steps - args.profile_steps:
+                    self.marks.append(time.perf_counter())
+            if args.profile_steps and step == args.steps - args.profile_steps:
+                self._prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                                torch.profiler.ProfilerActivity.CUDA])
+                self._prof.__enter__()
+                self._prof_start = time.perf_counter()
+            elif self._prof is not None and step == args.steps:
+                wall = time.perf_counter() - self._prof_start
+                self._prof.__exit__(None, None, None)
+                self.profile = _profile_summary(self._prof, wall, args.profile_steps, trainer.global_rank,
+                                                args.profile_dir)
+                self._prof = None
 
     if args.no_optimize_ddp:  # compiled graphs are not split at DDP's gradient-bucket boundaries (pytorch#111279)
         import torch._dynamo
@@ -68,16 +133,22 @@ def worker(args: argparse.Namespace) -> None:
     here = trainer.strategy.root_device  # the module itself is back on the CPU after fit
     peaks = trainer.strategy.all_gather(torch.tensor([peak], device=here)).flatten().tolist()
     devices = trainer.strategy.all_gather(torch.tensor([timer.llm_device], device=here)).flatten().tolist()
+    if timer.profile:
+        print("PROFILE " + json.dumps(timer.profile), flush=True)
     if trainer.global_rank == 0:
         steps = len(timer.marks) - 1
+        gaps = [b - a for a, b in zip(timer.marks[:-1], timer.marks[1:], strict=True)]
         seconds = timer.marks[-1] - timer.marks[0]
         events = steps * args.batch_size * trainer.world_size
         print("RESULT " + json.dumps({
             "devices": trainer.world_size, "batch_per_rank": args.batch_size, "timed_steps": steps,
             "seconds": round(seconds, 3), "train_events_per_s": round(events / seconds, 1),
+            "median_step_events_per_s": round(args.batch_size * trainer.world_size / statistics.median(gaps), 1),
+            "step_ms": [round(g * 1e3, 1) for g in gaps],
             "peak_gpu_gib_per_rank": [round(p, 2) for p in peaks], "llm_weights_on_cuda": devices,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "hybrid_args": args.hybrid_args, "optimize_ddp": not args.no_optimize_ddp,
+            "per_rank_inductor_cache": bool(args.per_rank_inductor_cache),
         }), flush=True)
 
 
@@ -94,6 +165,11 @@ def main() -> None:
                         help='HybridClassifier arguments, JSON, e.g. {"torch_compile": false}')
     parser.add_argument("--no-optimize-ddp", action="store_true",
                         help="torch._dynamo.config.optimize_ddp = False in every rank (compiled layers only)")
+    parser.add_argument("--profile-steps", type=int, default=0,
+                        help="profile this many steps after the timed ones in every rank (0: none)")
+    parser.add_argument("--profile-dir", default=None, help="each rank's op tables go here (rank<N>.txt)")
+    parser.add_argument("--per-rank-inductor-cache", default=None, metavar="DIR",
+                        help="every rank compiles into DIR/rank<N> instead of the shared TorchInductor cache")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -104,12 +180,17 @@ def main() -> None:
     for n in args.devices:
         cmd = [sys.executable, __file__, "--worker", "--data", args.data, "--model", args.model, "--devices", str(n),
                "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--hybrid-args", json.dumps(args.hybrid_args)] + (["--no-optimize-ddp"] if args.no_optimize_ddp else [])
+               "--hybrid-args", json.dumps(args.hybrid_args), "--profile-steps", str(args.profile_steps)]
+        cmd += ["--no-optimize-ddp"] if args.no_optimize_ddp else []
+        cmd += ["--profile-dir", f"{args.profile_dir}/devices{n}"] if args.profile_dir else []
+        cmd += ["--per-rank-inductor-cache", args.per_rank_inductor_cache] if args.per_rank_inductor_cache else []
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
         if out.returncode != 0 or line is None:
             sys.exit(f"bench_ddp: {n} device(s) failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
         rows.append(json.loads(line[len("RESULT "):]))
+        rows[-1]["profile"] = [json.loads(x[len("PROFILE "):]) for x in out.stdout.splitlines()
+                               if x.startswith("PROFILE ")]
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["train_events_per_s"] / rows[0]["devices"]
     print(f"\n{'devices':>7} {'train ev/s':>11} {'speed-up':>9} {'efficiency':>10} {'peak GiB/rank':>14}")

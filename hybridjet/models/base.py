@@ -34,6 +34,11 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(auc(labels, scores))
 
 
+def pad_batch(batch: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    """``batch`` with its last event repeated up to ``size`` events (every field)."""
+    return {k: torch.cat([v, v[-1:].expand(size - len(v), *v.shape[1:])]) for k, v in batch.items()}
+
+
 class EventClassifier(L.LightningModule):
     """Base class: subclasses implement ``score(batch) -> [B] logits`` and may override ``loss(batch)``."""
 
@@ -63,13 +68,14 @@ class EventClassifier(L.LightningModule):
         self.run_dir: Path | None = None  # the run directory it was loaded from or trains into (compiled artifacts)
         self.compiled_artifacts_read = 0  # compile artifacts read from run_dir before compiling
         self.compiled_artifacts_kept: Path | None = None  # the artifact file this model last wrote into run_dir
+        self._loop_batch_size: dict[str, int] = {}  # each loop's first batch size this epoch (padding target)
 
     # ---- subclass interface -------------------------------------------------------------------------------
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = self.score(batch)
+    def loss(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> torch.Tensor:
+        logits = self.loop_scores(batch, "train", batch_idx)
         weight = None
         if self.hparams.get("class_weight") == "balanced":
             weight = torch.tensor(self.pos_weight, device=logits.device)
@@ -100,26 +106,40 @@ class EventClassifier(L.LightningModule):
         """Create layers whose shape depends on the data (called once the feature count is known)."""
 
     # ---- steps ------------------------------------------------------------------------------------------------
+    def loop_scores(self, batch: dict[str, torch.Tensor], loop: str, batch_idx: int) -> torch.Tensor:
+        """``score(batch)`` inside a Lightning loop.  For a model that :meth:`pads_partial_batches`, a batch shorter
+        than the loop's first one this epoch (the epoch's last) is padded to that size and the padding's logits
+        dropped (events are independent: the same logits and gradients), so a compiled model sees one shape and
+        compiles once, instead of recompiling at every epoch's end and, under DDP, stalling the other ranks."""
+        n = len(batch["label"])
+        if batch_idx == 0 or loop not in self._loop_batch_size:
+            self._loop_batch_size[loop] = n
+        full = self._loop_batch_size[loop]
+        if n < full and self.pads_partial_batches():
+            return self.score(pad_batch(batch, full))[:n]
+        return self.score(batch)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
+        loss = self.loss(batch, batch_idx)
         self._train_events += len(batch["label"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
-    def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
-        logits = self.score(batch).float()
+    def _eval_step(self, batch: dict[str, torch.Tensor], loop: str, batch_idx: int) -> None:
+        logits = self.loop_scores(batch, loop, batch_idx).float()
         self._eval_outputs.append(
             {"score": logits.detach().cpu(), "label": batch["label"].cpu(), "event_id": batch["event_id"].cpu()}
         )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, "validate", batch_idx)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, "test", batch_idx)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        return {"score": torch.sigmoid(self.score(batch).float()).cpu(), "event_id": batch["event_id"].cpu(),
+        scores = self.loop_scores(batch, "predict", batch_idx).float()
+        return {"score": torch.sigmoid(scores).cpu(), "event_id": batch["event_id"].cpu(),
                 "label": batch["label"].cpu()}
 
     def _gather_eval(self) -> dict[str, np.ndarray]:
@@ -377,10 +397,8 @@ class EventClassifier(L.LightningModule):
         full_seen = False
         for batch in iter_event_batches(self, events, size, progress):
             n = len(batch["features"])
-            scored = batch
-            if full_seen and n < size and self.pads_partial_batches():
-                # the last, shorter batch padded to the full one: no second compilation for one batch
-                scored = {k: torch.cat([v, v[-1:].expand(size - n, *v.shape[1:])]) for k, v in batch.items()}
+            # the last, shorter batch padded to the full one: no second compilation for one batch
+            scored = pad_batch(batch, size) if full_seen and n < size and self.pads_partial_batches() else batch
             full_seen |= n == size
             yield batch, torch.sigmoid(self.score(scored).float())[:n].cpu().numpy()
         self.save_compiled_artifacts()

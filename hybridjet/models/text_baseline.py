@@ -135,7 +135,7 @@ class TextPromptClassifier(EventClassifier):
         enc = self._encode(batch, with_answer=False)
         return self._label_logit_diff(self._hidden(enc)[:, -1])
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> torch.Tensor:
         enc = self._encode(batch, with_answer=True)
         hidden = self._hidden(enc)
         # position t predicts token t+1: gather only the answer positions before the vocabulary projection

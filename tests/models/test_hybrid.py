@@ -240,18 +240,14 @@ def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     assert not checkpointed._compiled  # checkpointing re-runs layers in backward: left eager
 
 
-def test_compile_default_is_cuda_with_triton_and_no_data_parallelism(monkeypatch):
+def test_compile_default_is_cuda_with_triton(monkeypatch):
     import torch.utils._triton
 
     from hybridjet.models import hybrid
 
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
-    monkeypatch.setattr(hybrid, "_data_parallel", lambda: False)
     assert hybrid.compiles_by_default(cuda) and not hybrid.compiles_by_default(torch.device("cpu"))
-    monkeypatch.setattr(hybrid, "_data_parallel", lambda: True)  # DDP: compiled ranks did not scale
-    assert not hybrid.compiles_by_default(cuda)
-    monkeypatch.setattr(hybrid, "_data_parallel", lambda: False)
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
     assert not hybrid.compiles_by_default(cuda)
 
@@ -280,6 +276,48 @@ def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_je
     assert sizes == [256, 256, 256] and probs.shape == (600,)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one shape, one compilation
     np.testing.assert_allclose(probs, eager.predict_proba(str(toy_jets_h5), batch_size=256), atol=1e-5)
+
+
+def test_a_loops_shorter_last_batch_is_padded_with_the_same_loss_and_gradients(tiny_llama, monkeypatch):
+    """Training, validation and test pad an epoch's shorter last batch to the epoch's first batch size when the
+    model pads (a compiled one: a new shape would compile again, and under DDP stall the other ranks); the
+    padding changes neither the loss nor the gradients, and a new epoch takes its own first batch's size."""
+    torch.manual_seed(0)
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", dropout=0.0, lora_dropout=0.0)
+    model.build(5)
+    model.pos_weight = 1.0
+
+    def batch(n):
+        return {"features": torch.randn(n, 5, device=model.device), "label": (torch.rand(n) > 0.5).float(),
+                "event_id": torch.arange(n)}
+
+    sizes = []
+    score = model.score
+    monkeypatch.setattr(model, "score", lambda b: sizes.append(len(b["features"])) or score(b))
+
+    def loss_and_grads(b, batch_idx):
+        model.zero_grad()
+        loss = model.loss(b, batch_idx)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    first, last = batch(8), batch(3)
+    loss_and_grads(first, 0)  # the epoch's first batch: 8 events
+    monkeypatch.setattr(model, "pads_partial_batches", lambda: True)
+    padded, padded_grads = loss_and_grads(last, 1)
+    monkeypatch.setattr(model, "pads_partial_batches", lambda: False)
+    plain, plain_grads = loss_and_grads(last, 1)
+    assert sizes == [8, 8, 3]
+    torch.testing.assert_close(padded, plain, atol=1e-6, rtol=1e-5)
+    assert padded_grads.keys() == plain_grads.keys() and padded_grads
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], atol=1e-6, rtol=1e-4)
+    monkeypatch.setattr(model, "pads_partial_batches", lambda: True)
+    sizes.clear()
+    model.loss(last, 0)  # a new epoch that starts with 3 events: nothing to pad to
+    model.validation_step(batch(8), 0)  # each loop keeps its own size
+    model.validation_step(batch(2), 1)
+    assert sizes == [3, 8, 8] and [len(o["score"]) for o in model._eval_outputs] == [8, 2]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
