@@ -15,6 +15,14 @@ HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _failure(result: subprocess.CompletedProcess) -> str:
+    """A failed command's exception line (Inductor's can run to pages, its start is what says why) and its tail."""
+    lines = result.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    header = next((line for line in lines[starts[-1] + 1:] if line and not line[0].isspace()), "") if starts else ""
+    return f"{header[:800]}\n...\n{result.stderr[-1500:]}"
+
+
 def _fit_args(tiny_llama, data, run_dir, *extra):
     return [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "hybrid.yaml"), "--data.data", str(data),
             "--model.init_args.model", str(tiny_llama), "--trainer.default_root_dir", str(run_dir),
@@ -46,7 +54,7 @@ def test_fit_kill_and_resume_from_last_checkpoint(tiny_llama, toy_jets_h5, tmp_p
     epochs = str(step_at_kill // steps_per_epoch + 2)  # leave a little more than an epoch to do
     resumed = subprocess.run(_fit_args(tiny_llama, toy_jets_h5, run_dir, "--trainer.max_epochs", epochs,
                                        "--ckpt_path", "last"), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, _failure(resumed)
     logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
     assert len(logs) == 2
     with open(logs[-1]) as f:
@@ -74,7 +82,7 @@ def test_fit_with_a_bad_model_setting_is_one_line(tiny_llama, toy_jets_h5, tmp_p
     """Errors raised while LightningCLI builds the model reach the user as hybridjet's one line."""
     result = subprocess.run(_fit_args(tiny_llama, toy_jets_h5, tmp_path / "run", option, value),
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == 2, _failure(result)
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"hybridjet: error: {field}:")
     assert not (tmp_path / "run").exists()
@@ -88,7 +96,7 @@ def test_fit_with_a_bad_model_setting_is_one_line(tiny_llama, toy_jets_h5, tmp_p
 ])
 def test_lightning_cli_behaviour(argv, expected):
     result = subprocess.run([*HYBRIDJET, *argv], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, _failure(result)
     assert expected in result.stdout
 
 
@@ -100,7 +108,7 @@ def test_early_stopping_ends_a_run_that_stopped_improving(toy_jets_h5, tmp_path)
          "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
          "--trainer.max_epochs", "30", "--model.init_args.encoder_lr", "0", "--model.init_args.lr", "0",
          "--early_stopping_patience", "2"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, _failure(result)
     with open(next((run_dir / "logs").glob("version_*/metrics.csv"))) as f:
         epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row.get("val_auc")}
     assert epochs == {0, 1, 2}
@@ -124,7 +132,7 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     result = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), "--out", str(out),
                              "--model", str(tiny_llama), "--batch-size", "50"], capture_output=True, text=True,
                             timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, _failure(result)
     assert "scored 600 events" in result.stdout
     written = read_scores(out, "all")
     expected = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama)).predict_proba(str(toy_jets_h5))
@@ -138,7 +146,7 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     second.write_bytes(toy_jets_h5.read_bytes())
     both = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), str(second), "--out", str(out),
                            "--model", str(tiny_llama)], capture_output=True, text=True, timeout=300)
-    assert both.returncode == 0, both.stderr[-2000:]
+    assert both.returncode == 0, _failure(both)
     assert both.stdout.count("loaded ") == 1 and both.stdout.count("scored 600 events") == 2
     for split in (toy_jets_h5.name.removesuffix(".h5"), "second_jets", "all"):
         np.testing.assert_allclose(read_scores(out, split).score, expected, atol=atol)
