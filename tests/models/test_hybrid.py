@@ -322,6 +322,22 @@ def test_a_loops_shorter_last_batch_is_padded_with_the_same_loss_and_gradients(t
     assert sizes == [3, 8, 8] and [len(o["score"]) for o in model._eval_outputs] == [8, 2]
 
 
+def test_compiled_fit_scores_one_batch_shape_per_loop_and_counts_real_events(tiny_llama, toy_jets_h5, tmp_path):
+    """A compiled fit pads each epoch's shorter last batch (480 training events in batches of 64, 60 validation and
+    test events in batches of 32): every forward of a loop sees one batch size, so the layers compile once instead of
+    again at every epoch's end, and the metrics count the real events only."""
+    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=True)
+    sizes = []
+    score = model.score
+    model.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
+    run_dir = tmp_path / "run"
+    train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=64, eval_batch_size=32), run_dir,
+                     max_epochs=2, progress=False)
+    assert model._compiled and set(sizes) == {64, 32}
+    meta = json.loads((run_dir / "metrics.json").read_text())
+    assert meta["test"]["n_events"] == 60 and 0.0 <= meta["test"]["auc"] <= 1.0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_cuda_graph_replays_train_and_score_like_plain_compiled_layers(tiny_llama, toy_jets_h5, tmp_path):
     """Lightning fit (training, validation, test) with the shared-prefix layers replayed from CUDA graphs gives the
