@@ -96,8 +96,9 @@ class HybridClassifier(EventClassifier):
             the prefix's key blocks are seen by every query block; BENCHMARKS.md, "FlexAttention").
         torch_compile: compile each decoder layer with ``torch.compile`` at the first forward
             (the layers share one graph: x2 training and scoring on an H200, BENCHMARKS.md); ``None`` = on CUDA (with
-            Triton) only: compiling needs a C++ compiler on CPUs and pays off on GPUs; not under DDP (it did not
-            scale there).  Not with gradient checkpointing.
+            Triton) only, under DDP too (2 H200s: 1.88x one GPU): compiling needs a C++ compiler on CPUs and pays
+            off on GPUs.  A compiled model pads each epoch's shorter last batch (one shape, one compilation).  Not
+            with gradient checkpointing.
         cuda_graphs: replay the compiled shared-prefix layers from CUDA graphs (``torch.compile`` mode
             ``reduce-overhead``), which removes the kernel-launch cost that small GPU batches wait on (H100, SmolLM2
             NF4, side by side: training x2.7 at batch 1024, x1.7 at 2048, x1.35 at 4096; scoring x3.4 at 1024-2048,
