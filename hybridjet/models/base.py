@@ -111,7 +111,7 @@ class EventClassifier(L.LightningModule):
         than the loop's first one this epoch (the epoch's last) is padded to that size and the padding's logits
         dropped (events are independent: the same logits and gradients), so a compiled model sees one shape and
         compiles once, instead of recompiling at every epoch's end and, under DDP, stalling the other ranks."""
-        n = len(batch["label"])
+        n = len(next(iter(batch.values())))  # every field holds one row per event
         if batch_idx == 0 or loop not in self._loop_batch_size:
             self._loop_batch_size[loop] = n
         full = self._loop_batch_size[loop]
@@ -394,13 +394,9 @@ class EventClassifier(L.LightningModule):
 
         self.eval()
         size = batch_size or self.scoring_batch_size()
-        full_seen = False
-        for batch in iter_event_batches(self, events, size, progress):
-            n = len(batch["features"])
-            # the last, shorter batch padded to the full one: no second compilation for one batch
-            scored = pad_batch(batch, size) if full_seen and n < size and self.pads_partial_batches() else batch
-            full_seen |= n == size
-            yield batch, torch.sigmoid(self.score(scored).float())[:n].cpu().numpy()
+        for i, batch in enumerate(iter_event_batches(self, events, size, progress)):
+            # batches are full but for the last, which loop_scores pads where that saves a compilation
+            yield batch, torch.sigmoid(self.loop_scores(batch, "score", i).float()).cpu().numpy()
         self.save_compiled_artifacts()
 
     def compiled_device(self) -> torch.device | None:
@@ -420,8 +416,8 @@ class EventClassifier(L.LightningModule):
         return written
 
     def pads_partial_batches(self) -> bool:
-        """Whether scoring pads a last, shorter batch to the full batch size (models whose events are scored
-        independently and for which a new batch shape costs a compilation)."""
+        """Whether :meth:`loop_scores` pads a loop's last, shorter batch to the full batch size (models whose events
+        are scored independently and for which a new batch shape costs a compilation)."""
         return False
 
     def load_run_weights(self, run_dir: str | Path) -> None:

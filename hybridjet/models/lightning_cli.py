@@ -78,10 +78,8 @@ class ScoresWriter(BasePredictionWriter):
         from hybridjet.eval.scores import write_scores
 
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        if isinstance(pl_module, EventClassifier):  # a collective under DDP: every rank takes part
-            merged = pl_module.gather_events(list(batches), empty={"score": torch.zeros(0), "label": torch.zeros(0)})
-        else:
-            merged = {k: torch.cat([b[k] for b in batches]).numpy() for k in ("score", "event_id", "label")}
+        # a collective under DDP: every rank takes part (the CLI's models are EventClassifiers)
+        merged = pl_module.gather_events(list(batches), empty={"score": torch.zeros(0), "label": torch.zeros(0)})
         if not trainer.is_global_zero or not merged:
             return
         split = getattr(trainer.datamodule, "predict_split", "predict")
