@@ -201,6 +201,16 @@ def _compiled_layer_function(mode: str) -> Any:
 ATTENTION_KINDS = ("matmul", "flex")
 
 
+def attention_for_batch(attention: str, compiled: bool, n_tokens: int) -> str:
+    """The attention that runs for a batch of ``n_tokens`` event tokens: ``attention``, except compiled FlexAttention
+    with fewer tokens than one query block, which runs as ``"matmul"`` (the same function).  Below one block Inductor
+    lowers FlexAttention to its flex-decoding kernel, which on an H100 (torch 2.11, bf16) failed to lower at 100
+    tokens and gave wrong hidden states at 12 (BENCHMARKS.md, "FlexAttention below one query block")."""
+    if attention == "flex" and compiled and n_tokens < FLEX_BLOCK_SIZE:
+        return "matmul"
+    return attention
+
+
 def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, embeds: torch.Tensor,
                                compiled: bool = False, attention: str = "matmul",
                                cuda_graphs: bool = False) -> torch.Tensor:
@@ -211,7 +221,7 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
         prefix_embeds: [1, P, D] input embeddings of the shared prefix.
         embeds: [B, T, D] input embeddings of each sequence's own tokens.
         compiled: run the layers through ``torch.compile`` (one graph for all layers).
-        attention: ``"matmul"`` or ``"flex"`` (module docstring).
+        attention: ``"matmul"`` or ``"flex"`` (module docstring; small compiled batches: :func:`attention_for_batch`).
         cuda_graphs: with ``compiled``, replay the layers from CUDA graphs (``torch.compile`` mode
             ``reduce-overhead``): no per-kernel launch cost, which is what small GPU batches wait on.  Each call
             starts a new CUDA-graph step, so a call's backward must run before the next call.
@@ -222,6 +232,7 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     layers = decoder.layers[: decoder.config.num_hidden_layers]
     (n_events, n_own), n_prefix = embeds.shape[:2], prefix_embeds.shape[1]
     device = embeds.device
+    attention = attention_for_batch(attention, compiled, n_events * n_own)
     block_mask = None
     if attention == "flex":
         block_mask = _cached_block_mask(n_prefix, n_events, n_own, device, torch.is_grad_enabled())

@@ -10,7 +10,6 @@ from torch import nn
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.shared_prefix import (
     ATTENTION_KINDS,
-    FLEX_BLOCK_SIZE,
     forward_with_shared_prefix,
     supports_shared_prefix,
 )
@@ -205,19 +204,16 @@ class HybridClassifier(EventClassifier):
         return (choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
                 or self.embed_dim >= SHARED_PREFIX_ANY_BATCH_HIDDEN or self.replays_cuda_graphs(batch_size))
 
-    def prefix_attention_kind(self, device: torch.device, dtype: torch.dtype, own_tokens: int | None = None) -> str:
-        """The shared-prefix path's attention now, for hidden states of ``dtype`` and a batch of ``own_tokens``
-        event tokens in all: ``prefix_attention``; ``auto`` = flex when compiled on CUDA, in half precision, not
-        recording gradients and with at least one whole FlexAttention query block of tokens.  (Below one block torch
-        switches to its flex-decoding kernel; a compiled bf16 ``hybridjet score`` of 50-event batches, 100 event
-        tokens, failed to lower there on an H100, and a batch that small gains nothing from the fused kernel.)"""
+    def prefix_attention_kind(self, device: torch.device, dtype: torch.dtype) -> str:
+        """The shared-prefix path's attention now, for hidden states of ``dtype``: ``prefix_attention``; ``auto`` =
+        flex when compiled on CUDA, in half precision and not recording gradients.  (Batches of fewer event tokens
+        than one FlexAttention query block run the matmul attention either way: ``attention_for_batch``.)"""
         choice = self.hparams.get("prefix_attention", "auto")
         if choice == "auto":
             if torch.is_autocast_enabled(device.type):
                 dtype = torch.get_autocast_dtype(device.type)
             fused = self._compiled and device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-            fills_a_block = own_tokens is None or own_tokens >= FLEX_BLOCK_SIZE
-            return "flex" if fused and fills_a_block and not torch.is_grad_enabled() else "matmul"
+            return "flex" if fused and not torch.is_grad_enabled() else "matmul"
         return choice
 
     def scoring_batch_size(self) -> int:
@@ -283,7 +279,7 @@ class HybridClassifier(EventClassifier):
         prefix = embed(self.prefix_ids).unsqueeze(0)
         own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
         if self.shares_prefix(batch, features.device):
-            attention = self.prefix_attention_kind(features.device, own.dtype, batch * own.shape[1])
+            attention = self.prefix_attention_kind(features.device, own.dtype)
             hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=bool(self._compiled),
                                                 attention=attention, cuda_graphs=self.replays_cuda_graphs(batch))
         else:

@@ -4,6 +4,7 @@ import torch
 from hybridjet.llm.backbone import load_backbone
 from hybridjet.llm.shared_prefix import (
     _document_mask_mod,
+    attention_for_batch,
     document_block_mask,
     forward_with_shared_prefix,
     supports_shared_prefix,
@@ -147,6 +148,13 @@ def test_flex_attention_reproduces_the_full_sequence(tiny_llama):
     torch.testing.assert_close(flex, full, atol=1e-5, rtol=1e-4)
 
 
+def test_compiled_flex_below_one_query_block_runs_the_matmul_attention():
+    assert attention_for_batch("flex", compiled=True, n_tokens=100) == "matmul"  # flex-decoding kernel: not used
+    assert attention_for_batch("flex", compiled=True, n_tokens=128) == "flex"
+    assert attention_for_batch("flex", compiled=False, n_tokens=12) == "flex"  # eager FlexAttention is right
+    assert attention_for_batch("matmul", compiled=True, n_tokens=1 << 16) == "matmul"
+
+
 def test_unknown_attention_is_refused(tiny_llama):
     model, decoder = _nudged_decoder(tiny_llama)
     prefix, own = _inputs(decoder)
@@ -173,3 +181,17 @@ def test_compiled_flex_attention_matches_matmul_with_gradients(tiny_llama):
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
     for name in expected_grads:
         torch.testing.assert_close(got_grads[name], expected_grads[name], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled FlexAttention in bf16 needs a GPU")
+@pytest.mark.parametrize(("n_events", "n_own"), [(50, 2), (3, 4), (64, 2), (37, 14)])
+def test_compiled_bf16_flex_scoring_matches_matmul_below_and_above_one_query_block(tiny_llama, n_events, n_own):
+    """Explicit ``prefix_attention: flex`` when scoring: compiled, bf16, no gradients, with fewer event tokens than
+    one 128-token query block (100, 12, 128) and more (518): the matmul attention's hidden states."""
+    model, decoder = _nudged_decoder(tiny_llama)
+    model.cuda().to(torch.bfloat16)
+    prefix, own = (x.cuda().to(torch.bfloat16) for x in _inputs(decoder, batch=n_events, n_prefix=9, n_own=n_own))
+    with torch.no_grad():
+        expected = forward_with_shared_prefix(decoder, prefix, own, attention="matmul")
+        got = forward_with_shared_prefix(decoder, prefix, own, attention="flex", compiled=True)
+    torch.testing.assert_close(got.float(), expected.float(), atol=3e-2, rtol=3e-2)
