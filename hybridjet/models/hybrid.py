@@ -245,8 +245,8 @@ class HybridClassifier(EventClassifier):
 
         # graphs per layer: training and no-grad, prefix and batch pass, a smaller last batch
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
-        for layer in decoder.layers:  # the per-event path runs transformers' layers
-            layer.compile()
+        for layer in decoder.layers:  # the per-event path runs transformers' layers; static: _compiled_layer_function
+            layer.compile(dynamic=False)
         self._compiled = True  # the shared-prefix path compiles its own layer function
         self._compiled_for = device
         if self.run_dir is not None:  # a run that was compiled on this kind of machine before: read, not build

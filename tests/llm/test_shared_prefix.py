@@ -109,6 +109,22 @@ def test_compiled_layers_share_one_graph_and_match_eager(tiny_llama):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
+def test_compiled_layers_keep_static_graphs_one_per_batch_size(tiny_llama):
+    """Three batch sizes, three static graphs: never the shape-generic graph torch switches to by default at a
+    second size (which a new process scoring at one size cannot reuse, and which runs slower)."""
+    import torch._dynamo
+
+    model, decoder = _nudged_decoder(tiny_llama)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    with torch.no_grad():
+        for batch in (3, 5, 7):
+            prefix, own = _inputs(decoder, batch=batch)
+            compiled = forward_with_shared_prefix(decoder, prefix, own, compiled=True)
+            torch.testing.assert_close(compiled, forward_with_shared_prefix(decoder, prefix, own), atol=1e-5, rtol=1e-4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 3
+
+
 def _block_sets(num, idx, full_num=None, full_idx=None):
     rows = []
     for i in range(num.shape[-1]):
