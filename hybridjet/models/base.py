@@ -39,6 +39,13 @@ def pad_batch(batch: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tens
     return {k: torch.cat([v, v[-1:].expand(size - len(v), *v.shape[1:])]) for k, v in batch.items()}
 
 
+def padded_batch_size(n: int, batch_size: int) -> int:
+    """The size a scoring pass of ``n`` events in batches of ``batch_size`` pads to when padding saves compilations:
+    ``batch_size`` for a pass of at least one full batch, else the next power of two (at most ``batch_size``), so
+    that inputs of any length share at most log2(batch_size) + 1 batch shapes."""
+    return batch_size if n >= batch_size else min(batch_size, 1 << max(n - 1, 0).bit_length())
+
+
 class EventClassifier(L.LightningModule):
     """Base class: subclasses implement ``score(batch) -> [B] logits`` and may override ``loss(batch)``."""
 
@@ -106,14 +113,17 @@ class EventClassifier(L.LightningModule):
         """Create layers whose shape depends on the data (called once the feature count is known)."""
 
     # ---- steps ------------------------------------------------------------------------------------------------
-    def loop_scores(self, batch: dict[str, torch.Tensor], loop: str, batch_idx: int) -> torch.Tensor:
+    def loop_scores(self, batch: dict[str, torch.Tensor], loop: str, batch_idx: int,
+                    batch_size: int | None = None) -> torch.Tensor:
         """``score(batch)`` inside a Lightning loop.  For a model that :meth:`pads_partial_batches`, a batch shorter
         than the loop's first one this epoch (the epoch's last) is padded to that size and the padding's logits
         dropped (events are independent: the same logits and gradients), so a compiled model sees one shape and
-        compiles once, instead of recompiling at every epoch's end and, under DDP, stalling the other ranks."""
+        compiles once, instead of recompiling at every epoch's end and, under DDP, stalling the other ranks.
+        With ``batch_size`` (scoring), a first batch shorter than it is padded as well, to
+        :func:`padded_batch_size`: scoring inputs of many lengths then shares a few shapes."""
         n = len(next(iter(batch.values())))  # every field holds one row per event
         if batch_idx == 0 or loop not in self._loop_batch_size:
-            self._loop_batch_size[loop] = n
+            self._loop_batch_size[loop] = n if batch_size is None else padded_batch_size(n, batch_size)
         full = self._loop_batch_size[loop]
         if n < full and self.pads_partial_batches():
             return self.score(pad_batch(batch, full))[:n]
@@ -396,7 +406,7 @@ class EventClassifier(L.LightningModule):
         size = batch_size or self.scoring_batch_size()
         for i, batch in enumerate(iter_event_batches(self, events, size, progress)):
             # batches are full but for the last, which loop_scores pads where that saves a compilation
-            yield batch, torch.sigmoid(self.loop_scores(batch, "score", i).float()).cpu().numpy()
+            yield batch, torch.sigmoid(self.loop_scores(batch, "score", i, size).float()).cpu().numpy()
         self.save_compiled_artifacts()
 
     def compiled_device(self) -> torch.device | None:

@@ -227,7 +227,11 @@ class HybridClassifier(EventClassifier):
         return self._cuda_graphs and (choice is True or batch_size <= CUDA_GRAPHS_MAX_BATCH)
 
     def pads_partial_batches(self) -> bool:
-        """Compiled: yes (events are independent; a new batch shape would compile the layers again)."""
+        """Compiled: yes (events are independent; a new batch shape would compile the layers again).  Decides the
+        compilation here if no forward has yet, so that a pass's first batch is padded too."""
+        if self.llm is None:
+            return False
+        self._compile_once(self.device)
         return bool(self._compiled)
 
     def _compile_once(self, device: torch.device) -> None:

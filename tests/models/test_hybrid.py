@@ -278,6 +278,29 @@ def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_je
     np.testing.assert_allclose(probs, eager.predict_proba(str(toy_jets_h5), batch_size=256), atol=1e-5)
 
 
+def test_compiled_hybrid_scores_inputs_of_many_lengths_with_one_shape(trained, tiny_llama):
+    """Feature arrays of 20, 25 and 30 events (fewer than one batch) are each padded to 32 events: one static graph
+    for all three, not one compilation per length; the scores are the eager model's."""
+    _, _, run_dir = trained
+    eager = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=False)
+    compiled = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=True)
+    import torch._dynamo
+
+    sizes = []
+    score = compiled.score
+    compiled.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    rng = np.random.default_rng(3)
+    for n in (20, 25, 30):
+        features = rng.normal(size=(n, len(compiled.normalizer.names))).astype(np.float32)
+        probs = compiled.predict_proba(features, batch_size=256)
+        assert probs.shape == (n,)
+        np.testing.assert_allclose(probs, eager.predict_proba(features, batch_size=256), atol=1e-5)
+    assert sizes == [32, 32, 32]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
 def test_a_loops_shorter_last_batch_is_padded_with_the_same_loss_and_gradients(tiny_llama, monkeypatch):
     """Training, validation and test pad an epoch's shorter last batch to the epoch's first batch size when the
     model pads (a compiled one: a new shape would compile again, and under DDP stall the other ranks); the
