@@ -247,7 +247,8 @@ class HybridClassifier(EventClassifier):
             return
         import torch._dynamo
 
-        # graphs per layer: training and no-grad, prefix and batch pass, a smaller last batch
+        # static graphs, one per (grad mode, batch size): the loops' sizes and the scoring sizes, at most
+        # log2(batch) + 1 of them (padded_batch_size), stay well inside 32
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
         for layer in decoder.layers:  # the per-event path runs transformers' layers; static: _compiled_layer_function
             layer.compile(dynamic=False)
