@@ -258,19 +258,25 @@ def test_classifier_follows_its_llm_device_and_scores_small_batches_off_the_gpu(
     assert model.scoring_batch_size() == (16384 if model.device.type == "cuda" else 256)
 
 
-def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_jets_h5, tiny_llama):
-    """A compiled model scores a shorter last batch padded to the full size (one batch shape, one compilation);
-    the padding rows are dropped and the real events' scores are unchanged."""
+def _eager_and_compiled(trained, tiny_llama):
+    """The trained run loaded eager and compiled (fresh Dynamo state), and the batch sizes the compiled one scores."""
+    import torch._dynamo
+
     _, _, run_dir = trained
     eager = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=False)
     compiled = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=True)
-    import torch._dynamo
-
     sizes = []
     score = compiled.score
     compiled.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
+    return eager, compiled, sizes
+
+
+def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_jets_h5, tiny_llama):
+    """A compiled model scores a shorter last batch padded to the full size (one batch shape, one compilation);
+    the padding rows are dropped and the real events' scores are unchanged."""
+    eager, compiled, sizes = _eager_and_compiled(trained, tiny_llama)
     probs = compiled.predict_proba(str(toy_jets_h5), batch_size=256)  # 600 events: 256, 256, 88 -> 256
     assert compiled.pads_partial_batches() and not eager.pads_partial_batches()
     assert sizes == [256, 256, 256] and probs.shape == (600,)
@@ -281,16 +287,7 @@ def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_je
 def test_compiled_hybrid_scores_inputs_of_many_lengths_with_one_shape(trained, tiny_llama):
     """Feature arrays of 20, 25 and 30 events (fewer than one batch) are each padded to 32 events: one static graph
     for all three, not one compilation per length; the scores are the eager model's."""
-    _, _, run_dir = trained
-    eager = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=False)
-    compiled = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama), dtype="fp32", torch_compile=True)
-    import torch._dynamo
-
-    sizes = []
-    score = compiled.score
-    compiled.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
+    eager, compiled, sizes = _eager_and_compiled(trained, tiny_llama)
     rng = np.random.default_rng(3)
     for n in (20, 25, 30):
         features = rng.normal(size=(n, len(compiled.normalizer.names))).astype(np.float32)
