@@ -8,11 +8,7 @@ import torch
 from torch import nn
 
 from hybridjet.errors import HybridjetError
-from hybridjet.llm.shared_prefix import (
-    ATTENTION_KINDS,
-    forward_with_shared_prefix,
-    supports_shared_prefix,
-)
+from hybridjet.llm.shared_prefix import ATTENTION_KINDS, forward_with_shared_prefix, supports_shared_prefix
 from hybridjet.models.base import EventClassifier
 from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder
 from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, split_around_event
