@@ -54,6 +54,10 @@ from hybridjet.models.throughput import measure  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+#: untimed steps before each measurement (``--warmup``): a compiled model compiles its forward at the first
+#: step, its backward and CUDA-graph recording at the second (H100, SmolLM2 NF4, batch 4096: 6.2 s, 8.2 s, then
+#: 121 ms per step), so one warm-up step left a compilation inside the timed window
+WARMUP = 3
 SECTIONS = ("hybrid", "text", "variants", "profile", "llama3b", "cudagraph", "compile", "bf16base", "dense")
 
 
@@ -121,9 +125,10 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_scoring(model: Any, batches: list[dict[str, torch.Tensor]], warmup: int = 1) -> float:
+def time_scoring(model: Any, batches: list[dict[str, torch.Tensor]], warmup: int | None = None) -> float:
     """Scoring events/s (no grad), each batch synchronised like ``measure`` does."""
     batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+    warmup = WARMUP if warmup is None else warmup
     model.eval()
     n, seconds = 0, 0.0
     with torch.no_grad():
@@ -174,7 +179,7 @@ def run_measure(rec: Recorder, section: str, name: str, model: Any, batches: lis
     reset_memory()
     ctx = torch.autocast(DEVICE, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with ctx:
-        r = measure(model, batches, pipelined=pipelined)
+        r = measure(model, batches, warmup=WARMUP, pipelined=pipelined)
     tt, ts = processed_tokens(model, batches[0], True), processed_tokens(model, batches[0], False)
     row = dict(section=section, name=name, batch=len(batches[0]["label"]), tokens_train=tt, tokens_score=ts,
                train_ev_s=r.train_events_per_s, train_tok_s=r.train_events_per_s * tt,
@@ -235,10 +240,10 @@ def section_hybrid(args, dm, rec) -> None:
           f"{clf.sequence_length} tokens (prefix {len(clf.prefix_ids)}, soft {args.n_soft_tokens}, question "
           f"{len(clf.suffix_ids)})", flush=True)
     for b in args.hybrid_batches:
-        run_measure(rec, "hybrid", "hybrid", clf, sample_batches(dm, b, args.steps + 1), params, attention=attn,
+        run_measure(rec, "hybrid", "hybrid", clf, sample_batches(dm, b, args.steps + WARMUP), params, attention=attn,
                     autocast=args.autocast)
     for b in args.hybrid_score_batches:
-        run_scoring(rec, "hybrid", "hybrid (scoring only)", clf, sample_batches(dm, b, args.steps + 1), params)
+        run_scoring(rec, "hybrid", "hybrid (scoring only)", clf, sample_batches(dm, b, args.steps + WARMUP), params)
     free(clf)
 
 
@@ -246,17 +251,17 @@ def section_text(args, dm, rec) -> None:
     clf = make_text(args)
     params = nonembedding_params(clf)
     for b in args.text_batches:
-        run_measure(rec, "text", f"text ({args.formatter})", clf, sample_batches(dm, b, args.steps + 1), params,
+        run_measure(rec, "text", f"text ({args.formatter})", clf, sample_batches(dm, b, args.steps + WARMUP), params,
                     autocast=args.autocast)
     for b in args.text_score_batches:
-        run_scoring(rec, "text", f"text ({args.formatter}, scoring only)", clf, sample_batches(dm, b, args.steps + 1),
+        run_scoring(rec, "text", f"text ({args.formatter}, scoring only)", clf, sample_batches(dm, b, args.steps + WARMUP),
                     params)
     free(clf)
 
 
 def section_variants(args, dm, rec) -> None:
     b = args.variant_batch
-    batches = sample_batches(dm, b, args.steps + 1)
+    batches = sample_batches(dm, b, args.steps + WARMUP)
     clf = make_hybrid(args, dm)
     params = nonembedding_params(clf)
     run_measure(rec, "variants", "hybrid baseline (repeat)", clf, batches, params)
@@ -273,7 +278,7 @@ def section_variants(args, dm, rec) -> None:
     # formatter called directly, as TextPromptClassifier.prompts did before it moved the fields to the CPU once)
     tb = args.text_batches[-1]
     text = make_text(args)
-    tbatches = sample_batches(dm, tb, args.steps + 1)
+    tbatches = sample_batches(dm, tb, args.steps + WARMUP)
     gpu = [{k: v.to(text.device) for k, v in x.items()} for x in tbatches]
     t0 = time.perf_counter()
     for x in gpu:
@@ -408,7 +413,7 @@ def section_cudagraph(args, dm, rec) -> None:
     params = nonembedding_params(clf)
     clf.eval()
     for b in args.hybrid_score_batches:
-        feats = [x["features"].to("cuda") for x in sample_batches(dm, b, args.steps + 1)]
+        feats = [x["features"].to("cuda") for x in sample_batches(dm, b, args.steps + WARMUP)]
         if not record_graph(rec, "cudagraph", "hybrid scoring, CUDA graph", clf, feats, params):
             break
     free(clf)
@@ -425,7 +430,7 @@ def section_dense(args, dm, rec) -> None:
         for name, p in clf.llm.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
-    sets = {b: sample_batches(dm, b, args.steps + 1) for b in args.hybrid_score_batches}
+    sets = {b: sample_batches(dm, b, args.steps + WARMUP) for b in args.hybrid_score_batches}
     probe = sets[min(sets)][0]["features"].to(DEVICE)
     with torch.no_grad():
         before = clf(probe).float()
@@ -499,7 +504,7 @@ def section_compile(args, dm, rec) -> None:
         params = nonembedding_params(clf)
         for b in args.compile_batches:
             try:
-                batches = sample_batches(dm, b, args.steps + 1)
+                batches = sample_batches(dm, b, args.steps + WARMUP)
                 first = first_calls(clf, batches[0])
                 run_measure(rec, "compile", variant, clf, batches, params, autocast=True, first_calls_s=first,
                             dynamo=compile_counts())
@@ -521,7 +526,7 @@ def section_compile(args, dm, rec) -> None:
         clf.densify_for_inference()
         for b in args.hybrid_score_batches:
             try:
-                batches = sample_batches(dm, b, args.steps + 1)
+                batches = sample_batches(dm, b, args.steps + WARMUP)
                 first = first_calls(clf, batches[0], train=False)
                 run_scoring(rec, "compile", f"dense {variant}", clf, batches, params, first_calls_s=first,
                             dynamo=compile_counts())
@@ -541,11 +546,11 @@ def section_bf16base(args, dm, rec) -> None:
         if not p.requires_grad and p.dtype == torch.float32:
             p.data = p.data.to(torch.bfloat16)
     for b in (args.variant_batch, 4096):
-        batches = sample_batches(dm, b, args.steps + 1)
+        batches = sample_batches(dm, b, args.steps + WARMUP)
         run_measure(rec, "bf16base", "hybrid bf16 base", clf, batches, params)
         run_measure(rec, "bf16base", "hybrid bf16 base+autocast", clf, batches, params, autocast=True)
     for b in args.hybrid_score_batches:
-        run_scoring(rec, "bf16base", "hybrid bf16 base (scoring)", clf, sample_batches(dm, b, args.steps + 1), params)
+        run_scoring(rec, "bf16base", "hybrid bf16 base (scoring)", clf, sample_batches(dm, b, args.steps + WARMUP), params)
     free(clf)
 
 
@@ -568,7 +573,7 @@ def section_llama3b(args, dm, rec) -> None:
             enable_checkpointing(clf.llm)
         try:
             run_measure(rec, "llama3b", "hybrid Llama-3.2-3B-shaped" + (" +ckpt" if gc_on else ""), clf,
-                        sample_batches(dm, args.llama3b_batch, args.steps + 1), params, weights_gb=weights_gb,
+                        sample_batches(dm, args.llama3b_batch, args.steps + WARMUP), params, weights_gb=weights_gb,
                         gradient_checkpointing=gc_on)
         except torch.OutOfMemoryError as exc:
             rec.add(section="llama3b", name="hybrid Llama-3.2-3B-shaped", batch=args.llama3b_batch, error=str(exc)[:200])
@@ -578,6 +583,7 @@ def section_llama3b(args, dm, rec) -> None:
 
 
 def main() -> None:
+    global WARMUP
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/demo/jets.h5")
     parser.add_argument("--model", default="smollm2", help="base LLM of both models (alias, HF dir or .gguf)")
@@ -603,7 +609,8 @@ def main() -> None:
                         help="compile section: the hybrid's cuda_graphs (null = product default, true, false)")
     parser.add_argument("--autocast", action="store_true",
                         help="hybrid and text sections: train under bf16 autocast (as Lightning's bf16-mixed does)")
-    parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement (+1 warm-up)")
+    parser.add_argument("--steps", type=int, default=5, help="timed batches per measurement")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="untimed batches before each measurement")
     parser.add_argument("--hybrid-kw", nargs="*", default=[], metavar="KEY=JSON",
                         help='HybridClassifier arguments of every hybrid, e.g. question=\'"Signal or background? '
                              'Event: <<EVENT>>"\'')
@@ -621,6 +628,7 @@ def main() -> None:
     parser.add_argument("--out-json", default=None, help="append results as JSON lines here")
     parser.add_argument("--out-dir", default=None, help="profiler tables go here")
     args = parser.parse_args()
+    WARMUP = args.warmup
 
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir:
