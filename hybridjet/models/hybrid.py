@@ -30,7 +30,7 @@ SHARED_PREFIX_ANY_BATCH_HIDDEN = 3072
 #: ``cuda_graphs=None`` replays batches up to this size from CUDA graphs (H100, SmolLM2 NF4: x1.35-3.4 up to 4096,
 #: x1.00 at 16384, x0.95 at 65536; BENCHMARKS.md, "CUDA graphs"), and such batches share the prefix at any size: no
 #: launch cost is left (training events/s per event vs shared: 256: 1,666 vs 5,441; 512: 3,446 vs 10,074; 1024:
-#: 6,357 vs 19,080)
+#: 6,357 vs 19,080; down to 32: x2.6-4.6 training, x3.4-7.1 scoring, BENCHMARKS.md "Shared prefix below batch 256")
 CUDA_GRAPHS_MAX_BATCH = 8192
 
 
@@ -79,7 +79,7 @@ class HybridClassifier(EventClassifier):
             CPUs, and on GPUs for batches of at least ``SHARED_PREFIX_MIN_GPU_BATCH`` (smaller GPU batches are
             bound by kernel launches, and the shared path launches more: BENCHMARKS.md) or for models of hidden
             size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more (3B and up: same speed, less than half the memory),
-            and at any batch when the compiled layers replay CUDA graphs (``cuda_graphs``: x3 at batch 256-1024).
+            and at any batch when the compiled layers replay CUDA graphs (``cuda_graphs``: x2.6-7 at batch 32-1024).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state
             (a wide-and-deep head: the LLM path must then add to what the encoder alone provides).
         upcast_frozen: ``False`` keeps the 4-bit model's frozen norms and embeddings in the compute dtype instead of
