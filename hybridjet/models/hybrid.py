@@ -149,8 +149,8 @@ class HybridClassifier(EventClassifier):
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
-        self._compiled: bool | None = None  # decided at the first forward (see _compile_once)
-        self._compiled_for: torch.device | None = None  # where the layers were compiled (see _compile_once)
+        self._compile_decided = False  # compilation is decided once, at the first forward (see _compile_once)
+        self._compiled_for: torch.device | None = None  # where the layers were compiled, if they were
         if use_llm:
             self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
                                      gradient_checkpointing, upcast_frozen)
@@ -208,7 +208,7 @@ class HybridClassifier(EventClassifier):
         if choice == "auto":
             if torch.is_autocast_enabled(device.type):
                 dtype = torch.get_autocast_dtype(device.type)
-            fused = self._compiled and device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
+            fused = self.is_compiled and device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
             return "flex" if fused and not torch.is_grad_enabled() else "matmul"
         return choice
 
@@ -228,13 +228,13 @@ class HybridClassifier(EventClassifier):
         if self.llm is None:
             return False
         self._compile_once(self.device)
-        return bool(self._compiled)
+        return self.is_compiled
 
     def _compile_once(self, device: torch.device) -> None:
         """Regional compilation (``torch_compile``), decided once, at the first forward, from where it runs."""
-        if self._compiled is not None:
+        if self._compile_decided:
             return
-        self._compiled = False
+        self._compile_decided = True
         decoder = decoder_of(self.llm)
         wanted = self.hparams.get("torch_compile")
         if wanted is None:
@@ -248,8 +248,7 @@ class HybridClassifier(EventClassifier):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
         for layer in decoder.layers:  # the per-event path runs transformers' layers; static: _compiled_layer_function
             layer.compile(dynamic=False)
-        self._compiled = True  # the shared-prefix path compiles its own layer function
-        self._compiled_for = device
+        self._compiled_for = device  # the shared-prefix path compiles its own layer function
         if self.run_dir is not None:  # a run that was compiled on this kind of machine before: read, not build
             from hybridjet.models.compile_cache import load_compiled
 
@@ -257,6 +256,11 @@ class HybridClassifier(EventClassifier):
 
     def compiled_device(self) -> torch.device | None:
         return self._compiled_for
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether the decoder layers run compiled (decided at the first forward, from where it runs)."""
+        return self._compiled_for is not None
 
     @property
     def _cuda_graphs(self) -> bool:
@@ -281,7 +285,7 @@ class HybridClassifier(EventClassifier):
         own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
         if self.shares_prefix(batch, features.device):
             attention = self.prefix_attention_kind(features.device, own.dtype)
-            hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=bool(self._compiled),
+            hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self.is_compiled,
                                                 attention=attention, cuda_graphs=self.replays_cuda_graphs(batch))
         else:
             hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),

@@ -184,14 +184,14 @@ def test_prefix_attention_default_is_flex_only_for_compiled_half_precision_gpu_s
     model = HybridClassifier(model=str(tiny_llama), quantization="none")
     cpu, cuda, bf16 = torch.device("cpu"), torch.device("cuda"), torch.bfloat16
     assert model.hparams.prefix_attention == "auto"
-    model._compiled = True
+    model._compiled_for = cuda
     with torch.no_grad():
         assert model.prefix_attention_kind(cuda, bf16) == "flex"
         assert model.prefix_attention_kind(cuda, torch.float32) == "matmul"  # fp32 residual: no fused kernel
         assert model.prefix_attention_kind(cpu, bf16) == "matmul"
-        model._compiled = False
+        model._compiled_for = None
         assert model.prefix_attention_kind(cuda, bf16) == "matmul"  # eager FlexAttention materialises the scores
-    model._compiled = True
+    model._compiled_for = cuda
     assert model.prefix_attention_kind(cuda, bf16) == "matmul"  # training: FlexAttention's backward is slower
     model.hparams.prefix_attention = "flex"
     assert model.prefix_attention_kind(cpu, torch.float32) == "flex"
@@ -232,12 +232,12 @@ def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     x = torch.randn(6, 5, device=eager.device)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), eager(x), atol=1e-5, rtol=1e-4)
-    assert compiled._compiled and not eager._compiled
+    assert compiled.is_compiled and not eager.is_compiled
     checkpointed = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True,
                                     gradient_checkpointing=True)
     checkpointed.build(5)
     checkpointed(x)
-    assert not checkpointed._compiled  # checkpointing re-runs layers in backward: left eager
+    assert not checkpointed.is_compiled  # checkpointing re-runs layers in backward: left eager
 
 
 def test_compile_default_is_cuda_with_triton(monkeypatch):
@@ -351,7 +351,7 @@ def test_compiled_fit_scores_one_batch_shape_per_loop_and_counts_real_events(tin
     run_dir = tmp_path / "run"
     train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=64, eval_batch_size=32), run_dir,
                      max_epochs=2, progress=False)
-    assert model._compiled and set(sizes) == {64, 32}
+    assert model.is_compiled and set(sizes) == {64, 32}
     meta = json.loads((run_dir / "metrics.json").read_text())
     assert meta["test"]["n_events"] == 60 and 0.0 <= meta["test"]["auc"] <= 1.0
 
