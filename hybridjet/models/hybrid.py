@@ -10,7 +10,7 @@ from torch import nn
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.shared_prefix import ATTENTION_KINDS, forward_with_shared_prefix, supports_shared_prefix
 from hybridjet.models.base import EventClassifier
-from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder
+from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder, default_periodic_sigma
 from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, split_around_event
 
 
@@ -72,7 +72,8 @@ class HybridClassifier(EventClassifier):
         use_llm: ``False`` for the encoder + head ablation.
         numeric_embedding: ``periodic`` (per-feature learned-frequency embedding in front of the encoder MLP) or
             ``none`` (standardised features straight into it; runs saved before this option load as ``none``).
-        periodic_sigma: initial spread of the periodic embedding's frequencies, in units of a feature's std.
+        periodic_sigma: initial spread of the periodic embedding's frequencies, in units of a feature's std;
+            ``None``: per feature set, 0.3 for ``fourvec``, 0.1 for ``substructure`` (``encoder.PERIODIC_SIGMA``).
         class_weight: ``balanced`` weighs signal by N_bkg/N_sig in the loss.
         cache_prefix: run the fixed prefix once per batch and share its keys/values (same result, fewer FLOPs; Llama
             family, see :mod:`hybridjet.llm.shared_prefix`; other models run it per event).  ``None``: shared on
@@ -118,7 +119,7 @@ class HybridClassifier(EventClassifier):
         encoder_hidden: int = 256,
         encoder_layers: int = 3,
         numeric_embedding: str = "periodic",
-        periodic_sigma: float = 0.3,
+        periodic_sigma: float | None = None,
         dropout: float = 0.1,
         ablation_width: int = 256,
         system_prompt: str | None = DEFAULT_SYSTEM,
@@ -145,6 +146,10 @@ class HybridClassifier(EventClassifier):
                              ("cuda_graphs", cuda_graphs)):
             if value is not None and not isinstance(value, bool):
                 raise HybridjetError(f"{field}: expected true, false or null (automatic), got {value!r}")
+        if periodic_sigma is not None and (isinstance(periodic_sigma, bool) or not isinstance(periodic_sigma, (int, float))
+                                           or not periodic_sigma > 0):
+            raise HybridjetError(f"periodic_sigma: expected a positive number or null (per feature set), "
+                                 f"got {periodic_sigma!r}")
         self.save_hyperparameters()
         self.llm: nn.Module | None = None
         self.encoder: SoftPromptEncoder | None = None
@@ -172,7 +177,8 @@ class HybridClassifier(EventClassifier):
         hp = self.hparams
         self.encoder = SoftPromptEncoder(n_features, hp.n_soft_tokens, self.embed_dim, hp.encoder_hidden,
                                          hp.encoder_layers, hp.dropout, self.embed_rms,
-                                         numeric_embedding=hp.numeric_embedding, periodic_sigma=hp.periodic_sigma)
+                                         numeric_embedding=hp.numeric_embedding,
+                                         periodic_sigma=self.periodic_sigma())
         width = self.embed_dim if hp.use_llm else hp.n_soft_tokens * self.embed_dim
         if hp.use_llm and hp.get("head_skip", False):
             width += hp.encoder_hidden
@@ -181,6 +187,11 @@ class HybridClassifier(EventClassifier):
 
     def encoder_parameter_names(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if n.startswith(("encoder.", "head."))}
+
+    def periodic_sigma(self) -> float:
+        """The periodic embedding's initial frequency spread: ``periodic_sigma``, or the feature set's default."""
+        sigma = self.hparams.get("periodic_sigma")
+        return default_periodic_sigma(self.feature_set) if sigma is None else float(sigma)
 
     @property
     def sequence_length(self) -> int:

@@ -205,6 +205,26 @@ def test_unknown_prefix_attention_is_a_one_line_error(tiny_llama):
             HybridClassifier(model=str(tiny_llama), quantization="none", **{field: "yes"})
 
 
+def test_periodic_sigma_defaults_per_feature_set_and_rejects_non_positive_values():
+    """``periodic_sigma=None``: the frequencies start with spread 0.3 for fourvec, 0.1 for substructure (measured
+    best per feature set); an explicit value wins; zero, negatives and strings are one-line errors."""
+    def frequency_spread(feature_set, **kw):
+        torch.manual_seed(0)
+        model = HybridClassifier(use_llm=False, **kw)
+        model.feature_set = feature_set
+        model.build(40)  # 40 features x 16 frequencies
+        return model.periodic_sigma(), float(model.encoder.embed_features.frequencies.std())
+
+    fourvec, substructure = frequency_spread("fourvec"), frequency_spread("substructure")
+    assert fourvec[0] == 0.3 and 0.27 < fourvec[1] < 0.33
+    assert substructure[0] == 0.1 and 0.09 < substructure[1] < 0.11
+    explicit = frequency_spread("substructure", periodic_sigma=1.0)
+    assert explicit[0] == 1.0 and 0.9 < explicit[1] < 1.1
+    for bad in (0, -0.1, "0.3", True):
+        with pytest.raises(HybridjetError, match="^periodic_sigma: expected a positive number or null"):
+            HybridClassifier(use_llm=False, periodic_sigma=bad)
+
+
 def test_default_prompt_puts_the_soft_tokens_last(tiny_llama):
     """Without an ``<<EVENT>>`` slot all text is the shared prefix: only the k soft tokens run per event, and the
     prefix-sharing path still equals the full sequence."""
