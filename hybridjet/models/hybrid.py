@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -32,6 +33,9 @@ SHARED_PREFIX_ANY_BATCH_HIDDEN = 3072
 #: launch cost is left (training events/s per event vs shared: 256: 1,666 vs 5,441; 512: 3,446 vs 10,074; 1024:
 #: 6,357 vs 19,080; down to 32: x2.6-4.6 training, x3.4-7.1 scoring, BENCHMARKS.md "Shared prefix below batch 256")
 CUDA_GRAPHS_MAX_BATCH = 8192
+#: Dynamo's recompile limit while a compiled hybrid runs its layers (torch's default is 8): graphs are static, one
+#: per (grad mode, batch size) — the loops' sizes and at most log2(batch) + 1 scoring sizes (``padded_batch_size``)
+COMPILED_RECOMPILE_LIMIT = 32
 
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -252,11 +256,6 @@ class HybridClassifier(EventClassifier):
             wanted = compiles_by_default(device)
         if not wanted or getattr(decoder, "gradient_checkpointing", False):
             return
-        import torch._dynamo
-
-        # static graphs, one per (grad mode, batch size): the loops' sizes and the scoring sizes, at most
-        # log2(batch) + 1 of them (padded_batch_size), stay well inside 32
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
         for layer in decoder.layers:  # the per-event path runs transformers' layers; static: _compiled_layer_function
             layer.compile(dynamic=False)
         self._compiled_for = device  # the shared-prefix path compiles its own layer function
@@ -267,6 +266,16 @@ class HybridClassifier(EventClassifier):
 
     def compiled_device(self) -> torch.device | None:
         return self._compiled_for
+
+    def _compile_limits(self) -> contextlib.AbstractContextManager[Any]:
+        """Around this model's compiled layers only, Dynamo's recompile limit raised to
+        ``COMPILED_RECOMPILE_LIMIT`` (the process's own setting is left as it is)."""
+        if not self.is_compiled:
+            return contextlib.nullcontext()
+        import torch._dynamo
+
+        limit = max(torch._dynamo.config.recompile_limit, COMPILED_RECOMPILE_LIMIT)
+        return torch._dynamo.config.patch(recompile_limit=limit)
 
     @property
     def is_compiled(self) -> bool:
@@ -294,13 +303,14 @@ class HybridClassifier(EventClassifier):
         batch = soft.shape[0]
         prefix = embed(self.prefix_ids).unsqueeze(0)
         own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
-        if self.shares_prefix(batch, features.device):
-            attention = self.prefix_attention_kind(features.device, own.dtype)
-            hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self.is_compiled,
-                                                attention=attention, cuda_graphs=self.replays_cuda_graphs(batch))
-        else:
-            hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
-                             use_cache=False).last_hidden_state
+        with self._compile_limits():
+            if self.shares_prefix(batch, features.device):
+                attention = self.prefix_attention_kind(features.device, own.dtype)
+                hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self.is_compiled,
+                                                    attention=attention, cuda_graphs=self.replays_cuda_graphs(batch))
+            else:
+                hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
+                                 use_cache=False).last_hidden_state
         pooled = hidden[:, -1].float()
         if self.hparams.get("head_skip", False):
             pooled = torch.cat([pooled, trunk], dim=-1)

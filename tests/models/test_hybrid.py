@@ -296,8 +296,12 @@ def _eager_and_compiled(trained, tiny_llama):
 def test_compiled_hybrid_pads_its_last_batch_and_scores_the_same(trained, toy_jets_h5, tiny_llama):
     """A compiled model scores a shorter last batch padded to the full size (one batch shape, one compilation);
     the padding rows are dropped and the real events' scores are unchanged."""
+    import torch._dynamo
+
     eager, compiled, sizes = _eager_and_compiled(trained, tiny_llama)
-    probs = compiled.predict_proba(str(toy_jets_h5), batch_size=256)  # 600 events: 256, 256, 88 -> 256
+    with torch._dynamo.config.patch(recompile_limit=8):  # torch's default, whatever ran before
+        probs = compiled.predict_proba(str(toy_jets_h5), batch_size=256)  # 600 events: 256, 256, 88 -> 256
+        assert torch._dynamo.config.recompile_limit == 8  # raised around the model's layers only, not the process
     assert compiled.pads_partial_batches() and not eager.pads_partial_batches()
     assert sizes == [256, 256, 256] and probs.shape == (600,)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one shape, one compilation
