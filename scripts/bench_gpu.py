@@ -125,10 +125,9 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_scoring(model: Any, batches: list[dict[str, torch.Tensor]], warmup: int | None = None) -> float:
-    """Scoring events/s (no grad), each batch synchronised like ``measure`` does."""
+def time_scoring(model: Any, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Scoring events/s (no grad) after ``WARMUP`` untimed batches, each batch synchronised like ``measure``."""
     batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
-    warmup = WARMUP if warmup is None else warmup
     model.eval()
     n, seconds = 0, 0.0
     with torch.no_grad():
@@ -137,7 +136,7 @@ def time_scoring(model: Any, batches: list[dict[str, torch.Tensor]], warmup: int
             start = time.perf_counter()
             model.score(batch)
             sync()
-            if i >= warmup:
+            if i >= WARMUP:
                 n, seconds = n + len(batch["label"]), seconds + time.perf_counter() - start
     return n / max(seconds, 1e-9)
 

@@ -30,7 +30,7 @@ PERIODIC_SIGMA = {"fourvec": 0.3, "substructure": 0.1}
 
 def default_periodic_sigma(feature_set: str | None) -> float:
     """The periodic embedding's initial frequency spread for a feature set (``fourvec``'s for an unknown one)."""
-    return PERIODIC_SIGMA.get(feature_set or "fourvec", PERIODIC_SIGMA["fourvec"])
+    return PERIODIC_SIGMA.get(feature_set, PERIODIC_SIGMA["fourvec"])
 
 
 class PeriodicEmbedding(nn.Module):
