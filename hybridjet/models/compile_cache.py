@@ -1,12 +1,14 @@
-"""Compiled kernels that travel with a run directory.
+"""Compiled kernels kept for the next process, in this machine's own cache, never in a run directory.
 
 ``torch.compile`` keeps what it builds (Inductor's FX graphs and Triton kernels, AOTAutograd entries, autotuning
-choices) in a cache under ``/tmp`` of the machine that compiled: a fresh GPU node compiles again (~9 s of 19 for
-scoring 1.1M events with the hybrid on an H100). After a compiled model has scored, those artifacts are saved into the run directory
-(``compiled/<torch, triton and device>/<hash>.bin``, via ``torch.compiler.save_cache_artifacts``); a later
-``from_pretrained`` on a machine with the same torch, Triton and device kind loads them before compiling, so the
-compilation reads its results instead of building them. Artifacts of another software or device stay unused (each
-entry is keyed by its inputs anyway). ``HYBRIDJET_COMPILE_CACHE=0`` turns saving and loading off.
+choices) in a cache under ``/tmp`` of the machine that compiled: a fresh GPU node compiles again. After a compiled
+model has trained or scored, those artifacts are saved (``torch.compiler.save_cache_artifacts``) into the hybridjet
+cache, ``<cache root>/compiled/<run key>/<torch, triton and device>/<hash>.bin`` (the cache root of
+:func:`hybridjet.llm.resolve.cache_root`, ``$HYBRIDJET_CACHE`` or ``~/.cache/hybridjet``, which a cluster's shared
+home makes common to its nodes); a later load of the same run directory on a machine with the same torch, Triton and
+device kind loads them before compiling. The artifacts are pickles, so they are only ever read from that cache,
+which this user's own processes wrote: a run directory received from someone else runs no code, and a ``compiled/``
+folder inside one is ignored. ``HYBRIDJET_COMPILE_CACHE=0`` turns saving and loading off.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 import torch
 
 from hybridjet.io_utils import atomic_path
+from hybridjet.llm.resolve import cache_root
 
-COMPILE_CACHE_DIR = "compiled"
+COMPILE_CACHE_DIR = "compiled"  # under the cache root
 COMPILE_CACHE_ENV = "HYBRIDJET_COMPILE_CACHE"
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ _written: dict[Path, Path] = {}
 
 
 def enabled() -> bool:
-    """Whether run directories carry compiled artifacts (``HYBRIDJET_COMPILE_CACHE`` not ``0``)."""
+    """Whether compiled artifacts are kept and read (``HYBRIDJET_COMPILE_CACHE`` not ``0``)."""
     return os.environ.get(COMPILE_CACHE_ENV, "1") != "0"
 
 
@@ -52,9 +55,14 @@ def software_key(device: torch.device) -> str:
     return re.sub(r"[^A-Za-z0-9.+_-]+", "-", "_".join(parts))
 
 
+def run_key(run_dir: str | Path) -> str:
+    """The cache's name for a run directory: a digest of its absolute path."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
 def artifact_folder(run_dir: str | Path, device: torch.device) -> Path:
-    """Where a run keeps the artifacts compiled with this software on this kind of device."""
-    return Path(run_dir) / COMPILE_CACHE_DIR / software_key(device)
+    """Where this machine's cache keeps the artifacts of a run compiled with this software on this kind of device."""
+    return cache_root() / COMPILE_CACHE_DIR / run_key(run_dir) / software_key(device)
 
 
 def _keys(info: object) -> set[str]:
@@ -63,8 +71,8 @@ def _keys(info: object) -> set[str]:
 
 
 def load_compiled(run_dir: str | Path, device: torch.device) -> int:
-    """Hot-load the run's artifacts for this software and device into the local compile caches; returns how many
-    artifacts were loaded (0 when there are none). A damaged file is skipped with a warning."""
+    """Hot-load the cached artifacts of a run for this software and device into torch's compile caches; returns how
+    many artifacts were loaded (0 when there are none). A damaged file is skipped with a warning."""
     folder = artifact_folder(run_dir, device)
     if not enabled() or not folder.is_dir():
         return 0
@@ -94,8 +102,8 @@ def _recorded_new_artifacts() -> bool:
 
 
 def save_compiled(run_dir: str | Path, device: torch.device) -> Path | None:
-    """Save every compile artifact this process built or used into the run directory (atomically), unless the
-    run already holds them all; returns the file written, if any. An unwritable run directory is skipped."""
+    """Save every compile artifact this process built or used into the run's cache folder (atomically), unless it
+    holds them all already; returns the file written, if any. An unwritable cache is skipped with a warning."""
     if not enabled():
         return None
     if not _recorded_new_artifacts():
@@ -113,7 +121,7 @@ def save_compiled(run_dir: str | Path, device: torch.device) -> Path | None:
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
-    except OSError as err:  # e.g. a read-only run someone shared: scoring went fine, only the cache is not kept
+    except OSError as err:  # e.g. a read-only cache: scoring went fine, only the kernels are not kept
         log.warning("%s: compiled artifacts not saved (%s)", folder, err)
         return None
     known |= keys

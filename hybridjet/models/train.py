@@ -10,6 +10,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from hybridjet.models.base import EventClassifier
 from hybridjet.models.datamodule import JetDataModule
+from hybridjet.train.callbacks import default_precision, early_stopping, run_callbacks
+from hybridjet.train.checkpoints import DataCheckpointIO, remove_partial_checkpoints
 
 
 def train_classifier(
@@ -25,14 +27,6 @@ def train_classifier(
 ) -> dict[str, float]:
     """Fit ``model`` (best weights by val AUC; stopping early after ``early_stopping_patience`` validations without
     improvement, if given), export the run and score the test split; returns test metrics."""
-    from hybridjet.models.lightning_cli import (
-        AtomicCheckpointIO,
-        default_precision,
-        early_stopping,
-        remove_partial_checkpoints,
-        run_callbacks,
-    )
-
     trainer_kwargs.setdefault("precision", default_precision())
 
     remove_partial_checkpoints(Path(run_dir) / "checkpoints")
@@ -46,7 +40,7 @@ def train_classifier(
         default_root_dir=str(run_dir),
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[DataCheckpointIO()],
         gradient_clip_val=1.0,
         num_sanity_val_steps=0,
         enable_progress_bar=progress,

@@ -1,0 +1,1 @@
+"""Training: Lightning plumbing shared by every recipe (checkpoints as data, exact resume)."""

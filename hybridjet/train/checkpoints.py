@@ -1,0 +1,67 @@
+"""Checkpoints are data: written atomically, read without unpickling anything but tensors and plain containers."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from hybridjet.errors import InputFileError
+
+
+def load_checkpoint_data(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's content, read with ``torch.load(weights_only=True)`` only: a file that needs more (pickled
+    objects, code) is refused with one line naming it, never unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "checkpoint not found")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise InputFileError(path, "refused: the checkpoint holds Python objects beyond tensors and plain data, "
+                                   f"and checkpoints are read as data only ({reason[:160]})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputFileError(path, f"not a readable checkpoint ({first[:160]})") from None
+    if not isinstance(data, dict):
+        raise InputFileError(path, f"not a Lightning checkpoint (holds a {type(data).__name__}, expected a dict)")
+    return data
+
+
+class DataCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed (a kill never leaves a half-written ``.ckpt``; a SIGKILL
+    mid-write can leave the ``.NAME.ckpt.tmp`` itself, never read and removed when a run starts), and read as data
+    only (:func:`load_checkpoint_data`)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint_data(path, map_location or "cpu")
+
+
+def remove_partial_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Delete ``.*.ckpt.tmp`` files a killed run left in ``checkpoint_dir``; returns what was removed."""
+    removed = sorted(Path(checkpoint_dir).glob(".*.ckpt.tmp"))
+    for partial in removed:
+        partial.unlink(missing_ok=True)
+    return removed
+
+
+def check_cli_ckpt_path(cli: Any) -> None:
+    """Before LightningCLI reads the hyperparameters of a ``--ckpt_path`` file (its ``_parse_ckpt_path``, which
+    runs before any hook or checkpoint plugin), check that the file is data (one line otherwise)."""
+    config = cli.config
+    subcommand = config.get("subcommand")
+    ckpt_path = config[subcommand].get("ckpt_path") if subcommand else None
+    if ckpt_path and Path(ckpt_path).is_file():
+        load_checkpoint_data(ckpt_path)
