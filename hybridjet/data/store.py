@@ -161,3 +161,12 @@ def read_jets(path: PathLike, start: int | None = None, stop: int | None = None)
     if not np.isin(data["label"], (-1, 0, 1)).all():
         raise InputFileError(path, "dataset 'label' holds values other than -1, 0, 1")
     return JetArrays(**data, attrs=attrs)
+
+
+def read_labels(path: PathLike) -> np.ndarray:
+    """The ``label`` dataset of a jets.h5 file alone (int8 [N]: 1 signal, 0 background, -1 unknown)."""
+    with _open(path) as f:
+        try:
+            return np.asarray(f["label"][:], dtype=np.int8)
+        except OSError as exc:
+            raise InputFileError(path, f"unreadable data; truncated or corrupt file ({str(exc)[:120]})") from None

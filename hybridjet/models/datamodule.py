@@ -8,13 +8,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
+from hybridjet.data.batches import EpochBatches, trainer_position
 from hybridjet.data.kinematics import jet_kinematics
 from hybridjet.data.split import balance_indices, split_indices
-from hybridjet.data.store import read_jets
+from hybridjet.data.store import read_jets, read_labels
 from hybridjet.errors import HybridjetError
-from hybridjet.models.features import Normalizer, event_features, feature_names
+from hybridjet.models.features import FEATURE_SETS, Normalizer, event_features, feature_names
 
 
 class EventBatches(Dataset):
@@ -92,15 +93,66 @@ class JetDataModule(L.LightningDataModule):
         self.splits: dict[str, EventBatches] = {}
         self.n_features: int | None = None
         self.pos_weight: float = 1.0
+        self._check_settings()
         self.n_events = self._check_data()
 
-    def _check_data(self) -> int:
-        """Fail before any run directory is created when ``data`` is missing or not a jets.h5 file."""
-        from hybridjet.data.store import count_jets_events
+    def _check_settings(self) -> None:
+        """One line for a setting that cannot work, before any file is read or model loaded."""
+        for field, value, optional in (("batch_size", self.batch_size, False),
+                                       ("eval_batch_size", self.eval_batch_size, False),
+                                       ("max_train_events", self.max_train_events, True),
+                                       ("max_eval_events", self.max_eval_events, True)):
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HybridjetError(f"data.{field}: expected a positive integer{' or null' if optional else ''}, "
+                                     f"got {value!r}")
+        if len(self.split) != 3 or any(f < 0 for f in self.split) or sum(self.split) <= 0:
+            raise HybridjetError(f"data.split: expected three non-negative fractions (train, val, test), "
+                                 f"got {list(self.split)}")
+        if self.feature_set not in FEATURE_SETS:
+            raise HybridjetError(f"data.feature_set: expected one of {', '.join(FEATURE_SETS)}, "
+                                 f"got {self.feature_set!r}")
+        if self.predict_split not in ("train", "val", "test"):
+            raise HybridjetError(f"data.predict_split: expected train, val or test, got {self.predict_split!r}")
 
+    def _check_data(self) -> int:
+        """Fail before any model loads or run directory is created when ``data`` is missing, not a jets.h5 file,
+        or cannot train a classifier with these settings (an empty split, unlabelled or one-class training events,
+        a validation split without both classes, on which val AUC and best-checkpoint selection are undefined)."""
         if not Path(self.data).exists():
             raise HybridjetError(f"{self.data}: jets.h5 file not found (make one with 'hybridjet cluster')")
-        return count_jets_events(self.data)
+        labels = read_labels(self.data)
+        if len(labels) == 0:
+            raise HybridjetError(f"{self.data}: contains no events")
+        indices = self.split_rows(labels)
+        train = labels[indices["train"]]
+        if (train < 0).any():
+            raise HybridjetError(f"{self.data}: training events need labels 0/1, found unlabeled (-1) events")
+        for name in ("train", "val"):
+            present = set(np.unique(labels[indices[name]]).tolist())
+            if not {0, 1} <= present:
+                only = "signal" if present == {1} else "background" if present == {0} else "unlabeled"
+                raise HybridjetError(f"{self.data}: the {name} split holds {only} events only "
+                                     f"({len(indices[name])} events); a classifier needs signal (1) and background (0)")
+        return len(labels)
+
+    def split_rows(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Row indices of the train/val/test splits after balancing and caps (the events each split uses)."""
+        indices = split_indices(len(labels), fractions=self.split, seed=self.seed)
+        train = indices["train"]
+        if self.balance:
+            train = balance_indices(train, labels, seed=self.seed)
+        if self.max_train_events is not None:
+            train = train[: self.max_train_events]
+        for name in ("val", "test"):
+            if self.max_eval_events is not None:
+                indices[name] = indices[name][: self.max_eval_events]
+        indices["train"] = train
+        for name, idx in indices.items():
+            if len(idx) == 0:
+                raise HybridjetError(f"{self.data}: the {name} split is empty ({len(labels)} events, split {self.split})")
+        return indices
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -112,22 +164,9 @@ class JetDataModule(L.LightningDataModule):
         names = feature_names(self.feature_set, n_jets)
         kin = jet_kinematics(arrays.jets)
         features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, self.feature_set, kin)
-        indices = split_indices(len(features), fractions=self.split, seed=self.seed)
+        indices = self.split_rows(arrays.label)
         train = indices["train"]
         labels = arrays.label
-        if (labels[train] < 0).any():
-            raise HybridjetError(f"{self.data}: training events need labels 0/1, found unlabeled (-1) events")
-        if self.balance:
-            train = balance_indices(train, labels, seed=self.seed)
-        if self.max_train_events is not None:
-            train = train[: self.max_train_events]
-        for name in ("train", "val", "test"):
-            if name != "train" and self.max_eval_events is not None:
-                indices[name] = indices[name][: self.max_eval_events]
-        indices["train"] = train
-        for name, idx in indices.items():
-            if len(idx) == 0:
-                raise HybridjetError(f"{self.data}: the {name} split is empty ({len(features)} events, split {self.split})")
         self.normalizer = Normalizer.fit(features[train], names)
         normed = self.normalizer(features)
         tensors = event_tensors(arrays, normed, kin)
@@ -137,21 +176,26 @@ class JetDataModule(L.LightningDataModule):
         n_sig = float((labels[train] == 1).sum())
         self.pos_weight = (len(train) - n_sig) / max(n_sig, 1.0)
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        dataset = self.splits[name]
-        batch = self.batch_size if shuffle else self.eval_batch_size
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed)) if shuffle \
-            else SequentialSampler(dataset)
-        return DataLoader(dataset, sampler=BatchSampler(sampler, batch, drop_last=False), batch_size=None)
+    def _loader(self, name: str) -> DataLoader:
+        """Evaluation batches of split ``name``, in order."""
+        sampler = BatchSampler(SequentialSampler(self.splits[name]), self.eval_batch_size, drop_last=False)
+        return DataLoader(self.splits[name], sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled training batches, one permutation per (seed, epoch), resumable mid-epoch
+        (:class:`hybridjet.data.batches.EpochBatches`, following the trainer's progress)."""
+        train = self.splits["train"]
+        trainer = self.trainer
+        position = (lambda: trainer_position(trainer)) if trainer is not None else None
+        batches = EpochBatches(len(train), self.batch_size, self.seed, train.__getitem__, position)
+        # its own generator: creating the loader's iterator draws no number from the global stream dropout uses
+        return DataLoader(batches, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_split, shuffle=False)
+        return self._loader(self.predict_split)

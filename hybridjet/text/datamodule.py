@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
+from hybridjet.data.batches import EpochBatches, trainer_position
 from hybridjet.errors import HybridjetError
 from hybridjet.text.dataset import (
     SFTCollator,
@@ -33,7 +35,7 @@ class TextDataModule(L.LightningDataModule):
         val_ratio / test_ratio / val_first / seed: splitting of ``train_path``.
         prompt_words / prompt_fraction: completion format: first N words (or fraction) of each text as the prompt.
         skip_invalid: skip (and count) malformed records instead of stopping at the first one.
-        batch_size / eval_batch_size / num_workers: loaders.
+        batch_size / eval_batch_size: loaders; num_workers: worker processes of the evaluation loaders.
     """
 
     def __init__(
@@ -81,6 +83,12 @@ class TextDataModule(L.LightningDataModule):
         self.examples: dict[str, list[Example]] = {}
         self.datasets: dict[str, SFTDataset] = {}
         self.detected_format: str | None = None
+        for field, value in (("batch_size", batch_size), ("eval_batch_size", self.eval_batch_size),
+                             ("max_length", max_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HybridjetError(f"data.{field}: expected a positive integer, got {value!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise HybridjetError(f"data.num_workers: expected 0 or a positive integer, got {num_workers!r}")
 
     # ------------------------------------------------------------------------------------------------ reading
     def read(self, path: str) -> list[Example]:
@@ -130,44 +138,61 @@ class TextDataModule(L.LightningDataModule):
             self.tokenizer = tokenizer
         if self.datasets:
             return
+        self.datasets = self.encode(self.tokenizer)
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self.datasets.items())
+        print(f"text data: {counts} examples (format {self.detected_format}, max_length {self.max_length})")
+
+    def encode(self, tokenizer: Any) -> dict[str, SFTDataset]:
+        """Every non-empty split tokenised and masked with ``tokenizer`` (one line for data that cannot train:
+        a malformed record, a split every record of which is dropped)."""
+        datasets = {}
         for split, examples in self.load_examples().items():
             if not examples:
                 continue
             encoded = encode_examples(
                 examples,
-                self.tokenizer,
+                tokenizer,
                 max_length=self.max_length,
                 system_prompt=self.system_prompt,
                 train_on_prompt=self.train_on_prompt,
                 name=f"{split} split",
             )
-            self.datasets[split] = SFTDataset(encoded)
-        counts = ", ".join(f"{k}={len(v)}" for k, v in self.datasets.items())
-        print(f"text data: {counts} examples (format {self.detected_format}, max_length {self.max_length})")
+            datasets[split] = SFTDataset(encoded)
+        if "train" not in datasets:
+            raise HybridjetError(f"{self.train_path}: no training records")
+        return datasets
 
     def collator(self, padding_side: str = "right") -> SFTCollator:
         """The padding collator (right padding for training/eval loss, left for generation)."""
         return SFTCollator(pad_token_id(self.tokenizer), padding_side=padding_side)
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+    def _dataset(self, split: str) -> SFTDataset:
         if split not in self.datasets:
             raise HybridjetError(f"no {split} data (set {split}_path or a {split} ratio)")
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=self.collator("right"),
-            num_workers=self.num_workers,
-        )
+        return self.datasets[split]
+
+    def _loader(self, split: str) -> DataLoader:
+        """Evaluation batches of ``split``, in order."""
+        return DataLoader(self._dataset(split), batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=self.collator("right"), num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        """Shuffled training batches, one permutation per (seed, epoch), resumable mid-epoch
+        (:class:`hybridjet.data.batches.EpochBatches` following the trainer's progress); collated in this process,
+        so that the batches drawn are the batches trained on."""
+        items = self._dataset("train").items
+        collate = self.collator("right")
+        trainer = self.trainer
+        position = (lambda: trainer_position(trainer)) if trainer is not None else None
+        batches = EpochBatches(len(items), self.batch_size, self.seed,
+                               lambda rows: collate([items[i] for i in rows]), position)
+        return DataLoader(batches, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+        return self._loader("test")
 
     def text_settings(self) -> dict[str, Any]:
         """The settings a saved run needs to template new inputs the same way (written to text_config.yaml)."""

@@ -22,6 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.sft import TextSFT
+from hybridjet.train.checkpoints import DataCheckpointIO, check_cli_ckpt_path, remove_partial_checkpoints
 
 USAGE = "usage: hybridjet sft {fit,validate,test} -c CONFIG [overrides] | hybridjet sft eval --run RUN --data FILE"
 
@@ -44,6 +45,10 @@ class SFTCLI(LightningCLI):
             }
         )
 
+    def _parse_ckpt_path(self) -> None:
+        check_cli_ckpt_path(self)
+        super()._parse_ckpt_path()
+
     def _sub_config(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
@@ -61,6 +66,9 @@ class SFTCLI(LightningCLI):
             cfg.checkpoint.dirpath = str(run_dir / "checkpoints")
         if not cfg.model.get("run_dir"):
             cfg.model.run_dir = str(run_dir)
+        if self.subcommand in ("fit", "validate", "test"):
+            check_data_before_the_model(cfg)
+        remove_partial_checkpoints(cfg.checkpoint.dirpath)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self._sub_config()
@@ -70,6 +78,17 @@ class SFTCLI(LightningCLI):
 
             kwargs.setdefault("logger", CSVLogger(save_dir=str(self.run_dir()), name="", version=""))
         return super().instantiate_trainer(**kwargs)
+
+
+def check_data_before_the_model(cfg: Any) -> None:
+    """Read, split and tokenise the data with the model's tokenizer alone, so that bad data is one line before the
+    LLM loads and before any run directory exists."""
+    from hybridjet.llm.backbone import load_tokenizer
+    from hybridjet.llm.resolve import resolve_model
+
+    data = cfg.data.as_dict() if hasattr(cfg.data, "as_dict") else dict(cfg.data)
+    tokenizer = load_tokenizer(resolve_model(cfg.model.model, cache_dir=cfg.model.get("cache_dir")).path)
+    TextDataModule(**data).encode(tokenizer)
 
 
 def cli_main(args: Sequence[str]) -> SFTCLI:
@@ -82,7 +101,7 @@ def cli_main(args: Sequence[str]) -> SFTCLI:
         TextDataModule,
         args=list(args),
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"num_sanity_val_steps": 0},
+        trainer_defaults={"num_sanity_val_steps": 0, "plugins": [DataCheckpointIO()]},
         parser_kwargs={"prog": "hybridjet sft"},
     )
 

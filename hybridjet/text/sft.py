@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from hybridjet.errors import HybridjetError
 from hybridjet.text.dataset import IGNORE_INDEX
+from hybridjet.train.checkpoints import load_checkpoint_data
+from hybridjet.train.resume import load_rng, save_rng
 
 OPTIMIZERS = ("adamw", "adamw8bit")
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -211,9 +213,11 @@ class TextSFT(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["text_sft"] = {"val_loss_ema": self.val_loss_ema}
+        save_rng(checkpoint)  # LoRA dropout's random stream: a resumed run continues it
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_loss_ema = checkpoint.get("text_sft", {}).get("val_loss_ema")
+        load_rng(checkpoint)
 
     # ---------------------------------------------------------------------------------------------- export
     def on_fit_end(self) -> None:
@@ -232,7 +236,7 @@ class TextSFT(L.LightningModule):
         if not (self.hparams.save_best and best and Path(best).is_file()):
             self.exported_from = {"checkpoint": "final", "step": int(self.global_step)}
             return
-        ckpt = torch.load(best, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_data(best)
         self.load_state_dict(ckpt["state_dict"])
         score = getattr(cb, "best_model_score", None)
         self.exported_from = {
