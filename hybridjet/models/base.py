@@ -3,6 +3,7 @@ and the run directory (weights as safetensors, metadata as JSON, scores.h5, metr
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -19,9 +20,29 @@ from hybridjet import __version__
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_path
 from hybridjet.models.features import Normalizer
+from hybridjet.train.resume import load_rng, save_rng
 
 RUN_MODEL_FILE = "model.json"
 RUN_WEIGHTS_FILE = "weights.safetensors"
+#: keys LightningCLI adds to a model's hparams (runs written by earlier versions recorded them as settings)
+LIGHTNING_CLI_KEYS = ("_class_path", "_instantiator")
+
+
+def read_run_metadata(run_dir: str | Path) -> dict[str, Any]:
+    """``model.json`` of a run directory, checked to be a JSON object (one line naming the file otherwise)."""
+    path = Path(run_dir) / RUN_MODEL_FILE
+    if not Path(run_dir).is_dir():
+        raise HybridjetError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise HybridjetError(f"{run_dir}: not a hybridjet run directory ({RUN_MODEL_FILE} missing)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise HybridjetError(f"{path}: not readable JSON ({str(err).splitlines()[0][:120]}); expected the run "
+                             "record hybridjet wrote") from None
+    if not isinstance(meta, dict):
+        raise HybridjetError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -257,6 +278,7 @@ class EventClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = self.trainable_state_dict()
         checkpoint["hybridjet"] = self.run_metadata()
+        save_rng(checkpoint)  # dropout's random stream: a resumed run continues it
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         missing = set(self.trainable_state_dict()) - set(checkpoint["state_dict"])
@@ -265,6 +287,7 @@ class EventClassifier(L.LightningModule):
                                  "(was it written by a different model configuration?)")
         meta = checkpoint.get("hybridjet", {})
         self.check_base_identity(meta.get("base_model"))
+        load_rng(checkpoint)
 
     def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
         """Refuse weights trained on another base model (compared by the base weights' sha256)."""
@@ -317,12 +340,18 @@ class EventClassifier(L.LightningModule):
         identity = backbone.identity
         return identity.to_dict() if hasattr(identity, "to_dict") else dict(vars(identity))
 
+    def init_hparams(self) -> dict[str, Any]:
+        """The constructor arguments this model was built with (what a run records to build it again); keys that
+        callers add to ``hparams`` besides them, such as LightningCLI's ``_class_path``, are left out."""
+        accepted = inspect.signature(type(self).__init__).parameters
+        return {k: v for k, v in self.hparams.items() if k in accepted and k != "self"}
+
     def run_metadata(self) -> dict[str, Any]:
         return {
             "class": type(self).__name__,
             "model": self.model_kind,
             "hybridjet_version": __version__,
-            "hparams": dict(self.hparams),
+            "hparams": self.init_hparams(),
             "feature_set": self.feature_set,
             "n_features": None if self.normalizer is None else len(self.normalizer.names),
             "normalizer": None if self.normalizer is None else self.normalizer.to_dict(),
@@ -355,23 +384,31 @@ class EventClassifier(L.LightningModule):
 
         run_dir = Path(run_dir)
         meta_path = run_dir / RUN_MODEL_FILE
-        if not meta_path.exists():
-            raise HybridjetError(f"{run_dir}: not a hybridjet run directory ({RUN_MODEL_FILE} missing)")
-        meta = json.loads(meta_path.read_text())
+        meta = read_run_metadata(run_dir)
         classes = {"HybridClassifier": "hybridjet.models.hybrid", "TextPromptClassifier": "hybridjet.models.text_baseline"}
         if meta.get("class") not in classes:
             raise HybridjetError(f"{meta_path}: unknown model class {meta.get('class')!r}")
         run_cls = getattr(importlib.import_module(classes[meta["class"]]), meta["class"])
         if not issubclass(run_cls, cls):
             raise HybridjetError(f"{run_dir}: holds a {meta['class']}, not a {cls.__name__}")
-        hparams = {**run_cls.legacy_hparams, **meta["hparams"], **({"model": model} if model is not None else {}), **overrides}
+        recorded = {k: v for k, v in (meta.get("hparams") or {}).items() if k not in LIGHTNING_CLI_KEYS}
+        accepted = inspect.signature(run_cls.__init__).parameters
+        unknown = sorted(set(recorded) - set(accepted))
+        if unknown:
+            raise HybridjetError(f"{meta_path}: hparams {', '.join(unknown)} are not settings of {meta['class']} "
+                                 f"(written by another hybridjet version?)")
+        hparams = {**run_cls.legacy_hparams, **recorded, **({"model": model} if model is not None else {}), **overrides}
         clf = run_cls(**hparams)
         clf.check_base_identity(meta.get("base_model"))
-        if meta.get("normalizer"):
-            clf.normalizer = Normalizer.from_dict(meta["normalizer"])
+        try:
+            if meta.get("normalizer"):
+                clf.normalizer = Normalizer.from_dict(meta["normalizer"])
+            n_features = int(meta["n_features"]) if meta.get("n_features") else None
+        except (KeyError, TypeError, ValueError) as err:
+            raise HybridjetError(f"{meta_path}: malformed 'normalizer' or 'n_features' ({err!r})") from None
         clf.feature_set = meta.get("feature_set")
-        if meta.get("n_features"):
-            clf.build(meta["n_features"])
+        if n_features:
+            clf.build(n_features)
         clf.load_run_weights(run_dir)  # in place: the model stays where construction and build put it
         clf.run_dir = run_dir
         clf.eval()
@@ -435,7 +472,11 @@ class EventClassifier(L.LightningModule):
         path = Path(run_dir) / RUN_WEIGHTS_FILE
         if not path.exists():
             raise HybridjetError(f"{path}: run weights not found (is this a finished hybridjet run directory?)")
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # safetensors' own error types: a truncated or overwritten file
+            raise HybridjetError(f"{path}: unreadable run weights ({str(err).splitlines()[0][:160]}); "
+                                 "expected the safetensors file hybridjet wrote") from None
         expected = set(self.trainable_state_dict())
         if set(state) != expected:
             raise HybridjetError(f"{path}: weights do not match the model ({len(set(state) ^ expected)} keys differ)")
