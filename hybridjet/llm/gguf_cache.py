@@ -1,10 +1,13 @@
 """Convert a GGUF checkpoint once into an HF-format cache directory, with tokenizer repairs, and verify it.
 
 Layout: ``<cache root>/models/<gguf stem>-<sha256[:12]>/`` with ``config.json``, ``model.safetensors``
-(weights dequantized to fp32 by transformers' GGUF loader), tokenizer files and ``source.json``
-(source path, its sha256, conversion version, the files written with their sizes and the tokenizer repairs).
-Written through :func:`hybridjet.io_utils.atomic_dir`; a cache with a missing or truncated file, a different
-source hash or an older conversion version is rebuilt.
+(weights dequantized to fp32 by transformers' GGUF loader), tokenizer files, ``source.json`` (source path, its
+sha256, conversion version, every file written with its size and sha256, the tokenizer repairs) and
+``verified.json`` (time of the last full verification, each file's size and mtime then).
+Written through :func:`hybridjet.io_utils.atomic_dir`.  Before use an entry is checked
+(:func:`hybridjet.llm.cache_entry.cache_problem`): sizes always, every file's sha256 when a size or mtime changed
+since the last full verification or that one is a day old; a missing, truncated or altered file, a different
+source hash or an older conversion version makes it rebuilt, with a warning naming the problem.
 
 Tokenizer fidelity (SmolLM2's original ``tokenizer.json``): the pre-tokenizer is set to
 ``Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])``; the chat
@@ -25,6 +28,7 @@ from typing import Any
 
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_dir
+from hybridjet.llm.cache_entry import VERIFIED_JSON, cache_problem, file_records, write_stamp
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +38,6 @@ PAD_CANDIDATE = "<|endoftext|>"
 def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
     """Cache directory of a GGUF file with sha256 ``digest``."""
     return root / "models" / f"{gguf.stem}-{digest[:12]}"
-
-
-def cache_problem(directory: Path, digest: str) -> str | None:
-    """Why the cache ``directory`` is unusable for a source with ``digest`` (None when it looks complete)."""
-    from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON, read_json
-
-    if not directory.is_dir():
-        return "missing"
-    meta = read_json(directory / SOURCE_JSON)
-    if not meta:
-        return f"no readable {SOURCE_JSON}"
-    if meta.get("sha256") != digest:
-        return "source sha256 mismatch"
-    if meta.get("conversion_version") != CONVERSION_VERSION:
-        return "older conversion version"
-    files = meta.get("files") or {}
-    if "model.safetensors" not in files or "tokenizer.json" not in files or "config.json" not in files:
-        return f"{SOURCE_JSON} lists no model/tokenizer files"
-    for name, size in files.items():
-        f = directory / name
-        if not f.is_file():
-            return f"missing {name}"
-        if f.stat().st_size != size:
-            return f"{name} has {f.stat().st_size} bytes, expected {size}"
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(directory / "model.safetensors"), framework="pt") as fh:
-            if not list(fh.keys()):
-                return "model.safetensors holds no tensors"
-    except Exception as exc:  # truncated or corrupted header
-        return f"model.safetensors unreadable ({type(exc).__name__})"
-    return None
 
 
 def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -195,7 +166,8 @@ def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
         failures = check_tokenizer(reloaded)
         if failures:
             raise HybridjetError(f"{gguf}: converted tokenizer fails checks: {'; '.join(failures)}")
-        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        names = [f.name for f in sorted(tmp.iterdir()) if f.is_file() and f.name not in (SOURCE_JSON, VERIFIED_JSON)]
+        files = file_records(tmp, names)  # hashed from disk: what a later check compares against
         source = {
             "source": str(gguf),
             "sha256": digest,
@@ -210,5 +182,6 @@ def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
             "pid": os.getpid(),
         }
         (tmp / SOURCE_JSON).write_text(json.dumps(source, indent=2) + "\n")
+        write_stamp(tmp, names)  # just hashed: the first full re-check is due in a day
     del model
     return target

@@ -34,7 +34,7 @@ DEFAULT_NAME = "SmolLM2-135M-Instruct"
 CACHE_ENV = "HYBRIDJET_CACHE"
 SOURCE_JSON = "source.json"
 #: bump when the conversion/repair changes, so that old caches are rebuilt
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2  # 2: source.json records each file's sha256 (entries of 1 have sizes only)
 
 
 @dataclass(frozen=True)
@@ -102,12 +102,13 @@ def default_gguf_path() -> Path:
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    """sha256 of a file's content (memoised per process on path, size and mtime)."""
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22, memo: bool = True) -> str:
+    """sha256 of a file's content (memoised per process on path, size and mtime unless ``memo=False``: a
+    verification must read the bytes, since a damage may keep size and mtime)."""
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_MEMO:
+    if not memo or key not in _HASH_MEMO:
         h = hashlib.sha256()
         with open(p, "rb") as fh:
             while block := fh.read(chunk):

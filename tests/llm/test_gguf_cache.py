@@ -4,12 +4,21 @@ bad input, through the library and the ``hybridjet model`` command."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hybridjet.llm.gguf_cache import cache_problem, ensure_converted
 from hybridjet.llm.resolve import SOURCE_JSON
+
+ROOT = Path(__file__).resolve().parents[2]
+HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
+STAMP = "verified.json"  # an entry's stamp of its last full verification (see the gguf_cache docstring)
 
 
 def test_tiny_gguf_converts_to_the_same_model(tiny_gguf, tiny_llama, tmp_path):
@@ -23,3 +32,65 @@ def test_tiny_gguf_converts_to_the_same_model(tiny_gguf, tiny_llama, tmp_path):
     torch.testing.assert_close(got, want)  # q/k permutation undone, tied embedding kept
     tok = AutoTokenizer.from_pretrained(path)
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"  # GGUF pad == eos repaired
+
+
+def _prepare(gguf: Path, cache: Path) -> subprocess.CompletedProcess:
+    """``hybridjet model prepare`` in its own process, as a user runs it."""
+    return subprocess.run([*HYBRIDJET, "model", "prepare", str(gguf), "--cache-dir", str(cache)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def _scribble(f: Path, nbytes: int, keep_mtime: bool = False) -> None:
+    """Overwrite ``nbytes`` in the middle of ``f`` with random bytes, in place (same size, same inode)."""
+    st = f.stat()
+    with open(f, "r+b") as fh:
+        fh.seek(st.st_size // 2)
+        fh.write(os.urandom(nbytes))
+    if keep_mtime:
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_size == st.st_size
+
+
+def test_in_place_damage_is_found_and_rebuilt(tiny_gguf, tmp_path):
+    first = _prepare(tiny_gguf, tmp_path)
+    assert first.returncode == 0, first.stderr
+    entry = Path(first.stdout.splitlines()[0])
+    weights = entry / "model.safetensors"
+    good = weights.read_bytes()
+    _scribble(weights, 50_000)
+    assert weights.read_bytes() != good
+    digest = json.loads((entry / SOURCE_JSON).read_text())["sha256"]
+    assert "model.safetensors" in (cache_problem(entry, digest) or "")
+    again = _prepare(tiny_gguf, tmp_path)
+    assert again.returncode == 0, again.stderr
+    warning = [line for line in again.stderr.splitlines() if "rebuilding model cache" in line]
+    assert len(warning) == 1 and "model.safetensors" in warning[0], again.stderr
+    assert weights.read_bytes() == good and cache_problem(entry, digest) is None
+    assert not [p.name for p in tmp_path.joinpath("models").iterdir() if p.name.startswith(".")]
+
+
+def test_full_check_at_most_daily_and_entries_without_digests(tiny_gguf, tmp_path):
+    entry, digest = ensure_converted(tiny_gguf, tmp_path)
+    stamp = entry / STAMP
+    weights = entry / "model.safetensors"
+    # a damage that keeps size and mtime escapes the cheap check within a day of the last full check...
+    _scribble(weights, 1000, keep_mtime=True)
+    assert cache_problem(entry, digest) is None
+    # ...and is found by the next full check once that day has passed
+    data = json.loads(stamp.read_text())
+    data["verified_at"] -= 2 * 86400
+    stamp.write_text(json.dumps(data))
+    assert "model.safetensors" in (cache_problem(entry, digest) or "")
+    # once rebuilt, a passing full check renews the stamp (so that the next checks are cheap again)
+    entry, digest = ensure_converted(tiny_gguf, tmp_path)
+    assert cache_problem(entry, digest) is None and weights.is_file()
+    data = json.loads(stamp.read_text())
+    data["verified_at"] -= 2 * 86400
+    stamp.write_text(json.dumps(data))
+    assert cache_problem(entry, digest) is None
+    assert abs(json.loads(stamp.read_text())["verified_at"] - time.time()) < 60
+    # an entry converted before digests were recorded is rebuilt
+    source = json.loads((entry / SOURCE_JSON).read_text())
+    source.update(conversion_version=1, files={name: rec["size"] for name, rec in source["files"].items()})
+    (entry / SOURCE_JSON).write_text(json.dumps(source))
+    assert cache_problem(entry, digest) == "older conversion version"
