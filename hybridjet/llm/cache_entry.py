@@ -1,17 +1,22 @@
-"""Integrity of a converted model cache entry: per-file sha256 records, and a cheap check with a full re-hash at
-most daily.
+"""Integrity of a converted model cache entry: per-file sha256 records, a cheap check with a full re-hash at most
+daily, and an inter-process lock.
 
 ``source.json`` lists every file written at conversion with its size and sha256.  ``verified.json`` (the stamp,
 written atomically) holds the time of the last full verification and each file's size and mtime then.  A check
 re-hashes every file when the stamp is missing, a day old, or a file's size or mtime differs from it (an in-place
-write changes the mtime); otherwise it compares sizes only.
+write changes the mtime); otherwise it compares sizes only.  ``<entry>.lock`` beside the entry is flock-ed by a
+process that found the entry unusable, while it checks it again and converts it: a second process waits, then
+finds the finished entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +105,24 @@ def cache_problem(directory: Path, digest: str, now: float | None = None) -> str
     except Exception as exc:  # truncated or corrupted header
         return f"model.safetensors unreadable ({type(exc).__name__})"
     return None
+
+
+@contextlib.contextmanager
+def entry_lock(entry: Path) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on the cache ``entry`` (``<entry>.lock`` beside it) for the block."""
+    lock = entry.with_name(f"{entry.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # the lock file stays empty and is never replaced nor removed: flock locks its inode, so an atomic
+    # rename (or a removal) would let two processes each hold "the" lock
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("hybridjet: waiting for another process preparing %s", entry)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without flock (some network mounts): go on unlocked
+            log.warning("hybridjet: cannot lock %s (%s): preparing it without a lock", lock, exc)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -7,7 +7,9 @@ sha256, conversion version, every file written with its size and sha256, the tok
 Written through :func:`hybridjet.io_utils.atomic_dir`.  Before use an entry is checked
 (:func:`hybridjet.llm.cache_entry.cache_problem`): sizes always, every file's sha256 when a size or mtime changed
 since the last full verification or that one is a day old; a missing, truncated or altered file, a different
-source hash or an older conversion version makes it rebuilt, with a warning naming the problem.
+source hash or an older conversion version makes it rebuilt, with a warning naming the problem.  Conversions hold
+an flock on ``<entry>.lock`` beside the entry: two processes preparing the same GGUF at once convert it once, the
+second waits, then finds the finished entry.
 
 Tokenizer fidelity (SmolLM2's original ``tokenizer.json``): the pre-tokenizer is set to
 ``Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])``; the chat
@@ -28,7 +30,7 @@ from typing import Any
 
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_dir
-from hybridjet.llm.cache_entry import VERIFIED_JSON, cache_problem, file_records, write_stamp
+from hybridjet.llm.cache_entry import VERIFIED_JSON, cache_problem, entry_lock, file_records, write_stamp
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +59,40 @@ def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Path, str]:
-    """The HF cache directory of ``gguf`` (converted now if missing or broken) and the GGUF's sha256."""
-    from hybridjet.llm.resolve import sha256_file
+    """The HF cache directory of ``gguf`` (converted now if missing or broken) and the GGUF's sha256.
+
+    Conversions hold the entry's lock: a process that finds the entry unusable waits for any other one converting
+    it, then checks again, so that two processes at once convert once (``rebuild`` too: a rebuild finished by
+    another process while this one waited is taken as done).
+    """
+    from hybridjet.llm.resolve import SOURCE_JSON, sha256_file
 
     gguf = Path(gguf).resolve()
     digest = sha256_file(gguf)
     target = converted_dir(gguf, root, digest)
-    problem = "rebuild requested" if rebuild else cache_problem(target, digest)
-    if problem is not None:
-        if problem != "missing":
+    if not rebuild and cache_problem(target, digest) is None:
+        return target, digest
+    seen = _read_bytes(target / SOURCE_JSON)  # changes if another process converts while this one waits
+    with entry_lock(target):
+        if rebuild and _read_bytes(target / SOURCE_JSON) == seen:
+            problem: str | None = "rebuild requested"
+        else:
+            problem = cache_problem(target, digest)
+        if problem == "missing":
+            log.warning("hybridjet: converting %s into %s (once per GGUF file)", gguf, target)
+        elif problem is not None:
             log.warning("hybridjet: rebuilding model cache %s (%s)", target, problem)
-        convert_gguf(gguf, target, digest)
+        if problem is not None:
+            convert_gguf(gguf, target, digest)
     return target, digest
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The content of ``path`` (None when unreadable)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def repair_tokenizer(tokenizer: Any, chat_template: str | None, special_ids: dict[str, int] | None = None) -> list[str]:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -94,3 +95,23 @@ def test_full_check_at_most_daily_and_entries_without_digests(tiny_gguf, tmp_pat
     source.update(conversion_version=1, files={name: rec["size"] for name, rec in source["files"].items()})
     (entry / SOURCE_JSON).write_text(json.dumps(source))
     assert cache_problem(entry, digest) == "older conversion version"
+
+
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_two_prepares_at_once_convert_once(tiny_gguf, tmp_path, rebuild):
+    args = [*HYBRIDJET, "model", "prepare", str(tiny_gguf), "--cache-dir", str(tmp_path)]
+    if rebuild:  # both asked to rebuild a valid entry: one rebuilds, the other takes that rebuild
+        ensure_converted(tiny_gguf, tmp_path)
+        args.append("--rebuild")
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for _ in range(2)]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0], outs  # the same entry
+    log_line = "hybridjet: rebuilding model cache" if rebuild else "hybridjet: converting"
+    conversions = [err.count(log_line) for _, err in outs]
+    assert sorted(conversions) == [0, 1], outs  # the second waited, then found the entry valid
+    entry = Path(outs[0][0].splitlines()[0])
+    source = json.loads((entry / SOURCE_JSON).read_text())
+    assert source["pid"] == procs[conversions.index(1)].pid
+    assert cache_problem(entry, source["sha256"]) is None
