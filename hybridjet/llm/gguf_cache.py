@@ -9,7 +9,9 @@ Written through :func:`hybridjet.io_utils.atomic_dir`.  Before use an entry is c
 since the last full verification or that one is a day old; a missing, truncated or altered file, a different
 source hash or an older conversion version makes it rebuilt, with a warning naming the problem.  Conversions hold
 an flock on ``<entry>.lock`` beside the entry: two processes preparing the same GGUF at once convert it once, the
-second waits, then finds the finished entry.
+second waits, then finds the finished entry.  Input is checked before any work: the file's 4-byte GGUF magic
+before it is hashed, its whole header (a truncated download fails there) before a conversion; either failure is an
+:class:`~hybridjet.errors.InputFileError`, one line from the CLI.
 
 Tokenizer fidelity (SmolLM2's original ``tokenizer.json``): the pre-tokenizer is set to
 ``Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])``; the chat
@@ -28,13 +30,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hybridjet.errors import HybridjetError
+from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_dir
 from hybridjet.llm.cache_entry import VERIFIED_JSON, cache_problem, entry_lock, file_records, write_stamp
 
 log = logging.getLogger(__name__)
 
 PAD_CANDIDATE = "<|endoftext|>"
+GGUF_MAGIC = b"GGUF"
+#: the GGUF metadata a conversion uses
+CONVERSION_METADATA = ("tokenizer.chat_template", "general.name", "general.organization",
+                       "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id")
 
 
 def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
@@ -42,11 +48,29 @@ def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
     return root / "models" / f"{gguf.stem}-{digest[:12]}"
 
 
+def check_gguf_magic(path: Path) -> None:
+    """Raise :class:`InputFileError` unless ``path`` starts with the GGUF magic (reads 4 bytes: before any work)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read it ({exc.strerror})") from None
+    if head != GGUF_MAGIC:
+        what = "an empty file" if not head else f"it starts with {head!r}, a GGUF file with {GGUF_MAGIC!r}"
+        raise InputFileError(path, f"not a GGUF file ({what}); expected a .gguf file or a Hugging Face model directory")
+
+
 def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """Selected scalar/string metadata of a GGUF file."""
+    """Selected scalar/string metadata of a GGUF file, whose whole header is parsed (a truncated or damaged file
+    raises :class:`InputFileError`)."""
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(gguf))
+    try:
+        reader = GGUFReader(str(gguf))
+    except Exception as exc:  # the reader fails on short reads anywhere in the metadata or tensor table
+        detail = (str(exc).splitlines() or [""])[0]
+        raise InputFileError(gguf, f"not a complete GGUF file (truncated or damaged: {gguf.stat().st_size} bytes; "
+                                   f"{type(exc).__name__}: {detail})") from None
     out: dict[str, Any] = {}
     for key in keys:
         field = reader.fields.get(key)
@@ -68,10 +92,12 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
     from hybridjet.llm.resolve import SOURCE_JSON, sha256_file
 
     gguf = Path(gguf).resolve()
+    check_gguf_magic(gguf)  # a wrong file is refused before hashing or converting anything
     digest = sha256_file(gguf)
     target = converted_dir(gguf, root, digest)
     if not rebuild and cache_problem(target, digest) is None:
         return target, digest
+    meta = gguf_metadata(gguf, CONVERSION_METADATA)  # parses the whole header: a truncated file stops here
     seen = _read_bytes(target / SOURCE_JSON)  # changes if another process converts while this one waits
     with entry_lock(target):
         if rebuild and _read_bytes(target / SOURCE_JSON) == seen:
@@ -83,7 +109,7 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
         elif problem is not None:
             log.warning("hybridjet: rebuilding model cache %s (%s)", target, problem)
         if problem is not None:
-            convert_gguf(gguf, target, digest)
+            convert_gguf(gguf, target, digest, meta)
     return target, digest
 
 
@@ -152,16 +178,17 @@ def check_tokenizer(tokenizer: Any) -> list[str]:
     return failures
 
 
-def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
-    """Convert ``gguf`` into the HF directory ``target`` (atomically), repairing the tokenizer."""
+def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | None = None) -> Path:
+    """Convert ``gguf`` into the HF directory ``target`` (atomically), repairing the tokenizer; ``meta``: its
+    :data:`CONVERSION_METADATA` when already read."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON
 
     t0 = time.perf_counter()
-    meta = gguf_metadata(gguf, ("tokenizer.chat_template", "general.name", "general.organization",
-                                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id"))
+    if meta is None:
+        meta = gguf_metadata(gguf, CONVERSION_METADATA)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

