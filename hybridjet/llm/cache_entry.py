@@ -38,7 +38,7 @@ def file_records(directory: Path, names: Iterable[str]) -> dict[str, dict[str, A
     }
 
 
-def _stats(directory: Path, names: Iterable[str]) -> dict[str, list[int]]:
+def file_stats(directory: Path, names: Iterable[str]) -> dict[str, list[int]]:
     """``{name: [size, mtime_ns]}`` of the files ``names`` in ``directory``."""
     out = {}
     for name in names:
@@ -47,19 +47,19 @@ def _stats(directory: Path, names: Iterable[str]) -> dict[str, list[int]]:
     return out
 
 
-def write_stamp(directory: Path, names: Iterable[str], now: float | None = None) -> None:
-    """Record in ``directory`` that its files ``names`` were fully verified at ``now`` (atomic write)."""
-    write_json(directory / VERIFIED_JSON,
-               {"verified_at": time.time() if now is None else now, "files": _stats(directory, names)})
+def write_stamp(directory: Path, stats: dict[str, list[int]], now: float | None = None) -> None:
+    """Record in ``directory`` that its files, with ``stats`` (:func:`file_stats`), were fully verified at ``now``
+    (atomic write)."""
+    write_json(directory / VERIFIED_JSON, {"verified_at": time.time() if now is None else now, "files": stats})
 
 
-def _needs_full_check(directory: Path, files: dict[str, Any], now: float) -> bool:
+def _needs_full_check(directory: Path, stats: dict[str, list[int]], now: float) -> bool:
     """Whether the stamp is missing, not from the last day, or any file's size or mtime changed since it."""
     stamp = read_json(directory / VERIFIED_JSON)
     verified_at = stamp.get("verified_at")
     if not isinstance(verified_at, (int, float)) or not 0 <= now - verified_at < FULL_CHECK_INTERVAL_S:
         return True  # a clock set back (stamp in the future) counts as stale too
-    return stamp.get("files") != _stats(directory, files)
+    return stamp.get("files") != stats
 
 
 def cache_problem(directory: Path, digest: str, now: float | None = None) -> str | None:
@@ -88,12 +88,13 @@ def cache_problem(directory: Path, digest: str, now: float | None = None) -> str
         if f.stat().st_size != rec["size"]:
             return f"{name} has {f.stat().st_size} bytes, expected {rec['size']}"
     now = time.time() if now is None else now
-    if _needs_full_check(directory, files, now):
+    stats = file_stats(directory, files)  # before hashing: a write during the hashing shows at the next check
+    if _needs_full_check(directory, stats, now):
         for name, rec in files.items():
             if sha256_file(directory / name, memo=False) != rec["sha256"]:
                 return f"{name} differs from the sha256 recorded at conversion"
         try:
-            write_stamp(directory, files, now)
+            write_stamp(directory, stats, now)
         except OSError as exc:  # a read-only shared cache: verified again next time
             log.debug("%s: verification stamp not written (%s)", directory, exc)
     try:

@@ -32,7 +32,14 @@ from typing import Any
 
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_dir
-from hybridjet.llm.cache_entry import VERIFIED_JSON, cache_problem, entry_lock, file_records, write_stamp
+from hybridjet.llm.cache_entry import (
+    VERIFIED_JSON,
+    cache_problem,
+    entry_lock,
+    file_records,
+    file_stats,
+    write_stamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +240,6 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
             "pid": os.getpid(),
         }
         (tmp / SOURCE_JSON).write_text(json.dumps(source, indent=2) + "\n")
-        write_stamp(tmp, names)  # just hashed: the first full re-check is due in a day
+        write_stamp(tmp, file_stats(tmp, names))  # just hashed: the next full check is due in a day
     del model
     return target
