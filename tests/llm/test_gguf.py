@@ -66,7 +66,7 @@ def test_tokenizer_fidelity(smollm2_path):
     assert tok("x").input_ids == tok("x", add_special_tokens=False).input_ids  # no bos added
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "hash", "header"])
+@pytest.mark.parametrize("damage", ["missing", "truncated", "hash", "header", "in-place"])
 def test_damaged_cache_is_detected(smollm2_path, tmp_path, damage):
     digest = _digest(smollm2_path)
     d = _linked_copy(smollm2_path, tmp_path, digest)
@@ -78,6 +78,16 @@ def test_damaged_cache_is_detected(smollm2_path, tmp_path, damage):
         (d / "config.json").write_text("{")
     elif damage == "hash":
         assert cache_problem(d, "0" * 64) == "source sha256 mismatch"
+        return
+    elif damage == "in-place":  # 50 MB of random bytes written inside the weights: same size, NaNs when loaded
+        weights = d / "model.safetensors"
+        weights.unlink()
+        shutil.copy2(smollm2_path / weights.name, weights)  # an own copy: the linked files are never edited
+        assert cache_problem(d, digest) is None
+        with open(weights, "r+b") as fh:
+            fh.seek(weights.stat().st_size // 4)
+            fh.write(os.urandom(50_000_000))
+        assert "model.safetensors" in (cache_problem(d, digest) or "")
         return
     else:  # same size, garbage header
         size = (d / "model.safetensors").stat().st_size
