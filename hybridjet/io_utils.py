@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every writer: atomic file and directory writes, strict JSON."""
+"""Small I/O helpers shared by every writer: atomic file and directory writes, output checks, strict JSON."""
 
 from __future__ import annotations
 
@@ -12,20 +12,67 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hybridjet.errors import OutputPathError
+
 PathLike = str | os.PathLike[str]
+
+
+def check_writable(final: PathLike, inputs: tuple[PathLike, ...] = ()) -> None:
+    """Raise :class:`OutputPathError` unless ``atomic_path(final)`` can write ``final``; creates nothing.
+
+    ``final`` must not be a directory (or another non-file) nor one of ``inputs`` (the rename would replace the
+    file being read), and its nearest existing ancestor must be a directory that accepts a new file (probed
+    with a temporary file, removed at once).
+    """
+    final = Path(final)
+    for source in inputs:
+        if final.is_file() and Path(source).is_file() and os.path.samefile(final, source):
+            raise OutputPathError(final, f"is also the input {source}; write the output to another file")
+    if final.is_dir():
+        raise OutputPathError(final, f"is a directory; expected a file name, e.g. {final / 'out.h5'}")
+    if final.exists() and not final.is_file():
+        raise OutputPathError(final, "exists and is not a regular file; expected a file name")
+    existing = final.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(final, f"cannot create a directory under {existing}: it is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".probe.tmp", dir=existing)
+    except OSError as exc:
+        raise OutputPathError(final, f"cannot create files in {existing} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _make_temp(final: Path, suffix: str, directory: bool) -> Path:
+    """Create the temporary for ``final`` (its parent made first), with one-line errors for unwritable places."""
+    if final.is_dir() and not directory:
+        raise OutputPathError(final, "is a directory; expected a file name")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputPathError(final, "cannot create its directory: a file is in the way") from None
+    except OSError as exc:
+        raise OutputPathError(final, f"cannot write in {final.parent} ({exc.strerror or exc})") from None
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it over ``final`` only if the block succeeds."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _make_temp(final, suffix, directory=False)
     try:
         yield tmp_path
-        os.replace(tmp_path, final)
+        try:
+            os.replace(tmp_path, final)
+        except IsADirectoryError:  # a directory appeared at ``final`` meanwhile
+            raise OutputPathError(final, "is a directory; expected a file name") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -36,8 +83,7 @@ def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
 def atomic_dir(final: PathLike) -> Iterator[Path]:
     """Yield a temporary directory next to ``final``; it replaces ``final`` only if the block succeeds."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = _make_temp(final, "", directory=True)
     try:
         yield tmp
         if final.exists():

@@ -6,8 +6,10 @@ import json
 import math
 
 import numpy as np
+import pytest
 
-from hybridjet.io_utils import strict_json, write_json
+from hybridjet.errors import HybridjetError
+from hybridjet.io_utils import atomic_path, strict_json, write_json
 
 
 def _strict(text: str) -> object:
@@ -27,3 +29,14 @@ def test_strict_json_writes_non_finite_numbers_as_null(tmp_path):
     write_json(tmp_path / "m.json", data)
     assert _strict((tmp_path / "m.json").read_text()) == expected
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_an_unwritable_destination_is_a_user_error_and_an_oserror(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    for final in (tmp_path / "file" / "out.json", tmp_path / "dir"):
+        with pytest.raises(HybridjetError) as info, atomic_path(final) as tmp:
+            tmp.write_text("{}")
+        assert isinstance(info.value, OSError)  # code tolerating unwritable outputs (caches) still catches it
+        assert str(final) in str(info.value) and "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"] and not list((tmp_path / "dir").iterdir())

@@ -35,7 +35,7 @@ import numpy as np
 
 from hybridjet.data.lhco import MAX_PARTICLES, N_FEATURE_COLUMNS, LHCOWriter, count_events
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import atomic_path, check_writable
 
 PROCESSES = ("qcd", "wprime")
 SQRT_S = 13000.0
@@ -227,13 +227,17 @@ def generate(
     workers: int = 1,
     progress: bool = True,
 ) -> GenerateSummary:
-    """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically)."""
+    """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically).
+
+    Every setting and the destination are checked before Pythia starts.
+    """
     global _local_bar
     from tqdm.auto import tqdm
 
     pythia_settings(process, seed, mx, my, mwprime)  # validates process and masses
     if n_events < 1 or workers < 1:
         raise HybridjetError("n_events and workers must be >= 1")
+    check_writable(out)
     workers = min(workers, n_events)
     counts = _split_counts(n_events, workers)
     t0 = time.perf_counter()
@@ -309,6 +313,7 @@ def mix(
 
     if not 0.0 <= signal_fraction <= 1.0:
         raise HybridjetError(f"signal fraction must be within [0, 1], got {signal_fraction}")
+    check_writable(out, inputs=(signal_path, background_path))
     n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
     if n_events is None:
         limits = []

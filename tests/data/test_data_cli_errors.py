@@ -1,0 +1,128 @@
+"""Bad input to the data commands, typed as a user types it: one ``hybridjet: error:`` line, exit 2, nothing left.
+
+Every command runs as a subprocess (``python -m hybridjet.cli``) of this checkout, in the test's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridjet.data.lhco import write_lhco
+
+ROOT = Path(__file__).resolve().parents[2]
+HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+BIG = "100000"  # events no test waits for: a destination checked only after generating would time out
+
+
+def hybridjet(cwd: Path, *args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``hybridjet ARGS`` run in ``cwd`` as a user runs it."""
+    return subprocess.run([*HYBRIDJET, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=ENV)
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under ``root``, hidden ones included (to see leftovers)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> str:
+    """Exit 2, no traceback, a last stderr line ``hybridjet: error: ...`` naming each of ``names``."""
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hybridjet: error:"), last
+    for name in names:
+        assert name in last, (name, last)
+    return last
+
+
+def _can_create(directory: Path) -> bool:
+    try:
+        (directory / "probe").touch()
+    except OSError:
+        return False
+    (directory / "probe").unlink()
+    return True
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A directory no file can be created in: mode 0555, or immutable (chattr +i) where root ignores modes."""
+    path = tmp_path / "ro"
+    path.mkdir()
+    path.chmod(0o555)
+    immutable = False
+    if _can_create(path) and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    try:
+        if _can_create(path):
+            pytest.skip("cannot make a read-only directory here (root, and no chattr +i)")
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+# ------------------------------------------------------------------------------------------ generate --out
+def _generate(cwd: Path, out: object, events: str = BIG, timeout: float = 120) -> subprocess.CompletedProcess:
+    return hybridjet(cwd, "generate", "--process", "qcd", "--events", events, "--seed", "1", "--out", out,
+                     "--no-progress", timeout=timeout)
+
+
+@pytest.mark.parametrize("where", ["read-only directory", "under a file", "a directory", "a fifo"])
+def test_generate_checks_its_destination_before_generating(tmp_path, request, where):
+    if where == "read-only directory":
+        request.getfixturevalue("read_only_dir")
+        out, names = "ro/events.h5", ("ro/events.h5", "cannot create files in ro")
+    elif where == "under a file":
+        (tmp_path / "notes.txt").write_text("a file")
+        out, names = "notes.txt/sub/events.h5", ("notes.txt/sub/events.h5", "notes.txt: it is a file")
+    elif where == "a directory":
+        (tmp_path / "out").mkdir()
+        out, names = "out", ("out: is a directory",)
+    else:
+        os.mkfifo(tmp_path / "pipe.h5")
+        out, names = "pipe.h5", ("pipe.h5: exists and is not a regular file",)
+    before = tree(tmp_path)
+    assert_one_line_error(_generate(tmp_path, out, timeout=60), *names)
+    assert tree(tmp_path) == before  # no output, no temporary, no directory
+
+
+# ------------------------------------------------------------------------------------------ more bad input
+def _events(n: int, seed: int = 5) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    pt = np.zeros((n, 700))
+    pt[:, :40] = rng.exponential(20.0, (n, 40)) + 1.0
+    eta, phi = rng.normal(0, 1, (n, 700)) * (pt > 0), rng.uniform(-3, 3, (n, 700)) * (pt > 0)
+    return pt, eta, phi, (np.arange(n) % 2).astype(np.int8)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["cluster", "events.h5", "--out", "adir"], "adir: is a directory"),
+    (["cluster", "events.h5", "--out", "notes.txt/jets.h5"], "notes.txt: it is a file"),
+    (["cluster", "events.h5", "--out", "events.h5"], "events.h5: is also the input"),
+    (["mix", "--signal", "events.h5", "--background", "other.h5", "--signal-fraction", "0.5", "--seed", "0",
+      "--out", "./other.h5"], "other.h5: is also the input"),
+    (["mix", "--signal", "events.h5", "--background", "events.h5", "--signal-fraction", "0.5", "--seed", "0",
+      "--out", "adir"], "adir: is a directory"),
+])
+def test_more_bad_data_input_is_one_line(tmp_path, argv, expected):
+    pt, eta, phi, labels = _events(10)
+    write_lhco(tmp_path / "events.h5", pt, eta, phi, labels)
+    shutil.copy(tmp_path / "events.h5", tmp_path / "other.h5")
+    write_lhco(tmp_path / "empty.h5", pt[:0], eta[:0], phi[:0], labels[:0])
+    (tmp_path / "notes.txt").write_text("a file")
+    (tmp_path / "adir").mkdir()
+    before, events = tree(tmp_path), (tmp_path / "events.h5").read_bytes()
+    assert_one_line_error(hybridjet(tmp_path, *argv), expected)
+    assert tree(tmp_path) == before
+    assert (tmp_path / "events.h5").read_bytes() == events == (tmp_path / "other.h5").read_bytes()
