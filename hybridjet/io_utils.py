@@ -1,4 +1,11 @@
-"""Small I/O helpers shared by every writer: atomic file and directory writes, output checks, strict JSON."""
+"""Small I/O helpers shared by every writer: atomic file and directory writes, output checks, strict JSON.
+
+Temporary names.  ``atomic_path(DIR/NAME)`` and ``atomic_dir(DIR/NAME)`` write into ``DIR/.NAME.<pid>@<host>.<random>
+[suffix].tmp`` and rename it over ``DIR/NAME`` at the end.  A writer killed with SIGKILL leaves its temporary behind;
+the next write of the same ``DIR/NAME`` removes it (:func:`remove_stale_temps`) when the temporary's writer is gone:
+recorded on this host and its pid no longer runs.  Temporaries of a live process, of another host (a shared file
+system) or without a recorded writer (the ``.NAME.<random>.tmp`` names of earlier versions) are left alone.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,9 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +24,47 @@ from typing import Any
 from hybridjet.errors import OutputPathError
 
 PathLike = str | os.PathLike[str]
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def temp_prefix(final: PathLike) -> str:
+    """The prefix of this process's temporary names for ``final``: ``.NAME.<pid>@<host>.``."""
+    return f".{Path(final).name}.{os.getpid()}@{_HOST}."
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(final: PathLike) -> list[Path]:
+    """Delete the temporaries of ``final`` whose writer is gone (see the module docstring); returns them."""
+    final = Path(final)
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.(\d+)@{re.escape(_HOST)}\..*\.tmp")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(final.parent))
+    except OSError:  # no directory yet, or unreadable: nothing of ours to clean
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(OSError):  # a concurrent cleaner may have removed it first
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
 
 
 def check_writable(final: PathLike, inputs: tuple[PathLike, ...] = ()) -> None:
@@ -38,7 +88,7 @@ def check_writable(final: PathLike, inputs: tuple[PathLike, ...] = ()) -> None:
     if not existing.is_dir():
         raise OutputPathError(final, f"cannot create a directory under {existing}: it is a file")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".probe.tmp", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(final), suffix=".probe.tmp", dir=existing)
     except OSError as exc:
         raise OutputPathError(final, f"cannot create files in {existing} ({exc.strerror or exc})") from None
     os.close(fd)
@@ -51,9 +101,10 @@ def _make_temp(final: Path, suffix: str, directory: bool) -> Path:
         raise OutputPathError(final, "is a directory; expected a file name")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(final)
         if directory:
-            return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent))
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+            return Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=suffix + ".tmp", dir=final.parent))
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(final), suffix=suffix + ".tmp", dir=final.parent)
     except (FileExistsError, NotADirectoryError):
         raise OutputPathError(final, "cannot create its directory: a file is in the way") from None
     except OSError as exc:

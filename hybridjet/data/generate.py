@@ -35,7 +35,7 @@ import numpy as np
 
 from hybridjet.data.lhco import MAX_PARTICLES, N_FEATURE_COLUMNS, LHCOWriter, count_events
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path, check_writable
+from hybridjet.io_utils import atomic_path, check_writable, temp_prefix
 
 PROCESSES = ("qcd", "wprime")
 SQRT_S = 13000.0
@@ -229,7 +229,8 @@ def generate(
 ) -> GenerateSummary:
     """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically).
 
-    Every setting and the destination are checked before Pythia starts.
+    Every setting and the destination are checked before Pythia starts; temporaries of an earlier, killed
+    generate of ``out`` are removed (see :mod:`hybridjet.io_utils`).
     """
     global _local_bar
     from tqdm.auto import tqdm
@@ -250,7 +251,8 @@ def generate(
             finally:
                 _local_bar = None
         else:
-            parts_dir = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts.", dir=Path(tmp).parent))
+            # named like atomic_path's temporaries, so a later generate of ``out`` removes it if this one is killed
+            parts_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".parts.tmp", dir=Path(tmp).parent))
             try:
                 parts = [parts_dir / f"part{w}.h5" for w in range(workers)]
                 stats = _run_workers(process, counts, seed, parts, mx, my, mwprime, bar)

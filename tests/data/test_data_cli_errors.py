@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hybridjet.data.lhco import write_lhco
+from hybridjet.io_utils import temp_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
@@ -95,6 +98,37 @@ def test_generate_checks_its_destination_before_generating(tmp_path, request, wh
     before = tree(tmp_path)
     assert_one_line_error(_generate(tmp_path, out, timeout=60), *names)
     assert tree(tmp_path) == before  # no output, no temporary, no directory
+
+
+# ------------------------------------------------------------------------------------------ killed generate
+def _temps(directory: Path, name: str) -> set[str]:
+    return {p.name for p in directory.glob(f".{name}.*")}
+
+
+def test_a_killed_generate_leaves_temporaries_the_next_generate_removes(tmp_path):
+    proc = subprocess.Popen([*HYBRIDJET, "generate", "--process", "qcd", "--events", BIG, "--seed", "1",
+                             "--out", "g.h5", "--workers", "2", "--no-progress"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # the output temporary and the workers' parts dir
+        if list(tmp_path.glob(".g.h5.*.parts.tmp/part1.h5")):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else "generate ended before it was killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = _temps(tmp_path, "g.h5")
+    assert len(left) == 2 and not (tmp_path / "g.h5").exists(), left  # a SIGKILL leaves both behind
+    # temporaries this rule must keep: a live writer's (this test process) and one of another host
+    live = temp_prefix("g.h5") + "abcdefgh.h5.tmp"
+    other_host = f".g.h5.{proc.pid}@elsewhere-{os.getpid()}.abcdefgh.h5.tmp"
+    for name in (live, other_host):
+        (tmp_path / name).write_bytes(b"in progress")
+    result = _generate(tmp_path, "g.h5", events="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "g.h5").is_file()
+    assert _temps(tmp_path, "g.h5") == {live, other_host}
 
 
 # ------------------------------------------------------------------------------------------ more bad input
