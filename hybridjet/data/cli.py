@@ -100,6 +100,8 @@ def _mix(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.signal_fraction <= 1.0:
         raise HybridjetError(f"--signal-fraction must be within [0, 1], got {args.signal_fraction}")
+    if args.events is not None:
+        _positive("events", args.events)
     summary = mix(args.signal, args.background, args.out, args.signal_fraction, args.seed, n_events=args.events)
     print(summary)
     return 0

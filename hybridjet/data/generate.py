@@ -315,6 +315,8 @@ def mix(
 
     if not 0.0 <= signal_fraction <= 1.0:
         raise HybridjetError(f"signal fraction must be within [0, 1], got {signal_fraction}")
+    if n_events is not None and n_events < 1:
+        raise HybridjetError(f"n_events must be >= 1, got {n_events}")
     check_writable(out, inputs=(signal_path, background_path))
     n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
     if n_events is None:

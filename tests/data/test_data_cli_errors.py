@@ -131,7 +131,15 @@ def test_a_killed_generate_leaves_temporaries_the_next_generate_removes(tmp_path
     assert _temps(tmp_path, "g.h5") == {live, other_host}
 
 
-# ------------------------------------------------------------------------------------------ more bad input
+# ------------------------------------------------------------------------------------------ mix, inspect, cluster
+def test_mix_rejects_a_bad_event_count_before_reading(tmp_path):
+    for events in ("-3", "0"):  # the inputs do not exist: a check after reading would name them instead
+        result = hybridjet(tmp_path, "mix", "--signal", "s.h5", "--background", "b.h5", "--signal-fraction", "0.5",
+                           "--seed", "0", "--out", "m.h5", "--events", events)
+        assert_one_line_error(result, f"--events must be >= 1, got {events}")
+    assert tree(tmp_path) == set()
+
+
 def _events(n: int, seed: int = 5) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     pt = np.zeros((n, 700))
