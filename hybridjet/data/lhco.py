@@ -20,6 +20,7 @@ import awkward as ak
 import h5py
 import numpy as np
 
+from hybridjet.data.h5 import open_hdf5, short_error
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
 
@@ -53,25 +54,7 @@ class LHCOEvents:
 
 # --------------------------------------------------------------------------------------------------- reading
 def _open(path: PathLike) -> h5py.File:
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(path, "file not found (expected an LHCO-format HDF5 file)")
-    if p.is_dir():
-        raise InputFileError(path, "is a directory (expected an LHCO-format HDF5 file)")
-    try:
-        ok = h5py.is_hdf5(p)
-    except OSError:
-        ok = False
-    if not ok:
-        raise InputFileError(path, "not an HDF5 file (expected the LHCO layout written by pandas.to_hdf)")
-    try:
-        return h5py.File(p, "r")
-    except OSError as exc:
-        raise InputFileError(path, f"unreadable or truncated HDF5 file ({_short(exc)})") from None
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return open_hdf5(path, "the LHCO layout written by pandas.to_hdf")
 
 
 def _values_dataset(f: h5py.File, path: PathLike) -> h5py.Dataset:
@@ -116,7 +99,7 @@ def _read_rows(ds: h5py.Dataset, path: PathLike, start: int, stop: int) -> np.nd
         if missing:
             hint = "pip install hdf5plugin" if not HAVE_HDF5PLUGIN else "this hdf5plugin lacks it"
             raise InputFileError(path, f"compressed with {missing}, which this HDF5 cannot decode ({hint})") from None
-        raise InputFileError(path, f"rows {start}-{stop} unreadable; truncated or corrupt file ({_short(exc)})") from None
+        raise InputFileError(path, f"rows {start}-{stop} unreadable; truncated or corrupt file ({short_error(exc)})") from None
 
 
 def _validate_block(block: np.ndarray, path: PathLike, offset: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from hybridjet.data.lhco import write_lhco
+from hybridjet.data.store import JetArrays, write_jets
 from hybridjet.io_utils import temp_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,6 +149,32 @@ def _events(n: int, seed: int = 5) -> tuple[np.ndarray, ...]:
     return pt, eta, phi, (np.arange(n) % 2).astype(np.int8)
 
 
+def _truncated_copy(path: Path) -> Path:
+    data = path.read_bytes()
+    half = path.with_name(f"half_{path.name}")
+    half.write_bytes(data[: len(data) // 2])
+    return half
+
+
+@pytest.mark.parametrize("kind", ["lhco", "jets"])
+def test_inspect_of_a_truncated_file_is_one_line(tmp_path, kind):
+    pt, eta, phi, labels = _events(20)
+    full = tmp_path / "events.h5"
+    write_lhco(full, pt, eta, phi, labels)
+    if kind == "jets":
+        n = len(labels)
+        arrays = JetArrays(np.ones((n, 2, 4), np.float32), np.ones((n, 2), bool), np.full(n, 40, np.int32),
+                           np.zeros((n, 2, 3), np.float32), labels, np.arange(n, dtype=np.int64))
+        full = tmp_path / "jets.h5"
+        write_jets(full, arrays)
+    half = _truncated_copy(full)
+    last = assert_one_line_error(hybridjet(tmp_path, "inspect", half.name), half.name, "truncated")
+    # the same rule as cluster's
+    assert last == assert_one_line_error(hybridjet(tmp_path, "cluster", half.name, "--out", "j.h5"))
+    assert not (tmp_path / "j.h5").exists()
+
+
+# ------------------------------------------------------------------------------------------ more bad input
 @pytest.mark.parametrize(("argv", "expected"), [
     (["cluster", "events.h5", "--out", "adir"], "adir: is a directory"),
     (["cluster", "events.h5", "--out", "notes.txt/jets.h5"], "notes.txt: it is a file"),
@@ -156,6 +183,8 @@ def _events(n: int, seed: int = 5) -> tuple[np.ndarray, ...]:
       "--out", "./other.h5"], "other.h5: is also the input"),
     (["mix", "--signal", "events.h5", "--background", "events.h5", "--signal-fraction", "0.5", "--seed", "0",
       "--out", "adir"], "adir: is a directory"),
+    (["inspect", "adir"], "adir: is a directory"),
+    (["inspect", "notes.txt"], "notes.txt: not an HDF5 file"),
 ])
 def test_more_bad_data_input_is_one_line(tmp_path, argv, expected):
     pt, eta, phi, labels = _events(10)
