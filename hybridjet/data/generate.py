@@ -319,6 +319,10 @@ def mix(
         raise HybridjetError(f"n_events must be >= 1, got {n_events}")
     check_writable(out, inputs=(signal_path, background_path))
     n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
+    for path, n_avail, needed in ((signal_path, n_sig_avail, signal_fraction > 0),
+                                  (background_path, n_bkg_avail, signal_fraction < 1)):
+        if needed and n_avail == 0:  # else the mix would silently hold no events
+            raise InputFileError(path, f"holds no events; nothing to mix at signal fraction {signal_fraction}")
     if n_events is None:
         limits = []
         if signal_fraction > 0:

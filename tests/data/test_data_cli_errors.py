@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from hybridjet.data.lhco import write_lhco
+from hybridjet.data.lhco import pack_rows, write_lhco
 from hybridjet.data.store import JetArrays, write_jets
 from hybridjet.io_utils import temp_prefix
 
@@ -174,6 +175,34 @@ def test_inspect_of_a_truncated_file_is_one_line(tmp_path, kind):
     assert not (tmp_path / "j.h5").exists()
 
 
+def test_cluster_names_a_bad_label_plainly(tmp_path):
+    pt, eta, phi, labels = _events(10)
+    bad = labels.astype(float)
+    bad[4] = 2.0
+    pd.DataFrame(pack_rows(pt, eta, phi, bad)).to_hdf(tmp_path / "labels.h5", key="df", mode="w")
+    before = tree(tmp_path)
+    last = assert_one_line_error(hybridjet(tmp_path, "cluster", "labels.h5", "--out", "jets.h5"),
+                                 "labels.h5: row 4 has label 2.0;", "expected labels 0 or 1")
+    assert "np." not in last
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("writer", ["pandas", "hybridjet"])
+def test_cluster_of_a_file_without_events_says_so(tmp_path, writer):
+    if writer == "pandas":  # pandas stores an empty frame as a [1, 1] placeholder
+        pd.DataFrame(np.zeros((0, 2101))).to_hdf(tmp_path / "empty.h5", key="df", mode="w")
+    else:
+        pt, eta, phi, labels = _events(0)
+        write_lhco(tmp_path / "empty.h5", pt, eta, phi, labels)
+    before = tree(tmp_path)
+    last = assert_one_line_error(hybridjet(tmp_path, "cluster", "empty.h5", "--out", "jets.h5"),
+                                 "empty.h5: holds no events")
+    assert "shape" not in last
+    assert tree(tmp_path) == before
+    described = hybridjet(tmp_path, "inspect", "empty.h5")
+    assert described.returncode == 0 and "events                 0" in described.stdout
+
+
 # ------------------------------------------------------------------------------------------ more bad input
 @pytest.mark.parametrize(("argv", "expected"), [
     (["cluster", "events.h5", "--out", "adir"], "adir: is a directory"),
@@ -183,6 +212,8 @@ def test_inspect_of_a_truncated_file_is_one_line(tmp_path, kind):
       "--out", "./other.h5"], "other.h5: is also the input"),
     (["mix", "--signal", "events.h5", "--background", "events.h5", "--signal-fraction", "0.5", "--seed", "0",
       "--out", "adir"], "adir: is a directory"),
+    (["mix", "--signal", "empty.h5", "--background", "events.h5", "--signal-fraction", "0.5", "--seed", "0",
+      "--out", "m.h5"], "empty.h5: holds no events"),
     (["inspect", "adir"], "adir: is a directory"),
     (["inspect", "notes.txt"], "notes.txt: not an HDF5 file"),
 ])
