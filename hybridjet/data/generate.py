@@ -21,6 +21,7 @@ Physics choices (documented because they matter):
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -44,6 +45,7 @@ TRIGGER_PT = 1200.0
 TRIGGER_ETA = 2.5
 TRIGGER_R = 1.0
 _X_ID, _Y_ID, _WPRIME_ID = 35, 37, 34
+MIN_MASS = 1.0  # GeV; below ~0.1 GeV the forced mass window [m - 1, m + 1] (floored at 0.1) is empty
 _BUFFER = 512  # events buffered before a write
 
 PathLike = str | os.PathLike[str]
@@ -99,6 +101,9 @@ def pythia_settings(process: str, seed: int, mx: float = 500.0, my: float = 100.
     if process == "qcd":
         return common + ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {QCD_PTHAT_MIN}"]
     if process == "wprime":
+        for name, mass in (("mx", mx), ("my", my), ("mwprime", mwprime)):
+            if not (math.isfinite(mass) and mass >= MIN_MASS):  # Pythia's init fails on these, without a reason
+                raise HybridjetError(f"--{name} must be a finite mass >= {MIN_MASS:g} GeV, got {mass}")
         if not mx + my < mwprime:
             raise HybridjetError(f"W' mass {mwprime} GeV must exceed mX + mY = {mx + my} GeV")
         return common + [

@@ -207,6 +207,7 @@ def test_cluster_of_a_file_without_events_says_so(tmp_path, writer):
 @pytest.mark.parametrize(("argv", "expected"), [
     (["cluster", "events.h5", "--out", "adir"], "adir: is a directory"),
     (["cluster", "events.h5", "--out", "notes.txt/jets.h5"], "notes.txt: it is a file"),
+    (["cluster", "events.h5", "--out", "jets.h5", "--min-pt", "-5"], "--min-pt must be >= 0"),
     (["cluster", "events.h5", "--out", "events.h5"], "events.h5: is also the input"),
     (["mix", "--signal", "events.h5", "--background", "other.h5", "--signal-fraction", "0.5", "--seed", "0",
       "--out", "./other.h5"], "other.h5: is also the input"),
@@ -216,6 +217,11 @@ def test_cluster_of_a_file_without_events_says_so(tmp_path, writer):
       "--out", "m.h5"], "empty.h5: holds no events"),
     (["inspect", "adir"], "adir: is a directory"),
     (["inspect", "notes.txt"], "notes.txt: not an HDF5 file"),
+    (["inspect", "events.h5", "--events", "-5"], "--events must be >= 0"),
+    (["generate", "--process", "wprime", "--events", "2", "--seed", "1", "--out", "w.h5", "--mx", "-5"],
+     "--mx must be a finite mass >= 1 GeV"),
+    (["generate", "--process", "wprime", "--events", "2", "--seed", "1", "--out", "w.h5", "--mwprime", "inf"],
+     "--mwprime must be a finite mass"),
 ])
 def test_more_bad_data_input_is_one_line(tmp_path, argv, expected):
     pt, eta, phi, labels = _events(10)
