@@ -14,3 +14,15 @@ class InputFileError(HybridjetError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class OutputPathError(HybridjetError, OSError):
+    """An output path the user gave cannot be written: a directory, under a file, in a read-only directory.
+
+    Also an ``OSError``, so callers that tolerate an unwritable output (a cache next to a read-only run) still do.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem

@@ -100,6 +100,8 @@ def _mix(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.signal_fraction <= 1.0:
         raise HybridjetError(f"--signal-fraction must be within [0, 1], got {args.signal_fraction}")
+    if args.events is not None:
+        _positive("events", args.events)
     summary = mix(args.signal, args.background, args.out, args.signal_fraction, args.seed, n_events=args.events)
     print(summary)
     return 0
@@ -107,16 +109,15 @@ def _mix(args: argparse.Namespace) -> int:
 
 def _cluster(args: argparse.Namespace) -> int:
     from hybridjet.data.cluster import cluster
+    from hybridjet.errors import HybridjetError
 
     for name in ("n_jets", "workers", "chunk_size"):
         _positive(name.replace("_", "-"), getattr(args, name))
     if not args.radius > 0:
-        from hybridjet.errors import HybridjetError
-
         raise HybridjetError(f"--radius must be > 0, got {args.radius}")
+    if not args.min_pt >= 0:  # also NaN
+        raise HybridjetError(f"--min-pt must be >= 0, got {args.min_pt}")
     if args.scheduler is not None and args.executor != "dask":
-        from hybridjet.errors import HybridjetError
-
         raise HybridjetError("--scheduler needs --executor dask")
     summary = cluster(args.input, args.out, radius=args.radius, algorithm=args.algorithm, n_jets=args.n_jets,
                       min_pt=args.min_pt, workers=args.workers, chunk_size=args.chunk_size, progress=args.progress,
@@ -127,6 +128,9 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from hybridjet.data.inspect import describe
+    from hybridjet.errors import HybridjetError
 
+    if args.events < 0:
+        raise HybridjetError(f"--events must be >= 0, got {args.events}")
     print(describe(args.file, n_sample=args.events))
     return 0

@@ -26,7 +26,8 @@ import numpy as np
 
 from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
 from hybridjet.data.store import JetArrays, write_jets
-from hybridjet.errors import HybridjetError
+from hybridjet.errors import HybridjetError, InputFileError
+from hybridjet.io_utils import check_writable
 
 ALGORITHMS = ("antikt", "kt", "cambridge")
 N_TAU = 3
@@ -275,7 +276,10 @@ def cluster(
     client_factory = _dask_client_factory() if executor == "dask" else None
     jet_definition(algorithm, radius)  # validates radius
     n_total = count_events(in_path)
+    if n_total == 0:
+        raise InputFileError(in_path, "holds no events (0 rows); nothing to cluster")
     labelled = is_labelled(in_path)
+    check_writable(out, inputs=(in_path,))  # before the clustering, not after it
     stop = n_total if stop is None else min(stop, n_total)
     ranges = [(s, min(s + chunk_size, stop)) for s in range(start, stop, chunk_size)]
     params = {"radius": radius, "algorithm": algorithm, "n_jets": n_jets, "min_pt": min_pt}

@@ -21,6 +21,7 @@ Physics choices (documented because they matter):
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -35,7 +36,7 @@ import numpy as np
 
 from hybridjet.data.lhco import MAX_PARTICLES, N_FEATURE_COLUMNS, LHCOWriter, count_events
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import atomic_path, check_writable, temp_prefix
 
 PROCESSES = ("qcd", "wprime")
 SQRT_S = 13000.0
@@ -44,6 +45,7 @@ TRIGGER_PT = 1200.0
 TRIGGER_ETA = 2.5
 TRIGGER_R = 1.0
 _X_ID, _Y_ID, _WPRIME_ID = 35, 37, 34
+MIN_MASS = 1.0  # GeV; below ~0.1 GeV the forced mass window [m - 1, m + 1] (floored at 0.1) is empty
 _BUFFER = 512  # events buffered before a write
 
 PathLike = str | os.PathLike[str]
@@ -99,6 +101,9 @@ def pythia_settings(process: str, seed: int, mx: float = 500.0, my: float = 100.
     if process == "qcd":
         return common + ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {QCD_PTHAT_MIN}"]
     if process == "wprime":
+        for name, mass in (("mx", mx), ("my", my), ("mwprime", mwprime)):
+            if not (math.isfinite(mass) and mass >= MIN_MASS):  # Pythia's init fails on these, without a reason
+                raise HybridjetError(f"--{name} must be a finite mass >= {MIN_MASS:g} GeV, got {mass}")
         if not mx + my < mwprime:
             raise HybridjetError(f"W' mass {mwprime} GeV must exceed mX + mY = {mx + my} GeV")
         return common + [
@@ -227,13 +232,18 @@ def generate(
     workers: int = 1,
     progress: bool = True,
 ) -> GenerateSummary:
-    """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically)."""
+    """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically).
+
+    Every setting and the destination are checked before Pythia starts; temporaries of an earlier, killed
+    generate of ``out`` are removed (see :mod:`hybridjet.io_utils`).
+    """
     global _local_bar
     from tqdm.auto import tqdm
 
     pythia_settings(process, seed, mx, my, mwprime)  # validates process and masses
     if n_events < 1 or workers < 1:
         raise HybridjetError("n_events and workers must be >= 1")
+    check_writable(out)
     workers = min(workers, n_events)
     counts = _split_counts(n_events, workers)
     t0 = time.perf_counter()
@@ -246,7 +256,8 @@ def generate(
             finally:
                 _local_bar = None
         else:
-            parts_dir = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts.", dir=Path(tmp).parent))
+            # named like atomic_path's temporaries, so a later generate of ``out`` removes it if this one is killed
+            parts_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".parts.tmp", dir=Path(tmp).parent))
             try:
                 parts = [parts_dir / f"part{w}.h5" for w in range(workers)]
                 stats = _run_workers(process, counts, seed, parts, mx, my, mwprime, bar)
@@ -309,7 +320,14 @@ def mix(
 
     if not 0.0 <= signal_fraction <= 1.0:
         raise HybridjetError(f"signal fraction must be within [0, 1], got {signal_fraction}")
+    if n_events is not None and n_events < 1:
+        raise HybridjetError(f"n_events must be >= 1, got {n_events}")
+    check_writable(out, inputs=(signal_path, background_path))
     n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
+    for path, n_avail, needed in ((signal_path, n_sig_avail, signal_fraction > 0),
+                                  (background_path, n_bkg_avail, signal_fraction < 1)):
+        if needed and n_avail == 0:  # else the mix would silently hold no events
+            raise InputFileError(path, f"holds no events; nothing to mix at signal fraction {signal_fraction}")
     if n_events is None:
         limits = []
         if signal_fraction > 0:

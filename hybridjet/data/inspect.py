@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import h5py
 import numpy as np
 
+from hybridjet.data.h5 import open_hdf5, short_error
 from hybridjet.errors import InputFileError
 
 
@@ -20,12 +19,8 @@ def _fmt_stats(name: str, values: np.ndarray) -> str:
 
 def describe(path: str | os.PathLike[str], n_sample: int = 1000) -> str:
     """A multi-line summary: layout, event count, labels, and statistics over the first ``n_sample`` events."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(path, "file not found (expected an LHCO-format or jets.h5 file)")
-    if not h5py.is_hdf5(p):
-        raise InputFileError(path, "not an HDF5 file (expected an LHCO-format or jets.h5 file)")
-    with h5py.File(p, "r") as f:
+    # the same rule as cluster's and every reader's: missing, a directory, not HDF5, truncated -> one line
+    with open_hdf5(path, "an LHCO-format or jets.h5 file") as f:
         is_jets = "schema_version" in f.attrs
     return _describe_jets(path, n_sample) if is_jets else _describe_lhco(path, n_sample)
 
@@ -46,7 +41,10 @@ def _describe_lhco(path: str | os.PathLike[str], n_sample: int) -> str:
 
         with _open(path) as f:
             ds = _values_dataset(f, path)
-            labels = np.concatenate([ds[s:s + 65536, 2100] for s in range(0, n, 65536)])
+            try:
+                labels = np.concatenate([ds[s:s + 65536, 2100] for s in range(0, n, 65536)])
+            except OSError as exc:
+                raise InputFileError(path, f"labels unreadable; truncated or corrupt file ({short_error(exc)})") from None
         lines.append(f"  labels                 {int((labels == 1).sum())} signal, {int((labels == 0).sum())} background")
     lines.append(f"  statistics over the first {len(sample)} events:")
     lines.append(_fmt_stats("particles / event", ak.to_numpy(ak.num(sample.particles))))

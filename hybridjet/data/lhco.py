@@ -20,6 +20,7 @@ import awkward as ak
 import h5py
 import numpy as np
 
+from hybridjet.data.h5 import open_hdf5, short_error
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
 
@@ -53,28 +54,11 @@ class LHCOEvents:
 
 # --------------------------------------------------------------------------------------------------- reading
 def _open(path: PathLike) -> h5py.File:
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(path, "file not found (expected an LHCO-format HDF5 file)")
-    if p.is_dir():
-        raise InputFileError(path, "is a directory (expected an LHCO-format HDF5 file)")
-    try:
-        ok = h5py.is_hdf5(p)
-    except OSError:
-        ok = False
-    if not ok:
-        raise InputFileError(path, "not an HDF5 file (expected the LHCO layout written by pandas.to_hdf)")
-    try:
-        return h5py.File(p, "r")
-    except OSError as exc:
-        raise InputFileError(path, f"unreadable or truncated HDF5 file ({_short(exc)})") from None
+    return open_hdf5(path, "the LHCO layout written by pandas.to_hdf")
 
 
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-
-
-def _values_dataset(f: h5py.File, path: PathLike) -> h5py.Dataset:
+def _values_dataset(f: h5py.File, path: PathLike) -> h5py.Dataset | np.ndarray:
+    """``df/block0_values``, checked; a [0, columns] array for pandas' stand-in of an empty frame."""
     group_name = KEY if KEY in f else None
     if group_name is None:
         candidates = [k for k in f if isinstance(f[k], h5py.Group) and "block0_values" in f[k]]
@@ -91,6 +75,10 @@ def _values_dataset(f: h5py.File, path: PathLike) -> h5py.Dataset:
     if "block1_values" in group:
         raise InputFileError(path, "has several column blocks; expected one float block of 2100 or 2101 columns")
     ds = group["block0_values"]
+    if "value_type" in ds.attrs and "shape" in ds.attrs and "axis0" in group:
+        # pandas stores a 0-row frame as a [1, 1] placeholder whose real (pickled) shape sits in attrs:
+        # its column count is the length of axis0 (the column labels)
+        ds = np.zeros((0, group["axis0"].shape[0]), dtype=np.float64)
     if ds.ndim != 2 or ds.shape[1] not in (N_FEATURE_COLUMNS, N_FEATURE_COLUMNS + 1):
         raise InputFileError(path, f"expected 2100 or 2101 columns (700 x pT, eta, phi [+ label]); found shape {ds.shape}")
     if ds.dtype.kind != "f":
@@ -116,7 +104,7 @@ def _read_rows(ds: h5py.Dataset, path: PathLike, start: int, stop: int) -> np.nd
         if missing:
             hint = "pip install hdf5plugin" if not HAVE_HDF5PLUGIN else "this hdf5plugin lacks it"
             raise InputFileError(path, f"compressed with {missing}, which this HDF5 cannot decode ({hint})") from None
-        raise InputFileError(path, f"rows {start}-{stop} unreadable; truncated or corrupt file ({_short(exc)})") from None
+        raise InputFileError(path, f"rows {start}-{stop} unreadable; truncated or corrupt file ({short_error(exc)})") from None
 
 
 def _validate_block(block: np.ndarray, path: PathLike, offset: int) -> None:
@@ -133,7 +121,8 @@ def _validate_block(block: np.ndarray, path: PathLike, offset: int) -> None:
         wrong = (labels != 0) & (labels != 1)
         if wrong.any():
             row = int(np.nonzero(wrong)[0][0])
-            raise InputFileError(path, f"row {row + offset} has label {labels[row]!r}; expected labels 0 or 1 in column 2100")
+            raise InputFileError(path, f"row {row + offset} has label {float(labels[row])!r}; "
+                                       "expected labels 0 or 1 in column 2100")
 
 
 def block_to_particles(block: np.ndarray) -> ak.Array:

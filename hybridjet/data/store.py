@@ -11,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hybridjet.data.h5 import open_hdf5
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
 
@@ -104,14 +105,7 @@ def write_jets(path: PathLike, arrays: JetArrays, attrs: dict[str, Any] | None =
 
 def _open(path: PathLike) -> h5py.File:
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(path, "file not found (expected a jets.h5 file written by 'hybridjet cluster')")
-    if not h5py.is_hdf5(p):
-        raise InputFileError(path, "not an HDF5 file (expected a jets.h5 file written by 'hybridjet cluster')")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise InputFileError(path, f"unreadable or truncated HDF5 file ({str(exc)[:120]})") from None
+    f = open_hdf5(path, "a jets.h5 file written by 'hybridjet cluster'")
     version = f.attrs.get("schema_version")
     if version is None:
         f.close()

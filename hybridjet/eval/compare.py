@@ -95,7 +95,7 @@ class Report:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The report as JSON text; also written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"  # strict: to_dict spells out inf
         if path is not None:
             with atomic_path(path, suffix=".json") as tmp:
                 tmp.write_text(text)
@@ -250,6 +250,8 @@ def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
         if not isinstance(meta, dict):
             raise InputFileError(metrics_path, "expected a JSON object with at least 'name' and 'model'")
     score_set = read_scores(run_dir / "scores.h5", split)
+    # strict metrics.json files hold null for what has no finite value: treated as absent
+    meta = {k: v for k, v in meta.items() if v is not None}
     meta.setdefault("name", run_dir.name)
     meta.setdefault("model", score_set.attrs.get("model"))
     return meta, score_set

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import write_json
 from hybridjet.models.datamodule import JetDataModule
 
 
@@ -23,7 +22,11 @@ def train_gbdt(
     class_weight: str | None = None,
 ) -> dict[str, Any]:
     """Fit scikit-learn HistGradientBoosting (early stopping on the val split), score the test split and write
-    ``scores.h5`` + ``metrics.json`` into ``run_dir``, like every other run. Returns the metrics."""
+    ``scores.h5`` + ``metrics.json`` into ``run_dir``, like every other run. Returns the metrics.
+
+    ``metrics.json`` is strict JSON: a non-finite number (``rejection_at_0.3`` is ``inf`` when no background event
+    passes) is written as ``null``; the returned dict keeps the float.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from hybridjet.eval.metrics import binary_metrics
@@ -55,8 +58,7 @@ def train_gbdt(
         "infer_events_per_s": len(score) / max(infer_seconds, 1e-9), "iterations": int(clf.n_iter_),
         "feature_set": datamodule.feature_set, "test": binary_metrics(labels.astype(int), score),
     }
-    with atomic_path(run_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=1, default=float))
+    write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 

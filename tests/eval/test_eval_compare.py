@@ -71,3 +71,13 @@ def test_compare_refuses_label_disagreement(tmp_path: Path) -> None:
 def test_compare_missing_run(tmp_path: Path) -> None:
     with pytest.raises(HybridjetError, match="no such run directory"):
         compare_runs([tmp_path / "missing"], out=None)
+
+
+def test_compare_reads_nulls_of_a_strict_metrics_json(tmp_path: Path) -> None:
+    """``null`` (a strict metrics.json's non-finite number, or a field without a value) counts as absent."""
+    run = make_run(tmp_path, "trees", 1.0, n=200)
+    (run / "metrics.json").write_text(json.dumps({"name": None, "model": None, "train_time_s": None,
+                                                  "test": {"rejection_at_0.3": None}}))
+    report = compare_runs([run], out=None, n_boot=0)
+    assert report.rows[0]["name"] == "trees" and report.rows[0]["model"] == "trees"
+    assert "train_time_s" not in report.rows[0]
