@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from hybridjet import __version__
 from hybridjet.errors import HybridjetError
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import atomic_path, write_json
 from hybridjet.models.features import Normalizer
 from hybridjet.train.resume import load_rng, save_rng
 
@@ -493,11 +493,11 @@ class EventClassifier(L.LightningModule):
         self.update_metrics(run_dir, **{split: binary_metrics(merged["label"].astype(int), prob)})
 
     def update_metrics(self, run_dir: Path, **fields: Any) -> None:
-        """Merge ``fields`` (and the run's identity and timings) into ``metrics.json``, atomically."""
+        """Merge ``fields`` (and the run's identity and timings) into ``metrics.json``, atomically (strict JSON:
+        non-finite numbers are ``null``)."""
         metrics_path = Path(run_dir) / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         metrics.update(name=self.hparams.get("run_name") or Path(run_dir).name, model=self.model_kind,
                        trainable_params=sum(p.numel() for p in self.parameters() if p.requires_grad),
                        **self.timing, **fields)
-        with atomic_path(metrics_path) as tmp:
-            tmp.write_text(json.dumps(metrics, indent=1, default=float))
+        write_json(metrics_path, metrics)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hybridjet.errors import HybridjetError
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import write_json
 from hybridjet.text.formats import Example, extract_response, read_examples
 
 
@@ -96,8 +95,7 @@ def evaluate_run(
         for i, ex in enumerate(examples[:5])
     ]
     out_path = Path(out) if out is not None else Path(run_dir) / "eval.json"
-    with atomic_path(out_path) as tmp:
-        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_json(out_path, result, indent=2)
     result["written"] = str(out_path)
     return result
 
