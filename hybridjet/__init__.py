@@ -11,6 +11,8 @@ _LAZY = {
     "HybridClassifier": "hybridjet.models.hybrid",
     "TextPromptClassifier": "hybridjet.models.text_baseline",
     "EventClassifier": "hybridjet.models.base",
+    "GradientBoostedTrees": "hybridjet.models.classical",
+    "load_run": "hybridjet.api",
     "TextModel": "hybridjet.text.api",
     "evaluate": "hybridjet.eval.compare",
     "load_backbone": "hybridjet.llm.backbone",

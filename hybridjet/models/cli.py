@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
             "predict' it needs no config or Lightning checkpoint, so it works on runs someone sent you."
         ),
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished hybridjet run directory (hybrid, ablation or text)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished hybridjet run directory (hybrid, ablation, text or gbdt)")
     p.add_argument("jets", metavar="JETS_H5", nargs="+", help="jets.h5 files from 'hybridjet cluster'")
     p.add_argument("--out", required=True, help="scores file to write (its other splits are kept)")
     p.add_argument("--split", default=None,
@@ -39,11 +39,11 @@ def _score(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from hybridjet.api import load_run
     from hybridjet.data.store import count_jets_events
     from hybridjet.errors import HybridjetError
     from hybridjet.eval.scores import write_scores
     from hybridjet.llm.backbone import resolve_device
-    from hybridjet.models.base import EventClassifier
     from hybridjet.quiet import quiet_third_party
 
     quiet_third_party(progress_bars=args.progress)
@@ -59,10 +59,11 @@ def _score(args: argparse.Namespace) -> int:
         except HybridjetError as err:
             raise HybridjetError(f"--device: {err}") from None
     started = time.perf_counter()
-    clf = EventClassifier.from_pretrained(args.run_dir, model=args.model, dense=args.dense)
-    if device is not None:
+    clf = load_run(args.run_dir, model=args.model, dense=args.dense)
+    if device is not None and hasattr(clf, "to"):
         clf = clf.to(device)
-    print(f"loaded {args.run_dir} ({type(clf).__name__}{', dense' if args.dense else ''}, {clf.device}) in "
+    where = getattr(clf, "device", "cpu")
+    print(f"loaded {args.run_dir} ({type(clf).__name__}{', dense' if args.dense else ''}, {where}) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     for jets, split in zip(args.jets, splits, strict=True):
         started = time.perf_counter()
@@ -73,9 +74,9 @@ def _score(args: argparse.Namespace) -> int:
                                   "run": str(Path(args.run_dir)), "dense": bool(args.dense)})
         print(f"scored {len(score):,} events of {jets} in {seconds:.1f} s "
               f"({len(score) / max(seconds, 1e-9):,.0f} events/s) -> {out} [{split}]", flush=True)
-    if clf.compiled_artifacts_read:
-        print(f"compiled kernels: {clf.compiled_artifacts_read} artifacts read from the run", flush=True)
-    if clf.compiled_artifacts_kept is not None:
+    if getattr(clf, "compiled_artifacts_read", 0):
+        print(f"compiled kernels: {clf.compiled_artifacts_read} artifacts read from this machine's cache", flush=True)
+    if getattr(clf, "compiled_artifacts_kept", None) is not None:
         print(f"compiled kernels kept in {clf.compiled_artifacts_kept} (the next load on this GPU kind reads them)",
               flush=True)
     return 0

@@ -17,6 +17,8 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from hybridjet.errors import HybridjetError
 from hybridjet.models.base import EventClassifier
 from hybridjet.models.datamodule import JetDataModule
+from hybridjet.models.trees_cli import is_trees_config
+from hybridjet.models.trees_cli import main as trees_main
 from hybridjet.train.callbacks import ScoresWriter, default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, check_cli_ckpt_path, remove_partial_checkpoints
 
@@ -75,9 +77,12 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Run the LightningCLI with ``argv`` (``fit -c configs/hybrid.yaml ...``)."""
+    """Run the LightningCLI with ``argv`` (``fit -c configs/hybrid.yaml ...``); a trees config goes to
+    :mod:`hybridjet.models.trees_cli`."""
     import warnings
 
+    if is_trees_config(argv):
+        return trees_main(argv)
     warnings.filterwarnings("ignore", message=".*provide both args and command line arguments.*")
     try:
         HybridjetCLI(
