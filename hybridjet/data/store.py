@@ -89,7 +89,7 @@ def write_jets(path: PathLike, arrays: JetArrays, attrs: dict[str, Any] | None =
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
         "package_version": _package_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         for name, (dtype, _) in _DATASETS.items():

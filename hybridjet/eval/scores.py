@@ -116,7 +116,7 @@ def write_scores(
     if kind is not None and kind not in SCORE_KINDS:
         raise HybridjetError(f"score_kind must be one of {', '.join(SCORE_KINDS)}; got {kind!r}")
     root_attrs["format"] = SCORES_FORMAT
-    root_attrs.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    root_attrs.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     kept[split] = (eid, sc, lab)
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         for key, value in root_attrs.items():

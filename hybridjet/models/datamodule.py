@@ -84,7 +84,7 @@ class JetDataModule(L.LightningDataModule):
         self.split = tuple(split)
         self.seed = seed
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.balance = balance
         self.max_train_events = max_train_events
         self.max_eval_events = max_eval_events

@@ -77,7 +77,7 @@ class TextDataModule(L.LightningDataModule):
         self.prompt_fraction = prompt_fraction
         self.skip_invalid = skip_invalid
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.num_workers = num_workers
         self.tokenizer: Any = None
         self.examples: dict[str, list[Example]] = {}

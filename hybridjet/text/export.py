@@ -72,7 +72,7 @@ def save_text_run(
             "file": f"{TOKENIZER_DIR}/chat_template.jinja",
         },
         "train": dict(model_settings),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **dict(extra or {}),
     }
     with atomic_path(run_dir / TEXT_CONFIG) as tmp:
