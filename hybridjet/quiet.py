@@ -19,3 +19,12 @@ def quiet_third_party(progress_bars: bool = True) -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")
+    quiet_training_warnings()
+
+
+def quiet_training_warnings() -> None:
+    """Silence Lightning's warnings about loaders that do not apply to hybridjet's training batches: they resume
+    mid-epoch by following the trainer's progress (:mod:`hybridjet.data.batches`), which Lightning's check for a
+    loader with a state of its own does not see, and they run in the training process (no workers)."""
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+    warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__` defined.*")

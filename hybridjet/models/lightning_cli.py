@@ -19,6 +19,7 @@ from hybridjet.models.base import EventClassifier
 from hybridjet.models.datamodule import JetDataModule
 from hybridjet.models.trees_cli import is_trees_config
 from hybridjet.models.trees_cli import main as trees_main
+from hybridjet.quiet import quiet_training_warnings
 from hybridjet.train.callbacks import ScoresWriter, default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, check_cli_ckpt_path, remove_partial_checkpoints
 
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> int:
     if is_trees_config(argv):
         return trees_main(argv)
     warnings.filterwarnings("ignore", message=".*provide both args and command line arguments.*")
+    quiet_training_warnings()
     try:
         HybridjetCLI(
             EventClassifier,

@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from hybridjet.models.base import EventClassifier
 from hybridjet.models.datamodule import JetDataModule
+from hybridjet.quiet import quiet_training_warnings
 from hybridjet.train.callbacks import default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, remove_partial_checkpoints
 
@@ -27,6 +28,7 @@ def train_classifier(
 ) -> dict[str, float]:
     """Fit ``model`` (best weights by val AUC; stopping early after ``early_stopping_patience`` validations without
     improvement, if given), export the run and score the test split; returns test metrics."""
+    quiet_training_warnings()
     trainer_kwargs.setdefault("precision", default_precision())
 
     remove_partial_checkpoints(Path(run_dir) / "checkpoints")

@@ -20,6 +20,7 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from hybridjet.quiet import quiet_training_warnings
 from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.sft import TextSFT
 from hybridjet.train.checkpoints import DataCheckpointIO, check_cli_ckpt_path, remove_partial_checkpoints
@@ -96,6 +97,7 @@ def cli_main(args: Sequence[str]) -> SFTCLI:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    quiet_training_warnings()
     return SFTCLI(
         TextSFT,
         TextDataModule,
