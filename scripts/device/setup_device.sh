@@ -19,10 +19,8 @@ export PYTHIA8DATA="$DEVICE_ROOT/deps/site/share/Pythia8/xmldoc"
 export HYBRIDJET_CACHE="$DEVICE_ROOT/cache" HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 PYTHONUNBUFFERED=1
 export SMOLLM2_CFG="$DEVICE_ROOT/deps/smollm2_cfg"
 export SMOLLM2_GGUF="$DEVICE_ROOT/stage/SmolLM2-135M-Instruct.Q4_1.gguf"
-# The image ships no __pycache__ (and until 2026-11-22 set PYTHONDONTWRITEBYTECODE=1): a process without bytecode
-# compiles every imported module's source (~20-29 s for hybridjet.models.hybrid). A pip install writes bytecode; so
-# do we, under $DEVICE_ROOT rather than in the image (then ~9-12 s from the second process on;
-# docs/gpu_report/static_2026-11-22/imports.txt, scripts/device/import_times.sh).
+# The image ships no __pycache__: a process without bytecode compiles every imported module's source. A pip install
+# writes bytecode; so do we, under $DEVICE_ROOT rather than in the image (a second process then imports far faster).
 unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX="$DEVICE_ROOT/pycache"
 hybridjet() { python3 -m hybridjet.cli "$@"; }
