@@ -8,9 +8,13 @@ __version__ = "0.1.0"
 
 # Public API, imported lazily so that ``import hybridjet`` and the CLI stay fast.
 _LAZY = {
-    "HybridClassifier": "hybridjet.models.hybrid",
-    "TextPromptClassifier": "hybridjet.models.text_baseline",
-    "EventClassifier": "hybridjet.models.base",
+    "HybridClassifier": "hybridjet.train.classifiers",
+    "TextPromptClassifier": "hybridjet.train.classifiers",
+    "EventClassifier": "hybridjet.train.classifiers",
+    "HybridConfig": "hybridjet.models.hybrid",
+    "TextPromptConfig": "hybridjet.models.text_prompt",
+    "Runtime": "hybridjet.runtime",
+    "Optimization": "hybridjet.train.optim",
     "GradientBoostedTrees": "hybridjet.models.classical",
     "load_run": "hybridjet.api",
     "TextModel": "hybridjet.text.api",

@@ -20,17 +20,16 @@ AREA_MODULES = (
     "hybridjet.data.cli",
     "hybridjet.llm.cli",
     "hybridjet.eval.cli",
-    "hybridjet.models.cli",
     "hybridjet.text.cli",
     "hybridjet.demo",
 )
 
 # command -> "module:function" taking the remaining argv (LightningCLI-style commands)
 PASSTHROUGH: dict[str, tuple[str, str]] = {
-    "fit": ("hybridjet.models.lightning_cli", "Train a classifier run (hybrid, text baseline, no-LLM ablation)"),
-    "validate": ("hybridjet.models.lightning_cli", "Validate a classifier run"),
-    "test": ("hybridjet.models.lightning_cli", "Test a classifier run"),
-    "predict": ("hybridjet.models.lightning_cli", "Score events with a classifier run, writing scores.h5"),
+    "fit": ("hybridjet.train.cli", "Train a classifier run (hybrid, text baseline, no-LLM ablation, trees)"),
+    "validate": ("hybridjet.train.cli", "Validate a classifier run"),
+    "test": ("hybridjet.train.cli", "Test a classifier run"),
+    "predict": ("hybridjet.train.cli", "Score events with a classifier run, writing scores.h5"),
     "sft": ("hybridjet.text.lightning_cli", "Text fine-tuning: 'sft fit|validate -c configs/sft_qa.yaml', 'sft eval'"),
 }
 

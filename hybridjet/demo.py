@@ -75,12 +75,13 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
     from hybridjet.quiet import quiet_third_party
 
     quiet_third_party(progress_bars=progress)
+    from hybridjet.data.datamodule import JetDataModule
     from hybridjet.eval.compare import compare_runs
-    from hybridjet.models.classical import train_gbdt
-    from hybridjet.models.datamodule import JetDataModule
-    from hybridjet.models.hybrid import HybridClassifier
-    from hybridjet.models.text_baseline import TextPromptClassifier
-    from hybridjet.models.train import train_classifier
+    from hybridjet.models.hybrid import HybridConfig
+    from hybridjet.models.text_prompt import TextPromptConfig
+    from hybridjet.runtime import Runtime
+    from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
+    from hybridjet.train.recipes import train_classifier, train_gbdt
 
     started = time.perf_counter()
     cfg = demo_config(scale)
@@ -109,12 +110,14 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
             auc = metrics["test"]["auc"]
         else:
             epochs = cfg["epochs"][kind]
+            runtime = Runtime(dtype=cfg["dtype"], cache_prefix=cfg.get("cache_prefix"))
             if kind == "text":
-                clf: Any = TextPromptClassifier(model=model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=kind)
+                clf: Any = TextPromptClassifier(TextPromptConfig(model=model, lora=cfg["lora"]), runtime,
+                                                run_name=kind)
             else:
-                clf = HybridClassifier(model=model, lora=cfg["lora"], dtype=cfg["dtype"],
-                                       n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind == "hybrid", run_name=kind,
-                                       cache_prefix=cfg.get("cache_prefix"))
+                arch = HybridConfig(model=model, lora=cfg["lora"], n_soft_tokens=cfg["n_soft_tokens"],
+                                    use_llm=kind == "hybrid")
+                clf = HybridClassifier(arch, runtime, run_name=kind)
             auc = train_classifier(clf, datamodule(kind), run_dir, max_epochs=epochs, progress=progress)["test_auc"]
         print(f"{kind}: test AUC {auc:.3f}  [{time.perf_counter() - t:.0f} s]", flush=True)
         done.append(run_dir)

@@ -40,7 +40,7 @@ def available_bytes() -> int:
 
 
 def clear_hash_memo() -> None:
-    from hybridjet.llm import resolve
+    from hybridjet.llm import files as resolve
 
     resolve._HASH_MEMO.clear()
 

@@ -12,11 +12,10 @@ import platform
 
 import lightning as L
 import torch
+from throughput import measure
 
-from hybridjet.models.datamodule import JetDataModule
-from hybridjet.models.hybrid import HybridClassifier
-from hybridjet.models.text_baseline import TextPromptClassifier
-from hybridjet.models.throughput import measure
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
     python scripts/bench_compiled_fit.py --data data/demo/jets.h5 --model /path/to/llama-dir --epochs 2
 
 Each variant runs in a fresh process with its own empty TorchInductor cache (nothing compiled by the other can be
-reused): ``Trainer.fit`` + test of a ``HybridClassifier(torch_compile=True)``; ``--no-pad`` makes
+reused): ``Trainer.fit`` + test of a ``HybridClassifier.from_settings(torch_compile=True)``; ``--no-pad`` makes
 ``pads_partial_batches`` false, as before the padding existed. Prints wall time, dynamo's count of compiled graphs
 and the batch sizes the model scored, then the ratio. On a CPU this checks the mechanism (compilation is C++ there);
 on a GPU it measures what an epoch's end costs.
@@ -29,12 +29,12 @@ def worker(args: argparse.Namespace) -> None:
     import torch._dynamo
 
     import hybridjet.quiet  # noqa: F401
-    from hybridjet.models.datamodule import JetDataModule
-    from hybridjet.models.hybrid import HybridClassifier
-    from hybridjet.models.train import train_classifier
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.train.classifiers import HybridClassifier
+    from hybridjet.train.recipes import train_classifier
 
     L.seed_everything(0, verbose=False)
-    model = HybridClassifier(model=args.model, torch_compile=True, **args.hybrid_args)
+    model = HybridClassifier.from_settings(model=args.model, torch_compile=True, **args.hybrid_args)
     if args.no_pad:
         model.pads_partial_batches = lambda: False
     sizes: set[int] = set()

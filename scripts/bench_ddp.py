@@ -78,8 +78,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     import hybridjet.quiet  # noqa: F401
-    from hybridjet.models.datamodule import JetDataModule
-    from hybridjet.models.hybrid import HybridClassifier
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.train.classifiers import HybridClassifier
 
     class StepTimer(L.Callback):
         def __init__(self) -> None:
@@ -121,7 +121,7 @@ def worker(args: argparse.Namespace) -> None:
     L.seed_everything(0, verbose=False)
     dm = JetDataModule(args.data, batch_size=args.batch_size, eval_batch_size=args.batch_size, seed=0,
                        split=(0.8, 0.1, 0.1))
-    clf = HybridClassifier(model=args.model, lora="attn", n_soft_tokens=8, **args.hybrid_args)  # product defaults
+    clf = HybridClassifier.from_settings(model=args.model, lora="attn", n_soft_tokens=8, **args.hybrid_args)  # product defaults
     timer = StepTimer()
     trainer = L.Trainer(
         max_steps=args.steps, devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",

@@ -4,7 +4,7 @@
     python scripts/bench_gpu.py --data data/demo/jets.h5 --model smollm2 [--sections hybrid text variants profile llama3b]
 
 For each model and batch size: training events/s and tokens/s (forward + backward + AdamW step, timed by
-``hybridjet.models.throughput.measure``), scoring events/s and tokens/s (no grad), peak GPU memory
+``scripts/throughput.py measure``), scoring events/s and tokens/s (no grad), peak GPU memory
 (``torch.cuda.max_memory_allocated``) and a model-FLOPs-utilisation estimate:
 
     MFU = events/s x processed tokens/event x (6 for training, 2 for scoring) x non-embedding parameters / peak
@@ -47,10 +47,13 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybridjet.models.datamodule import JetDataModule  # noqa: E402
-from hybridjet.models.hybrid import HybridClassifier  # noqa: E402
-from hybridjet.models.text_baseline import TextPromptClassifier  # noqa: E402
-from hybridjet.models.throughput import measure  # noqa: E402
+from throughput import measure  # noqa: E402
+
+from hybridjet.data.datamodule import JetDataModule  # noqa: E402
+from hybridjet.train.classifiers import (
+    HybridClassifier,  # noqa: E402
+    TextPromptClassifier,  # noqa: E402
+)
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -80,7 +83,7 @@ def peak_flops(override: float | None) -> float:
 def nonembedding_params(model: Any) -> int:
     """Parameters of the transformer layers (attention + MLP matrices), from the config: NF4 storage packs two
     values per byte, so counting stored elements would halve them."""
-    lm = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    lm = model.net.llm.get_base_model() if hasattr(model.net.llm, "get_base_model") else model.net.llm
     c = lm.config
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     attn = c.hidden_size * head_dim * (2 * c.num_attention_heads + 2 * c.num_key_value_heads)
@@ -91,12 +94,13 @@ def nonembedding_params(model: Any) -> int:
 def processed_tokens(model: Any, batch: dict[str, torch.Tensor], train: bool) -> float:
     """Tokens the LLM runs per event (see the module docstring)."""
     if isinstance(model, HybridClassifier):
-        if model.llm is None:
+        net = model.net
+        if net.llm is None:
             return 0.0
-        if model.shares_prefix(len(batch['label']), model.device):
-            return float(model.hparams.n_soft_tokens + len(model.suffix_ids))
-        return float(model.sequence_length)
-    enc = model._encode(batch, with_answer=train)
+        if net.policy.shares_prefix(len(batch['label']), model.device):
+            return float(net.config.n_soft_tokens + len(net.suffix_ids))
+        return float(net.sequence_length)
+    enc = model.net._encode(batch, with_answer=train)
     return float(enc["attention_mask"].sum()) / len(batch["label"])
 
 
@@ -185,7 +189,7 @@ def run_measure(rec: Recorder, section: str, name: str, model: Any, batches: lis
                train_mfu=rec.mfu(r.train_events_per_s, tt, params, 6),
                score_ev_s=r.infer_events_per_s, score_tok_s=r.infer_events_per_s * ts,
                score_mfu=rec.mfu(r.infer_events_per_s, ts, params, 2), peak_gb=peak_gb(),
-               sequence_length=getattr(model, "sequence_length", None), **extra)
+               sequence_length=getattr(model.net, "sequence_length", None), **extra)
     rec.add(**row)
     return row
 
@@ -209,7 +213,7 @@ def parse_kw(items: list[str]) -> dict[str, Any]:
 def make_hybrid(args: argparse.Namespace, dm: JetDataModule, model: str | None = None, **kw: Any) -> HybridClassifier:
     torch.manual_seed(0)
     kw = {**parse_kw(args.hybrid_kw), **kw}
-    clf = HybridClassifier(model=model or args.model, quantization=args.quantization, dtype=args.dtype,
+    clf = HybridClassifier.from_settings(model=model or args.model, quantization=args.quantization, dtype=args.dtype,
                            lora=args.lora, n_soft_tokens=args.n_soft_tokens, **kw).to(DEVICE)
     clf.normalizer, clf.feature_set = dm.normalizer, dm.feature_set
     clf.build(dm.n_features)
@@ -218,7 +222,7 @@ def make_hybrid(args: argparse.Namespace, dm: JetDataModule, model: str | None =
 
 def make_text(args: argparse.Namespace, **kw: Any) -> TextPromptClassifier:
     torch.manual_seed(0)
-    return TextPromptClassifier(model=args.text_model or args.model, quantization=args.quantization, dtype=args.dtype,
+    return TextPromptClassifier.from_settings(model=args.text_model or args.model, quantization=args.quantization, dtype=args.dtype,
                                 lora=args.lora, **kw).to(DEVICE)
 
 
@@ -233,11 +237,11 @@ def free(*models: Any) -> None:
 def section_hybrid(args, dm, rec) -> None:
     clf = make_hybrid(args, dm)
     params = nonembedding_params(clf)
-    lm = clf.llm.get_base_model() if hasattr(clf.llm, "get_base_model") else clf.llm
+    lm = clf.net.llm.get_base_model() if hasattr(clf.net.llm, "get_base_model") else clf.net.llm
     attn = getattr(lm.config, "_attn_implementation", "?")
     print(f"hybrid: {params / 1e6:.1f} M non-embedding parameters, attention '{attn}', sequence "
-          f"{clf.sequence_length} tokens (prefix {len(clf.prefix_ids)}, soft {args.n_soft_tokens}, question "
-          f"{len(clf.suffix_ids)})", flush=True)
+          f"{clf.net.sequence_length} tokens (prefix {len(clf.net.prefix_ids)}, soft {args.n_soft_tokens}, question "
+          f"{len(clf.net.suffix_ids)})", flush=True)
     for b in args.hybrid_batches:
         run_measure(rec, "hybrid", "hybrid", clf, sample_batches(dm, b, args.steps + WARMUP), params, attention=attn,
                     autocast=args.autocast)
@@ -264,9 +268,9 @@ def section_variants(args, dm, rec) -> None:
     clf = make_hybrid(args, dm)
     params = nonembedding_params(clf)
     run_measure(rec, "variants", "hybrid baseline (repeat)", clf, batches, params)
-    clf.hparams.cache_prefix = False
+    clf.net.set_runtime(clf.net.runtime.replace(cache_prefix=False))
     run_measure(rec, "variants", "hybrid no cached prefix", clf, batches, params)
-    clf.hparams.cache_prefix = True
+    clf.net.set_runtime(clf.net.runtime.replace(cache_prefix=True))
     run_measure(rec, "variants", "hybrid bf16 autocast", clf, batches, params, autocast=True)
     free(clf)
     clf = make_hybrid(args, dm, lora_dropout=0.0)
@@ -281,12 +285,12 @@ def section_variants(args, dm, rec) -> None:
     gpu = [{k: v.to(text.device) for k, v in x.items()} for x in tbatches]
     t0 = time.perf_counter()
     for x in gpu:
-        [text.format_event(x, i) for i in range(tb)]
+        [text.net.format_event(x, i) for i in range(tb)]
     sync()
     on_gpu = (time.perf_counter() - t0) / len(gpu)
     t0 = time.perf_counter()
     for x in gpu:
-        text.prompts(x)
+        text.net.prompts(x)
     on_cpu = (time.perf_counter() - t0) / len(gpu)
     rec.add(section="variants", name="text prompt formatting", batch=tb, format_ms_gpu_tensors=1e3 * on_gpu,
             format_ms_prompts=1e3 * on_cpu)
@@ -426,7 +430,7 @@ def section_dense(args, dm, rec) -> None:
     clf.eval()
     torch.manual_seed(1)
     with torch.no_grad():  # LoRA B starts at zero: make the adapter non-trivial so the merge is exercised
-        for name, p in clf.llm.named_parameters():
+        for name, p in clf.net.llm.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
     sets = {b: sample_batches(dm, b, args.steps + WARMUP) for b in args.hybrid_score_batches}
@@ -541,7 +545,7 @@ def section_bf16base(args, dm, rec) -> None:
     residual stream, attention and the LoRA products fp32 (profile: fp32 attention and GEMM kernels, casts)."""
     clf = make_hybrid(args, dm)
     params = nonembedding_params(clf)
-    for p in clf.llm.parameters():
+    for p in clf.net.llm.parameters():
         if not p.requires_grad and p.dtype == torch.float32:
             p.data = p.data.to(torch.bfloat16)
     for b in (args.variant_batch, 4096):
@@ -569,7 +573,7 @@ def section_llama3b(args, dm, rec) -> None:
         if gc_on:
             from hybridjet.llm.backbone import enable_checkpointing
 
-            enable_checkpointing(clf.llm)
+            enable_checkpointing(clf.net.llm)
         try:
             run_measure(rec, "llama3b", "hybrid Llama-3.2-3B-shaped" + (" +ckpt" if gc_on else ""), clf,
                         sample_batches(dm, args.llama3b_batch, args.steps + WARMUP), params, weights_gb=weights_gb,

@@ -13,11 +13,11 @@ import argparse
 
 import lightning as L
 import torch
+from throughput import measure
 
-from hybridjet.models.datamodule import JetDataModule
-from hybridjet.models.hybrid import HybridClassifier
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION
-from hybridjet.models.throughput import measure
+from hybridjet.train.classifiers import HybridClassifier
 
 
 def main() -> None:
@@ -40,22 +40,22 @@ def main() -> None:
     for dtype in args.dtypes:
         for question in (q.replace("\\n", "\n") for q in args.questions):
             L.seed_everything(0, verbose=False)
-            model = HybridClassifier(model=args.model, quantization=args.quantization, dtype=dtype, question=question)
+            model = HybridClassifier.from_settings(model=args.model, quantization=args.quantization, dtype=dtype, question=question)
             model.normalizer, model.feature_set = dm.normalizer, dm.feature_set
             model.build(dm.n_features)
-            print(f"question {question!r}: {len(model.prefix_ids)} prefix + {model.hparams.n_soft_tokens} soft + "
-                  f"{len(model.suffix_ids)} suffix positions", flush=True)
+            print(f"question {question!r}: {len(model.net.prefix_ids)} prefix + {model.net.config.n_soft_tokens} soft + "
+                  f"{len(model.net.suffix_ids)} suffix positions", flush=True)
             for batch_size in args.batch_sizes:
                 dm.batch_size = batch_size
                 loader = iter(dm.train_dataloader())
                 batches = [next(loader) for _ in range(args.batches + 1)]
                 row = []
                 for cache_prefix in (False, True):
-                    model.hparams.cache_prefix = cache_prefix
+                    model.net.set_runtime(model.net.runtime.replace(cache_prefix=cache_prefix))
                     r = measure(model, batches)
                     row.append(r)
                     print(f"dtype {dtype:5s} batch {batch_size:4d} cache_prefix {cache_prefix!s:5s} "
-                          f"sequence {model.sequence_length} tokens/event: train {r.train_events_per_s:8.1f} "
+                          f"sequence {model.net.sequence_length} tokens/event: train {r.train_events_per_s:8.1f} "
                           f"events/s, score {r.infer_events_per_s:8.1f} events/s", flush=True)
                 print(f"  cached/full prefix: train x{row[1].train_events_per_s / row[0].train_events_per_s:.2f}, "
                       f"score x{row[1].infer_events_per_s / row[0].infer_events_per_s:.2f}")

@@ -75,13 +75,13 @@ def _core_site(tmp_path: Path) -> Path:
 def test_a_run_loads_and_scores_without_the_optional_dependencies(tiny_llama, toy_jets_h5, tmp_path):
     import lightning as L
 
-    from hybridjet.models.datamodule import JetDataModule
-    from hybridjet.models.hybrid import HybridClassifier
-    from hybridjet.models.train import train_classifier
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.train.classifiers import HybridClassifier
+    from hybridjet.train.recipes import train_classifier
 
     L.seed_everything(0, verbose=False)
     run_dir = tmp_path / "run"
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", n_soft_tokens=2)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", n_soft_tokens=2)
     train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=64), run_dir, max_epochs=1, progress=False)
     code = (
         "import importlib.util, sys, hybridjet\n"
@@ -101,8 +101,8 @@ def test_a_run_loads_and_scores_without_the_optional_dependencies(tiny_llama, to
     (["cluster", "JETS", "--out", "OUT"], "cluster"),
 ])
 def test_a_command_whose_extra_is_missing_says_which_to_install(argv, extra, toy_jets_h5, tmp_path):
-    from hybridjet.models.classical import train_gbdt
-    from hybridjet.models.datamodule import JetDataModule
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.train.recipes import train_gbdt
 
     run_dir = tmp_path / "gbdt"
     train_gbdt(JetDataModule(str(toy_jets_h5)), run_dir, max_iter=5)

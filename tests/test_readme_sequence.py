@@ -43,7 +43,7 @@ def runs(tiny_llama, tmp_path_factory, make_toy_jets) -> dict[str, Path]:
         run_dir = root / "runs" / kind
         extra = [] if kind == "gbdt" else ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
         if kind in ("hybrid", "text_baseline"):
-            extra += ["--model.init_args.model", str(tiny_llama)]
+            extra += ["--model.arch.model", str(tiny_llama)]
         _run([*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / f"{kind}.yaml"), "--data.data", str(jets),
               "--trainer.default_root_dir", str(run_dir), *extra], cwd=root)
         out[kind] = run_dir

@@ -16,7 +16,7 @@ _EXPORTS = {
     "read_jets": "store", "write_jets": "store", "JetArrays": "store", "count_jets_events": "store",
     "SCHEMA_VERSION": "store",
     "JetDataset": "dataset",
-    "split_indices": "split", "balance_indices": "split", "class_weights": "split",
+    "split_indices": "split", "balance_indices": "split",
     "jet_kinematics": "kinematics", "dijet_mass": "kinematics",
 }
 

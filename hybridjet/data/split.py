@@ -1,4 +1,4 @@
-"""Deterministic train/val/test splits, class balancing and class weights."""
+"""Deterministic train/val/test splits and class balancing."""
 
 from __future__ import annotations
 
@@ -29,15 +29,3 @@ def balance_indices(indices: np.ndarray, labels: np.ndarray, seed: int = 0) -> n
     rng = np.random.default_rng(seed)
     keep = np.concatenate([rng.choice(sig, k, replace=False), rng.choice(bkg, k, replace=False)])
     return np.sort(keep)
-
-
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Inverse-frequency weights {0: w0, 1: w1} normalised so that the weighted classes sum to N."""
-    lab = np.asarray(labels)
-    lab = lab[lab >= 0]
-    n = len(lab)
-    out: dict[int, float] = {}
-    for c in (0, 1):
-        count = int((lab == c).sum())
-        out[c] = float(n / (2 * count)) if count else 0.0
-    return out

@@ -11,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hybridjet import __version__
 from hybridjet.data.h5 import open_hdf5
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
@@ -76,8 +77,6 @@ class JetArrays:
 
 
 def _package_version() -> str:
-    from hybridjet import __version__
-
     return str(__version__)
 
 

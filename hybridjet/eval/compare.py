@@ -13,6 +13,7 @@ import numpy as np
 
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.eval import metrics as M
+from hybridjet.eval.scores import read_scores
 from hybridjet.io_utils import atomic_path
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
@@ -28,6 +29,7 @@ class Report:
     level: float = 0.68
     n_boot: int = 200
     meta: dict[str, Any] = field(default_factory=dict)
+    gaps: list[dict[str, Any]] = field(default_factory=list)  # paired AUC gaps: the reference minus each other
 
     # ------------------------------------------------------------------------------------------ table
     def table(self, fmt: str = "markdown") -> str:
@@ -59,6 +61,16 @@ class Report:
         ]
         for r in self.rows:
             lines.append("| " + " | ".join(c[1](r) for c in cols) + " |")
+        return "\n".join(lines) + "\n" + self.gap_table()
+
+    def gap_table(self) -> str:
+        """The paired AUC gaps (reference − other) as a markdown table; empty without gaps."""
+        if not self.gaps:
+            return ""
+        level = round(100 * self.gaps[0]["level"])
+        lines = ["", f"| AUC gap | Δ AUC | {level}% paired CI |", "|:---|---:|---:|"]
+        for g in self.gaps:
+            lines.append(f"| {g['reference']} − {g['other']} | {g['gap']:+.4f} | [{g['lo']:+.4f}, {g['hi']:+.4f}] |")
         return "\n".join(lines) + "\n"
 
     def notes(self) -> str:
@@ -77,6 +89,10 @@ class Report:
             f"max SIC: max ε_S/√ε_B over thresholds keeping ≥ {M.DEFAULT_MIN_BACKGROUND:g} background events."
         )
         parts.append("Accuracy: score ≥ 0.5 (probabilities) or ≥ 0 (logit differences) classified as signal.")
+        if self.gaps:
+            parts.append(f"AUC gap: the reference's AUC minus each other model's on the same events, with a paired "
+                         f"percentile bootstrap ({self.gaps[0]['n_boot']} resamples drawing the same events for "
+                         "both): far narrower than the two AUC intervals side by side.")
         return " ".join(parts) + "\n"
 
     # ------------------------------------------------------------------------------------------ json
@@ -86,6 +102,7 @@ class Report:
             {
                 "meta": {**self.meta, "bootstrap": {"n_boot": self.n_boot, "level": self.level}},
                 "rows": self.rows,
+                "gaps": self.gaps,
                 "roc": {
                     name: {"eff_s": es.tolist(), "eff_b": eb.tolist()}
                     for name, (es, eb) in self.curves.items()
@@ -197,12 +214,15 @@ def evaluate(
     n_boot: int = 200,
     level: float = 0.68,
     seed: int = 0,
+    reference: str | None = None,
+    gap_level: float = 0.95,
 ) -> Report:
     """Metrics of several classifiers scored on the same events, in the order of ``scores``.
 
     ``info[name]`` adds fields to that model's row (``trainable_params``, ``train_time_s``, ``train_events_per_s``,
     ``infer_events_per_s``, ``model`` ...); an ``info[name]["threshold"]`` overrides the accuracy threshold.
-    ``n_boot=0`` skips the bootstrap interval on the AUC.
+    ``n_boot=0`` skips the bootstrap interval on the AUC and the gaps. With two models or more, the AUC gap of
+    ``reference`` (default: the first) to each other one, with its paired bootstrap interval at ``gap_level``.
     """
     if not scores:
         raise HybridjetError("no models to evaluate")
@@ -229,13 +249,30 @@ def evaluate(
         row.update(extra)
         rows.append(row)
         curves[name] = _thin_curve(eff_s, eff_b)
-    return Report(rows, curves, level=level, n_boot=n_boot)
+    return Report(rows, curves, level=level, n_boot=n_boot, gaps=_gaps(labels, scores, reference, n_boot, gap_level,
+                                                                       seed))
+
+
+def _gaps(labels: Any, scores: dict[str, Any], reference: str | None, n_boot: int, level: float,
+          seed: int) -> list[dict[str, Any]]:
+    """Paired AUC gaps of ``reference`` (default: the first model) to every other model."""
+    if n_boot == 0 or len(scores) < 2:
+        return []
+    reference = next(iter(scores)) if reference is None else reference
+    if reference not in scores:
+        raise HybridjetError(f"--reference: no model named {reference!r} (have {', '.join(scores)})")
+    gaps = []
+    for name, other in scores.items():
+        if name == reference:
+            continue
+        gap, lo, hi = M.paired_auc_gap(labels, scores[reference], other, n_boot=n_boot, level=level, seed=seed)
+        gaps.append({"reference": reference, "other": name, "gap": gap, "lo": lo, "hi": hi, "level": level,
+                     "n_boot": n_boot})
+    return gaps
 
 
 # ---------------------------------------------------------------------------------------------- runs
 def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
-    from hybridjet.eval.scores import read_scores
-
     if not run_dir.is_dir():
         raise InputFileError(
             run_dir, "no such run directory; expected a directory with scores.h5 and metrics.json"
@@ -273,12 +310,14 @@ def compare_runs(
     split: str = "test",
     out: str | os.PathLike[str] | None = "report/",
     n_boot: int = 200,
+    reference: str | None = None,
 ) -> Report:
     """Compare runs (``<run>/scores.h5`` + ``<run>/metrics.json``) on the same events of ``split``.
 
     Scores are aligned by ``event_id``; runs scored on different event sets or with disagreeing labels are
-    refused.  Writes ``comparison.md``, ``comparison.json``, ``roc.png`` and ``roc_tpr_fpr.png`` into ``out``
-    (each atomically; ``out=None`` writes nothing) and returns the report.
+    refused.  ``reference``: the run (by name) whose AUC gaps to the others are bootstrapped (default: the first).
+    Writes ``comparison.md``, ``comparison.json``, ``roc.png`` and ``roc_tpr_fpr.png`` into ``out`` (each
+    atomically; ``out=None`` writes nothing) and returns the report.
     """
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
@@ -307,7 +346,7 @@ def compare_runs(
         if ss.attrs.get("score_kind") in ("probability", "logit-difference"):
             row_info["threshold"] = 0.5 if ss.attrs["score_kind"] == "probability" else 0.0
         info[name] = row_info
-    report = evaluate(ref_labels, scores, info, n_boot=n_boot)
+    report = evaluate(ref_labels, scores, info, n_boot=n_boot, reference=reference)
     report.meta = {"split": split, "runs": [str(d) for d in dirs], "n_events": int(len(ref_ids))}
     if out is not None:
         write_report(report, out)

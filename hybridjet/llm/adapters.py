@@ -14,16 +14,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hybridjet import __version__
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_dir
+from hybridjet.llm.backbone import Backbone, enable_checkpointing, load_backbone
+from hybridjet.llm.lora import LoraSpec
+from hybridjet.llm.resolve import resolve_model
 
 BASE_JSON = "base_model.json"
 
 
 def save_adapter(backbone: Any, directory: str | os.PathLike[str]) -> Path:
     """Write the LoRA adapter of ``backbone`` (safetensors) and ``base_model.json`` into ``directory``."""
-    from hybridjet import __version__
-
     if backbone.lora is None or not hasattr(backbone.model, "peft_config"):
         raise HybridjetError("this backbone has no LoRA adapter to save (load it with lora=...)")
     directory = Path(directory)
@@ -75,10 +77,6 @@ def load_adapter(
     """Attach a saved adapter to a backbone without LoRA (or to the model named, loaded with ``load_kwargs``);
     returns the :class:`~hybridjet.llm.backbone.Backbone` with the ``PeftModel``."""
     from peft import PeftModel
-
-    from hybridjet.llm.backbone import Backbone, enable_checkpointing, load_backbone
-    from hybridjet.llm.lora import LoraSpec
-    from hybridjet.llm.resolve import resolve_model
 
     meta = read_adapter_meta(directory)
     if isinstance(backbone_or_name, Backbone):

@@ -1,13 +1,12 @@
 """``load_backbone``: a (4-bit) causal LM + tokenizer + optional LoRA adapters, with its identity.
 
-Getting hidden states without the vocabulary projection (what the hybrid classifier needs)::
+Hidden states without the vocabulary projection (what the hybrid classifier needs)::
 
     bb = load_backbone("smollm2", quantization="nf4", lora="attn")
-    emb = bb.embed(input_ids)                                   # [B, T, H] input embeddings
-    h = bb.decoder(inputs_embeds=emb, attention_mask=mask).last_hidden_state   # [B, T, H], no LM head
-    h = bb.hidden_states(emb, mask)                             # the same, as a one-liner
+    emb = bb.input_embeddings(input_ids)                                     # [B, T, H]
+    h = decoder_of(bb.model)(inputs_embeds=emb, attention_mask=mask).last_hidden_state   # [B, T, H], no LM head
 
-``bb.decoder`` is the inner decoder (``LlamaModel``) of the causal LM, the same module objects whether or not
+:func:`decoder_of` is the inner decoder (``LlamaModel``) of the causal LM, the same module objects whether or not
 the model is wrapped by peft, so LoRA layers (injected in place) are active in it.  The base weights are always
 frozen (``requires_grad=False``); with ``lora`` only the adapter weights are trainable.
 """
@@ -67,25 +66,6 @@ class Backbone:
         return get_base() if callable(get_base) else model
 
     @property
-    def decoder(self) -> Any:
-        """The inner decoder (e.g. ``LlamaModel``): ``decoder(inputs_embeds=, attention_mask=)`` returns
-        an output whose ``.last_hidden_state`` is [B, T, hidden] (final norm applied, no LM head)."""
-        lm = self.causal_lm
-        get_decoder = getattr(lm, "get_decoder", None)
-        if callable(get_decoder):
-            dec = get_decoder()
-            if dec is not None and dec is not lm:
-                return dec
-        inner = getattr(lm, "model", None)
-        if inner is None:
-            raise HybridjetError(f"{type(lm).__name__}: cannot find the inner decoder")
-        return inner
-
-    def base_model_for_forward(self) -> Any:
-        """Alias of :attr:`decoder`."""
-        return self.decoder
-
-    @property
     def hidden_size(self) -> int:
         """Width of the hidden states / input embeddings."""
         config = self.causal_lm.config
@@ -99,33 +79,22 @@ class Backbone:
         """The input embedding module (``nn.Embedding``)."""
         return self.causal_lm.get_input_embeddings()
 
-    def embed(self, input_ids: Any) -> Any:
-        """Input embeddings [B, T, hidden] of token ids [B, T] (on the embedding's device)."""
-        emb = self.input_embeddings
-        return emb(input_ids.to(emb.weight.device))
-
-    @property
-    def embed_dtype(self) -> Any:
-        """dtype of the input embeddings (fp32 after ``prepare_model_for_kbit_training`` even with bf16 compute):
-        cast soft tokens to it before concatenating them with :meth:`embed` output."""
-        return self.input_embeddings.weight.dtype
-
-    def hidden_states(self, inputs_embeds: Any, attention_mask: Any = None) -> Any:
-        """Last hidden state [B, T, hidden] of the decoder for ``inputs_embeds`` (no vocabulary projection);
-        ``inputs_embeds`` is cast (differentiably) to :attr:`embed_dtype` and moved to the embedding's device."""
-        emb = self.input_embeddings.weight
-        inputs_embeds = inputs_embeds.to(device=emb.device, dtype=emb.dtype)
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(emb.device)
-        out = self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
-        return out.last_hidden_state
-
     def trainable_parameters(self) -> list[Any]:
         """The parameters with ``requires_grad`` (the LoRA weights when adapters are attached)."""
         return [p for p in self.model.parameters() if p.requires_grad]
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def decoder_of(model: Any) -> Any:
+    """The transformer body (no vocabulary projection) of a causal LM, with or without a peft wrapper:
+    ``decoder(inputs_embeds=, attention_mask=).last_hidden_state`` is [B, T, hidden] (final norm applied)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else getattr(base, "model", None)
+    if decoder is None or decoder is base:
+        raise HybridjetError(f"{type(base).__name__}: cannot find the inner decoder")
+    return decoder
 
 
 def resolve_device(device: Any = None) -> Any:
@@ -245,8 +214,8 @@ def load_backbone(
     works with ``inputs_embeds``.  Base weights are frozen.  For quantized models with LoRA, peft's
     ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32);
     ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
-    residual stream: fewer casts, bf16 attention; ~1.2x faster training on an H100/H200 at the same AUC on 200k
-    events, BENCHMARKS.md); ``None`` = ``False`` on CUDA, ``True`` elsewhere.
+    residual stream: fewer casts, bf16 attention, faster on a GPU at the same AUC); ``None`` = ``False`` on CUDA,
+    ``True`` elsewhere.
     """
     import torch
 

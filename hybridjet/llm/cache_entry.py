@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON, read_json, sha256_file, write_json
+from hybridjet.llm.files import CONVERSION_VERSION, SOURCE_JSON, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 

@@ -105,3 +105,11 @@ def quantized_layer_count(model: Any) -> int:
     except ImportError:
         return 0
     return sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
+
+
+def densify_backbone(backbone: Any, dtype: torch.dtype) -> Any:
+    """A copy of a :class:`~hybridjet.llm.backbone.Backbone` whose model is :func:`densify`-ed (scoring only)."""
+    import dataclasses
+
+    model = densify(backbone.model, dtype)
+    return dataclasses.replace(backbone, model=model, quantization="none", lora=None, dtype=dtype)

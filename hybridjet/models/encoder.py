@@ -21,10 +21,8 @@ class ResidualBlock(nn.Module):
 
 NUMERIC_EMBEDDINGS = ("none", "periodic")
 
-#: initial spread of the periodic frequencies per feature set (``periodic_sigma=None``).  fourvec: CPU sweep of the
-#: ablation at 40k events, σ=0.3 best of 0.3/1.0; substructure: σ=0.1 (ablation sweep 0.1 > 0.05 > 0.3 > 1.0), and on
-#: the GPU at 200k events, two seeds, the hybrid − trees AUC gap is −0.0000/+0.0001 with 0.1 against −0.0003/−0.0003
-#: with 0.3 (fourvec: −0.0002/−0.0002 with 0.1, −0.0001/−0.0004 with 0.3); BENCHMARKS.md, "Periodic σ per feature set"
+#: initial spread of the periodic frequencies per feature set (``periodic_sigma=None``): the values that did best in
+#: sweeps of each feature set (docs/HISTORY.md)
 PERIODIC_SIGMA = {"fourvec": 0.3, "substructure": 0.1}
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from hybridjet.errors import HybridjetError
+
 # formatter(batch, row) -> the event text of one event
 Formatter = Callable[[dict[str, torch.Tensor], int], str]
 
@@ -46,7 +48,5 @@ PREDECESSOR_TEMPLATE = "[INST] Classify this collider event as signal or backgro
 def get_formatter(name: str) -> Formatter:
     """The formatter registered as ``name``."""
     if name not in FORMATTERS:
-        from hybridjet.errors import HybridjetError
-
         raise HybridjetError(f"formatter: expected one of {', '.join(FORMATTERS)}, got {name!r}")
     return FORMATTERS[name]

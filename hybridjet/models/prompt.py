@@ -11,9 +11,8 @@ EVENT_SLOT = "<<EVENT>>"
 DEFAULT_SYSTEM = "You classify LHC collision events."
 DEFAULT_QUESTION = "Event: " + EVENT_SLOT + "\nSignal or background?"
 # The hybrid's: no slot, so its soft tokens follow the whole chat prompt (after the answer header).  All the text is
-# then the prefix every event shares (run once per batch), and per event only the k soft tokens run: 8 positions
-# instead of 19: x2.5 scoring and x1.5 training on an H200 at the same AUC (BENCHMARKS.md, "FlexAttention for
-# scoring").
+# then the prefix every event shares (run once per batch), and per event only the k soft tokens run (8 positions
+# instead of 19), at the same AUC.
 DEFAULT_HYBRID_QUESTION = "Signal or background?"
 
 

@@ -18,28 +18,12 @@ from typing import Any
 import torch
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.adapters import load_adapter
+from hybridjet.llm.backbone import load_backbone, load_tokenizer
 from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id, render_chat, with_system
 from hybridjet.text.export import ADAPTER_DIR, TOKENIZER_DIR, read_text_config
 from hybridjet.text.formats import Example
 from hybridjet.text.sft import token_loss_sum
-
-
-def attach_adapter(backbone: Any, adapter_dir: str | os.PathLike[str]) -> Any:
-    """Load the LoRA adapter in ``adapter_dir`` onto ``backbone``; returns the backbone with the peft model."""
-    try:
-        from hybridjet.llm.adapters import load_adapter
-    except ImportError:
-        load_adapter = None
-    if load_adapter is not None:
-        result = load_adapter(backbone, adapter_dir)
-        return result if result is not None else backbone
-    from peft import PeftModel
-
-    try:
-        backbone.model = PeftModel.from_pretrained(backbone.model, str(adapter_dir), is_trainable=False)
-    except (OSError, ValueError) as exc:
-        raise HybridjetError(f"{adapter_dir}: cannot load the adapter: {str(exc).splitlines()[0]}") from None
-    return backbone
 
 
 class TextModel:
@@ -62,8 +46,6 @@ class TextModel:
         dtype: Any = None,
     ) -> TextModel:
         """Load ``run_dir`` (written by ``hybridjet sft fit``): base model + adapter + saved tokenizer."""
-        from hybridjet.llm.backbone import load_backbone, load_tokenizer
-
         run_dir = Path(run_dir)
         config = read_text_config(run_dir)
         model_name = config.get("model") or (config.get("base_identity") or {}).get("name") or "smollm2"
@@ -73,7 +55,7 @@ class TextModel:
         backbone = load_backbone(model_name, quantization=quant, lora=None, dtype=dtype, device=device)
         if (run_dir / TOKENIZER_DIR).is_dir():
             backbone.tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
-        backbone = attach_adapter(backbone, run_dir / ADAPTER_DIR)
+        backbone = load_adapter(backbone, run_dir / ADAPTER_DIR)
         backbone.model.eval()
         return cls(backbone, config, run_dir)
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.backbone import ensure_pad_token
 from hybridjet.text.formats import Example
 
 IGNORE_INDEX = -100
@@ -218,8 +219,9 @@ class SFTCollator:
 
 
 def pad_token_id(tokenizer: Any) -> int:
-    """The pad id to use (the tokenizer's pad, else its EOS); padding is masked by the attention mask."""
-    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pid is None:
+    """The pad id to use: the tokenizer's, set by :func:`hybridjet.llm.backbone.ensure_pad_token` (the one pad
+    rule) when it has none; padding is masked by the attention mask."""
+    ensure_pad_token(tokenizer)
+    if tokenizer.pad_token_id is None:
         raise HybridjetError("the tokenizer has neither a pad nor an EOS token")
-    return int(pid)
+    return int(tokenizer.pad_token_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import write_json
+from hybridjet.text.api import TextModel
 from hybridjet.text.formats import Example, extract_response, read_examples
 
 
@@ -57,8 +58,6 @@ def evaluate_run(
     model: Any = None,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``."""
-    from hybridjet.text.api import TextModel
-
     tm = model if model is not None else TextModel.from_pretrained(run_dir)
     settings = tm.config.get("data") or {}
     examples, report = read_examples(

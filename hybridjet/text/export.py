@@ -11,6 +11,7 @@ import yaml
 
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_dir, atomic_path
+from hybridjet.llm.adapters import save_adapter
 
 TEXT_CONFIG = "text_config.yaml"
 ADAPTER_DIR = "adapter"
@@ -27,19 +28,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def save_adapter_dir(backbone: Any, directory: Path) -> None:
-    """Save the LoRA adapter of ``backbone`` (safetensors) into ``directory``."""
-    try:
-        from hybridjet.llm.adapters import save_adapter
-    except ImportError:
-        save_adapter = None
-    if save_adapter is not None:
-        save_adapter(backbone, directory)
-        return
-    with atomic_dir(directory) as tmp:
-        backbone.model.save_pretrained(str(tmp), safe_serialization=True)
-
-
 def save_text_run(
     backbone: Any,
     run_dir: str | Path,
@@ -50,7 +38,7 @@ def save_text_run(
     """Write the adapter, the tokenizer (chat template included) and ``text_config.yaml`` into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_adapter_dir(backbone, run_dir / ADAPTER_DIR)
+    save_adapter(backbone, run_dir / ADAPTER_DIR)
     tokenizer = backbone.tokenizer
     with atomic_dir(run_dir / TOKENIZER_DIR) as tmp:
         tokenizer.save_pretrained(str(tmp))

@@ -20,6 +20,8 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from hybridjet.llm.backbone import load_tokenizer
+from hybridjet.llm.resolve import resolve_model
 from hybridjet.quiet import quiet_training_warnings
 from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.sft import TextSFT
@@ -84,9 +86,6 @@ class SFTCLI(LightningCLI):
 def check_data_before_the_model(cfg: Any) -> None:
     """Read, split and tokenise the data with the model's tokenizer alone, so that bad data is one line before the
     LLM loads and before any run directory exists."""
-    from hybridjet.llm.backbone import load_tokenizer
-    from hybridjet.llm.resolve import resolve_model
-
     data = cfg.data.as_dict() if hasattr(cfg.data, "as_dict") else dict(cfg.data)
     tokenizer = load_tokenizer(resolve_model(cfg.model.model, cache_dir=cfg.model.get("cache_dir")).path)
     TextDataModule(**data).encode(tokenizer)

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.backbone import load_backbone
 from hybridjet.text.dataset import IGNORE_INDEX
+from hybridjet.text.export import save_text_run
 from hybridjet.train.checkpoints import load_checkpoint_data
 from hybridjet.train.resume import load_rng, save_rng
 
@@ -86,8 +88,6 @@ class TextSFT(L.LightningModule):
         if scheduler not in SCHEDULERS:
             raise HybridjetError(f"unknown scheduler {scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
         self.save_hyperparameters()
-        from hybridjet.llm.backbone import load_backbone
-
         spec = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
         if "," in lora:
             spec["target_modules"] = [m.strip() for m in lora.split(",") if m.strip()]
@@ -247,8 +247,6 @@ class TextSFT(L.LightningModule):
 
     def export(self, run_dir: str | Path) -> Path:
         """Write ``adapter/``, ``tokenizer/`` (with chat template) and ``text_config.yaml`` into ``run_dir``."""
-        from hybridjet.text.export import save_text_run
-
         self._load_best()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         settings = datamodule.text_settings() if hasattr(datamodule, "text_settings") else {}

@@ -10,7 +10,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
 
-from hybridjet.models.base import EventClassifier
+from hybridjet.eval.scores import write_scores
+from hybridjet.train.classifiers import EventClassifier
 
 
 class RunExport(Callback):
@@ -38,8 +39,6 @@ class ScoresWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any,
                            batch_indices: Any) -> None:
         import numpy as np
-
-        from hybridjet.eval.scores import write_scores
 
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         # a collective under DDP: every rank takes part (the CLI's models are EventClassifiers)

@@ -21,12 +21,11 @@ import numpy as np
 
 
 def paired_gaps(report_dirs: dict[str, Path], ref: str, n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
-    """AUC(ref) - AUC(other) with a 95% paired percentile bootstrap over the test events both scored.
-
-    A run evaluated on a subset (``text-predecessor``) is compared on that subset: the events are matched by id.
-    """
+    """AUC(ref) - AUC(other) with a 95% paired bootstrap over the test events both scored (a run evaluated on a
+    subset, ``text-predecessor``, is compared on that subset: events matched by id); ``hybridjet compare`` does
+    the same for runs scored on the same events."""
+    from hybridjet.eval.metrics import paired_auc_gap
     from hybridjet.eval.scores import read_scores
-    from hybridjet.models.base import roc_auc
 
     sets = {}
     for name, d in report_dirs.items():
@@ -41,14 +40,8 @@ def paired_gaps(report_dirs: dict[str, Path], ref: str, n_boot: int = 200, seed:
         common, in_ref, in_other = np.intersect1d(ids_ref, ids_o, assume_unique=True, return_indices=True)
         if len(common) == 0:
             continue
-        y, a, b = y_ref[in_ref], a_ref[in_ref], b_all[in_other]
-        rng = np.random.default_rng(seed)
-        boots = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
-        gap = roc_auc(y, a) - roc_auc(y, b)
-        dist = np.array([roc_auc(y[i], a[i]) - roc_auc(y[i], b[i]) for i in boots])
-        lo, hi = np.percentile(dist, [2.5, 97.5])
-        out[f"{ref} - {name}"] = {"auc_gap": float(gap), "ci95": [float(lo), float(hi)], "n_boot": n_boot,
-                                  "n_events": int(len(y))}
+        gap, lo, hi = paired_auc_gap(y_ref[in_ref], a_ref[in_ref], b_all[in_other], n_boot=n_boot, seed=seed)
+        out[f"{ref} - {name}"] = {"auc_gap": gap, "ci95": [lo, hi], "n_boot": n_boot, "n_events": int(len(common))}
     return out
 
 
@@ -65,7 +58,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 3}')
     parser.add_argument("--batch-size", type=json.loads, default=None, help='JSON, e.g. {"hybrid": 256}')
     parser.add_argument("--hybrid-args", type=json.loads, default={},
-                        help='JSON of HybridClassifier options for hybrid and ablation, e.g. {"periodic_sigma": 0.3}')
+                        help='JSON of HybridClassifier.from_settings options for hybrid and ablation, e.g. {"periodic_sigma": 0.3}')
     parser.add_argument("--text-train-events", type=int, default=30000, help="training subset of the text baseline")
     parser.add_argument("--predecessor-eval-events", type=int, default=None,
                         help="text-predecessor is a subset run: its own test scores are not compared")
@@ -78,13 +71,11 @@ def main() -> None:
 
     import lightning as L
 
+    from hybridjet.data.datamodule import JetDataModule
     from hybridjet.demo import demo_config
     from hybridjet.eval.compare import compare_runs
-    from hybridjet.models.classical import train_gbdt
-    from hybridjet.models.datamodule import JetDataModule
-    from hybridjet.models.hybrid import HybridClassifier
-    from hybridjet.models.text_baseline import TextPromptClassifier
-    from hybridjet.models.train import train_classifier
+    from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
+    from hybridjet.train.recipes import train_classifier, train_gbdt
 
     cfg = demo_config("full")
     cache_prefix = None if args.cache_prefix else False  # None: shared where it is faster (HybridClassifier)
@@ -111,14 +102,14 @@ def main() -> None:
             if kind.startswith("text"):
                 # the predecessor's own figure of merit was the accuracy of generated answers: measured too
                 predecessor = kind == "text-predecessor"
-                clf = TextPromptClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=name,
-                                           formatter="predecessor" if predecessor else "compact",
-                                           max_length=1024, generate_eval=predecessor)
+                clf = TextPromptClassifier.from_settings(
+                    model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=name,
+                    formatter="predecessor" if predecessor else "compact", max_length=1024, generate_eval=predecessor)
             else:
-                clf = HybridClassifier(model=args.model, lora=cfg["lora"], dtype=cfg["dtype"],
-                                       n_soft_tokens=cfg["n_soft_tokens"], use_llm=kind.startswith("hybrid"),
-                                       head_skip=kind == "hybrid-skip", cache_prefix=cache_prefix, run_name=name,
-                                       **args.hybrid_args)
+                clf = HybridClassifier.from_settings(
+                    model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], n_soft_tokens=cfg["n_soft_tokens"],
+                    use_llm=kind.startswith("hybrid"), head_skip=kind == "hybrid-skip", cache_prefix=cache_prefix,
+                    run_name=name, **args.hybrid_args)
             auc = train_classifier(clf, dm, run_dir, max_epochs=epochs.get(kind, epochs[kind.split("-")[0]]),
                                    progress=False,
                                    checkpoint_every_n_steps=10**9,

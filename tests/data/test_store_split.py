@@ -8,7 +8,7 @@ import pytest
 
 from hybridjet.data.dataset import JetDataset
 from hybridjet.data.kinematics import dijet_mass, jet_kinematics
-from hybridjet.data.split import balance_indices, class_weights, split_indices
+from hybridjet.data.split import balance_indices, split_indices
 from hybridjet.data.store import SCHEMA_VERSION, JetArrays, count_jets_events, read_jets, write_jets
 from hybridjet.errors import InputFileError
 
@@ -76,13 +76,11 @@ def test_split_disjoint_covering_deterministic():
     assert abs(len(a["train"]) - 801) <= 1 and abs(len(a["val"]) - 100) <= 1
 
 
-def test_balance_and_weights():
+def test_balance():
     labels = np.array([1] * 10 + [0] * 90)
     idx = balance_indices(np.arange(100), labels, seed=0)
     assert (labels[idx] == 1).sum() == (labels[idx] == 0).sum() == 10
     np.testing.assert_array_equal(idx, balance_indices(np.arange(100), labels, seed=0))
-    w = class_weights(labels)
-    assert w[1] == pytest.approx(5.0) and w[0] == pytest.approx(100 / 180)
 
 
 def test_kinematics_and_dataset(tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import bitsandbytes as bnb
 import pytest
 import torch
+from llm_helpers import embed, embed_dtype, hidden_states
 
 from hybridjet.errors import HybridjetError
 from hybridjet.llm import LoraSpec, load_backbone
+from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.lora import as_lora_spec
 
 
@@ -21,9 +23,9 @@ def test_load_plain(tiny_llama):
     assert bb.hidden_size == 64 and bb.identity.format == "hf" and len(bb.identity.sha256) == 64
     assert not bb.trainable_parameters()
     ids = bb.tokenizer(["1523 GeV", "hi"], return_tensors="pt", padding=True)
-    emb = bb.embed(ids.input_ids)
+    emb = embed(bb, ids.input_ids)
     assert emb.shape == (2, ids.input_ids.shape[1], 64)
-    h = bb.decoder(inputs_embeds=emb, attention_mask=ids.attention_mask).last_hidden_state
+    h = decoder_of(bb.model)(inputs_embeds=emb, attention_mask=ids.attention_mask).last_hidden_state
     assert h.shape == emb.shape
     # the decoder's last hidden state is what the LM head projects
     logits = bb.model(input_ids=ids.input_ids, attention_mask=ids.attention_mask).logits
@@ -73,7 +75,7 @@ def test_nf4_train_step_updates_only_lora(tiny_llama):
     opt = torch.optim.AdamW(trainable, lr=1e-2)
     bb.model.train()
     ids = bb.tokenizer(["the jet mass is 512.3 GeV"], return_tensors="pt")
-    inputs_embeds = bb.embed(ids.input_ids).detach().requires_grad_(True)
+    inputs_embeds = embed(bb, ids.input_ids).detach().requires_grad_(True)
     out = bb.model(inputs_embeds=inputs_embeds, attention_mask=ids.attention_mask, labels=ids.input_ids)
     out.loss.backward()
     assert inputs_embeds.grad is not None and inputs_embeds.grad.abs().sum() > 0
@@ -89,13 +91,13 @@ def test_nf4_train_step_updates_only_lora(tiny_llama):
 @pytest.mark.parametrize("quantization", ["none", "nf4-dq"])
 def test_checkpointing_grads_reach_inputs_embeds(tiny_llama, quantization):
     bb = load_backbone(tiny_llama, quantization=quantization, lora="qkv", gradient_checkpointing=True)
-    dec = bb.decoder
+    dec = decoder_of(bb.model)
     assert any(getattr(m, "gradient_checkpointing", False) for m in dec.modules())
     bb.model.train()
     x = torch.randn(2, 6, bb.hidden_size, requires_grad=True)
     mask = torch.ones(2, 6, dtype=torch.long)
     mask[1, :2] = 0
-    h = bb.hidden_states(x, mask)
+    h = hidden_states(bb, x, mask)
     (h[:, -1] ** 2).sum().backward()
     assert x.grad is not None and x.grad[0].abs().sum() > 0
     assert all(p.grad is not None for p in bb.trainable_parameters())
@@ -129,9 +131,9 @@ def test_int8_and_bf16_forward(tiny_llama):
     ids = bb.tokenizer(["12 GeV"], return_tensors="pt").input_ids
     assert torch.isfinite(bb.model(input_ids=ids).logits).all()
     bf = load_backbone(tiny_llama, quantization="none", dtype="bf16")
-    assert bf.embed_dtype == torch.bfloat16
+    assert embed_dtype(bf) == torch.bfloat16
     x = torch.randn(1, 3, bf.hidden_size, requires_grad=True)  # fp32 soft tokens are cast
-    h = bf.hidden_states(x)
+    h = hidden_states(bf, x)
     assert h.dtype == torch.bfloat16
     h.float().sum().backward()
     assert x.grad is not None
@@ -144,11 +146,11 @@ def test_frozen_params_can_stay_in_the_compute_dtype(tiny_llama):
 
     upcast = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16")  # default off CUDA
     kept = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16", upcast_frozen=False)
-    assert upcast.embed_dtype == torch.float32 and kept.embed_dtype == torch.bfloat16
+    assert embed_dtype(upcast) == torch.float32 and embed_dtype(kept) == torch.bfloat16
     frozen = {p.dtype for p in kept.model.parameters() if not p.requires_grad}
     assert torch.float32 not in frozen
     ids = kept.tokenizer(["jet 1523 GeV"], return_tensors="pt")
     kept.model.train()
-    h = kept.hidden_states(kept.embed(ids.input_ids), ids.attention_mask)
+    h = hidden_states(kept, embed(kept, ids.input_ids), ids.attention_mask)
     h.float().pow(2).mean().backward()
     assert all(p.grad is not None for p in kept.model.parameters() if p.requires_grad)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bitsandbytes as bnb
 import pytest
 import torch
+from llm_helpers import embed, embed_dtype, hidden_states
 
 from hybridjet.llm import describe, load_adapter, load_backbone, save_adapter
 
@@ -19,15 +20,15 @@ def test_auto_is_nf4_dq_bf16_and_trains(tiny_llama, tmp_path):
     assert len(q) == 14 and all(m.weight.device.type == "cuda" for m in q)
     assert q[0].weight.quant_state.nested  # double quantization
     # prepare_model_for_kbit_training upcast the embeddings: soft tokens are cast to embed_dtype
-    assert bb.embed_dtype == torch.float32
+    assert embed_dtype(bb) == torch.float32
     before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
     opt = torch.optim.AdamW(bb.trainable_parameters(), lr=1e-2)
     bb.model.train()
     ids = bb.tokenizer(["jet 1523 GeV", "qcd"], return_tensors="pt", padding=True)
     soft = torch.randn(2, 3, bb.hidden_size, device="cuda", requires_grad=True)
-    emb = torch.cat([soft.to(bb.embed_dtype), bb.embed(ids.input_ids)], dim=1)
+    emb = torch.cat([soft.to(embed_dtype(bb)), embed(bb, ids.input_ids)], dim=1)
     mask = torch.cat([torch.ones(2, 3, dtype=torch.long), ids.attention_mask], dim=1)
-    h = bb.hidden_states(emb, mask)
+    h = hidden_states(bb, emb, mask)
     assert h.shape == (2, emb.shape[1], bb.hidden_size) and h.device.type == "cuda"
     h[:, -1].float().pow(2).sum().backward()
     assert soft.grad is not None and soft.grad.abs().sum() > 0
@@ -48,10 +49,10 @@ def test_auto_is_nf4_dq_bf16_and_trains(tiny_llama, tmp_path):
 
 def test_bf16_unquantized_with_fp32_soft_tokens(tiny_llama):
     bb = load_backbone(tiny_llama, quantization="none", lora="qkv", gradient_checkpointing=True)
-    assert bb.dtype == torch.bfloat16 and bb.embed_dtype == torch.bfloat16
+    assert bb.dtype == torch.bfloat16 and embed_dtype(bb) == torch.bfloat16
     bb.model.train()
     x = torch.randn(2, 4, bb.hidden_size, requires_grad=True)  # fp32, on the CPU: moved and cast
-    h = bb.hidden_states(x, torch.ones(2, 4, dtype=torch.long))
+    h = hidden_states(bb, x, torch.ones(2, 4, dtype=torch.long))
     h.float().sum().backward()
     assert x.grad is not None and all(p.grad is not None for p in bb.trainable_parameters())
 

@@ -12,14 +12,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from hybridjet.llm.files import SOURCE_JSON, sha256_file
 from hybridjet.llm.gguf_cache import cache_problem, converted_dir, ensure_converted
-from hybridjet.llm.resolve import (
-    SOURCE_JSON,
-    default_gguf_path,
-    is_default_alias,
-    resolve_model,
-    sha256_file,
-)
+from hybridjet.llm.resolve import default_gguf_path, is_default_alias, resolve_model
 
 
 def _digest(smollm2_path: Path) -> str:

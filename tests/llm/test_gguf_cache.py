@@ -14,8 +14,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from hybridjet.llm.files import SOURCE_JSON
 from hybridjet.llm.gguf_cache import cache_problem, ensure_converted
-from hybridjet.llm.resolve import SOURCE_JSON
 
 ROOT = Path(__file__).resolve().parents[2]
 HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]

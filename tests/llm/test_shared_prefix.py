@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hybridjet.llm.backbone import load_backbone
+from hybridjet.llm.backbone import decoder_of, load_backbone
 from hybridjet.llm.shared_prefix import (
     _document_mask_mod,
     attention_for_batch,
@@ -9,7 +9,6 @@ from hybridjet.llm.shared_prefix import (
     forward_with_shared_prefix,
     supports_shared_prefix,
 )
-from hybridjet.models.hybrid import decoder_of
 
 
 def _nudged_decoder(tiny_llama, quantization="none"):

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hybridjet.models.classical import train_gbdt
-from hybridjet.models.datamodule import JetDataModule
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.train.recipes import train_gbdt
 
 ROOT = Path(__file__).resolve().parents[2]
 

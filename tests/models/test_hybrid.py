@@ -6,15 +6,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
-from hybridjet.models.datamodule import JetDataModule
-from hybridjet.models.hybrid import HybridClassifier
-from hybridjet.models.train import train_classifier
+from hybridjet.models.encoder import default_periodic_sigma
+from hybridjet.train.classifiers import HybridClassifier
+from hybridjet.train.recipes import train_classifier
 
 
 def _fit(tiny_llama, data, run_dir, seed=0, **kw):
     L.seed_everything(seed, verbose=False)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", **kw)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", **kw)
     metrics = train_classifier(model, JetDataModule(str(data), batch_size=32), run_dir, max_epochs=2,
                                progress=False, deterministic=True)
     return model, metrics
@@ -33,7 +34,7 @@ def test_hybrid_learns_and_writes_a_run_directory(trained):
     for name in ("model.json", "weights.safetensors", "metrics.json", "scores.h5", "checkpoints/last.ckpt"):
         assert (run_dir / name).exists(), name
     saved = load_file(str(run_dir / "weights.safetensors"))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in model.net.named_parameters() if p.requires_grad}
     assert set(saved) == trainable
     assert any("lora_" in k for k in saved) and not any("base_layer" in k or "embed_tokens" in k for k in saved)
     meta = json.loads((run_dir / "metrics.json").read_text())
@@ -50,7 +51,8 @@ def test_checkpoint_holds_only_trainable_weights(trained):
 
 def test_every_event_has_the_same_sequence_length(trained):
     model, _, _ = trained
-    assert model.sequence_length == len(model.prefix_ids) + 8 + len(model.suffix_ids)
+    net = model.net
+    assert net.sequence_length == len(net.prefix_ids) + 8 + len(net.suffix_ids)
     x = torch.zeros(3, len(model.normalizer.names))
     assert model.eval()(x).shape == (3,)
 
@@ -92,32 +94,32 @@ def test_same_seed_same_metrics(tiny_llama, toy_jets_h5, tmp_path):
 
 def test_ablation_and_frozen_llm(tiny_llama, toy_jets_h5, tmp_path):
     ablation, metrics = _fit(tiny_llama, toy_jets_h5, tmp_path / "ablation", use_llm=False)
-    assert ablation.llm is None and metrics["test_auc"] > 0.85
-    frozen = HybridClassifier(model=str(tiny_llama), quantization="none", lora=None)
+    assert ablation.net.llm is None and metrics["test_auc"] > 0.85
+    frozen = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", lora=None)
     frozen.build(10)
-    names = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    names = {n for n, p in frozen.net.named_parameters() if p.requires_grad}
     assert names and all(n.startswith(("encoder.", "head.")) for n in names)
 
 
 def test_nf4_hybrid_trains_lora_encoder_head_only(tiny_llama):
     import bitsandbytes as bnb
 
-    model = HybridClassifier(model=str(tiny_llama), quantization="nf4")
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="nf4")
     model.build(5)
-    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.llm.modules())
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.net.llm.modules())
+    before = {n: p.detach().clone() for n, p in model.net.named_parameters()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     logits = model(torch.randn(4, 5, device=model.device))
     torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([0.0, 1, 0, 1], device=model.device)).backward()
     opt.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    changed = {n for n, p in model.net.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert any("lora_" in n for n in changed) and any(n.startswith("encoder.") for n in changed)
     assert all("lora_" in n or n.startswith(("encoder.", "head.")) for n in changed)
 
 
 def test_cached_prefix_gives_the_same_logits_and_gradients(tiny_llama):
     torch.manual_seed(0)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32")
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32")
     model.build(5)
     model.eval()  # no dropout: both paths must see the same network
     x = torch.randn(4, 5, device=model.device)
@@ -125,27 +127,12 @@ def test_cached_prefix_gives_the_same_logits_and_gradients(tiny_llama):
     cached.sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    model.hparams.cache_prefix = False
+    model.net.set_runtime(model.net.runtime.replace(cache_prefix=False))
     full = model(x)
     full.sum().backward()
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, atol=1e-5, rtol=1e-3)
-
-
-def test_run_saved_before_numeric_embedding_loads_as_plain_encoder(tiny_llama, toy_jets_h5, tmp_path):
-    """A run whose model.json predates ``numeric_embedding`` (plain MLP weights) still loads and scores."""
-    L.seed_everything(0, verbose=False)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", numeric_embedding="none")
-    run_dir = tmp_path / "old"
-    train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=32), run_dir, max_epochs=1, progress=False)
-    meta = json.loads((run_dir / "model.json").read_text())
-    for key in ("numeric_embedding", "periodic_sigma"):
-        meta["hparams"].pop(key)
-    (run_dir / "model.json").write_text(json.dumps(meta))
-    clf = HybridClassifier.from_pretrained(run_dir, model=str(tiny_llama))
-    assert clf.hparams.numeric_embedding == "none"
-    assert clf.predict_proba(str(toy_jets_h5)).shape == (600,)
 
 
 def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tiny_llama, tmp_path):
@@ -160,49 +147,50 @@ def test_dense_inference_scores_like_the_adapter_model(trained, toy_jets_h5, tin
 
 
 def test_prefix_sharing_default_follows_device_and_batch(tiny_llama):
-    from hybridjet.models.hybrid import SHARED_PREFIX_ANY_BATCH_HIDDEN, SHARED_PREFIX_MIN_GPU_BATCH
+    from hybridjet.runtime import SHARED_PREFIX_ANY_BATCH_HIDDEN, SHARED_PREFIX_MIN_GPU_BATCH
 
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", torch_compile=True)
+    policy = model.net.policy
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert model.hparams.cache_prefix is None
-    assert model.shares_prefix(8, cpu)  # CPUs: fewer FLOPs always pay
-    assert not model.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH - 1, cuda)  # launch-bound GPU batches
-    assert model.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH, cuda)
-    model.embed_dim = SHARED_PREFIX_ANY_BATCH_HIDDEN  # as wide as a 3B model: compute-bound, shared at any batch
-    assert model.shares_prefix(8, cuda)
-    model.embed_dim = SHARED_PREFIX_ANY_BATCH_HIDDEN - 1
-    assert not model.shares_prefix(8, cuda)
-    model._compile_once(cuda)  # compiled on CUDA: replays CUDA graphs, no launch cost left, shared at any batch
-    assert model.replays_cuda_graphs(8) and model.shares_prefix(8, cuda)
-    model.hparams.cache_prefix = True
-    assert model.shares_prefix(8, cuda)
-    model.hparams.cache_prefix = False
-    assert not model.shares_prefix(1 << 20, cpu)
+    assert model.net.runtime.cache_prefix is None
+    assert policy.shares_prefix(8, cpu)  # CPUs: fewer FLOPs always pay
+    assert not policy.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH - 1, cuda)  # launch-bound GPU batches
+    assert policy.shares_prefix(SHARED_PREFIX_MIN_GPU_BATCH, cuda)
+    policy.hidden_size = SHARED_PREFIX_ANY_BATCH_HIDDEN  # as wide as a 3B model: compute-bound, shared at any batch
+    assert policy.shares_prefix(8, cuda)
+    policy.hidden_size = SHARED_PREFIX_ANY_BATCH_HIDDEN - 1
+    assert not policy.shares_prefix(8, cuda)
+    policy.decide_compilation(cuda)  # compiled on CUDA: replays CUDA graphs, no launch cost left, shared at any batch
+    assert policy.replays_cuda_graphs(8) and policy.shares_prefix(8, cuda)
+    model.net.set_runtime(model.net.runtime.replace(cache_prefix=True))
+    assert model.net.policy.shares_prefix(8, cuda)
+    model.net.set_runtime(model.net.runtime.replace(cache_prefix=False))
+    assert not model.net.policy.shares_prefix(1 << 20, cpu)
 
 
 def test_prefix_attention_default_is_flex_only_for_compiled_half_precision_gpu_scoring(tiny_llama):
-    model = HybridClassifier(model=str(tiny_llama), quantization="none")
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none")
+    policy = model.net.policy
     cpu, cuda, bf16 = torch.device("cpu"), torch.device("cuda"), torch.bfloat16
-    assert model.hparams.prefix_attention == "auto"
-    model._compiled_for = cuda
-    with torch.no_grad():
-        assert model.prefix_attention_kind(cuda, bf16) == "flex"
-        assert model.prefix_attention_kind(cuda, torch.float32) == "matmul"  # fp32 residual: no fused kernel
-        assert model.prefix_attention_kind(cpu, bf16) == "matmul"
-        model._compiled_for = None
-        assert model.prefix_attention_kind(cuda, bf16) == "matmul"  # eager FlexAttention materialises the scores
-    model._compiled_for = cuda
-    assert model.prefix_attention_kind(cuda, bf16) == "matmul"  # training: FlexAttention's backward is slower
-    model.hparams.prefix_attention = "flex"
-    assert model.prefix_attention_kind(cpu, torch.float32) == "flex"
+    assert model.net.runtime.prefix_attention == "auto"
+    policy.compiled_for = cuda
+    assert policy.attention_kind(cuda, bf16, training=False) == "flex"
+    assert policy.attention_kind(cuda, torch.float32, training=False) == "matmul"  # fp32 residual: no fused kernel
+    assert policy.attention_kind(cpu, bf16, training=False) == "matmul"
+    policy.compiled_for = None
+    assert policy.attention_kind(cuda, bf16, training=False) == "matmul"  # eager FlexAttention materialises scores
+    policy.compiled_for = cuda
+    assert policy.attention_kind(cuda, bf16, training=True) == "matmul"  # training: FlexAttention's backward is slower
+    model.net.set_runtime(model.net.runtime.replace(prefix_attention="flex"))
+    assert model.net.policy.attention_kind(cpu, torch.float32, training=True) == "flex"
 
 
 def test_unknown_prefix_attention_is_a_one_line_error(tiny_llama):
     with pytest.raises(HybridjetError, match="^prefix_attention: expected one of auto, matmul, flex"):
-        HybridClassifier(model=str(tiny_llama), quantization="none", prefix_attention="sdpa")
+        HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", prefix_attention="sdpa")
     for field in ("cache_prefix", "torch_compile", "cuda_graphs"):  # tri-state switches: a string is not "on"
         with pytest.raises(HybridjetError, match=f"^{field}: expected true, false or null"):
-            HybridClassifier(model=str(tiny_llama), quantization="none", **{field: "yes"})
+            HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", **{field: "yes"})
 
 
 def test_periodic_sigma_defaults_per_feature_set_and_rejects_non_positive_values():
@@ -210,10 +198,12 @@ def test_periodic_sigma_defaults_per_feature_set_and_rejects_non_positive_values
     best per feature set); an explicit value wins; zero, negatives and strings are one-line errors."""
     def frequency_spread(feature_set, **kw):
         torch.manual_seed(0)
-        model = HybridClassifier(use_llm=False, **kw)
+        model = HybridClassifier.from_settings(use_llm=False, **kw)
         model.feature_set = feature_set
         model.build(40)  # 40 features x 16 frequencies
-        return model.periodic_sigma(), float(model.encoder.embed_features.frequencies.std())
+        configured = model.net.config.periodic_sigma
+        return (default_periodic_sigma(feature_set) if configured is None else configured,
+                float(model.net.encoder.embed_features.frequencies.std()))
 
     fourvec, substructure = frequency_spread("fourvec"), frequency_spread("substructure")
     assert fourvec[0] == 0.3 and 0.27 < fourvec[1] < 0.33
@@ -222,29 +212,29 @@ def test_periodic_sigma_defaults_per_feature_set_and_rejects_non_positive_values
     assert explicit[0] == 1.0 and 0.9 < explicit[1] < 1.1
     for bad in (0, -0.1, "0.3", True):
         with pytest.raises(HybridjetError, match="^periodic_sigma: expected a positive number or null"):
-            HybridClassifier(use_llm=False, periodic_sigma=bad)
+            HybridClassifier.from_settings(use_llm=False, periodic_sigma=bad)
 
 
 def test_default_prompt_puts_the_soft_tokens_last(tiny_llama):
     """Without an ``<<EVENT>>`` slot all text is the shared prefix: only the k soft tokens run per event, and the
     prefix-sharing path still equals the full sequence."""
     torch.manual_seed(0)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", n_soft_tokens=3)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32", n_soft_tokens=3)
     model.build(5)
     model.eval()
-    assert len(model.suffix_ids) == 0 and model.sequence_length == len(model.prefix_ids) + 3
+    assert len(model.net.suffix_ids) == 0 and model.net.sequence_length == len(model.net.prefix_ids) + 3
     x = torch.randn(4, 5, device=model.device)
     with torch.no_grad():
         shared = model(x)
-        model.hparams.cache_prefix = False
+        model.net.set_runtime(model.net.runtime.replace(cache_prefix=False))
         torch.testing.assert_close(model(x), shared, atol=1e-5, rtol=1e-4)
 
 
 def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     torch.manual_seed(0)
-    eager = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=False)
+    eager = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=False)
     eager.build(5)
-    compiled = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=True)
+    compiled = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=True)
     compiled.build(5)
     compiled.load_state_dict(eager.state_dict())
     eager.eval()
@@ -252,18 +242,18 @@ def test_compiled_hybrid_scores_like_the_eager_one(tiny_llama):
     x = torch.randn(6, 5, device=eager.device)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), eager(x), atol=1e-5, rtol=1e-4)
-    assert compiled.is_compiled and not eager.is_compiled
-    checkpointed = HybridClassifier(model=str(tiny_llama), quantization="none", torch_compile=True,
+    assert compiled.net.policy.is_compiled and not eager.net.policy.is_compiled
+    checkpointed = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", torch_compile=True,
                                     gradient_checkpointing=True)
     checkpointed.build(5)
     checkpointed(x)
-    assert not checkpointed.is_compiled  # checkpointing re-runs layers in backward: left eager
+    assert not checkpointed.net.policy.is_compiled  # checkpointing re-runs layers in backward: left eager
 
 
 def test_compile_default_is_cuda_with_triton(monkeypatch):
     import torch.utils._triton
 
-    from hybridjet.models import hybrid
+    from hybridjet import runtime as hybrid
 
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
@@ -273,8 +263,8 @@ def test_compile_default_is_cuda_with_triton(monkeypatch):
 
 
 def test_classifier_follows_its_llm_device_and_scores_small_batches_off_the_gpu(tiny_llama):
-    model = HybridClassifier(model=str(tiny_llama), quantization="none")
-    assert model.device == next(model.llm.parameters()).device  # where the LLM loaded (the GPU on a GPU machine)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none")
+    assert model.device == next(model.net.llm.parameters()).device  # where the LLM loaded (the GPU on a GPU machine)
     assert model.scoring_batch_size() == (16384 if model.device.type == "cuda" else 256)
 
 
@@ -327,7 +317,7 @@ def test_a_loops_shorter_last_batch_is_padded_with_the_same_loss_and_gradients(t
     model pads (a compiled one: a new shape would compile again, and under DDP stall the other ranks); the
     padding changes neither the loss nor the gradients, and a new epoch takes its own first batch's size."""
     torch.manual_seed(0)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", dropout=0.0, lora_dropout=0.0)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32", dropout=0.0, lora_dropout=0.0)
     model.build(5)
     model.pos_weight = 1.0
 
@@ -368,14 +358,14 @@ def test_compiled_fit_scores_one_batch_shape_per_loop_and_counts_real_events(tin
     """A compiled fit pads each epoch's shorter last batch (480 training events in batches of 64, 60 validation and
     test events in batches of 32): every forward of a loop sees one batch size, so the layers compile once instead of
     again at every epoch's end, and the metrics count the real events only."""
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=True)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=True)
     sizes = []
     score = model.score
     model.score = lambda batch: sizes.append(len(batch["features"])) or score(batch)
     run_dir = tmp_path / "run"
     train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=64, eval_batch_size=32), run_dir,
                      max_epochs=2, progress=False)
-    assert model.is_compiled and set(sizes) == {64, 32}
+    assert model.net.policy.is_compiled and set(sizes) == {64, 32}
     meta = json.loads((run_dir / "metrics.json").read_text())
     assert meta["test"]["n_events"] == 60 and 0.0 <= meta["test"]["auc"] <= 1.0
 
@@ -387,18 +377,18 @@ def test_cuda_graph_replays_train_and_score_like_plain_compiled_layers(tiny_llam
     kw = dict(dtype="fp32", cache_prefix=True, torch_compile=True, lora_dropout=0.0, dropout=0.0)
     graphs, _ = _fit(tiny_llama, toy_jets_h5, tmp_path / "graphs", cuda_graphs=True, **kw)
     plain, _ = _fit(tiny_llama, toy_jets_h5, tmp_path / "plain", cuda_graphs=False, **kw)
-    assert graphs._cuda_graphs and not plain._cuda_graphs
+    assert graphs.net.policy.replays_cuda_graphs(128) and not plain.net.policy.replays_cuda_graphs(128)
     np.testing.assert_allclose(graphs.predict_proba(str(toy_jets_h5), batch_size=128),
                                plain.predict_proba(str(toy_jets_h5), batch_size=128), atol=1e-4)
 
 
 def test_cuda_graph_default_is_compiled_gpu_batches_up_to_the_limit(tiny_llama):
-    from hybridjet.models.hybrid import CUDA_GRAPHS_MAX_BATCH
+    from hybridjet.runtime import CUDA_GRAPHS_MAX_BATCH
 
     def decided(device, **kw):
-        model = HybridClassifier(model=str(tiny_llama), quantization="none", **{"torch_compile": True, **kw})
-        model._compile_once(torch.device(device))  # decides; layers compile lazily, at their first call
-        return model
+        model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", **{"torch_compile": True, **kw})
+        model.net.policy.decide_compilation(torch.device(device))  # decides; layers compile lazily, at their first call
+        return model.net.policy
 
     auto = decided("cuda")
     assert auto.replays_cuda_graphs(CUDA_GRAPHS_MAX_BATCH) and not auto.replays_cuda_graphs(CUDA_GRAPHS_MAX_BATCH + 1)

@@ -71,7 +71,7 @@ def test_scores_of_a_resumed_run_equal_the_uninterrupted_run(config, jets_h5, ti
     from hybridjet.eval.scores import read_scores
 
     # the LLM runs train on fewer events: 12 steps per epoch instead of 30
-    model = [] if config == "ablation" else ["--model.init_args.model", str(tiny_llama), "--data.max_train_events",
+    model = [] if config == "ablation" else ["--model.arch.model", str(tiny_llama), "--data.max_train_events",
                                              "384", "--data.max_eval_events", "64"]
     steps_per_epoch = 30 if config == "ablation" else 12
 

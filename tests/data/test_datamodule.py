@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
-from hybridjet.models.datamodule import JetDataModule
 
 
 def test_splits_are_disjoint_deterministic_and_normalised_on_train(toy_jets_h5):

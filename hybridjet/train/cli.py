@@ -14,14 +14,15 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
-from hybridjet.models.base import EventClassifier
-from hybridjet.models.datamodule import JetDataModule
-from hybridjet.models.trees_cli import is_trees_config
-from hybridjet.models.trees_cli import main as trees_main
 from hybridjet.quiet import quiet_training_warnings
-from hybridjet.train.callbacks import ScoresWriter, default_precision, early_stopping, run_callbacks
-from hybridjet.train.checkpoints import DataCheckpointIO, check_cli_ckpt_path, remove_partial_checkpoints
+from hybridjet.train.callbacks import early_stopping
+from hybridjet.train.checkpoints import check_cli_ckpt_path, remove_partial_checkpoints
+from hybridjet.train.classifiers import EventClassifier
+from hybridjet.train.recipes import trainer_defaults
+from hybridjet.train.trees_cli import is_trees_config
+from hybridjet.train.trees_cli import main as trees_main
 
 
 class HybridjetCLI(LightningCLI):
@@ -64,22 +65,9 @@ class HybridjetCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=None, verbose=True)
 
 
-def trainer_defaults() -> dict[str, Any]:
-    """Defaults every config can override: checkpointing on val AUC, CSV logs, atomic checkpoint writes, bf16
-    autocast on a GPU."""
-    return {
-        "precision": default_precision(),
-        "callbacks": [*run_callbacks(), ScoresWriter()],
-        "plugins": [DataCheckpointIO()],
-        "default_root_dir": "runs/default",
-        "log_every_n_steps": 10,
-        "num_sanity_val_steps": 0,
-    }
-
-
 def main(argv: list[str]) -> int:
     """Run the LightningCLI with ``argv`` (``fit -c configs/hybrid.yaml ...``); a trees config goes to
-    :mod:`hybridjet.models.trees_cli`."""
+    :mod:`hybridjet.train.trees_cli`."""
     import warnings
 
     if is_trees_config(argv):

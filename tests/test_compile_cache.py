@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from hybridjet.models import compile_cache
-from hybridjet.models.features import Normalizer
-from hybridjet.models.hybrid import HybridClassifier
+from hybridjet import compile_cache
+from hybridjet.data.features import Normalizer
+from hybridjet.train.classifiers import HybridClassifier
 
 
 @pytest.fixture()
 def run_dir(tiny_llama, tmp_path):
     """An (untrained) hybrid run directory: all from_pretrained needs."""
     torch.manual_seed(0)
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=False)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", dtype="fp32", torch_compile=False)
     names = [f"f{i}" for i in range(5)]
     model.normalizer = Normalizer.fit(np.random.default_rng(0).normal(size=(100, 5)).astype(np.float32), names)
     model.build(5)

@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from hybridjet.data.batches import EpochBatches, trainer_position
+from hybridjet.data.events import EventBatches, event_tensors
+from hybridjet.data.features import FEATURE_SETS, Normalizer, event_features, feature_names
 from hybridjet.data.kinematics import jet_kinematics
 from hybridjet.data.split import balance_indices, split_indices
 from hybridjet.data.store import read_jets, read_labels
 from hybridjet.errors import HybridjetError
-from hybridjet.models.features import FEATURE_SETS, Normalizer, event_features, feature_names
-
-
-class EventBatches(Dataset):
-    """Events as tensors, indexed by a *list* of rows so a whole batch is gathered in one step."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.tensors = tensors
-        self.length = len(next(iter(tensors.values())))
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, rows: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(rows, dtype=torch.long)
-        return {key: value[index] for key, value in self.tensors.items()}
-
-
-def event_tensors(arrays: Any, features: np.ndarray,
-                  kinematics: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
-    """Per-event tensors a classifier batch carries: normalised features, label, ids, and kinematics for text."""
-    kin = jet_kinematics(arrays.jets) if kinematics is None else kinematics
-    mask = arrays.jet_mask.astype(bool)
-    kinematics = np.stack([np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass")], axis=-1)
-    return {
-        "features": torch.from_numpy(features),
-        "label": torch.from_numpy(arrays.label.astype(np.float32)),
-        "event_id": torch.from_numpy(arrays.event_id.astype(np.int64)),
-        "jets": torch.from_numpy(arrays.jets.astype(np.float32)),
-        "kinematics": torch.from_numpy(kinematics.astype(np.float32)),
-        "jet_mask": torch.from_numpy(mask),
-        "n_particles": torch.from_numpy(arrays.n_particles.astype(np.int64)),
-    }
 
 
 class JetDataModule(L.LightningDataModule):
@@ -55,7 +23,7 @@ class JetDataModule(L.LightningDataModule):
 
     Args:
         data: path of a jets.h5 file (``hybridjet cluster`` output).
-        feature_set: ``fourvec`` or ``substructure`` (see :mod:`hybridjet.models.features`).
+        feature_set: ``fourvec`` or ``substructure`` (see :mod:`hybridjet.data.features`).
         split: fractions of train/val/test (by event, seeded, disjoint).
         seed: split seed.
         batch_size: training batch size (evaluation uses ``eval_batch_size`` or the same).

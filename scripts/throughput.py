@@ -1,4 +1,4 @@
-"""Throughput measurement shared by the benchmark scripts: training and scoring events/s, tokens per event."""
+"""Throughput measurement shared by the benchmark scripts (imported by them from this folder): training and scoring events/s, tokens per event."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hybridjet.models.base import EventClassifier
+from hybridjet.train.classifiers import EventClassifier
 
 
 @dataclass
@@ -35,10 +35,11 @@ def _sync(model: EventClassifier) -> None:
 
 def tokens_per_event(model: EventClassifier, batch: dict[str, torch.Tensor]) -> float:
     """Sequence positions the LLM processes per event (0 for models without an LLM)."""
-    if hasattr(model, "sequence_length"):
-        return float(model.sequence_length)
-    if hasattr(model, "_encode"):
-        return float(model._encode(batch, with_answer=False)["attention_mask"].sum()) / len(batch["label"])
+    net = model.net
+    if hasattr(net, "sequence_length"):
+        return float(net.sequence_length)
+    if hasattr(net, "_encode"):
+        return float(net._encode(batch, with_answer=False)["attention_mask"].sum()) / len(batch["label"])
     return 0.0
 
 

@@ -1,4 +1,4 @@
-from hybridjet.models.base import padded_batch_size
+from hybridjet.runtime import padded_batch_size
 
 
 def test_padded_batch_size_is_the_batch_size_or_the_next_power_of_two_below_it():

@@ -25,7 +25,7 @@ def _failure(result: subprocess.CompletedProcess) -> str:
 
 def _fit_args(tiny_llama, data, run_dir, *extra):
     return [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "hybrid.yaml"), "--data.data", str(data),
-            "--model.init_args.model", str(tiny_llama), "--trainer.default_root_dir", str(run_dir),
+            "--model.arch.model", str(tiny_llama), "--trainer.default_root_dir", str(run_dir),
             "--trainer.enable_progress_bar", "false", "--data.batch_size", "8", *extra]
 
 
@@ -74,9 +74,9 @@ def test_fit_with_a_missing_file_is_one_line(tiny_llama, tmp_path):
 
 
 @pytest.mark.parametrize(("option", "value", "field"), [
-    ("--model.init_args.prefix_attention", "sdpa", "prefix_attention"),
-    ("--model.init_args.question", "<<EVENT>> and <<EVENT>>", "question"),
-    ("--model.init_args.numeric_embedding", "bogus", "numeric_embedding"),
+    ("--model.runtime.prefix_attention", "sdpa", "prefix_attention"),
+    ("--model.arch.question", "<<EVENT>> and <<EVENT>>", "question"),
+    ("--model.arch.numeric_embedding", "bogus", "numeric_embedding"),
 ])
 def test_fit_with_a_bad_model_setting_is_one_line(tiny_llama, toy_jets_h5, tmp_path, option, value, field):
     """Errors raised while LightningCLI builds the model reach the user as hybridjet's one line."""
@@ -91,7 +91,7 @@ def test_fit_with_a_bad_model_setting_is_one_line(tiny_llama, toy_jets_h5, tmp_p
 @pytest.mark.parametrize(("argv", "expected"), [
     (["fit", "--help"], "--data.feature_set"),
     (["fit", "-c", "configs/hybrid.yaml", "--print_config"], "n_soft_tokens: 8"),
-    (["fit", "-c", "configs/text_baseline.yaml", "--model.init_args.formatter", "predecessor", "--print_config"],
+    (["fit", "-c", "configs/text_baseline.yaml", "--model.arch.formatter", "predecessor", "--print_config"],
      "formatter: predecessor"),
 ])
 def test_lightning_cli_behaviour(argv, expected):
@@ -106,7 +106,7 @@ def test_early_stopping_ends_a_run_that_stopped_improving(toy_jets_h5, tmp_path)
     result = subprocess.run(
         [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data", str(toy_jets_h5),
          "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-         "--trainer.max_epochs", "30", "--model.init_args.encoder_lr", "0", "--model.init_args.lr", "0",
+         "--trainer.max_epochs", "30", "--model.optim.encoder_lr", "0", "--model.optim.lr", "0",
          "--early_stopping_patience", "2"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, _failure(result)
     with open(next((run_dir / "logs").glob("version_*/metrics.csv"))) as f:
@@ -119,14 +119,14 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
     import lightning as L
     import numpy as np
 
+    from hybridjet.data.datamodule import JetDataModule
     from hybridjet.eval.scores import read_scores
-    from hybridjet.models.datamodule import JetDataModule
-    from hybridjet.models.hybrid import HybridClassifier
-    from hybridjet.models.train import train_classifier
+    from hybridjet.train.classifiers import HybridClassifier
+    from hybridjet.train.recipes import train_classifier
 
     L.seed_everything(0, verbose=False)
     run_dir = tmp_path / "run"
-    model = HybridClassifier(model=str(tiny_llama), quantization="none", n_soft_tokens=2)
+    model = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", n_soft_tokens=2)
     train_classifier(model, JetDataModule(str(toy_jets_h5), batch_size=32), run_dir, max_epochs=1, progress=False)
     out = tmp_path / "scores.h5"
     result = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), "--out", str(out),
@@ -192,11 +192,11 @@ def test_score_command_writes_the_runs_probabilities(tiny_llama, toy_jets_h5, tm
 
 
 def test_bf16_autocast_is_the_default_on_a_bf16_gpu_only(monkeypatch):
-    from hybridjet.models import lightning_cli
+    from hybridjet.train import callbacks, recipes
 
-    assert lightning_cli.trainer_defaults()["precision"] == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    assert recipes.trainer_defaults()["precision"] == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert lightning_cli.default_precision() == "bf16-mixed"
+    assert callbacks.default_precision() == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert lightning_cli.default_precision() == "32-true"
+    assert callbacks.default_precision() == "32-true"

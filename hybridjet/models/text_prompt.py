@@ -1,80 +1,98 @@
-"""TextPromptClassifier: the same LLM and LoRA read the event written out as text and answer with a label word."""
+"""The text-prompt baseline: the same LLM and LoRA read the event written out as text and answer with a label word.
+
+:class:`TextPromptConfig` is the architecture (what a run records); :class:`TextPromptNet` the ``nn.Module``:
+causal-LM loss on the answer word; scored by the logit difference of the two label words' first tokens at the answer
+position (a continuous score for ROC curves, no generation needed); greedy generation + parsing as the predecessor
+did, for its accuracy.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hybridjet.errors import HybridjetError
-from hybridjet.models.base import EventClassifier
+from hybridjet.llm.backbone import decoder_of
+from hybridjet.llm.dense import densify_backbone
+from hybridjet.models.config import ArchConfig
 from hybridjet.models.formatters import PREDECESSOR_TEMPLATE, get_formatter
-from hybridjet.models.hybrid import decoder_of
 from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, EVENT_SLOT, chat_prompt
+from hybridjet.runtime import Runtime, load_llm
 
 
-class TextPromptClassifier(EventClassifier):
-    """Text-prompt baseline: causal-LM loss on the answer word; scored by the logit difference of the two label
-    words' first tokens at the answer position (a continuous score for ROC curves), no generation needed.
+@dataclass(frozen=True)
+class TextPromptConfig(ArchConfig):
+    """The text baseline's architecture.
 
     Args:
-        formatter: ``compact`` (rounded pT, η, φ, m per jet + particle count) or ``predecessor`` (px, py, pz, E
-            with 10 decimals inside ``[INST] … [/INST]``, as the Mistral-7B notebook did).
+        model, lora, lora_r, lora_alpha, lora_dropout: the LLM and its LoRA, as for the hybrid.
+        formatter: ``compact`` (rounded pT, η, m per jet, Δφ, particle count) or ``predecessor`` (px, py, pz, E with
+            10 decimals inside ``[INST] … [/INST]``, as the Mistral-7B notebook did).
         labels: the answer words for (signal, background).
+        system_prompt, question: the chat prompt, with the event text in the question's ``<<EVENT>>`` slot.
         max_length: longest prompt in tokens; longer prompts are an error, not silently cut.
     """
 
-    model_kind = "text"
+    model: str = "smollm2"
+    lora: str | None = "attn"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    formatter: str = "compact"
+    labels: tuple[str, str] = ("signal", "background")
+    system_prompt: str | None = DEFAULT_SYSTEM
+    question: str = DEFAULT_QUESTION
+    max_length: int = 512
 
-    def __init__(
-        self,
-        model: str = "smollm2",
-        quantization: str = "auto",
-        dtype: str | None = None,
-        lora: str | None = "attn",
-        lora_r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.05,
-        formatter: str = "compact",
-        labels: tuple[str, str] = ("signal", "background"),
-        system_prompt: str | None = DEFAULT_SYSTEM,
-        question: str = DEFAULT_QUESTION,
-        max_length: int = 512,
-        gradient_checkpointing: bool = False,
-        generate_eval: bool = False,
-        lr: float = 2e-4,
-        encoder_lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_fraction: float = 0.05,
-        class_weight: str | None = None,
-        run_name: str | None = None,
-    ) -> None:
+    def __post_init__(self) -> None:
+        get_formatter(self.formatter)  # one line for an unknown formatter, before the LLM loads
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if len(self.labels) != 2:
+            raise HybridjetError(f"labels: expected two words (signal, background), got {list(self.labels)}")
+
+
+class TextPromptNet(nn.Module):
+    """The LLM reading events as text (see the module docstring)."""
+
+    def __init__(self, config: TextPromptConfig, runtime: Runtime | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.format_event = get_formatter(formatter)
-        self.llm = self.load_llm(model, quantization, dtype, lora, lora_r, lora_alpha, lora_dropout,
-                                 gradient_checkpointing)
+        self.config, self.runtime = config, runtime or Runtime()
+        self.format_event = get_formatter(config.formatter)
+        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime)
+        self.llm = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
         template = self.prompt_template()
-        self.answer_ids = [self._answer_tokens(template, word) for word in labels]
+        self.answer_ids = [self._answer_tokens(template, word) for word in config.labels]
         first = [ids[0] for ids in self.answer_ids]
         if first[0] == first[1]:
-            raise HybridjetError(f"labels: {labels[0]!r} and {labels[1]!r} start with the same token; choose other words")
+            raise HybridjetError(f"labels: {config.labels[0]!r} and {config.labels[1]!r} start with the same token; "
+                                 "choose other words")
         self.register_buffer("label_token_ids", torch.tensor(first), persistent=False)
-        self._generated: list[dict[str, torch.Tensor]] = []  # generate_eval: per-event outcomes of the test pass
-        self._unparseable_examples: list[str] = []
-        self.follow_llm_device()
+        self.to(next(self.llm.parameters()).device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.label_token_ids.device
+
+    def densify(self, dtype: torch.dtype) -> None:
+        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy in ``dtype`` with the adapter merged."""
+        self.backbone = densify_backbone(self.backbone, dtype)
+        self.llm = self.backbone.model
 
     # ---- prompts -----------------------------------------------------------------------------------------------
     def prompt_template(self) -> str:
         """The prompt with ``<<EVENT>>`` where the event text goes, ending where the answer starts."""
-        if self.hparams.formatter == "predecessor":
+        if self.config.formatter == "predecessor":
             bos = self.tokenizer.bos_token or ""
             return bos + PREDECESSOR_TEMPLATE.format(event=EVENT_SLOT)
-        return chat_prompt(self.tokenizer, self.hparams.question, self.hparams.system_prompt)
+        return chat_prompt(self.tokenizer, self.config.question, self.config.system_prompt)
 
     def _answer_tokens(self, template: str, word: str) -> list[int]:
         prompt = template.replace(EVENT_SLOT, "x")
-        sep = " " if self.hparams.formatter == "predecessor" else ""
+        sep = " " if self.config.formatter == "predecessor" else ""
         full = self.tokenizer(prompt + sep + word, add_special_tokens=False)["input_ids"]
         head = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if full[: len(head)] != head:
@@ -93,16 +111,16 @@ class TextPromptClassifier(EventClassifier):
         """Left-padded token ids (prompt [+ answer]), attention mask, position ids and answer-target mask."""
         prompts = self.tokenizer(self.prompts(batch), add_special_tokens=False)["input_ids"]
         longest = max(len(p) for p in prompts)
-        if longest > self.hparams.max_length:
+        if longest > self.config.max_length:
             raise HybridjetError(f"max_length: an event prompt has {longest} tokens, more than max_length="
-                                 f"{self.hparams.max_length}; raise it or use a more compact formatter")
+                                 f"{self.config.max_length}; raise it or use a more compact formatter")
         rows, targets = [], []
         for ids, label in zip(prompts, batch["label"].tolist(), strict=True):
             answer = self.answer_ids[0 if label > 0.5 else 1] if with_answer else []
             rows.append(ids + answer)
             targets.append([0] * len(ids) + [1] * len(answer))
         width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad = self.tokenizer.pad_token_id  # load_tokenizer guarantees one (ensure_pad_token)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         target = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -135,7 +153,8 @@ class TextPromptClassifier(EventClassifier):
         enc = self._encode(batch, with_answer=False)
         return self._label_logit_diff(self._hidden(enc)[:, -1])
 
-    def loss(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor], pos_weight: float | None = None) -> torch.Tensor:
+        """Mean cross entropy over the answer tokens; ``pos_weight`` weighs the signal events' tokens."""
         enc = self._encode(batch, with_answer=True)
         hidden = self._hidden(enc)
         # position t predicts token t+1: gather only the answer positions before the vocabulary projection
@@ -144,11 +163,15 @@ class TextPromptClassifier(EventClassifier):
         y = enc["input_ids"][:, 1:][predict_from]
         logits = self._lm_head()(h.to(self._lm_head().weight.dtype)).float()
         per_token = F.cross_entropy(logits, y, reduction="none")
-        if self.hparams.class_weight == "balanced":
+        if pos_weight is not None:
             row_of = predict_from.nonzero()[:, 0]
             sig = batch["label"].to(self.device)[row_of] > 0.5
-            per_token = per_token * torch.where(sig, torch.tensor(self.pos_weight, device=self.device), 1.0)
+            per_token = per_token * torch.where(sig, torch.tensor(pos_weight, device=self.device), 1.0)
         return per_token.mean()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits [B]: the logit difference of the two label words."""
+        return self.score(batch)
 
     # ---- the predecessor's way: generate, parse, count ---------------------------------------------------------
     @torch.no_grad()
@@ -163,43 +186,9 @@ class TextPromptClassifier(EventClassifier):
     def parse_answer(self, text: str) -> int | None:
         """1 for the signal word, 0 for the background word, None when the answer is neither."""
         word = text.strip().lower()
-        sig, bkg = (w.lower() for w in self.hparams.labels)
+        sig, bkg = (w.lower() for w in self.config.labels)
         if word.startswith(sig):
             return 1
         if word.startswith(bkg):
             return 0
         return None
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        super().test_step(batch, batch_idx)
-        if self.hparams.generate_eval:
-            answers = self.generate_answers(batch)
-            parsed = [self.parse_answer(a) for a in answers]
-            labels = batch["label"].tolist()
-            self._generated.append({
-                "event_id": batch["event_id"].cpu(),
-                "correct": torch.tensor([p is not None and p == int(y > 0.5) for p, y in zip(parsed, labels, strict=True)]),
-                "unparseable": torch.tensor([p is None for p in parsed])})
-            # a few unparseable answers, verbatim (this rank's): what the model says instead of a label word
-            self._unparseable_examples += [a for a, p in zip(answers, parsed, strict=True)
-                                           if p is None][: 5 - len(self._unparseable_examples)]
-
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self._generated, self._unparseable_examples = [], []
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        if not self.hparams.generate_eval:
-            return
-        # under DDP from every rank, each event once (the sampler repeats some to even out the ranks)
-        events = self.gather_events(self._generated, empty={"correct": torch.zeros(0, dtype=torch.bool),
-                                                            "unparseable": torch.zeros(0, dtype=torch.bool)})
-        self._generated = []
-        if events and self.trainer.is_global_zero:
-            from pathlib import Path
-
-            n = len(events["event_id"])
-            self.update_metrics(Path(self.trainer.default_root_dir), generation={
-                "accuracy": float(events["correct"].sum()) / n, "unparseable": int(events["unparseable"].sum()),
-                "n": n, "unparseable_examples": self._unparseable_examples})

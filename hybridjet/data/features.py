@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridjet.data.kinematics import jet_kinematics
+from hybridjet.data.kinematics import dijet_mass, jet_kinematics
 from hybridjet.errors import HybridjetError
+from hybridjet.io_utils import atomic_path
 
 FEATURE_SETS = ("fourvec", "substructure")
 
@@ -59,6 +60,11 @@ def event_features(
     _check_feature_set(feature_set)
     if feature_set == "substructure" and tau is None:
         raise HybridjetError("features: 'substructure' needs the 'tau' dataset of jets.h5")
+    bad_inputs = ~np.isfinite(jets).all(axis=(1, 2))
+    if tau is not None:
+        bad_inputs |= ~np.isfinite(tau).all(axis=(1, 2))
+    if bad_inputs.any():
+        raise HybridjetError(f"features: {int(bad_inputs.sum())} events give non-finite features (NaN/inf in jets or tau)")
     kin = jet_kinematics(jets) if kinematics is None else kinematics
     mask = jet_mask.astype(bool)
     pt, eta, phi, mass = (np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass"))
@@ -70,13 +76,8 @@ def event_features(
                  np.where(mask, _ratio(tau[..., 2], tau[..., 1]), 0.0)]
     per_jet = np.stack(cols, axis=-1).reshape(len(jets), -1)
     both = mask[:, 0] & mask[:, 1] if mask.shape[1] > 1 else np.zeros(len(jets), bool)
-    if mask.shape[1] > 1:
-        total = jets[:, 0, :].astype(np.float64) + jets[:, 1, :]
-        m2 = total[:, 3] ** 2 - (total[:, :3] ** 2).sum(axis=1)
-        mjj = np.where(both, np.sqrt(np.clip(m2, 0.0, None)), 0.0)
-        deta = np.where(both, np.abs(eta[:, 0] - eta[:, 1]), 0.0)
-    else:
-        mjj = deta = np.zeros(len(jets))
+    mjj = dijet_mass(jets, mask)
+    deta = np.where(both, np.abs(eta[:, 0] - eta[:, 1]), 0.0) if mask.shape[1] > 1 else np.zeros(len(jets))
     # the two leading jets ordered by mass: a resonance's decay products land in fixed slots whatever their pT order
     lead = np.clip(mass[:, :2], 0.0, None)
     heavy_first = np.argsort(-lead, axis=1, kind="stable")
@@ -126,8 +127,6 @@ class Normalizer:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32), list(data["names"]))
 
     def save(self, path: str | Path) -> None:
-        from hybridjet.io_utils import atomic_path
-
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=1))
 

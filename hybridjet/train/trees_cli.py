@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
-from hybridjet.models.classical import GradientBoostedTrees, train_gbdt
-from hybridjet.models.datamodule import JetDataModule
+from hybridjet.models.classical import GradientBoostedTrees
+from hybridjet.train.recipes import train_gbdt
 
 TREES_CLASS = f"{GradientBoostedTrees.__module__}.{GradientBoostedTrees.__name__}"
 

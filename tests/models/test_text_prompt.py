@@ -2,11 +2,11 @@ import lightning as L
 import pytest
 import torch
 
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
-from hybridjet.models.datamodule import JetDataModule
 from hybridjet.models.formatters import compact, predecessor
-from hybridjet.models.text_baseline import TextPromptClassifier
-from hybridjet.models.train import train_classifier
+from hybridjet.train.classifiers import TextPromptClassifier
+from hybridjet.train.recipes import train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,9 @@ def test_formatters(batch):
 
 
 def test_prompts_left_padded_and_answers_masked(tiny_llama, batch):
-    model = TextPromptClassifier(model=str(tiny_llama), quantization="none")
-    enc = model._encode(batch, with_answer=True)
-    tok = model.tokenizer
+    model = TextPromptClassifier.from_settings(model=str(tiny_llama), quantization="none")
+    enc = model.net._encode(batch, with_answer=True)
+    tok = model.net.tokenizer
     for row in range(len(batch["label"])):
         answer = enc["input_ids"][row][enc["target"][row]].tolist()
         word = "signal" if batch["label"][row] > 0.5 else "background"
@@ -39,14 +39,14 @@ def test_prompts_left_padded_and_answers_masked(tiny_llama, batch):
 
 
 def test_predecessor_prompt_uses_inst_tags(tiny_llama, batch):
-    model = TextPromptClassifier(model=str(tiny_llama), quantization="none", formatter="predecessor", max_length=2048)
-    prompt = model.prompts(batch)[0]
+    model = TextPromptClassifier.from_settings(model=str(tiny_llama), quantization="none", formatter="predecessor", max_length=2048)
+    prompt = model.net.prompts(batch)[0]
     assert "[INST]" in prompt and prompt.rstrip().endswith("[/INST]") and "px=" in prompt
 
 
 def test_loss_goes_down_on_a_repeated_batch(tiny_llama, batch):
     torch.manual_seed(0)
-    model = TextPromptClassifier(model=str(tiny_llama), quantization="none", lora_r=8)
+    model = TextPromptClassifier.from_settings(model=str(tiny_llama), quantization="none", lora_r=8)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
     for _ in range(15):
@@ -60,14 +60,14 @@ def test_loss_goes_down_on_a_repeated_batch(tiny_llama, batch):
 
 
 def test_too_long_prompts_are_an_error_not_a_truncation(tiny_llama, batch):
-    model = TextPromptClassifier(model=str(tiny_llama), quantization="none", formatter="predecessor", max_length=20)
+    model = TextPromptClassifier.from_settings(model=str(tiny_llama), quantization="none", formatter="predecessor", max_length=20)
     with pytest.raises(HybridjetError, match="max_length"):
         model.score(batch)
 
 
 def test_generation_eval_counts_unparseable(tiny_llama, toy_jets_h5, tmp_path):
     L.seed_everything(0, verbose=False)
-    model = TextPromptClassifier(model=str(tiny_llama), quantization="none", generate_eval=True)
+    model = TextPromptClassifier.from_settings(model=str(tiny_llama), quantization="none", generate_eval=True)
     dm = JetDataModule(str(toy_jets_h5), batch_size=32, max_train_events=64, max_eval_events=32)
     train_classifier(model, dm, tmp_path / "text", max_epochs=1, progress=False)
     import json
@@ -76,8 +76,8 @@ def test_generation_eval_counts_unparseable(tiny_llama, toy_jets_h5, tmp_path):
     gen = metrics["generation"]
     assert gen["n"] == 32 and 0 <= gen["unparseable"] <= 32 and 0 <= gen["accuracy"] <= 1
     assert len(gen["unparseable_examples"]) == min(5, gen["unparseable"])
-    assert model.parse_answer(" Signal.") == 1 and model.parse_answer("background") == 0
-    assert model.parse_answer("maybe") is None
+    assert model.net.parse_answer(" Signal.") == 1 and model.net.parse_answer("background") == 0
+    assert model.net.parse_answer("maybe") is None
 
 
 def test_text_run_loads_back_and_reproduces_its_test_scores(tiny_llama, toy_jets_h5, tmp_path):
@@ -85,10 +85,10 @@ def test_text_run_loads_back_and_reproduces_its_test_scores(tiny_llama, toy_jets
 
     from hybridjet.data.store import read_jets
     from hybridjet.eval.scores import read_scores
-    from hybridjet.models.base import EventClassifier
+    from hybridjet.train.classifiers import EventClassifier
 
     L.seed_everything(0, verbose=False)
-    model = TextPromptClassifier(model=str(tiny_llama), quantization="none")
+    model = TextPromptClassifier.from_settings(model=str(tiny_llama), quantization="none")
     dm = JetDataModule(str(toy_jets_h5), batch_size=32, max_train_events=64, max_eval_events=40)
     train_classifier(model, dm, tmp_path / "text", max_epochs=1, progress=False)
     test = read_scores(tmp_path / "text" / "scores.h5", "test")
@@ -103,6 +103,6 @@ def test_text_run_loads_back_and_reproduces_its_test_scores(tiny_llama, toy_jets
     np.testing.assert_allclose(dense.predict_proba(arrays.subset(rows), batch_size=16), test.score,
                                atol=1e-4 if dense.device.type == "cpu" else 2e-3)
     with pytest.raises(HybridjetError, match="not a HybridClassifier"):
-        from hybridjet.models.hybrid import HybridClassifier
+        from hybridjet.train.classifiers import HybridClassifier
 
         HybridClassifier.from_pretrained(tmp_path / "text")

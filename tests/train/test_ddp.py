@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hybridjet.data.datamodule import JetDataModule
 from hybridjet.eval.scores import read_scores
-from hybridjet.models.datamodule import JetDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 30  # 480 training events / batch 8 / 2 ranks
@@ -25,7 +25,7 @@ STEPS_PER_EPOCH = 30  # 480 training events / batch 8 / 2 ranks
 def _fit(tiny_llama: Path, data: Path, run_dir: Path, *extra: str, config: str = "hybrid.yaml",
          command: str = "fit") -> subprocess.CompletedProcess[str]:
     args = [sys.executable, "-m", "hybridjet.cli", command, "-c", str(ROOT / "configs" / config),
-            "--data.data", str(data), "--model.init_args.model", str(tiny_llama),
+            "--data.data", str(data), "--model.arch.model", str(tiny_llama),
             "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
             "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
             "--data.batch_size", "8", "--data.eval_batch_size", "7", "--checkpoint_every_n_steps", "10", *extra]

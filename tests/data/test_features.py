@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from hybridjet.data.features import Normalizer, event_features, feature_names
 from hybridjet.errors import HybridjetError
-from hybridjet.models.features import Normalizer, event_features, feature_names
 
 
 def test_feature_columns_match_names(make_toy_jets):

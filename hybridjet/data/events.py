@@ -1,0 +1,145 @@
+"""From events to classifier tensors: per-event features, labels, ids and kinematics, for training (a dataset
+indexed by whole batches) and for scoring (jets.h5 files read chunk by chunk, in-memory jets, feature arrays).
+
+Scoring needs only the feature set and the training split's normalisation a run recorded, never a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hybridjet.data.features import Normalizer, event_features
+from hybridjet.data.kinematics import jet_kinematics
+from hybridjet.data.store import count_jets_events, read_jets
+from hybridjet.errors import HybridjetError
+
+CHUNK_EVENTS = 100_000
+
+
+def event_tensors(arrays: Any, features: np.ndarray,
+                  kinematics: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+    """Per-event tensors a classifier batch carries: normalised features, label, ids, and kinematics for text."""
+    kin = jet_kinematics(arrays.jets) if kinematics is None else kinematics
+    mask = arrays.jet_mask.astype(bool)
+    kinematics = np.stack([np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass")], axis=-1)
+    return {
+        "features": torch.from_numpy(features),
+        "label": torch.from_numpy(arrays.label.astype(np.float32)),
+        "event_id": torch.from_numpy(arrays.event_id.astype(np.int64)),
+        "jets": torch.from_numpy(arrays.jets.astype(np.float32)),
+        "kinematics": torch.from_numpy(kinematics.astype(np.float32)),
+        "jet_mask": torch.from_numpy(mask),
+        "n_particles": torch.from_numpy(arrays.n_particles.astype(np.int64)),
+    }
+
+
+class EventBatches(Dataset):
+    """Events as tensors, indexed by a *list* of rows so a whole batch is gathered in one step."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+        self.length = len(next(iter(tensors.values())))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+class EventFeatures:
+    """What turns jets into a classifier's inputs: the feature set and the training split's normalisation."""
+
+    def __init__(self, feature_set: str | None, normalizer: Normalizer) -> None:
+        self.feature_set, self.normalizer = feature_set, normalizer
+
+    def tensors(self, arrays: Any) -> dict[str, torch.Tensor]:
+        """Classifier tensors of in-memory jets (``JetArrays``)."""
+        if self.feature_set is None:
+            raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
+        kin = jet_kinematics(arrays.jets)
+        features = self.normalizer(event_features(arrays.jets, arrays.jet_mask, arrays.n_particles,
+                                                  getattr(arrays, "tau", None), self.feature_set, kin))
+        return event_tensors(arrays, features, kin)
+
+    def read_chunk(self, path: str | Path, start: int, total: int) -> dict[str, torch.Tensor]:
+        """Tensors of the ``CHUNK_EVENTS`` events of ``path`` from ``start`` (fewer at the end, ``total``)."""
+        return self.tensors(read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)))
+
+
+def _file_chunks(inputs: EventFeatures, path: str | Path, total: int) -> Iterator[dict[str, torch.Tensor]]:
+    """:meth:`EventFeatures.read_chunk` for every chunk; the next chunk is read and turned into features in a
+    background thread while the caller scores the current one (on a GPU the host work hides behind the device's)."""
+    starts = range(0, total, CHUNK_EVENTS)
+    if not starts:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridjet-read") as pool:
+        upcoming = pool.submit(inputs.read_chunk, path, starts[0], total)
+        for next_start in starts[1:]:
+            chunk = upcoming.result()
+            upcoming = pool.submit(inputs.read_chunk, path, next_start, total)
+            yield chunk  # closed early: leaving the pool waits for the one chunk in flight
+        yield upcoming.result()
+
+
+def _file_batches(inputs: EventFeatures, path: str | Path, batch_size: int,
+                  progress: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time; a chunk's leftover events join the next chunk, so every
+    batch but the last is full (one batch shape: a compiled model compiles once)."""
+    total = count_jets_events(path)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(path).name}")
+    pending: dict[str, torch.Tensor] | None = None
+    for tensors in _file_chunks(inputs, path, total):
+        n_read = len(tensors["features"])
+        if pending is not None:
+            tensors = {k: torch.cat([pending[k], v]) for k, v in tensors.items()}
+        n = len(tensors["features"])
+        full = n - n % batch_size
+        for i in range(0, full, batch_size):
+            yield {k: v[i : i + batch_size] for k, v in tensors.items()}
+        pending = {k: v[full:] for k, v in tensors.items()} if full < n else None
+        if bar is not None:
+            bar.update(n_read)
+    if pending is not None:
+        yield pending
+    if bar is not None:
+        bar.close()
+
+
+def iter_event_batches(inputs: EventFeatures, events: Any, batch_size: int,
+                       progress: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield classifier batches (normalised ``features``, ``kinematics``, ``jets`` ...) from ``events``, reading files
+    chunk by chunk (bounded memory).
+
+    ``events`` is a jets.h5 path, an object with ``jets``/``jet_mask``/``n_particles``/``tau`` arrays (``JetArrays``,
+    ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them (enough for
+    models that read features only, such as the hybrid).
+    """
+    if isinstance(events, (str, Path)):
+        yield from _file_batches(inputs, events, batch_size, progress)
+        return
+    if isinstance(events, np.ndarray):
+        expected = len(inputs.normalizer.names)
+        if events.ndim != 2 or events.shape[1] != expected:
+            raise HybridjetError(f"events: expected a feature array [N, {expected}], got shape {events.shape}")
+        features = torch.from_numpy(inputs.normalizer(events.astype(np.float32)))
+        for i in range(0, len(features), batch_size):
+            yield {"features": features[i : i + batch_size]}
+    elif hasattr(events, "jets"):
+        tensors = inputs.tensors(getattr(events, "arrays", events))
+        for i in range(0, len(tensors["features"]), batch_size):
+            yield {k: v[i : i + batch_size] for k, v in tensors.items()}
+    else:
+        raise HybridjetError(f"events: expected a jets.h5 path, JetArrays/JetDataset or a feature array, "
+                             f"got {type(events).__name__}")

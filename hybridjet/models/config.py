@@ -1,0 +1,29 @@
+"""What the nets' architecture configs share: building one from a run's record, and their LoRA settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+class ArchConfig:
+    """A mixin of the frozen dataclasses that describe a net (fields ``lora``, ``lora_r``, ``lora_alpha``,
+    ``lora_dropout`` among them)."""
+
+    lora: str | None
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+
+    def lora_spec(self) -> dict[str, Any] | None:
+        """The LoRA settings the backbone loader takes (``None``: frozen LLM)."""
+        if self.lora is None:
+            return None
+        return {"preset": self.lora, "r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Any:
+        """The config a run recorded (its fields; other keys, such as settings an older version recorded next to
+        them, are left out)."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in record.items() if k in names})

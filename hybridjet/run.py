@@ -1,0 +1,217 @@
+"""The run directory: what a finished run leaves for anyone to load and score, as data only (JSON + safetensors).
+
+``model.json`` (the record: class, architecture, feature set and normalisation, base-model identity),
+``weights.safetensors`` (trainable weights only; a trees run: ``trees.safetensors``), ``scores.h5`` (probabilities
+per split), ``metrics.json`` (strict JSON). The functions know no model class; :class:`RunIO` lets a classifier write
+its run and build itself from one (``from_pretrained``), and :func:`hybridjet.api.load_run` picks the class a
+record names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridjet import __version__
+from hybridjet.data.features import Normalizer
+from hybridjet.errors import HybridjetError
+from hybridjet.eval.metrics import binary_metrics
+from hybridjet.eval.scores import write_scores
+from hybridjet.io_utils import atomic_path, write_json
+from hybridjet.llm.backbone import resolve_dtype
+from hybridjet.runtime import Runtime
+
+RUN_MODEL_FILE = "model.json"
+RUN_WEIGHTS_FILE = "weights.safetensors"
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "scores.h5"
+
+PathLike = str | os.PathLike[str]
+
+
+def read_run_metadata(run_dir: PathLike) -> dict[str, Any]:
+    """``model.json`` of a run directory, checked to be a JSON object (one line naming the file otherwise)."""
+    path = Path(run_dir) / RUN_MODEL_FILE
+    if not Path(run_dir).is_dir():
+        raise HybridjetError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise HybridjetError(f"{run_dir}: not a hybridjet run directory ({RUN_MODEL_FILE} missing)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise HybridjetError(f"{path}: not readable JSON ({str(err).splitlines()[0][:120]}); expected the run "
+                             "record hybridjet wrote") from None
+    if not isinstance(meta, dict):
+        raise HybridjetError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def write_record(run_dir: PathLike, meta: dict[str, Any]) -> None:
+    """Write ``model.json`` atomically."""
+    with atomic_path(Path(run_dir) / RUN_MODEL_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, default=str))
+
+
+def write_tensors(run_dir: PathLike, tensors: dict[str, Any], name: str = RUN_WEIGHTS_FILE) -> None:
+    """Write torch tensors or numpy arrays as a safetensors file of the run, atomically."""
+    values = list(tensors.values())
+    with atomic_path(Path(run_dir) / name) as tmp:
+        if values and isinstance(values[0], np.ndarray):
+            from safetensors.numpy import save_file
+        else:
+            from safetensors.torch import save_file
+        save_file(tensors, str(tmp))
+
+
+def read_tensors(run_dir: PathLike, name: str = RUN_WEIGHTS_FILE, numpy: bool = False) -> dict[str, Any]:
+    """A safetensors file of the run (one line for a missing, truncated or overwritten file)."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise HybridjetError(f"{path}: not found (is this a finished hybridjet run directory?)")
+    try:
+        if numpy:
+            from safetensors.numpy import load_file
+        else:
+            from safetensors.torch import load_file
+        return load_file(str(path))
+    except Exception as err:  # safetensors' own error types
+        raise HybridjetError(f"{path}: unreadable ({str(err).splitlines()[0][:160]}); expected the safetensors "
+                             "file hybridjet wrote") from None
+
+
+def update_metrics(run_dir: PathLike, **fields: Any) -> None:
+    """Merge ``fields`` into the run's ``metrics.json``, atomically (strict JSON: non-finite numbers are null)."""
+    path = Path(run_dir) / METRICS_FILE
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics.update(fields)
+    write_json(path, metrics)
+
+
+def write_split_scores(run_dir: PathLike, split: str, event_id: np.ndarray, probability: np.ndarray,
+                       label: np.ndarray, model_kind: str) -> dict[str, Any]:
+    """``scores.h5`` of one evaluated split (signal probabilities) and its metrics; returns the metrics."""
+    write_scores(Path(run_dir) / SCORES_FILE, split, event_id, probability.astype(np.float32),
+                 label.astype(np.int8), attrs={"model": model_kind, "score_kind": "probability"})
+    return binary_metrics(label.astype(int), probability)
+
+
+class RunIO:
+    """The run-directory side of an LLM event classifier (a mixin of
+    :class:`hybridjet.train.classifiers.EventClassifier`): its record, saving, and loading a finished run. Every
+    subclass that names a ``config_class`` can be loaded by its class name (``classes``)."""
+
+    classes: dict[str, type] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_class" in cls.__dict__:
+            RunIO.classes[cls.__name__] = cls
+
+    def arch(self) -> dict[str, Any]:
+        """The net's architecture config, as a run records it."""
+        return dataclasses.asdict(self.net.config)
+
+    def base_identity(self) -> dict[str, Any] | None:
+        """Name, path and sha256 of the base LLM (``None`` for a net without one)."""
+        backbone = getattr(self.net, "backbone", None)
+        return None if backbone is None else backbone.identity.to_dict()
+
+    def check_base_identity(self, recorded: dict[str, Any] | None) -> None:
+        """Refuse weights trained on another base model (compared by the base weights' sha256)."""
+        mine = self.base_identity() or {}
+        if recorded and mine and recorded.get("sha256") and recorded.get("sha256") != mine.get("sha256"):
+            raise HybridjetError(
+                f"weights were trained on base model {recorded.get('name')} (sha256 {recorded['sha256'][:12]}), "
+                f"but {mine.get('name')} (sha256 {str(mine.get('sha256'))[:12]}) is loaded")
+
+    def run_metadata(self) -> dict[str, Any]:
+        """The run's record (``model.json``): what :meth:`from_pretrained` needs besides the base model."""
+        return {"class": type(self).__name__, "model": self.model_kind, "hybridjet_version": __version__,
+                "arch": self.arch(), "feature_set": self.feature_set,
+                "n_features": None if self.normalizer is None else len(self.normalizer.names),
+                "normalizer": None if self.normalizer is None else self.normalizer.to_dict(),
+                "base_model": self.base_identity(),
+                "trainable_params": sum(p.numel() for p in self.parameters() if p.requires_grad)}
+
+    def save_run(self, run_dir: str | Path) -> None:
+        """Weights (safetensors) and record (JSON) into ``run_dir``."""
+        if self.dense_inference:
+            raise HybridjetError("model: densified for inference; save the run before densify_for_inference")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        write_tensors(run_dir, state)
+        write_record(run_dir, self.run_metadata())
+        self.update_metrics(Path(run_dir))
+
+    def update_metrics(self, run_dir: Path, **fields: Any) -> None:
+        """Merge ``fields``, the run's identity and its timings into ``metrics.json``."""
+        update_metrics(run_dir, name=self.run_name or Path(run_dir).name, model=self.model_kind,
+                           trainable_params=sum(p.numel() for p in self.parameters() if p.requires_grad),
+                           **self.timing, **fields)
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path, model: str | None = None, dense: bool = False,
+                        runtime: Runtime | None = None, **runtime_settings: Any) -> Any:
+        """Load a finished run: base LLM resolved from the record (or ``model``), trained weights from the run;
+        called on :class:`EventClassifier`, whichever classifier the run holds. ``runtime``: how to run it here
+        (default: automatic; ``runtime_settings`` as its fields, e.g. ``torch_compile=True``). ``dense``: scoring
+        only, dequantize the 4-bit base and merge LoRA (:meth:`densify_for_inference`)."""
+        if runtime_settings:
+            runtime = (runtime or Runtime()).replace(**runtime_settings)
+        run_dir = Path(run_dir)
+        meta = read_run_metadata(run_dir)
+        run_cls = RunIO.classes.get(meta.get("class"))
+        if run_cls is None:
+            raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: not an LLM classifier run "
+                                 f"(class {meta.get('class')!r}; load any run with hybridjet.load_run)")
+        if not issubclass(run_cls, cls):
+            raise HybridjetError(f"{run_dir}: holds a {meta['class']}, not a {cls.__name__}")
+        record = meta.get("arch") or meta.get("hparams") or {}  # runs before the split recorded flat hparams
+        if model is not None:
+            record = {**record, "model": model}
+        try:
+            config = run_cls.config_class.from_record(record)
+        except TypeError as err:
+            raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed architecture record ({err})") from None
+        clf = run_cls(config, runtime=runtime)
+        clf.check_base_identity(meta.get("base_model"))
+        try:
+            if meta.get("normalizer"):
+                clf.normalizer = Normalizer.from_dict(meta["normalizer"])
+            n_features = int(meta["n_features"]) if meta.get("n_features") else None
+        except (KeyError, TypeError, ValueError) as err:
+            raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed 'normalizer' or 'n_features' "
+                                 f"({err!r})") from None
+        clf.feature_set = meta.get("feature_set")
+        if n_features:
+            clf.build(n_features)
+        clf.load_run_weights(run_dir)
+        clf.run_dir = run_dir
+        clf.follow_run_dir()
+        clf.eval()
+        return clf.densify_for_inference() if dense else clf
+
+    def load_run_weights(self, run_dir: str | Path) -> None:
+        """Load ``weights.safetensors`` of a run into this (already built) model, checking every key."""
+        state = read_tensors(run_dir)
+        expected = set(self.trainable_state_dict())
+        if set(state) != expected:
+            raise HybridjetError(f"{Path(run_dir) / RUN_WEIGHTS_FILE}: weights do not match the model "
+                                 f"({len(set(state) ^ expected)} keys differ)")
+        self.net.load_state_dict(state, strict=False)
+
+    def densify_for_inference(self, dtype: str | torch.dtype | None = None) -> Any:
+        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy with the adapter merged, in the backbone's
+        compute dtype unless ``dtype`` is given (same scores up to that dtype's rounding, no per-step
+        dequantization); the model can no longer be trained or saved."""
+        backbone = getattr(self.net, "backbone", None)
+        if backbone is None or self.dense_inference or not hasattr(self.net, "densify"):
+            return self
+        self.net.densify(resolve_dtype(dtype, backbone.device) if dtype is not None else backbone.dtype)
+        self.dense_inference = True
+        return self.eval()
