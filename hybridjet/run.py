@@ -172,6 +172,11 @@ class RunIO:
         if not issubclass(run_cls, cls):
             raise HybridjetError(f"{run_dir}: holds a {meta['class']}, not a {cls.__name__}")
         record = meta.get("arch") or meta.get("hparams") or {}  # runs before the split recorded flat hparams
+        if "arch" in meta:  # a setting this version does not know: written by another version, not loadable as is
+            unknown = sorted(set(record) - {f.name for f in dataclasses.fields(run_cls.config_class)})
+            if unknown:
+                raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: arch settings {', '.join(unknown)} are not "
+                                     f"settings of {meta['class']} (written by another hybridjet version?)")
         if model is not None:
             record = {**record, "model": model}
         try:

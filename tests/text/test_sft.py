@@ -15,7 +15,8 @@ from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.dataset import IGNORE_INDEX, encode_examples
 from hybridjet.text.formats import Example, read_examples
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "data"
 
 
 def _learned_text(tokenizer, input_ids: torch.Tensor, labels: torch.Tensor) -> list[str]:
@@ -131,3 +132,28 @@ def test_cli_checkpoint_resume_ask_eval(tiny_llama: Path, tmp_path: Path, capsys
     assert set(result) >= {"base", "adapter"} and result["adapter"]["loss"] != result["base"]["loss"]
     assert json.loads((run / "eval.json").read_text())["adapter"]["rougeL"] >= 0.0
     assert hybridjet_main(["ask", "--run", str(tmp_path / "nope"), "x"]) == 2
+
+
+@pytest.mark.parametrize(("records", "option", "needle"), [
+    ('{"question": "What?"}\n', [], "record 1"),
+    ('{"question": "What is a jet?", "answer": "A spray of hadrons."}\n' * 8, ["--data.max_length", "3"],
+     "max_length"),
+    ('{"question": "What?", "answer": "This."}\n' * 8, ["--data.batch_size", "0"], "data.batch_size"),
+])
+def test_sft_bad_data_is_one_line_before_the_model_loads(tiny_llama: Path, tmp_path: Path, records: str,
+                                                          option: list[str], needle: str) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(records)
+    result = subprocess.run(
+        [sys.executable, "-m", "hybridjet.cli", "sft", "fit", "-c", str(ROOT / "configs" / "sft_qa.yaml"),
+         "--model.model", str(tiny_llama), "--data.train_path", str(data), "--data.val_path", "null",
+         "--data.val_ratio", "0.25", "--runs_root", str(tmp_path / "runs"), *option],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "GPU available" not in result.stderr  # no Trainer was built
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hybridjet: error:") and needle in last, last
+    assert not (tmp_path / "runs").exists(), "a run directory was left for a run that never started"

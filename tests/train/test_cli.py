@@ -1,6 +1,7 @@
 """``hybridjet fit`` as a user runs it: a subprocess, a real kill, a resume; bad input gives one line."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -200,3 +201,78 @@ def test_bf16_autocast_is_the_default_on_a_bf16_gpu_only(monkeypatch):
     assert callbacks.default_precision() == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert callbacks.default_precision() == "32-true"
+
+
+def _one_line(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The command failed with exit 2 and one ``hybridjet: error:`` line holding ``needles``, no traceback."""
+    assert result.returncode == 2, _failure(result)
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hybridjet: error:") and all(n in last for n in needles), last
+    return last
+
+
+@pytest.mark.parametrize(("option", "value"), [("--data.batch_size", "-4"), ("--data.eval_batch_size", "0"),
+                                                 ("--data.max_train_events", "0"), ("--data.feature_set", "bogus")])
+def test_fit_with_a_bad_data_setting_is_one_line_before_anything_runs(toy_jets_h5, tmp_path, option, value):
+    result = subprocess.run(
+        [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data", str(toy_jets_h5),
+         "--trainer.default_root_dir", str(tmp_path / "run"), option, value], capture_output=True, text=True,
+        timeout=300)
+    _one_line(result, option.removeprefix("--"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("only", [0, 1])
+def test_fit_on_a_one_class_file_is_refused_before_training(make_toy_jets, tmp_path, only):
+    from hybridjet.data.store import write_jets
+
+    arrays = make_toy_jets(200)
+    arrays.label[:] = only
+    data = tmp_path / "one_class.h5"
+    write_jets(data, arrays, attrs={"source": "one class"})
+    result = subprocess.run(
+        [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data", str(data),
+         "--trainer.default_root_dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    _one_line(result, str(data), "signal" if only else "background")
+    assert not (tmp_path / "run").exists(), "a run directory was left for a run that could not train"
+
+
+@pytest.fixture(scope="module")
+def ablation_run(toy_jets_h5, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("bad_runs") / "ablation"
+    result = subprocess.run(
+        [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data", str(toy_jets_h5),
+         "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", "1",
+         "--trainer.enable_progress_bar", "false"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, _failure(result)
+    return run_dir
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "broken model.json", "model.json not an object",
+                                    "unknown setting", "missing run"])
+def test_score_with_a_damaged_run_is_one_line(ablation_run, toy_jets_h5, tmp_path, damage):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(ablation_run, run_dir)
+    named = run_dir / "model.json"
+    if damage == "truncated weights":
+        weights = run_dir / "weights.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+        named = weights
+    elif damage == "broken model.json":
+        named.write_text(named.read_text()[:-40])
+    elif damage == "model.json not an object":
+        named.write_text("[1, 2]")
+    elif damage == "unknown setting":
+        meta = json.loads(named.read_text())
+        meta["arch"]["n_soft_tokenz"] = 3
+        named.write_text(json.dumps(meta))
+    else:
+        shutil.rmtree(run_dir)
+        named = run_dir
+    result = subprocess.run([*HYBRIDJET, "score", str(run_dir), str(toy_jets_h5), "--out", str(tmp_path / "s.h5")],
+                            capture_output=True, text=True, timeout=300)
+    _one_line(result, str(named))
+    assert not (tmp_path / "s.h5").exists()
