@@ -101,6 +101,21 @@ def write_split_scores(run_dir: PathLike, split: str, event_id: np.ndarray, prob
     return binary_metrics(label.astype(int), probability)
 
 
+#: the runtime settings that change a model's numbers, which a run records as they were requested
+NUMERICS = ("quantization", "dtype")
+
+
+def numerics_of(source: Any) -> dict[str, Any]:
+    """The recorded numerics of a run record (its ``numerics`` or, for older runs, flat ``hparams``) or of a
+    :class:`Runtime`; missing ones are left to the runtime's defaults."""
+    if isinstance(source, Runtime):
+        return {k: getattr(source, k) for k in NUMERICS}
+    if isinstance(source, dict):
+        recorded = source.get("numerics") or source.get("hparams") or {}
+        return {k: recorded[k] for k in NUMERICS if k in recorded}
+    return {}
+
+
 class RunIO:
     """The run-directory side of an LLM event classifier (a mixin of
     :class:`hybridjet.train.classifiers.EventClassifier`): its record, saving, and loading a finished run. Every
@@ -132,8 +147,9 @@ class RunIO:
 
     def run_metadata(self) -> dict[str, Any]:
         """The run's record (``model.json``): what :meth:`from_pretrained` needs besides the base model."""
+        runtime = getattr(self.net, "runtime", None)
         return {"class": type(self).__name__, "model": self.model_kind, "hybridjet_version": __version__,
-                "arch": self.arch(), "feature_set": self.feature_set,
+                "arch": self.arch(), "numerics": numerics_of(runtime), "feature_set": self.feature_set,
                 "n_features": None if self.normalizer is None else len(self.normalizer.names),
                 "normalizer": None if self.normalizer is None else self.normalizer.to_dict(),
                 "base_model": self.base_identity(),
@@ -159,12 +175,16 @@ class RunIO:
                         runtime: Runtime | None = None, **runtime_settings: Any) -> Any:
         """Load a finished run: base LLM resolved from the record (or ``model``), trained weights from the run;
         called on :class:`EventClassifier`, whichever classifier the run holds. ``runtime``: how to run it here
-        (default: automatic; ``runtime_settings`` as its fields, e.g. ``torch_compile=True``). ``dense``: scoring
+        (default: the quantization and dtype the run was trained with, as requested — ``auto`` decides on this
+        machine — and everything else automatic; ``runtime_settings`` change its fields, e.g.
+        ``torch_compile=True``). ``dense``: scoring
         only, dequantize the 4-bit base and merge LoRA (:meth:`densify_for_inference`)."""
-        if runtime_settings:
-            runtime = (runtime or Runtime()).replace(**runtime_settings)
         run_dir = Path(run_dir)
         meta = read_run_metadata(run_dir)
+        if runtime is None:  # the numerics the run was trained with, as requested (auto stays automatic)
+            runtime = Runtime(**numerics_of(meta))
+        if runtime_settings:
+            runtime = runtime.replace(**runtime_settings)
         run_cls = RunIO.classes.get(meta.get("class"))
         if run_cls is None:
             raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: not an LLM classifier run "

@@ -396,3 +396,16 @@ def test_cuda_graph_default_is_compiled_gpu_batches_up_to_the_limit(tiny_llama):
     assert not decided("cuda", cuda_graphs=False).replays_cuda_graphs(1024)
     assert not decided("cpu", cuda_graphs=True).replays_cuda_graphs(1024)  # CUDA graphs need CUDA
     assert not decided("cuda", torch_compile=False).replays_cuda_graphs(1024)  # only compiled layers replay
+
+
+def test_a_run_records_its_requested_numerics_and_loads_with_them(tiny_llama, toy_jets_h5, tmp_path):
+    """Quantization and dtype change a model's numbers: a run records them as requested (``auto`` stays automatic)
+    and loads with them, unless told otherwise; how it ran (compilation, graphs, attention) is not recorded."""
+    model, _ = _fit(tiny_llama, toy_jets_h5, tmp_path / "run", dtype="fp32")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["numerics"] == {"quantization": "none", "dtype": "fp32"}
+    assert "torch_compile" not in json.dumps(meta["arch"]) and "runtime" not in meta
+    loaded = HybridClassifier.from_pretrained(tmp_path / "run")
+    assert (loaded.net.runtime.quantization, loaded.net.runtime.dtype) == ("none", "fp32")
+    other = HybridClassifier.from_pretrained(tmp_path / "run", dtype="bf16")
+    assert other.net.runtime.dtype == "bf16" and other.net.runtime.quantization == "none"
