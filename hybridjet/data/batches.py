@@ -21,20 +21,23 @@ import torch
 
 @dataclass(frozen=True)
 class Position:
-    """Where a pass over the training batches starts: ``epoch``, batches of it already ``done`` (on this rank), and
-    this process's ``rank`` among ``world_size`` data-parallel ranks."""
+    """Where a pass over the training batches starts: ``epoch``, batches of it already ``done`` (on this rank),
+    this process's ``rank`` among ``world_size`` data-parallel ranks, and the micro-batches each optimiser step
+    accumulates (``accumulate``)."""
 
     epoch: int = 0
     done: int = 0
     rank: int = 0
     world_size: int = 1
+    accumulate: int = 1
 
 
 def trainer_position(trainer: Any) -> Position:
     """The position of a Lightning trainer's fit loop: its current epoch and the batches of it already trained
     (restored from the checkpoint on a resume; 0 at an epoch's start)."""
     done = int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
-    return Position(int(trainer.current_epoch), done, int(trainer.global_rank), int(trainer.world_size))
+    return Position(int(trainer.current_epoch), done, int(trainer.global_rank), int(trainer.world_size),
+                    int(trainer.accumulate_grad_batches))
 
 
 class EpochBatches(torch.utils.data.IterableDataset):
@@ -46,16 +49,21 @@ class EpochBatches(torch.utils.data.IterableDataset):
         seed: the permutation of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])``.
         make_batch: turns an index array into a batch (a dict of tensors, a collated text batch ...).
         position: where a pass starts (called when iteration begins); ``None``: epoch 0, 1, 2 ... one per pass.
+        row_weights: when given (e.g. each text example's learned tokens), every batch (a dict) also carries
+            ``group_weight``: the weights' sum over all the micro-batches of its optimiser step, on every rank — so
+            that a loss summed over a micro-batch and divided by it weighs every token the same whatever the
+            micro-batching and the number of ranks.
     """
 
     def __init__(self, n_rows: int, batch_size: int, seed: int, make_batch: Callable[[np.ndarray], Any],
-                 position: Callable[[], Position] | None = None) -> None:
+                 position: Callable[[], Position] | None = None, row_weights: np.ndarray | None = None) -> None:
         super().__init__()
         if n_rows < 1 or batch_size < 1:
             raise ValueError(f"EpochBatches needs rows and a positive batch size, got {n_rows} and {batch_size}")
         self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
         self.make_batch = make_batch
         self.position = position
+        self.row_weights = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
         self._passes = 0
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -68,14 +76,27 @@ class EpochBatches(torch.utils.data.IterableDataset):
             return self.position()
         return Position(epoch=self._passes)
 
+    def _padded(self, epoch: int, world: int) -> list[np.ndarray]:
+        """The epoch's batches, their count padded to a multiple of the ranks by repeating the first ones."""
+        batches = self.epoch_batches(epoch)
+        padded = -(-len(batches) // world) * world
+        return [batches[i % len(batches)] for i in range(padded)]
+
     def rank_batches(self, position: Position) -> list[np.ndarray]:
         """The batches of ``position.epoch`` that ``position.rank`` trains on, in order."""
-        batches = self.epoch_batches(position.epoch)
         world = max(position.world_size, 1)
-        if world > 1:
-            padded = -(-len(batches) // world) * world
-            batches = [batches[i % len(batches)] for i in range(padded)]
-        return batches[position.rank :: world]
+        return self._padded(position.epoch, world)[position.rank :: world]
+
+    def group_weights(self, position: Position) -> list[float]:
+        """For each of this rank's batches, the ``row_weights`` summed over its optimiser step on every rank:
+        rank r's j-th batch is the epoch's (j·world + r)-th, and a step takes ``accumulate`` of each rank's."""
+        assert self.row_weights is not None
+        world, accumulate = max(position.world_size, 1), max(position.accumulate, 1)
+        sums = np.array([self.row_weights[rows].sum() for rows in self._padded(position.epoch, world)])
+        per_rank = sums.reshape(-1, world)  # [batches per rank, ranks]
+        steps = np.arange(len(per_rank)) // accumulate
+        totals = np.bincount(steps, weights=per_rank.sum(axis=1))
+        return [float(totals[step]) for step in steps]
 
     def __len__(self) -> int:
         world = max(self._where().world_size, 1)
@@ -86,5 +107,10 @@ class EpochBatches(torch.utils.data.IterableDataset):
         # a generator: the position is read at the first batch, after a resumed trainer restored its progress
         position = self._where()
         self._passes += 1
-        for rows in self.rank_batches(position)[position.done :]:
-            yield self.make_batch(rows)
+        batches = self.rank_batches(position)
+        weights = self.group_weights(position) if self.row_weights is not None else None
+        for j in range(position.done, len(batches)):
+            batch = self.make_batch(batches[j])
+            if weights is not None:
+                batch["group_weight"] = torch.tensor(weights[j], dtype=torch.float64)
+            yield batch

@@ -33,6 +33,10 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def learned_tokens(self) -> int:
+        """The next-token targets the loss counts: learned labels after the first position (which nothing predicts)."""
+        return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
+
 
 def with_system(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
     """Prepend ``system_prompt`` unless the conversation already starts with a system turn."""

@@ -119,11 +119,21 @@ class TextSFT(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         total, count = token_loss_sum(self.model, batch)
-        loss = total / count.clamp(min=1)
         n = batch["input_ids"].size(0)
-        self.log("train_loss", loss, prog_bar=True, batch_size=n)
+        self.log("train_loss", total.detach() / count.clamp(min=1), prog_bar=True, batch_size=n)
         self.log("train_tokens", count.float(), reduce_fx="sum", batch_size=n)
-        return loss
+        return self.step_loss(total, batch)
+
+    def step_loss(self, total: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss to back-propagate for a micro-batch whose summed token loss is ``total``: divided by the learned
+        tokens of its whole optimiser step on every rank (``group_weight``), times the micro-batches Lightning
+        divides by and the ranks DDP averages over — every token of the step weighs the same."""
+        group = batch.get("group_weight")
+        if group is None:  # a batch from elsewhere: its own tokens
+            return total / max(float((batch["labels"][:, 1:] != IGNORE_INDEX).sum()), 1.0)
+        trainer = self.trainer
+        scale = trainer.accumulate_grad_batches * trainer.world_size
+        return total * scale / group.to(total.device, total.dtype).clamp(min=1)
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum, self._val_count = 0.0, 0
