@@ -22,7 +22,7 @@ def bench(model: str, quantization: str, lora: str, steps: int, batch_size: int,
     from hybridjet.llm.backbone import load_backbone
     from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id
     from hybridjet.text.formats import read_examples
-    from hybridjet.text.sft import token_loss_sum
+    from hybridjet.text.loss import token_loss_sum
 
     bb = load_backbone(model, quantization=quantization, lora=lora, device=device)
     examples, _ = read_examples(ROOT / "examples" / "data" / "physics_qa.jsonl")

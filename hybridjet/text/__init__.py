@@ -1,6 +1,6 @@
 """Text mode: SFT of the LLM backbone on Q&A, chain-of-thought, plain-text and chat data.
 
 ``formats`` (reading records), ``dataset`` (chat template + label masking, collator), ``datamodule``,
-``sft`` (``TextSFT``), ``lightning_cli`` (``hybridjet sft``), ``evaluate`` (``sft eval``), ``api`` (``TextModel``),
-``cli`` (``hybridjet ask``).
+``loss`` (memory-safe token loss), ``sft`` (``TextSFT``), ``lightning_cli`` (``hybridjet sft``), ``evaluate``
+(``sft eval``), ``api`` (``TextModel``), ``cli`` (``hybridjet ask``).
 """

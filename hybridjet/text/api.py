@@ -23,7 +23,7 @@ from hybridjet.llm.backbone import load_backbone, load_tokenizer
 from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id, render_chat, with_system
 from hybridjet.text.export import ADAPTER_DIR, TOKENIZER_DIR, read_text_config
 from hybridjet.text.formats import Example
-from hybridjet.text.sft import token_loss_sum
+from hybridjet.text.loss import token_loss_sum
 
 
 class TextModel:

@@ -1,7 +1,9 @@
 """``TextSFT``: supervised fine-tuning of a (4-bit) LoRA causal LM on text, as a LightningModule.
 
-Loss: causal-LM cross entropy on the unmasked label tokens (assistant turns / continuations).  Validation logs the
-token-weighted ``val_loss``, ``val_ppl`` = exp(val_loss) and an exponential moving average ``val_loss_ema``.
+Loss: causal-LM cross entropy on the unmasked label tokens (assistant turns / continuations), memory-safe
+(:func:`hybridjet.text.loss.token_loss_sum`: the LM head on the learned positions only, chunked or fused).
+Validation logs the token-weighted ``val_loss``, ``val_ppl`` = exp(val_loss) and an exponential moving average
+``val_loss_ema``.
 Checkpoints hold only the trainable (LoRA) weights; at the end of ``fit`` the run directory gets ``adapter/``
 (the best checkpoint by ``val_loss`` when there is one), the tokenizer with its chat template and
 ``text_config.yaml``.
@@ -16,30 +18,16 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import load_backbone
-from hybridjet.text.dataset import IGNORE_INDEX
 from hybridjet.text.export import save_text_run
+from hybridjet.text.loss import token_loss_sum
 from hybridjet.train.checkpoints import load_checkpoint_data
 from hybridjet.train.resume import load_rng, save_rng
 
 OPTIMIZERS = ("adamw", "adamw8bit")
 SCHEDULERS = ("cosine", "linear", "constant")
-
-
-def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross entropy over the unmasked labels of ``batch``, and the number of such tokens."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    logits = out.logits[:, :-1, :].float()
-    labels = batch["labels"][:, 1:]
-    labels = labels.masked_fill(batch["attention_mask"][:, 1:] == 0, IGNORE_INDEX)
-    total = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    count = (labels != IGNORE_INDEX).sum()
-    return total, count
 
 
 class TextSFT(L.LightningModule):
