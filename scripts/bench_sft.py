@@ -1,74 +1,251 @@
-"""Tokens/s of LoRA SFT training steps (forward + backward + AdamW) for several quantizations, side by side.
+"""Text SFT throughput and memory: hybridjet's training path against the plain transformers + peft loop a user would
+otherwise write (the seeds' setup), on the same records, model, LoRA and batches in the same order, side by side.
 
-    .venv/bin/python scripts/bench_sft.py [--model smollm2] [--quantization none nf4] [--steps 5] [--batch-size 4]
+    python scripts/bench_sft.py --model smollm2=/root/models/smollm2-random --batch 32 [--model llama3b=... --batch 8]
+        [--systems plain hybridjet] [--steps 8] [--warmup 3] [--max-tokens 2048] [--out results.json]
 
-Batches are real templated examples from examples/data/physics_qa.jsonl (padding excluded from the token count).
+Each (model, system) runs in a fresh process (the first model trained in a process runs slower; a fresh process per
+row and untimed warm-up steps keep compilation and allocator growth out of the timed window). Both systems: the base
+in NF4 with double quantization (bf16 compute) on CUDA, LoRA r16 on every linear layer, AdamW, bf16 autocast on a
+bf16 GPU; records of uniformly 100 to ``--max-tokens`` tokens, the first fifth of each a prompt (not learned).
+
+- ``plain``: right-padded batches, ``model(input_ids, attention_mask, labels)`` with transformers' own loss and
+  SDPA attention, ``loss.backward()``, ``optimizer.step()`` — the seeds' notebooks' loop.
+- ``hybridjet``: :class:`hybridjet.text.sft.TextSFT` under a Lightning ``Trainer`` with its defaults (packed rows
+  where exact, the chunked loss, token-weighted steps), fed the same batches.
+
+Prints per row: learned-record tokens/s (non-padding tokens), peak GPU memory, padding fraction, MFU (model FLOPs
+per token 4N + attention, N the non-embedding parameters: forward 2N, backward to the activations 2N, the frozen
+weights get no gradient; over 989 TFLOP/s bf16 dense for an H200), and the ratios hybridjet/plain.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12}
 
 
-def bench(model: str, quantization: str, lora: str, steps: int, batch_size: int, device: str) -> dict[str, float]:
-    """Time ``steps`` training steps after one warm-up step; returns tokens/s and s/step."""
+def make_records(tokenizer: Any, n: int, max_tokens: int, seed: int) -> list[Any]:
+    """``n`` encoded records of uniformly 100..max_tokens tokens (random ids of the tokenizer's ordinary vocabulary),
+    the first fifth of each a prompt whose labels are not learned."""
+    from hybridjet.text.dataset import IGNORE_INDEX, Encoded
+
+    rng = np.random.default_rng(seed)
+    special = set(tokenizer.all_special_ids)
+    vocab = np.array([i for i in range(min(tokenizer.vocab_size, 49152)) if i not in special])
+    records = []
+    for i in range(n):
+        length = int(rng.integers(100, max_tokens + 1))
+        ids = rng.choice(vocab, size=length).tolist()
+        prompt = length // 5
+        records.append(Encoded(ids, [IGNORE_INDEX] * prompt + ids[prompt:], f"r{i}"))
+    return records
+
+
+def batch_order(n: int, batch: int, seed: int) -> list[np.ndarray]:
+    """The batches both systems train on, in order (hybridjet's own epoch-0 order)."""
+    from hybridjet.data.batches import EpochBatches
+
+    return EpochBatches(n, batch, seed, lambda rows: rows).epoch_batches(0)
+
+
+def nonembedding_params(model: Any) -> int:
+    """Parameters of the transformer layers, from the config (NF4 packs two values per byte)."""
+    c = model.config
+    head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    attn = c.hidden_size * head * (2 * c.num_attention_heads + 2 * c.num_key_value_heads)
+    return c.num_hidden_layers * (attn + 3 * c.hidden_size * c.intermediate_size)
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One (model, system) row, in this process."""
+    import torch
+
+    from hybridjet.llm.backbone import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model_path)
+    n = (args.warmup + args.steps) * args.batch
+    records = make_records(tokenizer, n, args.max_tokens, args.seed)
+    order = batch_order(n, args.batch, args.seed)
+    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    run = run_plain if args.system == "plain" else run_hybridjet
+    times, tokens, padding, model = run(args, records, order)
+    timed = slice(args.warmup, None)
+    seconds, n_tokens = float(np.sum(times[timed])), float(np.sum(tokens[timed]))
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    params = nonembedding_params(model)
+    c = model.config
+    mean_len = float(np.mean([len(r) for r in records]))
+    flops_per_token = 4 * params + 4 * c.num_hidden_layers * c.hidden_size * mean_len  # attention: QK^T and AV, fwd+bwd
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in device), None)
+    rate = n_tokens / seconds
+    return {"model": args.model_name, "system": args.system, "batch": args.batch, "tokens_per_s": rate,
+            "peak_gib": peak, "padding": float(np.mean(padding[timed])), "step_s": seconds / args.steps,
+            "mfu": rate * flops_per_token / peak_flops if peak_flops else None, "device": device,
+            "steps": args.steps, "warmup": args.warmup, "mean_record_tokens": mean_len}
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_plain(args: argparse.Namespace, records: list[Any], order: list[np.ndarray]) -> tuple[Any, Any, Any, Any]:
+    """The seeds' loop: padded batches, transformers' loss, backward, AdamW."""
+    import torch
+
     from hybridjet.llm.backbone import load_backbone
-    from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id
-    from hybridjet.text.formats import read_examples
-    from hybridjet.text.loss import token_loss_sum
+    from hybridjet.text.dataset import SFTCollator, pad_token_id
 
-    bb = load_backbone(model, quantization=quantization, lora=lora, device=device)
-    examples, _ = read_examples(ROOT / "examples" / "data" / "physics_qa.jsonl")
-    encoded = encode_examples(examples, bb.tokenizer, max_length=256)
+    bb = load_backbone(args.model_path, quantization=args.quantization, lora={"preset": "all-linear", "r": 16,
+                                                                               "alpha": 32, "dropout": 0.05})
+    model = bb.model
+    model.train()
     collate = SFTCollator(pad_token_id(bb.tokenizer))
-    batches = [collate(encoded[i : i + batch_size]) for i in range(0, len(encoded) - batch_size + 1, batch_size)]
-    params = [p for p in bb.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    bb.model.train()
-
-    def step(batch: dict[str, torch.Tensor]) -> int:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_available())
+    times, tokens, padding = [], [], []
+    for rows in order:
+        batch = collate([records[i] for i in rows])
+        tokens.append(int(batch["attention_mask"].sum()))
+        padding.append(1.0 - float(batch["attention_mask"].float().mean()))
         batch = {k: v.to(bb.device) for k, v in batch.items()}
-        total, count = token_loss_sum(bb.model, batch)
-        (total / count).backward()
+        _sync()
+        start = time.perf_counter()
+        with autocast:
+            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         labels=batch["labels"]).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return int(batch["attention_mask"].sum())
+        _sync()
+        times.append(time.perf_counter() - start)
+    return np.array(times), np.array(tokens), np.array(padding), bb.causal_lm
 
-    step(batches[0])
-    tokens = 0
-    start = time.perf_counter()
-    for i in range(steps):
-        tokens += step(batches[(i + 1) % len(batches)])
-    elapsed = time.perf_counter() - start
-    return {"tokens_per_s": tokens / elapsed, "s_per_step": elapsed / steps, "tokens": tokens}
+
+def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.ndarray]) -> tuple[Any, Any, Any, Any]:
+    """TextSFT under a Lightning Trainer with its defaults, on the same batches in the same order."""
+    import lightning as L
+    import torch
+
+    from hybridjet.text.datamodule import TextDataModule
+    from hybridjet.text.dataset import SFTDataset
+    from hybridjet.text.packing import padding_fraction
+    from hybridjet.text.sft import TextSFT
+    from hybridjet.train.callbacks import default_precision
+
+    class Timer(L.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.tokens: list[int] = []
+            self.padding: list[float] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.tokens.append(int(batch["n_tokens"]) if "n_tokens" in batch else int(batch["attention_mask"].sum()))
+            self.padding.append(padding_fraction(batch))
+            _sync()
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            _sync()
+            self.times.append(time.perf_counter() - self.start)
+
+    class FixedOrder(TextDataModule):
+        """The benchmark's batches, in its order (instead of the module's own permutation)."""
+
+        def train_dataloader(self) -> Any:
+            collate = self.collator("right")
+            batches = [collate([records[i] for i in rows]) for rows in order]
+            return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=lambda batch: batch)
+
+    model = TextSFT(model=args.model_path, quantization=args.quantization, lora="all-linear", lora_r=16,
+                    lora_alpha=32, lr=1e-4, warmup_steps=0, scheduler="constant",
+                    gradient_checkpointing=args.checkpointing, attention=args.attention)
+    with tempfile.TemporaryDirectory() as tmp:
+        dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
+                        max_length=args.max_tokens, packing=None if args.packing else False,
+                        pack_tokens=args.pack_tokens)
+        dm.datasets = {"train": SFTDataset(records)}
+        timer = Timer()
+        trainer = L.Trainer(max_steps=len(order), precision=default_precision(), limit_val_batches=0,
+                            num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                            default_root_dir=tmp)
+        dm.attach_tokenizer(model.tokenizer)
+        trainer.fit(model, datamodule=dm)
+    print(f"hybridjet: {'packed' if dm.packs else 'padded'} rows", file=sys.stderr)
+    return np.array(timer.times), np.array(timer.tokens), np.array(timer.padding), model.backbone.causal_lm
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--quantization", nargs="+", default=["none", "nf4"])
-    p.add_argument("--lora", default="qkv")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", action="append", required=True, help="NAME=PATH of a model directory (repeatable)")
+    p.add_argument("--batch", type=int, nargs="+", required=True, help="batch size per model, in --model order")
+    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet"])
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--max-tokens", type=int, default=2048)
+    p.add_argument("--quantization", default="auto")
+    p.add_argument("--checkpointing", action="store_true", help="hybridjet with gradient checkpointing")
+    p.add_argument("--attention", default=None, help="hybridjet's attention implementation (default: transformers')")
+    p.add_argument("--no-packing", dest="packing", action="store_false", help="hybridjet on padded rows")
+    p.add_argument("--pack-tokens", type=int, default=None, help="hybridjet's packed row length (default max)")
+    p.add_argument("--label", default="hybridjet", help="the name of the hybridjet row")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
+    p.add_argument("--worker", nargs=3, metavar=("NAME", "PATH", "SYSTEM"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"model {args.model}, lora {args.lora}, batch {args.batch_size}, {args.steps} timed steps")
-    print(f"{'quantization':<14}{'tokens/s':>12}{'s/step':>10}")
-    for q in args.quantization:
-        try:
-            r = bench(args.model, q, args.lora, args.steps, args.batch_size, args.device)
-        except Exception as exc:  # report a backend that cannot run here, and go on
-            print(f"{q:<14}{'failed: ' + str(exc).splitlines()[0][:80]:>22}")
-            continue
-        print(f"{q:<14}{r['tokens_per_s']:>12.1f}{r['s_per_step']:>10.2f}", flush=True)
+    if args.worker:
+        args.model_name, args.model_path, args.system = args.worker
+        args.batch = args.batch[0]
+        print("RESULT " + json.dumps(worker(args)), flush=True)
+        return
+    rows = []
+    for spec, batch in zip(args.model, args.batch, strict=True):
+        name, path = spec.split("=", 1)
+        for system in args.systems:
+            cmd = [sys.executable, __file__, "--model", spec, "--batch", str(batch), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--max-tokens", str(args.max_tokens), "--quantization",
+                   args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
+                   *(["--checkpointing"] if args.checkpointing else []),
+                   *(["--attention", args.attention] if args.attention else []),
+                   *([] if args.packing else ["--no-packing"]),
+                   *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else [])]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode != 0 or not lines:
+                print(f"{name} {system}: failed\n{done.stderr[-3000:]}", flush=True)
+                continue
+            row = json.loads(lines[-1][7:])
+            if system == "hybridjet":
+                row["system"] = args.label
+            rows.append(row)
+            mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "-"
+            print(f"{name:10s} batch {batch:3d} {row['system']:9s}: {row['tokens_per_s']:10,.0f} tokens/s  peak "
+                  f"{row['peak_gib']:6.2f} GiB  padding {100 * row['padding']:4.1f}%  MFU {mfu}  "
+                  f"({row['step_s']:.3f} s/step, {row['device']})", flush=True)
+        by = {r["system"]: r for r in rows if r["model"] == name}
+        if "plain" in by and args.label in by:
+            speed = by[args.label]["tokens_per_s"] / by["plain"]["tokens_per_s"]
+            memory = by[args.label]["peak_gib"] / by["plain"]["peak_gib"]
+            print(f"{name:10s} {args.label}/plain: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
+                  flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

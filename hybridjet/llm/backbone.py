@@ -205,6 +205,7 @@ def load_backbone(
     cache_dir: str | os.PathLike[str] | None = None,
     trust_remote_code: bool = False,
     upcast_frozen: bool | None = None,
+    attention: str | None = None,
 ) -> Backbone:
     """Load a causal LM backbone (alias ``smollm2``, a local HF dir or .gguf file, or a locally cached hub id).
 
@@ -216,6 +217,8 @@ def load_backbone(
     ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
     residual stream: fewer casts, bf16 attention, faster on a GPU at the same AUC); ``None`` = ``False`` on CUDA,
     ``True`` elsewhere.
+    ``attention``: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flex_attention`` ...; default: transformers'
+    choice).
     """
     import torch
 
@@ -228,7 +231,7 @@ def load_backbone(
     identity = resolve_model(name_or_path, cache_dir=cache_dir)
     try:
         tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
-        model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code)
+        model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code, attention)
     except HybridjetError as exc:
         if identity.format != "gguf":
             raise
@@ -236,7 +239,7 @@ def load_backbone(
         log.warning("hybridjet: cached conversion %s unloadable (%s): rebuilding", identity.path, exc)
         identity = resolve_model(name_or_path, cache_dir=cache_dir, rebuild=True)
         tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
-        model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code)
+        model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code, attention)
     model.requires_grad_(False)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -270,7 +273,8 @@ def load_backbone(
     )
 
 
-def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_remote_code: bool) -> Any:
+def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_remote_code: bool,
+                    attention: str | None = None) -> Any:
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {
@@ -278,6 +282,8 @@ def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_r
         "local_files_only": True,
         "trust_remote_code": trust_remote_code,
     }
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     qconf = bnb_config(quant, compute_dtype)
     if qconf is not None:
         kwargs["quantization_config"] = qconf

@@ -44,11 +44,13 @@ class TextModel:
         quantization: str | None = None,
         device: Any = None,
         dtype: Any = None,
+        model: str | None = None,
     ) -> TextModel:
-        """Load ``run_dir`` (written by ``hybridjet sft fit``): base model + adapter + saved tokenizer."""
+        """Load ``run_dir`` (written by ``hybridjet sft fit``): base model + adapter + saved tokenizer; ``model``:
+        the base model's path here when the recorded one is not on this machine (its weights' hash must match)."""
         run_dir = Path(run_dir)
         config = read_text_config(run_dir)
-        model_name = config.get("model") or (config.get("base_identity") or {}).get("name") or "smollm2"
+        model_name = model or config.get("model") or (config.get("base_identity") or {}).get("name") or "smollm2"
         quant = quantization or config.get("quantization") or "auto"
         if quant != "none" and not torch.cuda.is_available() and quantization is None:
             quant = "auto"  # a run trained 4-bit on a GPU, used on a CPU
@@ -114,12 +116,11 @@ class TextModel:
         batch_size: int = 8,
         templated: bool = False,
         seed: int | None = None,
+        progress: bool = False,
     ) -> list[str]:
-        """Generate for each prompt (left padding); returns only the new text of each.
-
-        ``prompts`` are questions (or message lists) to template, or model-ready texts with ``templated=True``.
-        ``temperature=0`` is greedy decoding.
-        """
+        """Generate for each prompt, ``batch_size`` at a time (left padding, the KV cache); returns only the new text
+        of each. ``prompts`` are questions (or message lists) to template, or model-ready texts with
+        ``templated=True``. ``temperature=0`` is greedy decoding; ``progress`` shows a bar."""
         if temperature < 0 or not 0 < top_p <= 1:
             raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
         if seed is not None:
@@ -127,7 +128,12 @@ class TextModel:
         texts = [p if templated else self.prompt_text(p) for p in prompts]
         tok = self.tokenizer
         outputs: list[str] = []
-        for start in range(0, len(texts), batch_size):
+        starts = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, unit="batch", desc=f"generating {len(texts)} answers")
+        for start in starts:
             chunk = texts[start : start + batch_size]
             enc = tok(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
             enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}

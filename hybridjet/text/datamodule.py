@@ -19,6 +19,7 @@ from hybridjet.text.dataset import (
     split_examples,
 )
 from hybridjet.text.formats import Example, read_examples
+from hybridjet.text.packing import PackedCollator
 
 
 class TextDataModule(L.LightningDataModule):
@@ -37,6 +38,10 @@ class TextDataModule(L.LightningDataModule):
         prompt_words / prompt_fraction: completion format: first N words (or fraction) of each text as the prompt.
         skip_invalid: skip (and count) malformed records instead of stopping at the first one.
         batch_size / eval_batch_size: loaders; num_workers: worker processes of the evaluation loaders.
+        packing: padding-free rows, several examples each (:mod:`hybridjet.text.packing`); ``None`` (default):
+            wherever the model keeps packed examples apart, checked on the model once (else padded rows, said once).
+        pack_tokens: the length of a packed row (default ``max_length``); longer rows waste less of the row's
+            tail, and attention that skips masked blocks (``flex_attention``) takes them at no cost.
     """
 
     def __init__(
@@ -59,6 +64,8 @@ class TextDataModule(L.LightningDataModule):
         batch_size: int = 4,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        packing: bool | None = None,
+        pack_tokens: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +87,10 @@ class TextDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.num_workers = num_workers
+        self.packing = packing
+        self.pack_tokens = pack_tokens
+        self.packs: bool = False  # decided in setup, from ``packing`` and the model
+        self._packing_decided: bool | None = None
         self.tokenizer: Any = None
         self.examples: dict[str, list[Example]] = {}
         self.datasets: dict[str, SFTDataset] = {}
@@ -88,6 +99,10 @@ class TextDataModule(L.LightningDataModule):
                              ("max_length", max_length)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise HybridjetError(f"data.{field}: expected a positive integer, got {value!r}")
+        if pack_tokens is not None and (isinstance(pack_tokens, bool) or not isinstance(pack_tokens, int)
+                                        or pack_tokens < max_length):
+            raise HybridjetError(f"data.pack_tokens: expected null or an integer >= max_length ({max_length}), "
+                                 f"got {pack_tokens!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise HybridjetError(f"data.num_workers: expected 0 or a positive integer, got {num_workers!r}")
 
@@ -137,6 +152,8 @@ class TextDataModule(L.LightningDataModule):
             if tokenizer is None:
                 raise HybridjetError("TextDataModule needs a tokenizer: attach_tokenizer(...) or a TextSFT model")
             self.tokenizer = tokenizer
+        if self._packing_decided is None:
+            self._packing_decided = self.packs = self._decide_packing()
         if self.datasets:
             return
         self.datasets = self.encode(self.tokenizer)
@@ -163,8 +180,24 @@ class TextDataModule(L.LightningDataModule):
             raise HybridjetError(f"{self.train_path}: no training records")
         return datasets
 
-    def collator(self, padding_side: str = "right") -> SFTCollator:
-        """The padding collator (right padding for training/eval loss, left for generation)."""
+    def _decide_packing(self) -> bool:
+        """Pack when asked to (or, by default, always) and the model keeps packed examples apart; say so once."""
+        if self.packing is False:
+            return False
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        check = getattr(module, "packing_check", None)
+        if check is None:  # no model to check (a module used on its own): padded rows
+            return False
+        exact, why = check()
+        if not exact:
+            print(f"text data: padded rows, not packed: {why}")
+        return exact
+
+    def collator(self, padding_side: str = "right") -> SFTCollator | PackedCollator:
+        """The loss batches' collator: packed rows when :attr:`packs`, else padded ones (right padding for the loss,
+        left for generation)."""
+        if self.packs and padding_side == "right":
+            return PackedCollator(pad_token_id(self.tokenizer), row_tokens=self.pack_tokens or self.max_length)
         return SFTCollator(pad_token_id(self.tokenizer), padding_side=padding_side)
 
     def _dataset(self, split: str) -> SFTDataset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,18 @@ def _prompt_of(example: Example) -> str | list[dict[str, str]]:
 
 
 def score_model(
-    tm: Any, examples: Sequence[Example], max_new_tokens: int, batch_size: int, max_length: int | None
+    tm: Any, examples: Sequence[Example], max_new_tokens: int, batch_size: int, max_length: int | None,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Loss/perplexity and ROUGE-L (greedy generations) of ``tm`` on ``examples``."""
+    """Loss/perplexity and ROUGE-L (greedy generations, timed) of ``tm`` on ``examples``."""
     result: dict[str, Any] = dict(tm.loss_on_examples(examples, batch_size=batch_size, max_length=max_length))
     prompts = [_prompt_of(ex) for ex in examples]
     if any(not ex.is_chat and not ex.prompt for ex in examples):
         result["rougeL"] = None  # plain texts without a prompt/continuation split: nothing to generate from
         return result, []
-    generations = tm.generate_batch(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    started = time.perf_counter()
+    generations = tm.generate_batch(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    result["generation_examples_per_s"] = len(prompts) / max(time.perf_counter() - started, 1e-9)
     references = [ex.reference() for ex in examples]
     result["rougeL"] = rouge_l(generations, references)
     if any(ex.meta.get("format") == "cot" for ex in examples):
@@ -56,9 +60,12 @@ def evaluate_run(
     include_base: bool = True,
     out: str | os.PathLike[str] | None = None,
     model: Any = None,
+    base_model: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``."""
-    tm = model if model is not None else TextModel.from_pretrained(run_dir)
+    """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
+    ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one."""
+    tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
     settings = tm.config.get("data") or {}
     examples, report = read_examples(
         data,
@@ -78,10 +85,10 @@ def evaluate_run(
         "max_new_tokens": max_new_tokens,
         "model": tm.config.get("model"),
     }
-    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length)
+    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
     if include_base:
         with tm.base_model():
-            before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length)
+            before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
         result["base"] = before
     result["adapter"] = after
     result["samples"] = [
@@ -102,7 +109,8 @@ def evaluate_run(
 def format_table(result: dict[str, Any]) -> str:
     """A before/after table of an :func:`evaluate_run` result."""
     cols = [c for c in ("base", "adapter") if c in result]
-    rows = [("eval loss", "loss", "{:.4f}"), ("perplexity", "perplexity", "{:.3f}"), ("ROUGE-L F", "rougeL", "{:.4f}")]
+    rows = [("eval loss", "loss", "{:.4f}"), ("perplexity", "perplexity", "{:.3f}"), ("ROUGE-L F", "rougeL", "{:.4f}"),
+            ("generated examples/s", "generation_examples_per_s", "{:.2f}")]
     if any("rougeL_response" in result[c] for c in cols):
         rows.append(("ROUGE-L F (response)", "rougeL_response", "{:.4f}"))
     lines = [

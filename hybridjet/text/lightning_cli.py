@@ -20,14 +20,17 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import load_tokenizer
 from hybridjet.llm.resolve import resolve_model
 from hybridjet.quiet import quiet_training_warnings
 from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.sft import TextSFT
+from hybridjet.train.callbacks import default_precision
 from hybridjet.train.checkpoints import DataCheckpointIO, check_cli_ckpt_path, remove_partial_checkpoints
 
-USAGE = "usage: hybridjet sft {fit,validate,test} -c CONFIG [overrides] | hybridjet sft eval --run RUN --data FILE"
+USAGE = ("usage: hybridjet sft {fit,validate,test} -c CONFIG [overrides] | hybridjet sft eval --run RUN --data FILE"
+         " | hybridjet sft lora-study -c CONFIG [--presets qkv all-linear] [overrides]")
 
 
 class SFTCLI(LightningCLI):
@@ -102,7 +105,8 @@ def cli_main(args: Sequence[str]) -> SFTCLI:
         TextDataModule,
         args=list(args),
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"num_sanity_val_steps": 0, "plugins": [DataCheckpointIO()]},
+        trainer_defaults={"num_sanity_val_steps": 0, "plugins": [DataCheckpointIO()],
+                          "precision": default_precision()},
         parser_kwargs={"prog": "hybridjet sft"},
     )
 
@@ -120,6 +124,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-base", action="store_true", help="skip the base-model (before) column")
     p.add_argument("--out", default=None, help="output JSON (default <run>/eval.json)")
+    p.add_argument("--model", default=None, help="base model path, when the run's recorded one is not on this machine")
+    p.add_argument("--progress", action="store_true", help="show a progress bar of the generation")
     return p
 
 
@@ -143,8 +149,50 @@ def main(argv: Sequence[str]) -> int:
             batch_size=ns.batch_size,
             include_base=not ns.no_base,
             out=ns.out,
+            base_model=ns.model,
+            progress=ns.progress,
         )
         print(format_table(result))
         return 0
+    if args[0] == "lora-study":
+        return lora_study(args[1:])
     cli_main(args)
+    return 0
+
+
+def lora_study(args: list[str]) -> int:
+    """``hybridjet sft lora-study -c CONFIG [--presets qkv all-linear] [overrides]``: one ``sft fit`` per LoRA preset
+    on the same data, split and seed (runs ``<name>_<preset>``), then their best eval loss and perplexity side by
+    side."""
+    import math
+
+    import yaml
+
+    from hybridjet.text.export import read_text_config
+
+    presets = ["qkv", "all-linear"]
+    if "--presets" in args:
+        at = args.index("--presets")
+        given = [a for a in args[at + 1 :] if not a.startswith("--")]
+        rest = args[at + 1 + len(given) :]
+        presets, args = given, args[:at] + rest
+        if not presets:
+            raise HybridjetError("--presets: expected LoRA presets, e.g. --presets qkv all-linear")
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-c", "--config")]
+    names = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--name"]
+    roots = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--runs_root"]
+    base = names[-1] if names else next((yaml.safe_load(Path(c).read_text()).get("name") for c in configs
+                                         if Path(c).is_file()), "sft")
+    root = Path(roots[-1]) if roots else Path("runs")
+    rows = []
+    for preset in presets:
+        name = f"{base}_{preset}"
+        print(f"=== LoRA {preset}: runs {root / name}", flush=True)
+        cli_main(["fit", *args, "--name", name, "--model.lora", preset])
+        exported = (read_text_config(root / name).get("exported") or {})
+        loss = exported.get("val_loss")
+        rows.append((preset, name, loss, math.exp(min(loss, 50.0)) if loss is not None else None))
+    print("\n| LoRA | run | best val loss | val perplexity |\n|:---|:---|---:|---:|")
+    for preset, name, loss, ppl in rows:
+        print(f"| {preset} | {name} | {'-' if loss is None else f'{loss:.4f}'} | {'-' if ppl is None else f'{ppl:.2f}'} |")
     return 0

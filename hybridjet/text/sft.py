@@ -23,6 +23,7 @@ from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import load_backbone
 from hybridjet.text.export import save_text_run
 from hybridjet.text.loss import token_loss_sum
+from hybridjet.text.packing import packing_is_exact
 from hybridjet.train.checkpoints import load_checkpoint_data
 from hybridjet.train.resume import load_rng, save_rng
 
@@ -47,6 +48,8 @@ class TextSFT(L.LightningModule):
         run_dir: where ``adapter/``, tokenizer and ``text_config.yaml`` go (default: the trainer's root dir).
         save_best: export the checkpoint with the lowest ``val_loss`` (else the final weights).
         cache_dir: hybridjet model cache (GGUF conversions).
+        attention: transformers' attention implementation (``sdpa``, ``eager``, ``flex_attention``; default: its
+            own choice); packed rows are used only where it keeps examples apart (checked on the model).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class TextSFT(L.LightningModule):
         run_dir: str | None = None,
         save_best: bool = True,
         cache_dir: str | None = None,
+        attention: str | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -88,6 +92,7 @@ class TextSFT(L.LightningModule):
             dtype=dtype,
             gradient_checkpointing=gradient_checkpointing,
             cache_dir=cache_dir,
+            attention=attention,
         )
         self.model = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
@@ -95,6 +100,13 @@ class TextSFT(L.LightningModule):
         self._val_count = 0
         self.val_loss_ema: float | None = None
         self.exported_from: dict[str, Any] = {}
+        self._packing: tuple[bool, str] | None = None
+
+    def packing_check(self) -> tuple[bool, str]:
+        """Whether this model keeps packed examples apart (checked once on the model, :func:`packing_is_exact`)."""
+        if self._packing is None:
+            self._packing = packing_is_exact(self.model, self.tokenizer)
+        return self._packing
 
     def on_fit_start(self) -> None:
         self.model.train()  # the loader returns the model in eval mode; LoRA dropout is on while training
@@ -110,15 +122,16 @@ class TextSFT(L.LightningModule):
         n = batch["input_ids"].size(0)
         self.log("train_loss", total.detach() / count.clamp(min=1), prog_bar=True, batch_size=n)
         self.log("train_tokens", count.float(), reduce_fx="sum", batch_size=n)
-        return self.step_loss(total, batch)
+        return self.step_loss(total, count, batch)
 
-    def step_loss(self, total: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The loss to back-propagate for a micro-batch whose summed token loss is ``total``: divided by the learned
+    def step_loss(self, total: torch.Tensor, count: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss to back-propagate for a micro-batch whose summed token loss is ``total`` (over ``count``
+        learned tokens): divided by the learned
         tokens of its whole optimiser step on every rank (``group_weight``), times the micro-batches Lightning
         divides by and the ranks DDP averages over — every token of the step weighs the same."""
         group = batch.get("group_weight")
-        if group is None:  # a batch from elsewhere: its own tokens
-            return total / max(float((batch["labels"][:, 1:] != IGNORE_INDEX).sum()), 1.0)
+        if group is None:  # a batch from elsewhere: the mean over its own tokens
+            return total / count.clamp(min=1)
         trainer = self.trainer
         scale = trainer.accumulate_grad_batches * trainer.world_size
         return total * scale / group.to(total.device, total.dtype).clamp(min=1)
