@@ -94,7 +94,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.model_name, "system": args.system, "batch": args.batch, "tokens_per_s": rate,
             "peak_gib": peak, "padding": float(np.mean(padding[timed])), "step_s": seconds / args.steps,
             "mfu": rate * flops_per_token / peak_flops if peak_flops else None, "device": device,
-            "steps": args.steps, "warmup": args.warmup, "mean_record_tokens": mean_len}
+            "steps": args.steps, "warmup": args.warmup, "mean_record_tokens": mean_len,
+            "packed": getattr(args, "packed", False), "attention": args.attention}
 
 
 def _sync() -> None:
@@ -187,14 +188,14 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
                             default_root_dir=tmp)
         dm.attach_tokenizer(model.tokenizer)
         trainer.fit(model, datamodule=dm)
-    print(f"hybridjet: {'packed' if dm.packs else 'padded'} rows", file=sys.stderr)
+    args.packed = dm.packs
     return np.array(timer.times), np.array(timer.tokens), np.array(timer.padding), model.backbone.causal_lm
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="NAME=PATH of a model directory (repeatable)")
-    p.add_argument("--batch", type=int, nargs="+", required=True, help="batch size per model, in --model order")
+    p.add_argument("--batch", type=int, action="append", required=True, help="batch size per model, in --model order")
     p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet"])
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)

@@ -74,10 +74,13 @@ def padding_fraction(batch: dict[str, torch.Tensor]) -> float:
 
 
 @torch.no_grad()
-def packing_is_exact(model: Any, tokenizer: Any, tolerance: float = 1e-3) -> tuple[bool, str]:
-    """Whether ``model`` keeps packed examples apart: two short texts run alone and packed in one row (restarting
-    positions, no mask, no cache) must give the same hidden states. Returns ``(exact, why)``."""
-    first = tokenizer("Jets are collimated sprays of hadrons.", add_special_tokens=False)["input_ids"]
+def packing_is_exact(model: Any, tokenizer: Any, margin: float = 0.05) -> tuple[bool, str]:
+    """Whether ``model`` keeps packed examples apart: the second of two short texts, packed after the first in one
+    row (restarting positions, no mask, no cache), must give the hidden states it gives alone — closer to them than
+    ``margin`` times the difference that seeing the first text makes (the two texts simply concatenated), so that
+    rounding in half precision passes and a leak does not. Returns ``(exact, why)``."""
+    first = tokenizer("Jets are collimated sprays of hadrons from quarks and gluons.",
+                      add_special_tokens=False)["input_ids"]
     second = tokenizer("The W boson decays to two quarks.", add_special_tokens=False)["input_ids"]
     decoder = decoder_of(model)
     device = next(p.device for p in model.parameters())
@@ -89,15 +92,17 @@ def packing_is_exact(model: Any, tokenizer: Any, tolerance: float = 1e-3) -> tup
             pos = torch.tensor([positions], device=device)
             return decoder(input_ids=x, position_ids=pos, use_cache=False).last_hidden_state[0].float()
 
-        alone = torch.cat([hidden(first, list(range(len(first)))), hidden(second, list(range(len(second))))])
-        packed = hidden(first + second, list(range(len(first))) + list(range(len(second))))
+        n1, n2 = len(first), len(second)
+        alone = hidden(second, list(range(n2)))
+        packed = hidden(first + second, list(range(n1)) + list(range(n2)))[n1:]
+        joined = hidden(first + second, list(range(n1 + n2)))[n1:]
     except Exception as err:  # an architecture whose forward does not take position_ids this way
         return False, f"{type(decoder).__name__} cannot run packed rows ({type(err).__name__}: {err})"
     finally:
         model.train(was_training)
-    scale = float(alone.abs().max()) or 1.0
-    diff = float((alone - packed).abs().max()) / scale
-    if diff > tolerance:
-        return False, (f"{type(decoder).__name__} with {getattr(model.config, '_attn_implementation', '?')} "
-                       f"attention lets packed examples see each other (relative difference {diff:.1e})")
-    return True, f"packed examples stay apart (relative difference {diff:.1e})"
+    leak, off = float((joined - alone).norm()), float((packed - alone).norm())
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", "?")
+    if not leak > 0 or off > margin * leak:
+        return False, (f"{type(decoder).__name__} with {implementation} attention lets packed examples see each "
+                       f"other (off by {off / max(leak, 1e-30):.0%} of what the other example's context changes)")
+    return True, f"packed examples stay apart ({type(decoder).__name__}, {implementation} attention)"
