@@ -36,9 +36,9 @@ import numpy as np
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12}
 
 
-def make_records(tokenizer: Any, n: int, max_tokens: int, seed: int) -> list[Any]:
-    """``n`` encoded records of uniformly 100..max_tokens tokens (random ids of the tokenizer's ordinary vocabulary),
-    the first fifth of each a prompt whose labels are not learned."""
+def make_records(tokenizer: Any, n: int, min_tokens: int, max_tokens: int, seed: int) -> list[Any]:
+    """``n`` encoded records of uniformly min..max tokens (random ids of the tokenizer's ordinary vocabulary), the
+    first fifth of each a prompt whose labels are not learned."""
     from hybridjet.text.dataset import IGNORE_INDEX, Encoded
 
     rng = np.random.default_rng(seed)
@@ -46,7 +46,7 @@ def make_records(tokenizer: Any, n: int, max_tokens: int, seed: int) -> list[Any
     vocab = np.array([i for i in range(min(tokenizer.vocab_size, 49152)) if i not in special])
     records = []
     for i in range(n):
-        length = int(rng.integers(100, max_tokens + 1))
+        length = int(rng.integers(min_tokens, max_tokens + 1))
         ids = rng.choice(vocab, size=length).tolist()
         prompt = length // 5
         records.append(Encoded(ids, [IGNORE_INDEX] * prompt + ids[prompt:], f"r{i}"))
@@ -76,7 +76,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     tokenizer = load_tokenizer(args.model_path)
     n = (args.warmup + args.steps) * args.batch
-    records = make_records(tokenizer, n, args.max_tokens, args.seed)
+    records = make_records(tokenizer, n, args.min_tokens, args.max_tokens, args.seed)
     order = batch_order(n, args.batch, args.seed)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     run = run_plain if args.system == "plain" else run_hybridjet
@@ -175,7 +175,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
 
     model = TextSFT(model=args.model_path, quantization=args.quantization, lora="all-linear", lora_r=16,
                     lora_alpha=32, lr=1e-4, warmup_steps=0, scheduler="constant",
-                    gradient_checkpointing=args.checkpointing, attention=args.attention)
+                    gradient_checkpointing=args.checkpointing, attention=args.attention or "auto")
     with tempfile.TemporaryDirectory() as tmp:
         dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
                         max_length=args.max_tokens, packing=None if args.packing else False,
@@ -202,7 +202,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--quantization", default="auto")
     p.add_argument("--checkpointing", action="store_true", help="hybridjet with gradient checkpointing")
-    p.add_argument("--attention", default=None, help="hybridjet's attention implementation (default: transformers')")
+    p.add_argument("--attention", default=None, help="hybridjet's attention implementation (default: its auto)")
+    p.add_argument("--min-tokens", type=int, default=100, help="the shortest record (records: uniform min..max)")
     p.add_argument("--no-packing", dest="packing", action="store_false", help="hybridjet on padded rows")
     p.add_argument("--pack-tokens", type=int, default=None, help="hybridjet's packed row length (default max)")
     p.add_argument("--label", default="hybridjet", help="the name of the hybridjet row")
@@ -220,7 +221,8 @@ def main() -> None:
         name, path = spec.split("=", 1)
         for system in args.systems:
             cmd = [sys.executable, __file__, "--model", spec, "--batch", str(batch), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--max-tokens", str(args.max_tokens), "--quantization",
+                   "--warmup", str(args.warmup), "--max-tokens", str(args.max_tokens), "--min-tokens",
+                   str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
                    *(["--checkpointing"] if args.checkpointing else []),
                    *(["--attention", args.attention] if args.attention else []),

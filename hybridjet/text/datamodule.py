@@ -40,8 +40,8 @@ class TextDataModule(L.LightningDataModule):
         batch_size / eval_batch_size: loaders; num_workers: worker processes of the evaluation loaders.
         packing: padding-free rows, several examples each (:mod:`hybridjet.text.packing`); ``None`` (default):
             wherever the model keeps packed examples apart, checked on the model once (else padded rows, said once).
-        pack_tokens: the length of a packed row (default ``max_length``); longer rows waste less of the row's
-            tail, and attention that skips masked blocks (``flex_attention``) takes them at no cost.
+        pack_tokens: the length of a packed row; default: the model's choice (a whole batch in one row with
+            FlexAttention, ``max_length`` with a dense mask).
     """
 
     def __init__(
@@ -91,6 +91,7 @@ class TextDataModule(L.LightningDataModule):
         self.pack_tokens = pack_tokens
         self.packs: bool = False  # decided in setup, from ``packing`` and the model
         self._packing_decided: bool | None = None
+        self._row_tokens = max_length
         self.tokenizer: Any = None
         self.examples: dict[str, list[Example]] = {}
         self.datasets: dict[str, SFTDataset] = {}
@@ -154,6 +155,9 @@ class TextDataModule(L.LightningDataModule):
             self.tokenizer = tokenizer
         if self._packing_decided is None:
             self._packing_decided = self.packs = self._decide_packing()
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            hint = getattr(module, "packed_row_tokens", None)
+            self._row_tokens = hint(self.max_length) if hint is not None else self.max_length
         if self.datasets:
             return
         self.datasets = self.encode(self.tokenizer)
@@ -197,7 +201,7 @@ class TextDataModule(L.LightningDataModule):
         """The loss batches' collator: packed rows when :attr:`packs`, else padded ones (right padding for the loss,
         left for generation)."""
         if self.packs and padding_side == "right":
-            return PackedCollator(pad_token_id(self.tokenizer), row_tokens=self.pack_tokens or self.max_length)
+            return PackedCollator(pad_token_id(self.tokenizer), row_tokens=self.pack_tokens or self._row_tokens)
         return SFTCollator(pad_token_id(self.tokenizer), padding_side=padding_side)
 
     def _dataset(self, split: str) -> SFTDataset:

@@ -28,6 +28,15 @@ from hybridjet.train.checkpoints import load_checkpoint_data
 from hybridjet.train.resume import load_rng, save_rng
 
 OPTIMIZERS = ("adamw", "adamw8bit")
+#: a packed row's length with FlexAttention: one row per batch (its block mask skips what examples do not see)
+FLEX_ROW_TOKENS = 1 << 17
+
+
+def resolve_attention(attention: str | None) -> str | None:
+    """``auto``: FlexAttention on CUDA, transformers' default elsewhere; other names as given."""
+    if attention == "auto":
+        return "flex_attention" if torch.cuda.is_available() else None
+    return attention
 SCHEDULERS = ("cosine", "linear", "constant")
 
 
@@ -48,8 +57,10 @@ class TextSFT(L.LightningModule):
         run_dir: where ``adapter/``, tokenizer and ``text_config.yaml`` go (default: the trainer's root dir).
         save_best: export the checkpoint with the lowest ``val_loss`` (else the final weights).
         cache_dir: hybridjet model cache (GGUF conversions).
-        attention: transformers' attention implementation (``sdpa``, ``eager``, ``flex_attention``; default: its
-            own choice); packed rows are used only where it keeps examples apart (checked on the model).
+        attention: transformers' attention implementation (``sdpa``, ``eager``, ``flex_attention``); ``auto``:
+            ``flex_attention`` on CUDA (block-sparse: a whole packed batch in one row costs only its examples'
+            attention), transformers' default elsewhere. Packed rows are used only where it keeps examples apart
+            (checked on the model).
     """
 
     def __init__(
@@ -72,7 +83,7 @@ class TextSFT(L.LightningModule):
         run_dir: str | None = None,
         save_best: bool = True,
         cache_dir: str | None = None,
-        attention: str | None = None,
+        attention: str = "auto",
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -92,7 +103,7 @@ class TextSFT(L.LightningModule):
             dtype=dtype,
             gradient_checkpointing=gradient_checkpointing,
             cache_dir=cache_dir,
-            attention=attention,
+            attention=resolve_attention(attention),
         )
         self.model = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
@@ -101,6 +112,12 @@ class TextSFT(L.LightningModule):
         self.val_loss_ema: float | None = None
         self.exported_from: dict[str, Any] = {}
         self._packing: tuple[bool, str] | None = None
+
+    def packed_row_tokens(self, max_length: int) -> int:
+        """The length of a packed row: a whole batch in one row with block-sparse FlexAttention, else ``max_length``
+        (a dense mask per row costs the row's length squared)."""
+        implementation = getattr(self.backbone.causal_lm.config, "_attn_implementation", None)
+        return FLEX_ROW_TOKENS if implementation == "flex_attention" else max_length
 
     def packing_check(self) -> tuple[bool, str]:
         """Whether this model keeps packed examples apart (checked once on the model, :func:`packing_is_exact`)."""
