@@ -175,7 +175,8 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
 
     model = TextSFT(model=args.model_path, quantization=args.quantization, lora="all-linear", lora_r=16,
                     lora_alpha=32, lr=1e-4, warmup_steps=0, scheduler="constant",
-                    gradient_checkpointing=args.checkpointing, attention=args.attention or "auto")
+                    gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
+                    attention=args.attention or "auto")
     with tempfile.TemporaryDirectory() as tmp:
         dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
                         max_length=args.max_tokens, packing=None if args.packing else False,
@@ -201,7 +202,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--quantization", default="auto")
-    p.add_argument("--checkpointing", action="store_true", help="hybridjet with gradient checkpointing")
+    p.add_argument("--checkpointing", type=float, default=0.0,
+                   help="hybridjet with gradient checkpointing on this fraction of the layers (1 = all)")
     p.add_argument("--attention", default=None, help="hybridjet's attention implementation (default: its auto)")
     p.add_argument("--min-tokens", type=int, default=100, help="the shortest record (records: uniform min..max)")
     p.add_argument("--no-packing", dest="packing", action="store_false", help="hybridjet on padded rows")
@@ -224,7 +226,7 @@ def main() -> None:
                    "--warmup", str(args.warmup), "--max-tokens", str(args.max_tokens), "--min-tokens",
                    str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
-                   *(["--checkpointing"] if args.checkpointing else []),
+                   "--checkpointing", str(args.checkpointing),
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
                    *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else [])]

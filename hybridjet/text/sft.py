@@ -20,7 +20,7 @@ import lightning as L
 import torch
 
 from hybridjet.errors import HybridjetError
-from hybridjet.llm.backbone import load_backbone
+from hybridjet.llm.backbone import decoder_of, load_backbone
 from hybridjet.text.export import save_text_run
 from hybridjet.text.loss import token_loss_sum
 from hybridjet.text.packing import packing_is_exact
@@ -30,6 +30,18 @@ from hybridjet.train.resume import load_rng, save_rng
 OPTIMIZERS = ("adamw", "adamw8bit")
 #: a packed row's length with FlexAttention: one row per batch (its block mask skips what examples do not see)
 FLEX_ROW_TOKENS = 1 << 17
+
+
+def checkpoint_fraction(model: Any, fraction: bool | float) -> None:
+    """Leave gradient checkpointing on for ``fraction`` of the decoder layers (evenly spread) and off for the rest
+    (transformers' checkpointed layers each carry their own switch)."""
+    if isinstance(fraction, bool) or not fraction:
+        return
+    if not 0 < float(fraction) <= 1:
+        raise HybridjetError(f"gradient_checkpointing: expected true, false or a fraction in (0, 1], got {fraction}")
+    layers = list(decoder_of(model).layers)
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = int((i + 1) * fraction) > int(i * fraction)
 
 
 def resolve_attention(attention: str | None) -> str | None:
@@ -49,7 +61,8 @@ class TextSFT(L.LightningModule):
         lora: preset ``qkv``, ``attn`` or ``all-linear`` (or comma-separated module names).
         lora_r / lora_alpha / lora_dropout: LoRA rank, scaling and dropout.
         dtype: compute dtype (``bf16``, ``fp16``, ``fp32``; default per device).
-        gradient_checkpointing: trade compute for activation memory.
+        gradient_checkpointing: trade compute for activation memory: ``true`` for every decoder layer, a fraction
+            in (0, 1) for that share of them, evenly spread (the memory saved and the time spent both scale with it).
         optimizer: ``adamw`` (torch) or ``adamw8bit`` (bitsandbytes).
         lr / weight_decay / betas: optimizer settings.
         scheduler: ``cosine`` (default), ``linear`` or ``constant``, each after ``warmup_steps`` linear warmup.
@@ -72,7 +85,7 @@ class TextSFT(L.LightningModule):
         lora_alpha: int = 32,
         lora_dropout: float = 0.05,
         dtype: str | None = None,
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: bool | float = False,
         optimizer: str = "adamw",
         lr: float = 2e-4,
         weight_decay: float = 0.0,
@@ -101,10 +114,11 @@ class TextSFT(L.LightningModule):
             quantization=quantization,
             lora=spec,
             dtype=dtype,
-            gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing=bool(gradient_checkpointing),
             cache_dir=cache_dir,
             attention=resolve_attention(attention),
         )
+        checkpoint_fraction(self.backbone.model, gradient_checkpointing)
         self.model = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
         self._val_sum = 0.0

@@ -150,7 +150,7 @@ def test_matches_full_logits_padded(family: str, chunk_tokens: int) -> None:
 
 @pytest.mark.parametrize("chunk_tokens", [4, 4096])
 def test_matches_full_logits_lora_backbone(tiny_llama: Path, chunk_tokens: int) -> None:
-    model = load_backbone(tiny_llama, quantization="none", lora="attn").model  # PeftModel, eval mode
+    model = load_backbone(tiny_llama, quantization="none", lora="attn", device="cpu").model  # PeftModel, eval mode
     for name, p in model.named_parameters():
         if "lora_B" in name:  # peft starts B at zero; a non-zero adapter makes the comparison meaningful
             torch.nn.init.normal_(p.data, std=0.05)

@@ -26,7 +26,7 @@ def test_rows_are_filled_first_fit_longest_first():
 
 @pytest.fixture(scope="module")
 def encoded(tiny_llama):
-    bb = load_backbone(tiny_llama, quantization="none", dtype="fp32")
+    bb = load_backbone(tiny_llama, quantization="none", dtype="fp32", device="cpu")  # fp32 exactness, on CPU
     examples = [Example(messages=[{"role": "user", "content": f"Question {i}: " + "what is a jet? " * (3 * i + 1)},
                                   {"role": "assistant", "content": "A spray of hadrons. " * (2 * i + 1)}],
                         source=f"r{i}") for i in range(5)]
@@ -68,7 +68,7 @@ def _find(packed: dict[str, torch.Tensor], item) -> tuple[int, int]:
 
 
 def test_the_model_is_checked_for_keeping_packed_examples_apart(tiny_llama, tmp_path):
-    bb = load_backbone(tiny_llama, quantization="none", dtype="fp32")
+    bb = load_backbone(tiny_llama, quantization="none", dtype="fp32", device="cpu")  # fp32 exactness, on CPU
     exact, why = packing_is_exact(bb.model, bb.tokenizer)
     assert exact, why
     # OPT takes learned positions from position_ids but builds its mask without them: packed examples leak
@@ -92,7 +92,7 @@ def test_sft_fit_packs_where_exact_and_says_when_not(tiny_llama, tmp_path, capsy
     L.seed_everything(0, verbose=False)
     model = TextSFT(model=str(tiny_llama), quantization="none", lora="qkv")
     dm = TextDataModule(train_path=str(data), format="qa", val_ratio=0.25, batch_size=4)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_steps=2, accelerator="auto", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         default_root_dir=str(tmp_path / "run"))
     trainer.fit(model, datamodule=dm)
