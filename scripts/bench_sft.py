@@ -53,6 +53,16 @@ def make_records(tokenizer: Any, n: int, min_tokens: int, max_tokens: int, seed:
     return records
 
 
+def file_records(tokenizer: Any, path: str, n: int, max_tokens: int) -> list[Any]:
+    """``n`` records of a text file (completion format: the whole text learned), cycled when the file has fewer."""
+    from hybridjet.text.dataset import encode_examples
+    from hybridjet.text.formats import read_examples
+
+    examples, _ = read_examples(path, format="completion")
+    encoded = encode_examples(examples, tokenizer, max_length=max_tokens)
+    return [encoded[i % len(encoded)] for i in range(n)]
+
+
 def batch_order(n: int, batch: int, seed: int) -> list[np.ndarray]:
     """The batches both systems train on, in order (hybridjet's own epoch-0 order)."""
     from hybridjet.data.batches import EpochBatches
@@ -76,7 +86,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     tokenizer = load_tokenizer(args.model_path)
     n = (args.warmup + args.steps) * args.batch
-    records = make_records(tokenizer, n, args.min_tokens, args.max_tokens, args.seed)
+    records = (file_records(tokenizer, args.data, n, args.max_tokens) if args.data
+               else make_records(tokenizer, n, args.min_tokens, args.max_tokens, args.seed))
     order = batch_order(n, args.batch, args.seed)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     run = run_plain if args.system == "plain" else run_hybridjet
@@ -95,7 +106,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             "peak_gib": peak, "padding": float(np.mean(padding[timed])), "step_s": seconds / args.steps,
             "mfu": rate * flops_per_token / peak_flops if peak_flops else None, "device": device,
             "steps": args.steps, "warmup": args.warmup, "mean_record_tokens": mean_len,
-            "packed": getattr(args, "packed", False), "attention": args.attention}
+            "packed": getattr(args, "packed", False), "attention": args.attention,
+            "losses": getattr(args, "losses", [])}
 
 
 def _sync() -> None:
@@ -117,9 +129,10 @@ def run_plain(args: argparse.Namespace, records: list[Any], order: list[np.ndarr
     model = bb.model
     model.train()
     collate = SFTCollator(pad_token_id(bb.tokenizer))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_available())
     times, tokens, padding = [], [], []
+    args.losses = []
     for rows in order:
         batch = collate([records[i] for i in rows])
         tokens.append(int(batch["attention_mask"].sum()))
@@ -135,6 +148,7 @@ def run_plain(args: argparse.Namespace, records: list[Any], order: list[np.ndarr
         opt.zero_grad(set_to_none=True)
         _sync()
         times.append(time.perf_counter() - start)
+        args.losses.append(float(loss))
     return np.array(times), np.array(tokens), np.array(padding), bb.causal_lm
 
 
@@ -152,6 +166,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
     class Timer(L.Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
+            self.losses: list[float] = []
             self.tokens: list[int] = []
             self.padding: list[float] = []
 
@@ -164,6 +179,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             _sync()
             self.times.append(time.perf_counter() - self.start)
+            self.losses.append(float(trainer.callback_metrics.get("train_loss", float("nan"))))
 
     class FixedOrder(TextDataModule):
         """The benchmark's batches, in its order (instead of the module's own permutation)."""
@@ -174,7 +190,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
             return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=lambda batch: batch)
 
     model = TextSFT(model=args.model_path, quantization=args.quantization, lora="all-linear", lora_r=16,
-                    lora_alpha=32, lr=1e-4, warmup_steps=0, scheduler="constant",
+                    lora_alpha=32, lr=args.lr, warmup_steps=0, scheduler="constant",
                     gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
                     attention=args.attention or "auto")
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +205,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
                             default_root_dir=tmp)
         dm.attach_tokenizer(model.tokenizer)
         trainer.fit(model, datamodule=dm)
-    args.packed = dm.packs
+    args.packed, args.losses = dm.packs, timer.losses
     return np.array(timer.times), np.array(timer.tokens), np.array(timer.padding), model.backbone.causal_lm
 
 
@@ -209,6 +225,8 @@ def main() -> None:
     p.add_argument("--no-packing", dest="packing", action="store_false", help="hybridjet on padded rows")
     p.add_argument("--pack-tokens", type=int, default=None, help="hybridjet's packed row length (default max)")
     p.add_argument("--label", default="hybridjet", help="the name of the hybridjet row")
+    p.add_argument("--data", default=None, help="real records: a text file (completion format) instead of random ids")
+    p.add_argument("--lr", type=float, default=1e-4, help="both systems' learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     p.add_argument("--worker", nargs=3, metavar=("NAME", "PATH", "SYSTEM"), help=argparse.SUPPRESS)
@@ -223,7 +241,8 @@ def main() -> None:
         name, path = spec.split("=", 1)
         for system in args.systems:
             cmd = [sys.executable, __file__, "--model", spec, "--batch", str(batch), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--max-tokens", str(args.max_tokens), "--min-tokens",
+                   "--warmup", str(args.warmup), "--max-tokens", str(args.max_tokens), "--lr", str(args.lr),
+                   *(["--data", args.data] if args.data else []), "--min-tokens",
                    str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
                    "--checkpointing", str(args.checkpointing),
@@ -249,6 +268,10 @@ def main() -> None:
             memory = by[args.label]["peak_gib"] / by["plain"]["peak_gib"]
             print(f"{name:10s} {args.label}/plain: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
                   flush=True)
+    curves = {r["system"]: r["losses"] for r in rows if r["losses"]}
+    if len(curves) > 1:
+        print("loss per step (mean over its learned tokens): " + "; ".join(
+            f"{k} " + " ".join(f"{v:.3f}" for v in c) for k, c in curves.items()), flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

@@ -157,3 +157,18 @@ def test_sft_bad_data_is_one_line_before_the_model_loads(tiny_llama: Path, tmp_p
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("hybridjet: error:") and needle in last, last
     assert not (tmp_path / "runs").exists(), "a run directory was left for a run that never started"
+
+
+def test_lora_study_fits_each_preset_and_prints_both_perplexities(tiny_llama: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "hybridjet.cli", "sft", "lora-study", "-c", str(ROOT / "configs" / "sft_completion.yaml"),
+         "--model.model", str(tiny_llama), "--runs_root", str(tmp_path), "--trainer.max_steps", "2",
+         "--trainer.val_check_interval", "1", "--trainer.enable_progress_bar", "false", "--data.batch_size", "4",
+         "--presets", "qkv", "all-linear"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| qkv") or line.startswith("| all-linear")]
+    assert len(rows) == 2 and all(float(row.split("|")[4]) > 1.0 for row in rows)  # a perplexity for each
+    assert (tmp_path / "abstracts_qkv" / "adapter").is_dir() and (tmp_path / "abstracts_all-linear" / "adapter").is_dir()
