@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from hybridjet.llm.backbone import QUANTIZATIONS, Backbone, load_backbone
 from hybridjet.llm.shared_prefix import ATTENTION_KINDS, supports_shared_prefix
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
+log = logging.getLogger(__name__)
+_SAID_PER_EVENT: set[str] = set()  # model families told that the prefix runs per event
 #: GPU batches from this size on share the prefix when nothing else decides (smaller ones are launch-bound and
 #: the shared path launches more kernels)
 SHARED_PREFIX_MIN_GPU_BATCH = 1024
@@ -185,11 +188,19 @@ class ExecutionPolicy:
         return on_cuda and choice is not False and (choice is True or batch_size <= CUDA_GRAPHS_MAX_BATCH)
 
     def shares_prefix(self, batch_size: int, device: torch.device) -> bool:
-        """Whether a batch of this size runs the prefix once (``cache_prefix``, the decoder's support)."""
+        """Whether a batch of this size runs the prefix once (``cache_prefix``, the decoder's support; a family the
+        shared path does not reproduce runs the prefix per event, said once)."""
         choice = self.runtime.cache_prefix
         if choice is False:
             return False
-        if not supports_shared_prefix(self.decoder) or getattr(self.decoder, "gradient_checkpointing", False):
+        if not supports_shared_prefix(self.decoder):
+            family = getattr(getattr(self.decoder, "config", None), "model_type", type(self.decoder).__name__)
+            if family not in _SAID_PER_EVENT:
+                _SAID_PER_EVENT.add(family)
+                log.warning("hybridjet: the shared prompt prefix is not available for %s models: the prefix runs "
+                            "with every event (same scores, more compute)", family)
+            return False
+        if getattr(self.decoder, "gradient_checkpointing", False):
             return False
         return (choice is True or device.type != "cuda" or batch_size >= SHARED_PREFIX_MIN_GPU_BATCH
                 or self.hidden_size >= SHARED_PREFIX_ANY_BATCH_HIDDEN or self.replays_cuda_graphs(batch_size))

@@ -55,7 +55,11 @@ def _info(args: argparse.Namespace) -> int:
         args.name, quantization=args.quantization, lora=args.lora, dtype=args.dtype, device=args.device,
         cache_dir=args.cache_dir,
     )
+    from hybridjet.text.packing import packing_is_exact
+
     report = describe(bb)
+    exact, why = packing_is_exact(bb.model, bb.tokenizer)
+    report.fast_paths["packed text rows (sft)"] = ("yes: " if exact else "no: ") + why
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     return 0
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from hybridjet.llm.backbone import decoder_of
+from hybridjet.llm.shared_prefix import supports_shared_prefix
 
 
 @dataclass
@@ -29,6 +32,10 @@ class ModelReport:
     layers: int
     hidden_size: int
     vocab_size: int
+    family: str = "?"
+    chat_template: str | None = None  # its first line, or None for a model without one (a base model)
+    special_tokens: dict[str, str | None] = field(default_factory=dict)
+    fast_paths: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description."""
@@ -48,6 +55,10 @@ class ModelReport:
             ("quantization", self.quantization),
             ("device", self.device),
             ("lora", self.lora or "none"),
+            ("family", self.family),
+            ("chat template", self.chat_template or "none (a base model: text mode uses the plain template)"),
+            ("special tokens", ", ".join(f"{k} {v!r}" for k, v in self.special_tokens.items())),
+            *((f"fast path: {k}", v) for k, v in self.fast_paths.items()),
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -142,4 +153,16 @@ def describe(backbone: Any) -> ModelReport:
         layers=int(getattr(config, "num_hidden_layers", 0)),
         hidden_size=backbone.hidden_size,
         vocab_size=int(getattr(config, "vocab_size", 0)),
+        family=str(getattr(config, "model_type", "?")),
+        chat_template=_first_line(getattr(backbone.tokenizer, "chat_template", None)),
+        special_tokens={role: getattr(backbone.tokenizer, f"{role}_token", None) for role in ("bos", "eos", "pad")},
+        fast_paths={"shared prompt prefix (hybrid)": "yes" if supports_shared_prefix(decoder_of(backbone.model))
+                    else "no: the prefix runs with every event"},
     )
+
+
+def _first_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= 80 else line[:77] + "..."

@@ -72,6 +72,17 @@ class HybridConfig(ArchConfig):
                 raise HybridjetError(f"{name}: expected a positive integer, got {value!r}")
 
 
+@torch.no_grad()
+def text_token_scale(embed: nn.Module, ids: torch.Tensor) -> float:
+    """The RMS of text tokens as the decoder's first layer receives them, which the soft tokens start at: the
+    embedding table's RMS times what the embedding layer itself multiplies by (1 for most families; √hidden for
+    Gemma 2/3, whose embedding module scales its output)."""
+    table = embed.weight.float()
+    ids = ids.to(embed.weight.device)
+    scale = float(embed(ids).float().pow(2).mean().sqrt() / table[ids].pow(2).mean().sqrt().clamp(min=1e-12))
+    return float(table.pow(2).mean().sqrt()) * scale
+
+
 class HybridNet(nn.Module):
     """Soft-prompt hybrid of a numeric encoder and a decoder LLM (``config.use_llm=False``: encoder + head only).
 
@@ -98,9 +109,7 @@ class HybridNet(nn.Module):
         self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)
         self.register_buffer("suffix_ids", torch.tensor(after, dtype=torch.long), persistent=False)
         self.embed_dim = self.backbone.hidden_size
-        with torch.no_grad():
-            table = self.llm.get_input_embeddings().weight
-            self.embed_rms = float(table.float().pow(2).mean().sqrt())
+        self.embed_rms = text_token_scale(self.llm.get_input_embeddings(), self.prefix_ids)
         self.policy = ExecutionPolicy(self.runtime, decoder_of(self.llm), self.embed_dim)
 
     def build(self, n_features: int, feature_set: str | None) -> None:
