@@ -28,7 +28,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-_CORPUS = """\
+CORPUS = """\
 The jet has transverse momentum 1523 GeV, pseudorapidity 0.42 and azimuth -1.57 radians.
 A dijet resonance search looks for a bump in the invariant mass spectrum of the two leading jets.
 Signal events come from a heavy particle decaying to two lighter particles, each giving a fat jet.
@@ -57,7 +57,7 @@ def build_tiny_tokenizer(vocab_size: int = 400):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
+    tok.train_from_iterator(CORPUS.splitlines() * 4, trainer=trainer)
     return tok
 
 
