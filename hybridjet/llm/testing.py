@@ -5,7 +5,8 @@
 The tokenizer mirrors SmolLM2's conventions: byte-level BPE, numbers split into single digits, special tokens
 ``<|endoftext|>`` (id 0, pad), ``<|im_start|>`` (id 1, bos), ``<|im_end|>`` (id 2, eos).  Everything is
 deterministic (fixed corpus, fixed seed).  ``make_tiny_gguf(path, dir)`` writes that model as an fp32 GGUF file
-(SmolLM2-like metadata) for fast tests of the GGUF conversion cache.
+(SmolLM2-like metadata) for fast tests of the GGUF conversion cache; tiny GGUF files of other families (Llama 3,
+Mistral, Qwen, Gemma, Phi-3) come from :func:`hybridjet.llm.tiny_gguf.make_family_gguf`.
 """
 
 from __future__ import annotations
