@@ -44,8 +44,10 @@ from hybridjet.llm.cache_entry import (
 )
 from hybridjet.llm.files import CONVERSION_VERSION, SOURCE_JSON, sha256_file
 from hybridjet.llm.gguf_tokenizer import (
+    TOKEN_COUNT,
     TOKENIZER_METADATA,
     check_tokenizer,
+    drop_phantom_tokens,
     is_smollm,
     repair_tokenizer,
     template_notes,
@@ -54,6 +56,7 @@ from hybridjet.llm.gguf_tokenizer import (
 log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
+COUNT = "#count"
 #: the GGUF metadata a conversion uses
 CONVERSION_METADATA = ("general.architecture", "general.organization", *TOKENIZER_METADATA)
 
@@ -77,7 +80,7 @@ def check_gguf_magic(path: Path) -> None:
 
 def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     """Selected scalar/string metadata of a GGUF file, whose whole header is parsed (a truncated or damaged file
-    raises :class:`InputFileError`)."""
+    raises :class:`InputFileError`); ``KEY#count`` is the length of the array ``KEY`` (not read whole)."""
     from gguf import GGUFReader
 
     try:
@@ -88,8 +91,10 @@ def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
                                    f"{type(exc).__name__}: {detail})") from None
     out: dict[str, Any] = {}
     for key in keys:
-        field = reader.fields.get(key)
-        if field is not None:
+        field = reader.fields.get(key.removesuffix(COUNT))
+        if field is not None and key.endswith(COUNT):
+            out[key] = len(field.data)
+        elif field is not None:
             try:
                 out[key] = field.contents()
             except Exception:  # an old gguf without contents(): decode the string field by hand
@@ -152,6 +157,7 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
         smollm = is_smollm(meta, tokenizer)
         repairs, notes = repair_tokenizer(tokenizer, meta, smollm)
         tokenizer.save_pretrained(tmp)
+        repairs += drop_phantom_tokens(tmp, meta.get(TOKEN_COUNT))
         reloaded = AutoTokenizer.from_pretrained(str(tmp), local_files_only=True)
         failures = check_tokenizer(reloaded, meta, smollm)
         if failures:

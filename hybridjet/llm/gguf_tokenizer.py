@@ -9,8 +9,9 @@ pad == eos), a ChatML template.  Every file, SmolLM2 or not, gets the generic tr
 * the chat template is the GGUF metadata's ``tokenizer.chat_template`` when there is one;
 * a pad token that does not steal eos: the GGUF's when distinct from eos, else the first of :data:`PAD_NAMES`, a
   special token with ``pad`` in its name, a reserved/unused one, or unk that the vocabulary has;
-* checks (a failure stops the conversion): an eos token, eos != bos unless the GGUF itself says so, a sample text
-  that encodes and decodes back to itself.
+* added tokens the GGUF vocabulary lacks are dropped (:func:`drop_phantom_tokens`);
+* checks (a failure stops the conversion): an eos token, eos != bos unless the GGUF itself says so, as many tokens
+  as the GGUF vocabulary, a sample text that encodes and decodes back to itself.
 
 What a file lacks (a chat template, a pad token distinct from eos) is a note: recorded in ``source.json`` and
 warned about once, at conversion, never fatal.
@@ -18,6 +19,8 @@ warned about once, at conversion, never fatal.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from hybridjet.llm.chat import PLAIN_TEMPLATE_SUMMARY
@@ -27,9 +30,11 @@ SMOLLM_PAD = "<|endoftext|>"
 #: pad tokens by name, in order of preference
 PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
 ROUND_TRIP_TEXT = "The jet has pT 1523 GeV, η = 0.42 and Δφ = -3.1.\nQuestion: signal or background? Answer: signal."
+#: the number of tokens of the GGUF vocabulary (``gguf_metadata``'s count of the array)
+TOKEN_COUNT = "tokenizer.ggml.tokens#count"
 #: the GGUF metadata the tokenizer treatment reads
 TOKENIZER_METADATA = ("general.name", "general.basename", "tokenizer.ggml.pre", "tokenizer.chat_template",
-                      "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id")
+                      "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id", TOKEN_COUNT)
 
 
 def is_smollm(meta: dict[str, Any], tokenizer: Any) -> bool:
@@ -45,9 +50,10 @@ def _special_ids(meta: dict[str, Any]) -> dict[str, int]:
             if f"tokenizer.ggml.{role}_token_id" in meta}
 
 
-def pad_candidate(tokenizer: Any) -> str | None:
-    """A pad token the vocabulary has that is neither eos nor bos (None when there is none)."""
-    vocab = tokenizer.get_vocab()
+def pad_candidate(tokenizer: Any, limit: int | None = None) -> str | None:
+    """A pad token the vocabulary has that is neither eos nor bos (None when there is none); ``limit``: ids from it
+    on are not the model's (see :func:`drop_phantom_tokens`)."""
+    vocab = {t: i for t, i in tokenizer.get_vocab().items() if limit is None or i < limit}
     taken = {tokenizer.eos_token, tokenizer.bos_token}
     specials = [t for t in tokenizer.all_special_tokens if t in vocab]
     added = [t for t in getattr(tokenizer, "added_tokens_encoder", {}) if t in vocab]
@@ -87,7 +93,7 @@ def repair_tokenizer(tokenizer: Any, meta: dict[str, Any], smollm: bool) -> tupl
                      "(or data.chat_template)")
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
         vocab = tokenizer.get_vocab()
-        pad = SMOLLM_PAD if smollm and SMOLLM_PAD in vocab else pad_candidate(tokenizer)
+        pad = SMOLLM_PAD if smollm and SMOLLM_PAD in vocab else pad_candidate(tokenizer, meta.get(TOKEN_COUNT))
         if pad is not None:
             repairs.append(f"pad_token {tokenizer.pad_token!r} -> {pad!r} (distinct from eos)")
             tokenizer.pad_token = pad
@@ -101,6 +107,40 @@ def repair_tokenizer(tokenizer: Any, meta: dict[str, Any], smollm: bool) -> tupl
     return repairs, notes
 
 
+def drop_phantom_tokens(directory: Path, token_count: int | None) -> list[str]:
+    """Remove from the tokenizer saved in ``directory`` the added tokens whose ids the GGUF vocabulary of
+    ``token_count`` tokens lacks (transformers' GPT-2 tokenizer adds its default ``<|endoftext|>`` to a vocabulary
+    without one, e.g. Llama 3's): their ids are past the model's embeddings.  Returns the repair made, if any."""
+    if token_count is None:
+        return []
+    path = directory / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    phantom = [t["content"] for t in data.get("added_tokens", []) if t["id"] >= token_count]
+    if not phantom:
+        return []
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < token_count]
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")  # inside the atomic conversion dir
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if not (directory / name).is_file():
+            continue
+        config = json.loads((directory / name).read_text(encoding="utf-8"))
+        decoder = config.get("added_tokens_decoder")
+        if isinstance(decoder, dict):
+            config["added_tokens_decoder"] = {k: v for k, v in decoder.items() if int(k) < token_count}
+        for key, value in list(config.items()):
+            if isinstance(value, list):
+                config[key] = [v for v in value if _content(v) not in phantom]
+            elif _content(value) in phantom:
+                config[key] = None
+        (directory / name).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    return [f"dropped added token(s) {phantom} that the GGUF vocabulary of {token_count} lacks"]
+
+
+def _content(value: Any) -> Any:
+    """The token text of a special-token entry (a string, or an AddedToken dict)."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
 def check_tokenizer(tokenizer: Any, meta: dict[str, Any] | None = None, smollm: bool = False) -> list[str]:
     """Checks of a converted tokenizer (see the module docstring); returns the failures (empty when fine)."""
     failures = []
@@ -109,6 +149,9 @@ def check_tokenizer(tokenizer: Any, meta: dict[str, Any] | None = None, smollm: 
         failures.append("no eos token")
     elif tokenizer.eos_token == tokenizer.bos_token and not (ids and ids.get("eos") == ids.get("bos")):
         failures.append(f"eos token equal to bos ({tokenizer.eos_token!r})")
+    count = (meta or {}).get(TOKEN_COUNT)
+    if count is not None and len(tokenizer) != count:
+        failures.append(f"{len(tokenizer)} tokens, the GGUF vocabulary has {count}")
     encoded = tokenizer(ROUND_TRIP_TEXT, add_special_tokens=False).input_ids
     decoded = tokenizer.decode(encoded)
     if decoded != ROUND_TRIP_TEXT:

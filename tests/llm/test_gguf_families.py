@@ -41,6 +41,9 @@ def test_a_family_converts_loads_and_computes_as_its_source(tmp_path: Path, fami
     assert tok.eos_token == (spec.instruct_eos if instruct and spec.instruct_eos else spec.eos)
     assert tok.bos_token == spec.bos and tok.pad_token is not None and tok.pad_token_id != tok.eos_token_id
     assert tok.decode(tok(ROUND_TRIP_TEXT, add_special_tokens=False).input_ids) == ROUND_TRIP_TEXT
+    # no token past the embeddings (transformers adds a GPT-2 <|endoftext|> to Llama 3's vocabulary: dropped)
+    assert len(tok) == bb.input_embeddings.num_embeddings
+    assert max(tok("<|endoftext|> text", add_special_tokens=False).input_ids) < len(tok)
     assert "Digits" not in repr(tok.backend_tokenizer.pre_tokenizer)  # SmolLM2's digit split is SmolLM2's only
     assert bool(tok.chat_template) == instruct
     assert any(n.startswith("no chat template") for n in source["notes"]) == (not instruct)
@@ -141,3 +144,19 @@ def test_an_hf_model_type_without_a_causal_lm_is_one_line(tmp_path: Path) -> Non
                             cwd=ROOT)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "model type 't5' has no causal-LM class" in result.stderr
+
+
+def test_a_tokenizer_without_pad_gets_one_that_is_not_eos(tmp_path: Path) -> None:
+    """The pad rule of HF directories too (``ensure_pad_token``): Llama 3 has no pad but a reserved pad token."""
+    from transformers import AutoTokenizer
+
+    from hybridjet.llm.backbone import ensure_pad_token
+
+    gguf = make_family_gguf(tmp_path / "llama3.gguf", "llama3", instruct=False)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=gguf.name)
+    assert tok.pad_token is None
+    ensure_pad_token(tok)
+    assert tok.pad_token == "<|finetune_right_pad_id|>"
+    only_eos = _one_token_tokenizer()
+    ensure_pad_token(only_eos)
+    assert only_eos.pad_token == only_eos.eos_token  # nothing else in the vocabulary
