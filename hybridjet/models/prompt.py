@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.chat import adds_bos, render_chat
 
 EVENT_SLOT = "<<EVENT>>"
 # Short on purpose: every prompt token costs a full transformer pass per event (the soft tokens carry the physics).
@@ -17,12 +18,10 @@ DEFAULT_HYBRID_QUESTION = "Signal or background?"
 
 
 def chat_prompt(tokenizer: Any, user_text: str, system: str | None = DEFAULT_SYSTEM) -> str:
-    """The user turn wrapped in the tokenizer's chat template (plain text when it has none), ready for the answer."""
+    """The user turn after the system turn, ready for the answer, by the one chat rule of text mode
+    (:func:`hybridjet.llm.chat.render_chat`: the tokenizer's chat template, else the plain one)."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    head = f"{system}\n\n" if system else ""
-    return f"{head}{user_text}\nAnswer:"
+    return render_chat(tokenizer, messages, add_generation_prompt=True)
 
 
 def split_around_event(tokenizer: Any, question: str = DEFAULT_QUESTION,
@@ -38,6 +37,6 @@ def split_around_event(tokenizer: Any, question: str = DEFAULT_QUESTION,
     ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
     ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]
     bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is not None and getattr(tokenizer, "add_bos_token", False) and (not ids_before or ids_before[0] != bos):
+    if bos is not None and adds_bos(tokenizer) and (not ids_before or ids_before[0] != bos):
         ids_before = [bos] + ids_before
     return ids_before, ids_after

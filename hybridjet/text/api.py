@@ -20,7 +20,8 @@ import torch
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.adapters import load_adapter
 from hybridjet.llm.backbone import load_backbone, load_tokenizer
-from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id, render_chat, with_system
+from hybridjet.llm.chat import render_chat
+from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id, with_system
 from hybridjet.text.export import ADAPTER_DIR, TOKENIZER_DIR, read_text_config
 from hybridjet.text.formats import Example
 from hybridjet.text.loss import token_loss_sum
@@ -36,6 +37,8 @@ class TextModel:
         self.tokenizer = backbone.tokenizer
         self.system_prompt: str | None = config.get("system_prompt")
         self.format: str = (config.get("data") or {}).get("format") or "qa"
+        # the template text the run was trained with (None: the tokenizer's own), as recorded by TextDataModule
+        self.chat_template: str | None = (config.get("data") or {}).get("chat_template")
 
     @classmethod
     def from_pretrained(
@@ -94,7 +97,8 @@ class TextModel:
                 raise HybridjetError("a completion run takes a text prompt, not chat messages")
             return question
         messages = [{"role": "user", "content": question}] if isinstance(question, str) else list(question)
-        return render_chat(self.tokenizer, with_system(messages, self.system_prompt), add_generation_prompt=True)
+        return render_chat(self.tokenizer, with_system(messages, self.system_prompt), add_generation_prompt=True,
+                           template=self.chat_template)
 
     def _stop_ids(self) -> list[int]:
         tok = self.tokenizer
@@ -162,7 +166,8 @@ class TextModel:
         """Token-weighted loss / perplexity on the learned tokens of ``examples`` (same masking as training);
         examples longer than ``max_length`` tokens are dropped and counted."""
         encoded = encode_examples(
-            examples, self.tokenizer, max_length=max_length, system_prompt=self.system_prompt, name="eval data"
+            examples, self.tokenizer, max_length=max_length, system_prompt=self.system_prompt, name="eval data",
+            chat_template=self.chat_template,
         )
         collate = SFTCollator(pad_token_id(self.tokenizer), "right")
         total, count = 0.0, 0

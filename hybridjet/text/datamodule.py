@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from hybridjet.data.batches import EpochBatches, trainer_position
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.chat import effective_template, resolve_chat_template
 from hybridjet.text.dataset import (
     SFTCollator,
     SFTDataset,
@@ -32,6 +33,11 @@ class TextDataModule(L.LightningDataModule):
         format: ``auto``, ``qa``, ``cot``, ``completion`` or ``chat``.
         fields: field names, e.g. ``{question: q, answer: a, context: input}`` or ``{text: abstract}``.
         system_prompt: system turn prepended to chat-like examples (saved with the adapter).
+        chat_template: how chat-like examples (qa, cot, chat) become text: null (default) for the model's own chat
+            template, else the plain one (``### User:`` / ``### Assistant:`` turns, eos after each answer:
+            :data:`hybridjet.llm.chat.PLAIN_TEMPLATE`, for base models); ``plain`` for the plain one whatever the
+            model; or a Jinja template, as a file path or the text itself.  The template used is recorded with
+            the run (``text_config.yaml``), so ``hybridjet ask`` and ``TextModel`` use the same one.
         max_length: longer examples (in tokens, after templating) are dropped and counted.
         train_on_prompt: learn the prompt tokens too (default: assistant / continuation tokens only).
         val_ratio / test_ratio / val_first / seed: splitting of ``train_path``.
@@ -52,6 +58,7 @@ class TextDataModule(L.LightningDataModule):
         format: str = "auto",
         fields: dict[str, str] | None = None,
         system_prompt: str | None = None,
+        chat_template: str | None = None,
         max_length: int = 512,
         train_on_prompt: bool = False,
         val_ratio: float = 0.1,
@@ -75,6 +82,7 @@ class TextDataModule(L.LightningDataModule):
         self.format = format
         self.fields = dict(fields or {})
         self.system_prompt = system_prompt
+        self.chat_template = resolve_chat_template(chat_template)  # a bad setting: one line, before the model loads
         self.max_length = max_length
         self.train_on_prompt = train_on_prompt
         self.val_ratio = val_ratio
@@ -178,6 +186,7 @@ class TextDataModule(L.LightningDataModule):
                 system_prompt=self.system_prompt,
                 train_on_prompt=self.train_on_prompt,
                 name=f"{split} split",
+                chat_template=self.chat_template,
             )
             datasets[split] = SFTDataset(encoded)
         if "train" not in datasets:
@@ -241,6 +250,10 @@ class TextDataModule(L.LightningDataModule):
             "format": self.detected_format or self.format,
             "fields": self.fields,
             "system_prompt": self.system_prompt,
+            # the template text used (None: the tokenizer's own, saved with it); the plain default is written out,
+            # so that the run keeps rendering as it was trained
+            "chat_template": (effective_template(self.tokenizer, self.chat_template)
+                              if self.tokenizer is not None else self.chat_template),
             "max_length": self.max_length,
             "prompt_words": self.prompt_words,
             "prompt_fraction": self.prompt_fraction,

@@ -3,7 +3,9 @@
 Labels are ``-100`` everywhere except on the tokens a model should learn: the assistant turns (including the
 end-of-turn token, e.g. ``<|im_end|>`` for ChatML) or the continuation of a completion record.  Masking is done by
 character spans of the rendered chat template (offset mapping), never by token id, so an EOS that doubles as the
-pad token is still learned; padding is masked from the attention mask.
+pad token is still learned; padding is masked from the attention mask.  Chat-like examples are rendered by the one
+rule of :func:`hybridjet.llm.chat.render_chat`: the run's ``data.chat_template``, else the tokenizer's own, else
+the plain ``### User:`` / ``### Assistant:`` template (a base model without one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import ensure_pad_token
+from hybridjet.llm.chat import adds_bos, render_chat
 from hybridjet.text.formats import Example
 
 IGNORE_INDEX = -100
@@ -45,18 +48,11 @@ def with_system(messages: list[dict[str, str]], system_prompt: str | None) -> li
     return list(messages)
 
 
-def render_chat(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
-    """The chat template of ``tokenizer`` applied to ``messages`` (as text)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise HybridjetError(
-            "the tokenizer has no chat template: use format 'completion', or a model with a chat template"
-        )
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
-def _assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """Rendered text of the conversation and the character spans of each assistant turn (with its end token)."""
-    rendered = render_chat(tokenizer, messages)
+def _assistant_spans(tokenizer: Any, messages: list[dict[str, str]],
+                     template: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """Rendered text of the conversation (:func:`hybridjet.llm.chat.render_chat`, ``template`` as there) and the
+    character spans of each assistant turn (with its end token)."""
+    rendered = render_chat(tokenizer, messages, template=template)
     full = rendered
     eos = tokenizer.eos_token or ""
     spans = []
@@ -64,8 +60,8 @@ def _assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[st
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render_chat(tokenizer, messages[:i], add_generation_prompt=True)
-        upto = render_chat(tokenizer, messages[: i + 1])
+        before = render_chat(tokenizer, messages[:i], add_generation_prompt=True, template=template)
+        upto = render_chat(tokenizer, messages[: i + 1], template=template)
         if not rendered.startswith(upto) or not upto.startswith(before):
             raise HybridjetError("the chat template does not render conversations incrementally; cannot mask turns")
         start = len(before) + shift
@@ -97,13 +93,15 @@ def _tokenise_with_spans(tokenizer: Any, text: str, spans: Sequence[tuple[int, i
 
 
 def encode_example(
-    example: Example, tokenizer: Any, system_prompt: str | None = None, train_on_prompt: bool = False
+    example: Example, tokenizer: Any, system_prompt: str | None = None, train_on_prompt: bool = False,
+    chat_template: str | None = None,
 ) -> Encoded:
-    """Tokenise one example; labels only on assistant turns / continuation unless ``train_on_prompt``."""
+    """Tokenise one example; labels only on assistant turns / continuation unless ``train_on_prompt``;
+    ``chat_template``: the template text of chat-like examples (None: the tokenizer's, else the plain one)."""
     if not getattr(tokenizer, "is_fast", False):
         raise HybridjetError("text SFT needs a fast tokenizer (offset mapping) for label masking")
     if example.is_chat:
-        text, spans = _assistant_spans(tokenizer, with_system(example.messages or [], system_prompt))
+        text, spans = _assistant_spans(tokenizer, with_system(example.messages or [], system_prompt), chat_template)
     else:
         eos = tokenizer.eos_token or ""
         text = example.prompt + example.target + eos
@@ -112,7 +110,7 @@ def encode_example(
         spans = [(0, spans[-1][1])]
     ids, labels = _tokenise_with_spans(tokenizer, text, spans)
     bos = tokenizer.bos_token_id
-    if not example.is_chat and bos is not None and getattr(tokenizer, "add_bos_token", False) and ids[:1] != [bos]:
+    if not example.is_chat and bos is not None and adds_bos(tokenizer) and ids[:1] != [bos]:
         ids, labels = [bos, *ids], [IGNORE_INDEX, *labels]
     return Encoded(ids, labels, example.source)
 
@@ -125,12 +123,13 @@ def encode_examples(
     train_on_prompt: bool = False,
     name: str = "data",
     log: Any = print,
+    chat_template: str | None = None,
 ) -> list[Encoded]:
     """Tokenise ``examples``; drop (and count) those longer than ``max_length`` or with nothing to learn."""
     kept: list[Encoded] = []
     too_long = no_target = 0
     for ex in examples:
-        enc = encode_example(ex, tokenizer, system_prompt, train_on_prompt)
+        enc = encode_example(ex, tokenizer, system_prompt, train_on_prompt, chat_template)
         if max_length is not None and len(enc) > max_length:
             too_long += 1
             continue

@@ -123,11 +123,12 @@ def test_smollm2_nf4_generates(smollm2_path):
 
 def test_special_tokens_follow_the_gguf_metadata(tiny_llama):
     """transformers 5.17 converts SmolLM2's GGUF with eos = bos = <|im_start|>: the GGUF's ids must win."""
-    from hybridjet.llm.gguf_cache import check_tokenizer, repair_tokenizer
+    from hybridjet.llm.gguf_tokenizer import check_tokenizer, repair_tokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tiny_llama))
     tok.eos_token = tok.bos_token
-    assert "eos token missing or equal to bos" in check_tokenizer(tok)
-    repairs = repair_tokenizer(tok, None, {"eos": 2, "bos": 1})
+    meta = {"tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.bos_token_id": 1}
+    assert "eos token equal to bos ('<|im_start|>')" in check_tokenizer(tok, meta, smollm=True)
+    repairs, _ = repair_tokenizer(tok, meta, smollm=True)
     assert tok.eos_token == "<|im_end|>" and tok.bos_token == "<|im_start|>"
     assert any(r.startswith("eos_token") for r in repairs) and not any(r.startswith("bos_token") for r in repairs)

@@ -25,7 +25,8 @@ STAMP = "verified.json"  # an entry's stamp of its last full verification (see t
 def test_tiny_gguf_converts_to_the_same_model(tiny_gguf, tiny_llama, tmp_path):
     path, digest = ensure_converted(tiny_gguf, tmp_path)
     assert cache_problem(path, digest) is None
-    assert json.loads((path / SOURCE_JSON).read_text())["name"] == "tiny-llama"
+    source = json.loads((path / SOURCE_JSON).read_text())
+    assert source["name"] == "tiny-llama" and source["tokenizer_rules"] == "smollm2" and source["notes"] == []
     ids = torch.tensor([[5, 17, 33, 2, 40]])
     with torch.no_grad():
         want = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()(ids).logits

@@ -139,6 +139,8 @@ def test_cli_checkpoint_resume_ask_eval(tiny_llama: Path, tmp_path: Path, capsys
     ('{"question": "What is a jet?", "answer": "A spray of hadrons."}\n' * 8, ["--data.max_length", "3"],
      "max_length"),
     ('{"question": "What?", "answer": "This."}\n' * 8, ["--data.batch_size", "0"], "data.batch_size"),
+    ('{"question": "What?", "answer": "This."}\n' * 8, ["--data.chat_template", "no-such.jinja"],
+     "no-such.jinja: data.chat_template: no such file"),
 ])
 def test_sft_bad_data_is_one_line_before_the_model_loads(tiny_llama: Path, tmp_path: Path, records: str,
                                                           option: list[str], needle: str) -> None:
