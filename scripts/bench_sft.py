@@ -12,7 +12,8 @@ bf16 GPU; records of uniformly 100 to ``--max-tokens`` tokens, the first fifth o
 - ``plain``: right-padded batches, ``model(input_ids, attention_mask, labels)`` with transformers' own loss and
   SDPA attention, ``loss.backward()``, ``optimizer.step()`` — the seeds' notebooks' loop.
 - ``hybridjet``: :class:`hybridjet.text.sft.TextSFT` under a Lightning ``Trainer`` with its defaults (packed rows
-  where exact, the chunked loss, token-weighted steps), fed the same batches.
+  where exact, the chunked loss, token-weighted steps), fed the same batches; ``hybridjet-compiled`` the same with
+  ``torch_compile`` (its decoder layers compiled).
 
 Prints per row: learned-record tokens/s (non-padding tokens), peak GPU memory, padding fraction, MFU (model FLOPs
 per token 4N + attention, N the non-embedding parameters: forward 2N, backward to the activations 2N, the frozen
@@ -192,7 +193,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
     model = TextSFT(model=args.model_path, quantization=args.quantization, lora="all-linear", lora_r=16,
                     lora_alpha=32, lr=args.lr, warmup_steps=0, scheduler="constant",
                     gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
-                    attention=args.attention or "auto")
+                    attention=args.attention or "auto", torch_compile=args.system == "hybridjet-compiled")
     with tempfile.TemporaryDirectory() as tmp:
         dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
                         max_length=args.max_tokens, packing=None if args.packing else False,
@@ -213,7 +214,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="NAME=PATH of a model directory (repeatable)")
     p.add_argument("--batch", type=int, action="append", required=True, help="batch size per model, in --model order")
-    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet"])
+    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet", "hybridjet-compiled"],
+                   help="hybridjet-compiled: hybridjet with its decoder layers compiled (torch_compile)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=2048)
@@ -259,7 +261,7 @@ def main() -> None:
                 row["system"] = args.label
             rows.append(row)
             mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "-"
-            print(f"{name:10s} batch {batch:3d} {row['system']:9s}: {row['tokens_per_s']:10,.0f} tokens/s  peak "
+            print(f"{name:10s} batch {batch:3d} {row['system']:18s}: {row['tokens_per_s']:10,.0f} tokens/s  peak "
                   f"{row['peak_gib']:6.2f} GiB  padding {100 * row['padding']:4.1f}%  MFU {mfu}  "
                   f"({row['step_s']:.3f} s/step, {row['device']})", flush=True)
         by = {r["system"]: r for r in rows if r["model"] == name}
@@ -267,6 +269,11 @@ def main() -> None:
             speed = by[args.label]["tokens_per_s"] / by["plain"]["tokens_per_s"]
             memory = by[args.label]["peak_gib"] / by["plain"]["peak_gib"]
             print(f"{name:10s} {args.label}/plain: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
+                  flush=True)
+        if "hybridjet-compiled" in by and args.label in by:
+            speed = by["hybridjet-compiled"]["tokens_per_s"] / by[args.label]["tokens_per_s"]
+            memory = by["hybridjet-compiled"]["peak_gib"] / by[args.label]["peak_gib"]
+            print(f"{name:10s} compiled/{args.label}: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
                   flush=True)
     curves = {r["system"]: r["losses"] for r in rows if r["losses"]}
     if len(curves) > 1:

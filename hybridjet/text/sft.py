@@ -44,6 +44,13 @@ def checkpoint_fraction(model: Any, fraction: bool | float) -> None:
         layer.gradient_checkpointing = int((i + 1) * fraction) > int(i * fraction)
 
 
+def compile_layers(model: Any) -> None:
+    """Compile every decoder layer of ``model`` in place (each layer its own ``torch.compile`` wrapper, sharing the
+    compiled code; dynamic shapes, since packed rows change length every step)."""
+    for layer in decoder_of(model).layers:
+        layer.compile(dynamic=True)
+
+
 def resolve_attention(attention: str | None) -> str | None:
     """``auto``: FlexAttention on CUDA, transformers' default elsewhere; other names as given."""
     if attention == "auto":
@@ -74,6 +81,8 @@ class TextSFT(L.LightningModule):
             ``flex_attention`` on CUDA (block-sparse: a whole packed batch in one row costs only its examples'
             attention), transformers' default elsewhere. Packed rows are used only where it keeps examples apart
             (checked on the model).
+        torch_compile: compile each decoder layer (``torch.compile``, dynamic shapes: packed rows vary in length)
+            when fitting starts, after the packing check has run on the uncompiled model; off by default.
     """
 
     def __init__(
@@ -97,6 +106,7 @@ class TextSFT(L.LightningModule):
         save_best: bool = True,
         cache_dir: str | None = None,
         attention: str = "auto",
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -126,20 +136,37 @@ class TextSFT(L.LightningModule):
         self.val_loss_ema: float | None = None
         self.exported_from: dict[str, Any] = {}
         self._packing: tuple[bool, str] | None = None
+        self._compiled = False
+
+    def match_attention_to_device(self) -> None:
+        """``attention: auto`` chose FlexAttention because CUDA is present; a trainer on another device (CPU
+        ranks on a GPU machine) gets transformers' SDPA instead, FlexAttention having no CPU backward."""
+        if self.hparams.attention != "auto" or self._trainer is None:
+            return
+        lm = self.backbone.causal_lm
+        if self.trainer.strategy.root_device.type != "cuda" and lm.config._attn_implementation == "flex_attention":
+            lm.set_attn_implementation("sdpa")
+            self._packing = None
 
     def packed_row_tokens(self, max_length: int) -> int:
         """The length of a packed row: a whole batch in one row with block-sparse FlexAttention, else ``max_length``
         (a dense mask per row costs the row's length squared)."""
+        self.match_attention_to_device()
         implementation = getattr(self.backbone.causal_lm.config, "_attn_implementation", None)
         return FLEX_ROW_TOKENS if implementation == "flex_attention" else max_length
 
     def packing_check(self) -> tuple[bool, str]:
         """Whether this model keeps packed examples apart (checked once on the model, :func:`packing_is_exact`)."""
+        self.match_attention_to_device()
         if self._packing is None:
             self._packing = packing_is_exact(self.model, self.tokenizer)
         return self._packing
 
     def on_fit_start(self) -> None:
+        self.match_attention_to_device()
+        if self.hparams.torch_compile and not self._compiled:
+            compile_layers(self.model)
+            self._compiled = True
         self.model.train()  # the loader returns the model in eval mode; LoRA dropout is on while training
 
     # ---------------------------------------------------------------------------------------------- forward

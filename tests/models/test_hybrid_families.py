@@ -51,7 +51,7 @@ def _net(path: Path, **runtime) -> HybridNet:
     net = HybridNet(HybridConfig(model=str(path), n_soft_tokens=3), Runtime(quantization="none", dtype="fp32",
                                                                            **runtime))
     net.build(5, "fourvec")
-    return net.eval()
+    return net.to("cpu").eval()  # the families' behaviour on the CPU, also on a machine with a GPU
 
 
 def test_soft_tokens_start_at_the_scale_text_tokens_enter_the_decoder(families):

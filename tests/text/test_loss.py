@@ -404,3 +404,18 @@ def test_liger_is_chosen_only_for_a_plain_head_on_cuda(monkeypatch: pytest.Monke
     assert loss_module._fused_loss("auto", plain, cuda) is None
     with pytest.raises(HybridjetError, match="liger_kernel is not installed"):
         loss_module._fused_loss("liger", plain, cuda)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Liger's fused loss runs on CUDA")
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_liger_on_cuda_matches_the_chunked_loss_and_gradients(family: str) -> None:
+    pytest.importorskip("liger_kernel", reason="liger-kernel is not installed")
+    model = tiny_model(family).cuda()
+    model.requires_grad_(True)
+    batch = {k: v.cuda() for k, v in padded_batch().items()}
+    chunked = loss_and_grads(model, lambda: token_loss_sum(model, batch, fused="none"))
+    liger = loss_and_grads(model, lambda: token_loss_sum(model, batch, fused="liger"))
+    assert int(liger[1]) == int(chunked[1])
+    torch.testing.assert_close(liger[0], chunked[0], atol=1e-4, rtol=1e-4)
+    for name, grad in chunked[2].items():
+        torch.testing.assert_close(liger[2][name], grad, atol=1e-4, rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}")
