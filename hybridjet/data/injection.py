@@ -3,8 +3,10 @@
 * :class:`Pools` — clustered signal and background events (jets.h5), from one truth-labelled file (the LHCO R&D
   sample clustered, a ``mix``) or from one file of each; the truth labels travel along for evaluation only.
 * :func:`partition` — the pools cut once (seeded) into the events that make up "data" (background; signal to
-  inject), an independent background sample of the signal region (the idealized anomaly detector's reference)
-  and a truth-labelled signal-region test set of held-out signal and background, never injected nor trained on.
+  inject), an independent background sample of the signal region (the idealized anomaly detector's reference),
+  a share of signal-region signal that only the supervised classifier trains on (its labelled signal does not then
+  depend on the injected S/B, as in the LHCO studies' supervised bound) and a truth-labelled signal-region test set
+  of held-out signal and background, never injected nor trained on.
 * :func:`inject` — the data at one S/B: the data background of the signal region and sidebands plus
   ``round(S/B × B_SR)`` signal events in the signal region, and the signal the same draw puts in the sidebands
   (so that its m_jj shape is kept). S/B is the ratio in the signal region, as the LHCO studies quote it.
@@ -80,18 +82,23 @@ class Partition:
     reference: JetArrays  # independent background of the signal region (idealized anomaly detector)
     test: JetArrays  # truth-labelled signal-region events never injected nor trained on
     regions: Regions
+    supervised_signal: JetArrays  # signal-region signal for the supervised mode only
 
 
 def partition(pools: Pools, regions: Regions, background_fractions: tuple[float, float, float] = (0.4, 0.4, 0.2),
-              test_signal_fraction: float = 0.5, seed: int = 0) -> Partition:
+              test_signal_fraction: float = 0.5, seed: int = 0, supervised_signal_fraction: float = 0.0) -> Partition:
     """Cut the pools (seeded, disjoint): background into data / reference / test by ``background_fractions``,
-    signal into the test set's share ``test_signal_fraction`` and the rest, which :func:`inject` draws from."""
+    signal into the test set's share ``test_signal_fraction``, the supervised mode's ``supervised_signal_fraction``
+    and the rest, which :func:`inject` draws from."""
     fractions = np.asarray(background_fractions, dtype=np.float64)
     if fractions.shape != (3,) or (fractions < 0).any() or fractions[0] <= 0:
         raise HybridjetError(f"sample.background_fractions: expected [data, reference, test] fractions >= 0 with "
                              f"data > 0, got {list(background_fractions)}")
     if not 0.0 <= test_signal_fraction < 1.0:
         raise HybridjetError(f"sample.test_signal_fraction: expected a fraction in [0, 1), got {test_signal_fraction}")
+    if not 0.0 <= supervised_signal_fraction < 1.0 - test_signal_fraction:
+        raise HybridjetError(f"sample.supervised_signal_fraction: expected a fraction in [0, 1 - test_signal_fraction),"
+                             f" got {supervised_signal_fraction}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pools.background))
     cuts = np.round(np.cumsum(fractions / fractions.sum())[:2] * len(order)).astype(int)
@@ -103,14 +110,17 @@ def partition(pools: Pools, regions: Regions, background_fractions: tuple[float,
     ref_rows, test_bkg = np.sort(ref_rows[sr_bkg[ref_rows]]), np.sort(test_rows[sr_bkg[test_rows]])
     sig_order = rng.permutation(len(pools.signal))
     n_test_sig = int(round(test_signal_fraction * len(sig_order)))
+    n_sup = int(round(supervised_signal_fraction * len(sig_order)))
     sig_mjj = pools.signal_mjj
-    test_sig, inject_rows = sig_order[:n_test_sig], sig_order[n_test_sig:]
+    test_sig, sup_sig, inject_rows = np.split(sig_order, [n_test_sig, n_test_sig + n_sup])
     test_sig = np.sort(test_sig[regions.in_signal_region(sig_mjj[test_sig])])
+    sup_sig = np.sort(sup_sig[regions.in_signal_region(sig_mjj[sup_sig])])
     in_any = regions.in_signal_region(sig_mjj) | regions.in_sidebands(sig_mjj)
     inject_rows = np.sort(inject_rows[in_any[inject_rows]])
     test = JetArrays.concatenate([pools.signal.subset(test_sig), pools.background.subset(test_bkg)])
     return Partition(pools.background.subset(data_rows), bkg_mjj[data_rows], pools.signal.subset(inject_rows),
-                     sig_mjj[inject_rows], pools.background.subset(ref_rows), test, regions)
+                     sig_mjj[inject_rows], pools.background.subset(ref_rows), test, regions,
+                     pools.signal.subset(sup_sig))
 
 
 @dataclass
@@ -124,6 +134,7 @@ class AnomalySample:
     reference: JetArrays
     test: JetArrays
     s_over_b: float
+    supervised_signal: JetArrays
 
     def counts(self) -> dict[str, Any]:
         """Signal and background events in the signal region and the sidebands, the initial S/B and S/√B."""
@@ -133,7 +144,8 @@ class AnomalySample:
         return {"s_over_b_requested": self.s_over_b, "n_signal_sr": s_sr, "n_background_sr": b_sr,
                 "n_signal_sb": s_sb, "n_background_sb": b_sb, "s_over_b": s_sr / b_sr if b_sr else float("nan"),
                 "s_over_sqrt_b": s_sr / np.sqrt(b_sr) if b_sr else float("nan"),
-                "n_reference": len(self.reference), "n_test_signal": int((self.test.label == 1).sum()),
+                "n_reference": len(self.reference), "n_supervised_signal": len(self.supervised_signal),
+                "n_test_signal": int((self.test.label == 1).sum()),
                 "n_test_background": int((self.test.label == 0).sum())}
 
 
@@ -175,4 +187,4 @@ def inject(part: Partition, s_over_b: float, seed: int = 0) -> AnomalySample:
     order = rng.permutation(len(data))
     data, mjj = data.subset(order), mjj[order]
     return AnomalySample(data, mjj, part.regions.in_signal_region(mjj), part.regions.in_sidebands(mjj),
-                         part.reference, part.test, float(s_over_b))
+                         part.reference, part.test, float(s_over_b), part.supervised_signal)

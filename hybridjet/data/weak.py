@@ -2,7 +2,8 @@
 
 Modes (the training files' ``label``; the truth stays in the score files, for evaluation only):
 
-* ``supervised`` — the signal region's data with their truth labels (the bound the others are measured against);
+* ``supervised`` — the signal region's data with their truth labels, plus the signal-region signal set aside for
+  it (:func:`hybridjet.data.injection.partition`): the bound the others are measured against;
 * ``idealized`` — the signal region's data (1) against an independent background-only sample of the same region
   (0): the idealized anomaly detector, which a perfect background model would give;
 * ``cwola`` — the signal region's data (1) against the sidebands' data (0): classification without labels.
@@ -63,7 +64,7 @@ def mode_training_set(sample: AnomalySample, mode: str, rows: np.ndarray) -> Jet
     """The training events of ``mode`` built from the data rows ``rows`` (signal-region events), with its labels."""
     region = sample.data.subset(rows)
     if mode == "supervised":
-        return region
+        return JetArrays.concatenate([region, _labelled(sample.supervised_signal, 1)])
     if mode == "idealized":
         other = sample.reference
     elif mode == "cwola":

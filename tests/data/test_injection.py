@@ -78,3 +78,25 @@ def test_pools_from_one_labelled_file_or_two_files(tmp_path, make_resonance_jets
     write_jets(tmp_path / "unlabeled.h5", mixed)
     with pytest.raises(HybridjetError, match="unlabeled"):
         Pools.from_files(jets=tmp_path / "unlabeled.h5")
+
+
+def test_supervised_signal_is_a_signal_region_share_apart_from_the_test_set_and_the_injected_pool(pools):
+    regions = Regions()
+    part = partition(pools, regions, test_signal_fraction=0.4, seed=2, supervised_signal_fraction=0.3)
+    sup = part.supervised_signal
+    assert len(sup) > 0 and (sup.label == 1).all()
+    assert regions.in_signal_region(dijet_mass(sup.jets)).all()
+    # about 30% of the signal pool's signal-region events
+    n_sr = int(regions.in_signal_region(pools.signal_mjj).sum())
+    assert abs(len(sup) - 0.3 * n_sr) < 0.1 * n_sr
+    for other in (part.test.event_id, part.signal.event_id):
+        assert not np.isin(sup.event_id, other).any()
+    sample = inject(part, 0.05, seed=1)
+    assert not np.isin(sup.event_id, sample.data.event_id).any()  # never injected
+    assert sample.counts()["n_supervised_signal"] == len(sup)
+    # without the share, none (and the other samples are cut as before)
+    none = partition(pools, regions, test_signal_fraction=0.4, seed=2)
+    assert len(none.supervised_signal) == 0
+    with pytest.raises(HybridjetError, match=r"sample.supervised_signal_fraction: expected a fraction in "
+                                             r"\[0, 1 - test_signal_fraction\), got 0.6"):
+        partition(pools, regions, test_signal_fraction=0.4, supervised_signal_fraction=0.6)

@@ -18,7 +18,7 @@ def test_label_modes_label_what_they_should(sample):
     sr_rows = np.flatnonzero(sample.in_signal_region)
     truth = sample.data.label[sr_rows]
     supervised = mode_training_set(sample, "supervised", sr_rows)
-    np.testing.assert_array_equal(supervised.label, truth)
+    np.testing.assert_array_equal(supervised.label, truth)  # no supervised signal set aside in this sample
     idealized = mode_training_set(sample, "idealized", sr_rows)
     ones = idealized.label == 1
     np.testing.assert_array_equal(np.sort(idealized.event_id[ones]), np.sort(sample.data.event_id[sr_rows]))
@@ -55,3 +55,16 @@ def test_bad_fold_and_mode_settings():
         check_modes(["cwola", "salad"])
     with pytest.raises(HybridjetError, match="names a mode twice"):
         check_modes(["cwola", "cwola"])
+
+
+def test_supervised_mode_adds_the_signal_set_aside_for_it(make_resonance_jets):
+    signal, background = make_resonance_jets(400, 4000, seed=2)
+    sample = inject(partition(Pools(signal, background), Regions(), seed=0, supervised_signal_fraction=0.2), 0.1)
+    sr_rows = np.flatnonzero(sample.in_signal_region)
+    supervised = mode_training_set(sample, "supervised", sr_rows)
+    assert len(supervised) == len(sr_rows) + len(sample.supervised_signal) and len(sample.supervised_signal) > 0
+    extra = np.isin(supervised.event_id, sample.supervised_signal.event_id)
+    assert (supervised.label[extra] == 1).all()
+    np.testing.assert_array_equal(supervised.label[~extra], sample.data.label[sr_rows])
+    for mode in ("idealized", "cwola"):  # the weak modes never see it
+        assert not np.isin(mode_training_set(sample, mode, sr_rows).event_id, sample.supervised_signal.event_id).any()
