@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 _EPILOG = """examples:
-  hybridjet anomaly -c configs/anomaly.yaml                      # CPU demo: trees + ablation, a few minutes
-  hybridjet anomaly -c configs/anomaly.yaml --check              # check settings and inputs, train nothing
+  hybridjet anomaly -c configs/anomaly_demo.yaml                 # CPU demo: trees + ablation, a few minutes
+  hybridjet anomaly -c configs/anomaly_demo.yaml --check         # check settings and inputs, train nothing
   hybridjet anomaly -c configs/anomaly_gpu.yaml --methods gbdt hybrid --seeds 0 1 2 3 4
 Signal region, sidebands, injected S/B, label modes (supervised, idealized, cwola), methods (gbdt, ablation,
 hybrid), folds, seeds, ensembles and the SIC floor are set in the config; the flags override a few of them.
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         "anomaly", help="Weakly supervised resonance search: inject signal, CWoLa / idealized / supervised, max SIC",
         description="Weakly supervised resonance search against signal injection, end to end.", epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", required=True, metavar="YAML", help="the search's config (configs/anomaly.yaml)")
+    p.add_argument("-c", "--config", required=True, metavar="YAML", help="the search's config (configs/anomaly_demo.yaml)")
     p.add_argument("--out", default=None, help="where files and runs go (default: the config's out)")
     p.add_argument("--report", default=None, help="where the report goes (default: the config's report)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",

@@ -1,5 +1,5 @@
 """The settings of ``hybridjet anomaly`` (``configs/anomaly*.yaml``), every one checked with a one-line error before
-any event is read or generated. The YAML's sections and their defaults are documented in ``configs/anomaly.yaml``."""
+any event is read or generated. The YAML's sections and their defaults are documented in ``configs/anomaly_demo.yaml``."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class Generate:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything ``hybridjet anomaly`` does (see ``configs/anomaly.yaml``)."""
+    """Everything ``hybridjet anomaly`` does (see ``configs/anomaly_demo.yaml``)."""
 
     out: str = "runs/anomaly"
     report: str = "report/anomaly"

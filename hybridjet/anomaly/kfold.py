@@ -11,6 +11,7 @@ The run directory holds ``fold<f>/`` (a run per model), ``scores.h5`` (splits ``
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: 
     if method.name == "gbdt":
         return train_gbdt(datamodule, run_dir, seed=seed, **method.model)
     L.seed_everything(seed, verbose=False)
+    # a fold's file may hold fewer batches than Lightning's logging interval: harmless, said once per model
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.name == "hybrid", **method.model)
     return train_classifier(clf, datamodule, run_dir, max_epochs=method.epochs, progress=progress,
                             early_stopping_patience=method.early_stopping_patience, **method.trainer)

@@ -39,8 +39,9 @@ def summarize(records: list[dict[str, Any]], split: str, level: float = 0.68) ->
         n_sig = float(np.median([r["counts"]["n_signal_sr"] for r in seeds]))
         n_bkg = float(np.median([r["counts"]["n_background_sr"] for r in seeds]))
         sig = significance(int(round(n_sig)), int(round(n_bkg)), sic["median"])
-        rows.append({"method": method, "label_mode": mode, "s_over_b": sb, "n_signal_sr": n_sig,
-                     "n_background_sr": n_bkg, **sig, "max_sic": sic, "auc": aucs, "n_seeds": len(seeds),
+        rows.append({"method": method, "label_mode": mode, "n_signal_sr": n_sig, "n_background_sr": n_bkg, **sig,
+                     "s_over_b": sb, "s_over_b_data": sig["s_over_b"], "max_sic": sic, "auc": aucs,
+                     "n_seeds": len(seeds),
                      "max_sic_ensemble": None if ensemble is None else ensemble["search"][split].get("max_sic"),
                      "floor_eff_b": next((r["search"][split].get("floor_eff_b") for r in seeds), None)})
     return rows
