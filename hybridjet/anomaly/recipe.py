@@ -33,7 +33,7 @@ from hybridjet.data.store import write_jets
 from hybridjet.data.weak import FoldFiles, write_fold_files
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.scores import read_scores, write_scores
-from hybridjet.eval.search_report import summarize, table, write_search_report
+from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
 from hybridjet.eval.sic import SicFloor, sic_curve, thin
 from hybridjet.io_utils import strict_json, write_json
 
@@ -233,6 +233,6 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
     meta = {"config": dataclasses.asdict(cfg), "seconds": time.perf_counter() - started}
     paths = write_search_report(cfg.report, records, cfg.eval_split, curves, meta)
     rows = summarize(records, cfg.eval_split)
-    print("\n" + table(rows))
+    print("\n" + table(rows) + "\n" + notes(rows, ordering(rows), cfg.eval_split))
     print(f"report: {', '.join(str(p) for p in paths.values())}  [{time.perf_counter() - started:.0f} s]")
     return {"rows": rows, "records": records, "paths": paths}

@@ -48,18 +48,21 @@ def summarize(records: list[dict[str, Any]], split: str, level: float = 0.68) ->
 
 
 def ordering(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (method, S/B) with two modes or more: the medians in the order supervised, idealized, CWoLa and whether
-    they do not increase along it (the expected ordering)."""
+    """Per (method, S/B) with two modes or more: the medians in the order supervised, idealized, CWoLa, whether
+    they do not increase along it (``holds``, the expected ordering) and whether every step that does increase
+    stays within the 68% bands (``within_bands``: the upper edge of the earlier mode reaches the later's lower)."""
     out = []
     pairs = sorted({(r["method"], r["s_over_b"]) for r in rows}, key=lambda p: (p[0], p[1]))
     for method, sb in pairs:
-        medians = {r["label_mode"]: r["max_sic"]["median"] for r in rows if (r["method"], r["s_over_b"]) == (method, sb)}
-        present = [m for m in MODE_ORDER if m in medians]
+        sics = {r["label_mode"]: r["max_sic"] for r in rows if (r["method"], r["s_over_b"]) == (method, sb)}
+        present = [m for m in MODE_ORDER if m in sics]
         if len(present) < 2:
             continue
-        values = [medians[m] for m in present]
-        holds = all(a >= b for a, b in zip(values, values[1:], strict=False))
-        out.append({"method": method, "s_over_b": sb, "modes": present, "medians": values, "holds": holds})
+        steps = list(zip(present, present[1:], strict=False))
+        holds = all(sics[a]["median"] >= sics[b]["median"] for a, b in steps)
+        within = all(sics[a]["median"] >= sics[b]["median"] or sics[a]["hi"] >= sics[b]["lo"] for a, b in steps)
+        out.append({"method": method, "s_over_b": sb, "modes": present,
+                    "medians": [sics[m]["median"] for m in present], "holds": holds, "within_bands": within})
     return out
 
 
@@ -94,9 +97,12 @@ def notes(rows: list[dict[str, Any]], order: list[dict[str, Any]], split: str) -
             "seed ensemble: the mean of the seeds' probabilities. S/B, S/√B: the signal region's data before any "
             "cut; after cut: S/√B × median max SIC.", ""]
     for o in order:
-        chain = " ≥ ".join(f"{m} {v:.2f}" for m, v in zip(o["modes"], o["medians"], strict=True))
-        text.append(f"- {o['method']} at S/B {100 * o['s_over_b']:.3g}%: {chain} — "
-                    f"{'holds' if o['holds'] else 'does not hold'}")
+        chain = f"{o['modes'][0]} {o['medians'][0]:.2f}"
+        for i in range(1, len(o["modes"])):
+            chain += f" {'≥' if o['medians'][i - 1] >= o['medians'][i] else '<'} {o['modes'][i]} {o['medians'][i]:.2f}"
+        verdict = ("holds" if o["holds"] else "holds within the 68% bands" if o["within_bands"] else
+                   "does not hold")
+        text.append(f"- {o['method']} at S/B {100 * o['s_over_b']:.3g}%: {chain} — {verdict}")
     return "\n".join(text) + "\n"
 
 
