@@ -14,7 +14,7 @@ import numpy as np
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.eval import metrics as M
 from hybridjet.eval.scores import read_scores
-from hybridjet.eval.sic import SicFloor, search_rows
+from hybridjet.eval.sic import SicFloor, band, search_rows
 from hybridjet.io_utils import atomic_path
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
@@ -32,6 +32,7 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     gaps: list[dict[str, Any]] = field(default_factory=list)  # paired AUC gaps: the reference minus each other
     sic_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (eff_s, SIC)
+    sic_bands: list[dict[str, Any]] = field(default_factory=list)  # max SIC over the seeds of one search setting
 
     # ------------------------------------------------------------------------------------------ table
     def table(self, fmt: str = "markdown") -> str:
@@ -68,7 +69,21 @@ class Report:
         ]
         for r in self.rows:
             lines.append("| " + " | ".join(c[1](r) for c in cols) + " |")
-        return "\n".join(lines) + "\n" + self.gap_table()
+        return "\n".join(lines) + "\n" + self.gap_table() + self.band_table()
+
+    def band_table(self) -> str:
+        """Max SIC above the floor over the seeds of each (method, mode, S/B) among the runs; empty without."""
+        if not self.sic_bands:
+            return ""
+        pct = round(100 * self.level)
+        lines = ["", f"| Search runs | seeds | max SIC median [{pct}% band] | S/√B | S/√B after cut |",
+                 "|:---|---:|---:|---:|---:|"]
+        for b in self.sic_bands:
+            s = b["max_sic"]
+            lines.append(f"| {b['group']} | {b['n_seeds']} | {_fmt_num(s['median'], 2)} [{_fmt_num(s['lo'], 2)}, "
+                         f"{_fmt_num(s['hi'], 2)}] | {_fmt_num(b['s_over_sqrt_b'], 2)} | "
+                         f"{_fmt_num(b['best_s_over_sqrt_b'], 2)} |")
+        return "\n".join(lines) + "\n"
 
     def gap_table(self) -> str:
         """The paired AUC gaps (reference − other) as a markdown table; empty without gaps."""
@@ -114,6 +129,7 @@ class Report:
                 "meta": {**self.meta, "bootstrap": {"n_boot": self.n_boot, "level": self.level}},
                 "rows": self.rows,
                 "gaps": self.gaps,
+                "sic_bands": self.sic_bands,
                 "sic": {name: {"eff_s": es.tolist(), "sic": sic.tolist()} for name, (es, sic) in self.sic_curves.items()},
                 "roc": {
                     name: {"eff_s": es.tolist(), "eff_b": eb.tolist()}
@@ -368,9 +384,32 @@ def compare_runs(
         extra, report.sic_curves = search_rows(ref_labels, scores, attrs, sic_floor)
         for row in report.rows:
             row.update(extra[row["name"]])
+        report.sic_bands = seed_bands(report.rows, [meta for meta, _ in loaded], report.level)
     if out is not None:
         write_report(report, out)
     return report
+
+
+def seed_bands(rows: list[dict[str, Any]], metas: list[dict[str, Any]], level: float = 0.68) -> list[dict[str, Any]]:
+    """Per (method, label mode, injected S/B) that two runs or more of ``hybridjet anomaly`` share (their
+    ``metrics.json``, one integer ``seed`` each): max SIC above the floor as the median and ``level`` band over the
+    seeds, the data's S/√B and S/√B after the median's cut."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row, meta in zip(rows, metas, strict=True):
+        seed, mode = meta.get("seed"), meta.get("label_mode")
+        if isinstance(seed, int) and not isinstance(seed, bool) and mode and row.get("max_sic_floor") is not None:
+            sb = meta.get("s_over_b")
+            key = f"{meta.get('method', meta.get('model'))} {mode}" + (f" S/B {100 * sb:.3g}%" if sb else "")
+            groups.setdefault(key, []).append(row)
+    out = []
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        sic = band([r["max_sic_floor"] for r in members], level)
+        initial = members[0].get("s_over_sqrt_b")
+        out.append({"group": key, "n_seeds": len(members), "max_sic": sic, "s_over_sqrt_b": initial,
+                    "best_s_over_sqrt_b": None if initial is None else initial * sic["median"]})
+    return out
 
 
 def write_report(report: Report, out: str | os.PathLike[str]) -> dict[str, Path]:

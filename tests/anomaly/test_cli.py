@@ -82,3 +82,12 @@ def test_search_end_to_end_then_reused_then_compared(tmp_path, resonance_file, s
     assert "SIC" in shown
     compared = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert all(r["max_sic_floor"] > 0 for r in compared["rows"]) and (tmp_path / "cmp" / "sic.png").exists()
+    # and, over the seeds of each setting, the median and band of max SIC
+    seeds = [str(out / "runs" / m / "cwola" / "sb0.2" / f"seed{s}") for m in METHODS for s in (0, 1)]
+    assert main(["compare", *seeds, "--out", str(tmp_path / "cmp2"), "--bootstrap", "0", "--min-background", "5"]) == 0
+    shown = capsys.readouterr().out
+    assert "| Search runs | seeds | max SIC median [68% band] |" in shown and "| gbdt cwola S/B 20% | 2 |" in shown
+    bands = json.loads((tmp_path / "cmp2" / "comparison.json").read_text())["sic_bands"]
+    assert [b["n_seeds"] for b in bands] == [2, 2]
+    mine = [r for r in rows if (r["method"], r["label_mode"], r["s_over_b"]) == ("gbdt", "cwola", 0.2)][0]
+    assert bands[0]["max_sic"]["median"] == mine["max_sic"]["median"]  # same floor, same numbers
