@@ -100,3 +100,11 @@ def test_supervised_signal_is_a_signal_region_share_apart_from_the_test_set_and_
     with pytest.raises(HybridjetError, match=r"sample.supervised_signal_fraction: expected a fraction in "
                                              r"\[0, 1 - test_signal_fraction\), got 0.6"):
         partition(pools, regions, test_signal_fraction=0.4, supervised_signal_fraction=0.6)
+
+
+def test_injection_down_to_half_a_per_mille(make_resonance_jets):
+    signal, background = make_resonance_jets(200, 40000, seed=5)
+    part = partition(Pools(signal, background), Regions(), seed=0)
+    counts = inject(part, 0.0005, seed=0).counts()
+    assert counts["n_signal_sr"] == round(0.0005 * counts["n_background_sr"]) >= 1
+    assert counts["s_over_b"] == pytest.approx(0.0005, rel=0.3)
