@@ -93,13 +93,24 @@ def check_search(cfg: SearchConfig, pools: Pools) -> Partition:
     return part
 
 
-def _fingerprint(cfg: SearchConfig, method: Method, s_over_b: float, seed: int) -> str:
-    """What one trained (method, mode, S/B, seed) depends on: the data, sample, injection, features, folds and
-    ensemble settings, this method's settings, S/B and seed — not the other methods, S/B values or seeds, nor where
-    the report goes or how it is evaluated."""
+def pools_key(pools: Pools) -> str:
+    """A digest of the pools' events (ids, m_jj), so that runs trained on other events of the same files are
+    not reused."""
+    digest = hashlib.sha256()
+    for arrays, mjj in ((pools.signal, pools.signal_mjj), (pools.background, pools.background_mjj)):
+        digest.update(np.ascontiguousarray(arrays.event_id, np.int64).tobytes())
+        digest.update(np.ascontiguousarray(mjj, np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint(cfg: SearchConfig, method: Method, s_over_b: float, seed: int, data_key: str = "") -> str:
+    """What one trained (method, mode, S/B, seed) depends on: the events (``data_key``), the data, sample,
+    injection, features, folds and ensemble settings, this method's settings, S/B and seed — not the other methods,
+    S/B values or seeds, nor where the report goes or how it is evaluated."""
     same = dataclasses.replace(cfg, report="", methods=(method,), s_over_b=(s_over_b,), seeds=(seed,), modes=(),
                                ensemble_seeds=False, eval_split="test", floor=SicFloor())
-    return hashlib.sha256(strict_json(dataclasses.asdict(same), None).encode()).hexdigest()[:16]
+    text = strict_json({"config": dataclasses.asdict(same), "events": data_key}, None)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _finished(run_dir: Path, fingerprint: str, cfg: SearchConfig) -> dict[str, Any] | None:
@@ -196,6 +207,7 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
     if check_only:
         return {"rows": [], "records": [], "paths": {}}
     test, prepared = write_files(cfg, part)
+    data_key = pools_key(pools)
     records: list[dict[str, Any]] = []
     for (sb, seed), (counts, folds) in prepared.items():
         print(f"S/B {100 * sb:.3g}% seed {seed}: {counts['n_signal_sr']} signal + {counts['n_background_sr']} "
@@ -203,7 +215,7 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
         for method in cfg.methods:
             for mode in cfg.modes:
                 name = f"{method.name}/{mode}/sb{sb:g}/seed{seed}"
-                fingerprint = _fingerprint(cfg, method, sb, seed)
+                fingerprint = _fingerprint(cfg, method, sb, seed, data_key)
                 run_dir = Path(cfg.out) / "runs" / name
                 info = {"name": name, "method": method.name, "s_over_b": sb, "counts": counts,
                         "fingerprint": fingerprint, "run_dir": str(run_dir), **{k: counts[k] for k in

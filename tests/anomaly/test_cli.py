@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 
+from hybridjet.anomaly.config import load_config
+from hybridjet.anomaly.recipe import load_pools, pools_key
 from hybridjet.cli import main
 from hybridjet.data.kinematics import dijet_mass
 from hybridjet.data.regions import Regions
@@ -74,7 +76,6 @@ def test_search_end_to_end_then_reused_then_compared(tmp_path, resonance_file, s
     capsys.readouterr()
     assert [p.stat().st_mtime_ns for p in model_files] == stamps
     assert json.loads((tmp_path / "report" / "anomaly.json").read_text())["rows"] == rows
-
     # hybridjet compare on the search's runs reports their SIC
     runs = [str(out / "runs" / m / mode / "sb0.2" / "ensemble") for m in METHODS for mode in ("supervised", "cwola")]
     assert main(["compare", *runs, "--out", str(tmp_path / "cmp"), "--bootstrap", "0"]) == 0
@@ -91,3 +92,14 @@ def test_search_end_to_end_then_reused_then_compared(tmp_path, resonance_file, s
     assert [b["n_seeds"] for b in bands] == [2, 2]
     mine = [r for r in rows if (r["method"], r["label_mode"], r["s_over_b"]) == ("gbdt", "cwola", 0.2)][0]
     assert bands[0]["max_sic"]["median"] == mine["max_sic"]["median"]  # same floor, same numbers
+
+    # other events in the same file: retrained, not reused
+    before = pools_key(load_pools(load_config(path), progress=False))
+    search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"gbdt": METHODS["gbdt"]},
+                injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [1]})
+    assert pools_key(load_pools(load_config(path), progress=False)) != before
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert (out / "runs/gbdt/cwola/sb0.2/seed1/fold0/trees.safetensors").stat().st_mtime_ns != stamps[
+        model_files.index(out / "runs/gbdt/cwola/sb0.2/seed1/fold0/trees.safetensors")]
+
