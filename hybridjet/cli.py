@@ -22,6 +22,7 @@ AREA_MODULES = (
     "hybridjet.eval.cli",
     "hybridjet.text.cli",
     "hybridjet.demo",
+    "hybridjet.anomaly.cli",
 )
 
 # command -> "module:function" taking the remaining argv (LightningCLI-style commands)

@@ -21,7 +21,7 @@ import torch
 from hybridjet import __version__
 from hybridjet.data.features import Normalizer
 from hybridjet.errors import HybridjetError
-from hybridjet.eval.metrics import binary_metrics
+from hybridjet.eval.metrics import split_metrics
 from hybridjet.eval.scores import write_scores
 from hybridjet.io_utils import atomic_path, write_json
 from hybridjet.llm.backbone import resolve_dtype
@@ -98,7 +98,7 @@ def write_split_scores(run_dir: PathLike, split: str, event_id: np.ndarray, prob
     """``scores.h5`` of one evaluated split (signal probabilities) and its metrics; returns the metrics."""
     write_scores(Path(run_dir) / SCORES_FILE, split, event_id, probability.astype(np.float32),
                  label.astype(np.int8), attrs={"model": model_kind, "score_kind": "probability"})
-    return binary_metrics(label.astype(int), probability)
+    return split_metrics(label, probability)
 
 
 #: the runtime settings that change a model's numbers, which a run records as they were requested

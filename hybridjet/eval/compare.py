@@ -14,6 +14,7 @@ import numpy as np
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.eval import metrics as M
 from hybridjet.eval.scores import read_scores
+from hybridjet.eval.sic import SicFloor, band, search_rows
 from hybridjet.io_utils import atomic_path
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
@@ -30,6 +31,8 @@ class Report:
     n_boot: int = 200
     meta: dict[str, Any] = field(default_factory=dict)
     gaps: list[dict[str, Any]] = field(default_factory=list)  # paired AUC gaps: the reference minus each other
+    sic_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (eff_s, SIC)
+    sic_bands: list[dict[str, Any]] = field(default_factory=list)  # max SIC over the seeds of one search setting
 
     # ------------------------------------------------------------------------------------------ table
     def table(self, fmt: str = "markdown") -> str:
@@ -51,6 +54,11 @@ class Report:
             "train_time_s": ("Train time", lambda r: _fmt_time(r.get("train_time_s"))),
             "train_events_per_s": ("Train ev/s", lambda r: _fmt_rate(r.get("train_events_per_s"))),
             "infer_events_per_s": ("Infer ev/s", lambda r: _fmt_rate(r.get("infer_events_per_s"))),
+            # runs scored on a resonance search's signal-region events (truth labels): SIC above the floor
+            "max_sic_floor": ("max SIC (ε_B floor)", lambda r: _fmt_num(r.get("max_sic_floor"), 2)),
+            "s_over_b": ("S/B in SR", lambda r: "–" if r.get("s_over_b") is None else f"{100 * r['s_over_b']:.3g}%"),
+            "s_over_sqrt_b": ("S/√B", lambda r: _fmt_num(r.get("s_over_sqrt_b"), 2)),
+            "best_s_over_sqrt_b": ("S/√B after cut", lambda r: _fmt_num(r.get("best_s_over_sqrt_b"), 2)),
         }
         for key, col in extra.items():
             if any(r.get(key) is not None for r in self.rows):
@@ -61,7 +69,21 @@ class Report:
         ]
         for r in self.rows:
             lines.append("| " + " | ".join(c[1](r) for c in cols) + " |")
-        return "\n".join(lines) + "\n" + self.gap_table()
+        return "\n".join(lines) + "\n" + self.gap_table() + self.band_table()
+
+    def band_table(self) -> str:
+        """Max SIC above the floor over the seeds of each (method, mode, S/B) among the runs; empty without."""
+        if not self.sic_bands:
+            return ""
+        pct = round(100 * self.level)
+        lines = ["", f"| Search runs | seeds | max SIC median [{pct}% band] | S/√B | S/√B after cut |",
+                 "|:---|---:|---:|---:|---:|"]
+        for b in self.sic_bands:
+            s = b["max_sic"]
+            lines.append(f"| {b['group']} | {b['n_seeds']} | {_fmt_num(s['median'], 2)} [{_fmt_num(s['lo'], 2)}, "
+                         f"{_fmt_num(s['hi'], 2)}] | {_fmt_num(b['s_over_sqrt_b'], 2)} | "
+                         f"{_fmt_num(b['best_s_over_sqrt_b'], 2)} |")
+        return "\n".join(lines) + "\n"
 
     def gap_table(self) -> str:
         """The paired AUC gaps (reference − other) as a markdown table; empty without gaps."""
@@ -89,6 +111,10 @@ class Report:
             f"max SIC: max ε_S/√ε_B over thresholds keeping ≥ {M.DEFAULT_MIN_BACKGROUND:g} background events."
         )
         parts.append("Accuracy: score ≥ 0.5 (probabilities) or ≥ 0 (logit differences) classified as signal.")
+        if self.sic_curves:
+            floor = self.rows[0].get("floor_eff_b")
+            parts.append(f"max SIC (ε_B floor): max ε_S/√ε_B over cuts keeping ε_B ≥ {floor:.3g}; S/B, S/√B: the "
+                         "signal region's data before any cut; after cut: S/√B × max SIC.")
         if self.gaps:
             parts.append(f"AUC gap: the reference's AUC minus each other model's on the same events, with a paired "
                          f"percentile bootstrap ({self.gaps[0]['n_boot']} resamples drawing the same events for "
@@ -103,6 +129,8 @@ class Report:
                 "meta": {**self.meta, "bootstrap": {"n_boot": self.n_boot, "level": self.level}},
                 "rows": self.rows,
                 "gaps": self.gaps,
+                "sic_bands": self.sic_bands,
+                "sic": {name: {"eff_s": es.tolist(), "sic": sic.tolist()} for name, (es, sic) in self.sic_curves.items()},
                 "roc": {
                     name: {"eff_s": es.tolist(), "eff_b": eb.tolist()}
                     for name, (es, eb) in self.curves.items()
@@ -311,13 +339,16 @@ def compare_runs(
     out: str | os.PathLike[str] | None = "report/",
     n_boot: int = 200,
     reference: str | None = None,
+    sic_floor: SicFloor | None = None,
 ) -> Report:
     """Compare runs (``<run>/scores.h5`` + ``<run>/metrics.json``) on the same events of ``split``.
 
     Scores are aligned by ``event_id``; runs scored on different event sets or with disagreeing labels are
     refused.  ``reference``: the run (by name) whose AUC gaps to the others are bootstrapped (default: the first).
     Writes ``comparison.md``, ``comparison.json``, ``roc.png`` and ``roc_tpr_fpr.png`` into ``out`` (each
-    atomically; ``out=None`` writes nothing) and returns the report.
+    atomically; ``out=None`` writes nothing) and returns the report. Runs whose scores file says it holds a
+    resonance search's signal-region events (``selection = signal_region``, as ``hybridjet anomaly`` writes them)
+    also get max SIC above ``sic_floor``, the search's S/B and S/√B before and after the cut, and ``sic.png``.
     """
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
@@ -348,9 +379,37 @@ def compare_runs(
         info[name] = row_info
     report = evaluate(ref_labels, scores, info, n_boot=n_boot, reference=reference)
     report.meta = {"split": split, "runs": [str(d) for d in dirs], "n_events": int(len(ref_ids))}
+    if all(ss.attrs.get("selection") == "signal_region" for _, ss in loaded):
+        attrs = {row["name"]: ss.attrs for row, (_, ss) in zip(report.rows, loaded, strict=True)}
+        extra, report.sic_curves = search_rows(ref_labels, scores, attrs, sic_floor)
+        for row in report.rows:
+            row.update(extra[row["name"]])
+        report.sic_bands = seed_bands(report.rows, [meta for meta, _ in loaded], report.level)
     if out is not None:
         write_report(report, out)
     return report
+
+
+def seed_bands(rows: list[dict[str, Any]], metas: list[dict[str, Any]], level: float = 0.68) -> list[dict[str, Any]]:
+    """Per (method, label mode, injected S/B) that two runs or more of ``hybridjet anomaly`` share (their
+    ``metrics.json``, one integer ``seed`` each): max SIC above the floor as the median and ``level`` band over the
+    seeds, the data's S/√B and S/√B after the median's cut."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row, meta in zip(rows, metas, strict=True):
+        seed, mode = meta.get("seed"), meta.get("label_mode")
+        if isinstance(seed, int) and not isinstance(seed, bool) and mode and row.get("max_sic_floor") is not None:
+            sb = meta.get("s_over_b")
+            key = f"{meta.get('method', meta.get('model'))} {mode}" + (f" S/B {100 * sb:.3g}%" if sb else "")
+            groups.setdefault(key, []).append(row)
+    out = []
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        sic = band([r["max_sic_floor"] for r in members], level)
+        initial = members[0].get("s_over_sqrt_b")
+        out.append({"group": key, "n_seeds": len(members), "max_sic": sic, "s_over_sqrt_b": initial,
+                    "best_s_over_sqrt_b": None if initial is None else initial * sic["median"]})
+    return out
 
 
 def write_report(report: Report, out: str | os.PathLike[str]) -> dict[str, Path]:
@@ -367,4 +426,8 @@ def write_report(report: Report, out: str | os.PathLike[str]) -> dict[str, Path]
     report.to_json(paths["json"])
     report.plot_roc(paths["roc"])
     report.plot_tpr_fpr(paths["roc_tpr_fpr"])
+    if report.sic_curves:
+        from hybridjet.eval import plots
+
+        paths["sic"] = plots.plot_sic(report.sic_curves, out / "sic.png", report.rows[0].get("floor_eff_b"))
     return paths

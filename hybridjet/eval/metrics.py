@@ -226,6 +226,16 @@ def binary_metrics(
     return out
 
 
+def split_metrics(labels: Any, scores: Any) -> dict[str, float | int]:
+    """:func:`binary_metrics` of an evaluated split, or only its event counts when it holds one class (a small
+    test split of rare signal): a run's scores are written either way."""
+    y = np.asarray(labels).astype(int)
+    n_sig = int((y == 1).sum())
+    if 0 < n_sig < len(y):
+        return binary_metrics(y, scores)
+    return {"n_events": int(len(y)), "n_signal": n_sig, "n_background": int(len(y) - n_sig)}
+
+
 # ---------------------------------------------------------------------------------------------- bootstrap
 def _named_metric(name: str) -> Callable[[_Roc, np.ndarray, np.ndarray, np.ndarray], float]:
     if name == "auc":

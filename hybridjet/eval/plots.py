@@ -95,3 +95,49 @@ def plot_tpr_fpr(report: Report, path: str | os.PathLike[str]) -> Path:
     ax.grid(True, alpha=0.4)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     return _save(fig, path)
+
+
+def plot_sic(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike[str],
+             floor_eff_b: float | None = None, title: str | None = None) -> Path:
+    """SIC = ε_S/√ε_B versus ε_S, one curve per name (each limited to cuts above the background floor)."""
+    fig, ax = _figure()
+    for (name, (eff_s, sic)), style in zip(curves.items(), _styles(len(curves)), strict=True):
+        best = float(np.max(sic)) if len(sic) else float("nan")
+        ax.plot(eff_s, sic, label=f"{name} (max {best:.2f})", **style)
+    ax.axhline(1.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="No cut (SIC = 1)")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel("Signal efficiency ε$_S$")
+    ax.set_ylabel("Significance improvement ε$_S$/√ε$_B$")
+    floor = f"cuts keeping ε$_B$ ≥ {floor_eff_b:.3g}" if floor_eff_b else ""
+    ax.set_title(" — ".join(t for t in (title, floor) if t), fontsize=9, loc="left")
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    return _save(fig, path)
+
+
+def plot_max_sic_vs_sb(series: dict[str, list[dict[str, Any]]], path: str | os.PathLike[str],
+                       title: str | None = None) -> Path:
+    """Max SIC against the injected S/B (log axis, in %): per series (a method and mode) the median over seeds with
+    its 68% band; ``series[name]`` is a list of ``{"s_over_b", "median", "lo", "hi"}`` points."""
+    fig, ax = _figure()
+    for (name, points), style in zip(series.items(), _styles(len(series)), strict=True):
+        pts = sorted((p for p in points if np.isfinite(p["median"])), key=lambda p: p["s_over_b"])
+        if not pts:
+            continue
+        x = np.array([100 * p["s_over_b"] for p in pts])
+        med = np.array([p["median"] for p in pts])
+        ax.plot(x, med, marker="o", markersize=4, label=name, **style)
+        lo, hi = np.array([p["lo"] for p in pts]), np.array([p["hi"] for p in pts])
+        ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, linewidth=0)
+    ax.axhline(1.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="No gain (SIC = 1)")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel("Injected S/B in the signal region [%]")
+    ax.set_ylabel("Max SIC (median, 68% band over seeds)")
+    if title:
+        ax.set_title(title, fontsize=9, loc="left")
+    ax.grid(True, which="major", alpha=0.5)
+    ax.grid(True, which="minor", alpha=0.15)
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
+    return _save(fig, path)

@@ -13,7 +13,7 @@ import numpy as np
 from lightning.pytorch.loggers import CSVLogger
 
 from hybridjet.data.datamodule import JetDataModule
-from hybridjet.eval.metrics import binary_metrics
+from hybridjet.eval.metrics import split_metrics
 from hybridjet.eval.scores import write_scores
 from hybridjet.io_utils import write_json
 from hybridjet.models.classical import GradientBoostedTrees
@@ -99,7 +99,7 @@ def train_gbdt(
         "name": run_dir.name, "model": "gbdt", "trainable_params": model._check_fitted().n_nodes(),
         **model.timing, "infer_events_per_s": len(score) / max(infer_seconds, 1e-9),
         "iterations": model.iterations, "feature_set": datamodule.feature_set,
-        "test": binary_metrics(labels.astype(int), score),
+        "test": split_metrics(labels, score),
     }
     write_json(run_dir / "metrics.json", metrics)
     return metrics

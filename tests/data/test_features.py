@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 
 from hybridjet.data.features import Normalizer, event_features, feature_names
+from hybridjet.data.kinematics import dijet_mass, jet_kinematics
 from hybridjet.errors import HybridjetError
 
 
 def test_feature_columns_match_names(make_toy_jets):
     arrays = make_toy_jets(50)
-    for feature_set in ("fourvec", "substructure"):
+    for feature_set in ("fourvec", "substructure", "highlevel"):
         features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, feature_set)
         assert features.shape == (50, len(feature_names(feature_set, 2)))
         assert np.isfinite(features).all()
@@ -57,3 +58,39 @@ def test_normalizer_roundtrip(tmp_path):
     np.testing.assert_array_equal(again(x), y)
     with pytest.raises(HybridjetError, match="empty"):
         Normalizer.fit(x[:0], ["a", "b", "c", "d"])
+
+
+def test_highlevel_orders_jets_by_mass_and_leaves_out_mjj(make_toy_jets):
+    arrays = make_toy_jets(300)
+    features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, "highlevel")
+    assert feature_names("highlevel", 2) == ["m_j1", "delta_m_j", "tau21_j1", "tau21_j2"]
+    p = arrays.jets.astype(np.float64)
+    mass = np.sqrt(np.clip(p[..., 3] ** 2 - (p[..., :3] ** 2).sum(-1), 0, None)) / 1000.0
+    tau21 = arrays.tau[..., 1] / arrays.tau[..., 0]
+    heavy = np.argmax(mass, axis=1)
+    rows = np.arange(len(mass))
+    np.testing.assert_allclose(features[:, 0], mass.max(1), rtol=2e-2, atol=2e-3)
+    np.testing.assert_allclose(features[:, 1], mass.max(1) - mass.min(1), rtol=2e-2, atol=3e-3)
+    np.testing.assert_allclose(features[:, 2], tau21[rows, heavy], rtol=1e-5)
+    np.testing.assert_allclose(features[:, 3], tau21[rows, 1 - heavy], rtol=1e-5)
+    assert (features[:, 1] >= 0).all()
+    # moving the second jet in η changes m_jj but none of the four features
+    kin = jet_kinematics(arrays.jets)
+    eta = kin["eta"].copy()
+    eta[:, 1] += 1.0
+    pz = kin["pt"] * np.sinh(eta)
+    px, py = kin["pt"] * np.cos(kin["phi"]), kin["pt"] * np.sin(kin["phi"])
+    moved = np.stack([px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + kin["mass"] ** 2)], axis=-1).astype(np.float32)
+    assert np.abs(dijet_mass(moved) - dijet_mass(arrays.jets)).min() > 1.0
+    again = event_features(moved, arrays.jet_mask, arrays.n_particles, arrays.tau, "highlevel")
+    np.testing.assert_allclose(again, features, rtol=2e-2, atol=3e-3)
+
+def test_highlevel_needs_tau_and_handles_a_missing_jet(make_toy_jets):
+    arrays = make_toy_jets(20)
+    with pytest.raises(HybridjetError, match="'highlevel' needs the 'tau'"):
+        event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, None, "highlevel")
+    arrays.jet_mask[:5, 1] = False
+    arrays.jets[:5, 1] = 0
+    features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, "highlevel")
+    np.testing.assert_allclose(features[:5, 1], features[:5, 0])  # Δm_j = m_j1 when j2 is absent
+    assert (features[:5, 3] == 0).all()

@@ -109,3 +109,20 @@ def test_bad_inputs_one_line_errors(labels: list, scores: list, message: str) ->
     with pytest.raises(HybridjetError, match=message) as info:
         binary_metrics(np.array(labels), np.array(scores))
     assert "\n" not in str(info.value)
+
+
+def test_split_metrics_of_a_one_class_split_gives_counts_and_the_scores_are_written(tmp_path):
+    from hybridjet.eval.metrics import split_metrics
+    from hybridjet.eval.scores import read_scores
+    from hybridjet.run import write_split_scores
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.3).astype(int)
+    s = rng.random(200)
+    assert split_metrics(y, s) == binary_metrics(y, s)  # both classes: the full metrics
+    assert split_metrics(np.zeros(7, np.int8), s[:7]) == {"n_events": 7, "n_signal": 0, "n_background": 7}
+    # a small test split of rare signal holds background only: its scores are written, not refused
+    out = write_split_scores(tmp_path, "test", np.arange(7), s[:7], np.zeros(7, np.int8), "gbdt")
+    assert out == {"n_events": 7, "n_signal": 0, "n_background": 7}
+    scores = read_scores(tmp_path / "scores.h5", "test")
+    assert len(scores.score) == 7 and (scores.label == 0).all()

@@ -1,0 +1,257 @@
+"""The settings of ``hybridjet anomaly`` (``configs/anomaly*.yaml``), every one checked with a one-line error before
+any event is read or generated. The YAML's sections and their defaults are documented in ``configs/anomaly_demo.yaml``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hybridjet.data.features import FEATURE_SETS
+from hybridjet.data.regions import Regions
+from hybridjet.data.weak import check_modes
+from hybridjet.errors import HybridjetError
+from hybridjet.eval.sic import SicFloor
+from hybridjet.models.classical import GradientBoostedTrees
+from hybridjet.models.hybrid import HybridConfig
+from hybridjet.runtime import Runtime
+from hybridjet.train.optim import Optimization
+
+METHODS = ("gbdt", "ablation", "hybrid")
+GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
+NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "trainer")
+EVAL_SPLITS = ("test", "data")
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("jets", "signal", "background", "generate"),
+    "generate": ("dir", "signal_events", "background_events", "workers", "seed", "mx", "my", "mwprime"),
+    "sample": ("background_fractions", "test_signal_fraction", "supervised_signal_fraction", "seed"),
+    "injection": ("s_over_b", "seed", "resample"),
+    "training": ("folds", "seeds", "split"),
+    "ensemble": ("per_fold", "folds", "seeds"),
+    "evaluation": ("split", "min_eff_b", "min_background"),
+}
+_TOP = ("out", "report", "data", "regions", "sample", "injection", "features", "modes", "methods", "training",
+        "ensemble", "evaluation")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One classifier: ``name`` (gbdt, ablation, hybrid) and its settings. ``model``: the trees' settings, or the
+    flat settings :meth:`HybridClassifier.from_settings` sorts into architecture, runtime and optimisation."""
+
+    name: str
+    model: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int = 256
+    early_stopping_patience: int | None = None
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Pythia 8 events to generate and cluster when no jets files are given."""
+
+    dir: str = "data/anomaly"
+    signal_events: int = 3000
+    background_events: int = 60000
+    workers: int = 2
+    seed: int = 0
+    mx: float = 500.0
+    my: float = 100.0
+    mwprime: float = 3500.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything ``hybridjet anomaly`` does (see ``configs/anomaly_demo.yaml``)."""
+
+    out: str = "runs/anomaly"
+    report: str = "report/anomaly"
+    jets: str | None = None
+    signal: str | None = None
+    background: str | None = None
+    generate: Generate | None = None
+    regions: Regions = field(default_factory=Regions)
+    background_fractions: tuple[float, float, float] = (0.4, 0.4, 0.2)
+    test_signal_fraction: float = 0.4
+    supervised_signal_fraction: float = 0.2
+    sample_seed: int = 0
+    s_over_b: tuple[float, ...] = (0.01,)
+    injection_seed: int = 0
+    resample_injection: bool = False
+    feature_set: str = "highlevel"
+    modes: tuple[str, ...] = ("supervised", "idealized", "cwola")
+    methods: tuple[Method, ...] = (Method("gbdt"),)
+    folds: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
+    split: tuple[float, float, float] = (0.75, 0.2, 0.05)
+    per_fold: int = 1
+    ensemble_folds: bool = True
+    ensemble_seeds: bool = True
+    eval_split: str = "test"
+    floor: SicFloor = field(default_factory=SicFloor)
+
+    def with_overrides(self, **changes: Any) -> SearchConfig:
+        """A copy with the given fields replaced (the CLI's flags), ``None`` values ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _section(raw: Any, name: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise HybridjetError(f"{name}: expected a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - set(_SECTIONS[name.rsplit(".", 1)[-1]]))
+    if unknown:
+        raise HybridjetError(f"{name}.{unknown[0]}: unknown setting; expected one of "
+                             f"{', '.join(_SECTIONS[name.rsplit('.', 1)[-1]])}")
+    return raw
+
+
+def _int(value: Any, setting: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise HybridjetError(f"{setting}: expected an integer >= {least}, got {value!r}")
+    return value
+
+
+def _fraction(value: Any, setting: str, *, open_top: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or value > 1 or (open_top and value >= 1):
+        raise HybridjetError(f"{setting}: expected a fraction in [0, 1{')' if open_top else ']'}, got {value!r}")
+    return float(value)
+
+
+def _fractions(value: Any, setting: str) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise HybridjetError(f"{setting}: expected three fractions, got {value!r}")
+    out = tuple(_fraction(v, f"{setting}[{i}]") for i, v in enumerate(value))
+    if out[0] <= 0 or sum(out) <= 0:
+        raise HybridjetError(f"{setting}: expected the first fraction > 0, got {list(value)}")
+    return out  # type: ignore[return-value]
+
+
+def _method(name: str, raw: Any) -> Method:
+    """One ``methods`` entry, its settings checked (a net's are built into its config classes, no model loaded)."""
+    if name not in METHODS:
+        raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}")
+    if raw is not None and not isinstance(raw, dict):
+        raise HybridjetError(f"methods.{name}: expected a mapping of settings, got {raw!r}")
+    raw = dict(raw or {})
+    if name == "gbdt":
+        unknown = sorted(set(raw) - set(GBDT_SETTINGS))
+        if unknown:
+            raise HybridjetError(f"methods.gbdt.{unknown[0]}: unknown setting; expected one of {', '.join(GBDT_SETTINGS)}")
+        try:
+            GradientBoostedTrees(**raw)
+        except HybridjetError as err:
+            raise HybridjetError(f"methods.gbdt: {err}") from None
+        return Method(name, raw)
+    recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
+    groups: dict[type, dict[str, Any]] = {HybridConfig: {}, Runtime: {}, Optimization: {}}
+    for key, value in raw.items():
+        owner = next((g for g in groups if key in {f.name for f in dataclasses.fields(g)}), None)
+        if owner is None or key == "use_llm":
+            raise HybridjetError(f"methods.{name}.{key}: not a setting of the classifier (architecture, runtime, "
+                                 f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS)})")
+        groups[owner][key] = value
+    try:
+        for cls, kwargs in groups.items():
+            cls(**kwargs)
+    except (HybridjetError, TypeError, ValueError) as err:
+        raise HybridjetError(f"methods.{name}: {err}") from None
+    epochs = _int(recipe.get("epochs", 20), f"methods.{name}.epochs", 1)
+    batch = _int(recipe.get("batch_size", 256), f"methods.{name}.batch_size", 1)
+    patience = recipe.get("early_stopping_patience")
+    if patience is not None:
+        _int(patience, f"methods.{name}.early_stopping_patience", 1)
+    trainer = recipe.get("trainer") or {}
+    if not isinstance(trainer, dict):
+        raise HybridjetError(f"methods.{name}.trainer: expected a mapping of Lightning Trainer settings")
+    return Method(name, raw, epochs, batch, patience, trainer)
+
+
+def parse_config(raw: Any) -> SearchConfig:
+    """A :class:`SearchConfig` from the YAML's mapping, every setting checked."""
+    if not isinstance(raw, dict):
+        raise HybridjetError(f"expected a mapping with the sections {', '.join(_TOP)}, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_TOP))
+    if unknown:
+        raise HybridjetError(f"{unknown[0]}: unknown section; expected one of {', '.join(_TOP)}")
+    data = _section(raw.get("data"), "data")
+    given = [k for k in ("jets", "signal", "background", "generate") if data.get(k) is not None]
+    if given not in (["jets"], ["signal", "background"], ["generate"]):
+        raise HybridjetError(f"data: expected jets (one truth-labelled jets.h5), signal and background (a jets.h5 "
+                             f"each) or generate, got {', '.join(given) or 'none'}")
+    generate = None
+    if "generate" in given:
+        gen = _section(data["generate"], "data.generate")
+        generate = Generate(**gen)
+        for key in ("signal_events", "background_events", "workers"):
+            _int(getattr(generate, key), f"data.generate.{key}", 1)
+    sample = _section(raw.get("sample"), "sample")
+    injection = _section(raw.get("injection"), "injection")
+    training = _section(raw.get("training"), "training")
+    ensemble = _section(raw.get("ensemble"), "ensemble")
+    evaluation = _section(raw.get("evaluation"), "evaluation")
+    sb = injection.get("s_over_b", [0.01])
+    sb = sb if isinstance(sb, list) else [sb]
+    for v in sb:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise HybridjetError(f"injection.s_over_b: expected positive ratios S/B in the signal region, got {v!r}")
+    seeds = training.get("seeds", [0, 1, 2])
+    seeds = seeds if isinstance(seeds, list) else [seeds]
+    for s in seeds:
+        _int(s, "training.seeds", 0)
+    features = raw.get("features", "highlevel")
+    if features not in FEATURE_SETS:
+        raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    methods_raw = raw.get("methods", {"gbdt": {}})
+    if not isinstance(methods_raw, dict) or not methods_raw:
+        raise HybridjetError(f"methods: expected a mapping of {', '.join(METHODS)} to their settings")
+    split = _fractions(training.get("split", [0.75, 0.2, 0.05]), "training.split")
+    if min(split) <= 0:
+        raise HybridjetError(f"training.split: expected three fractions > 0 (train, val, test), got {list(split)}")
+    eval_split = evaluation.get("split", "test")
+    if eval_split not in EVAL_SPLITS:
+        raise HybridjetError(f"evaluation.split: expected test or data, got {eval_split!r}")
+    return SearchConfig(
+        out=str(raw.get("out", "runs/anomaly")), report=str(raw.get("report", "report/anomaly")),
+        jets=data.get("jets"), signal=data.get("signal"), background=data.get("background"), generate=generate,
+        regions=Regions.from_config(raw.get("regions")),
+        background_fractions=_fractions(sample.get("background_fractions", [0.4, 0.4, 0.2]),
+                                        "sample.background_fractions"),
+        test_signal_fraction=_fraction(sample.get("test_signal_fraction", 0.4), "sample.test_signal_fraction",
+                                       open_top=True),
+        supervised_signal_fraction=_fraction(sample.get("supervised_signal_fraction", 0.2),
+                                             "sample.supervised_signal_fraction", open_top=True),
+        sample_seed=_int(sample.get("seed", 0), "sample.seed", 0),
+        s_over_b=tuple(float(v) for v in sb), injection_seed=_int(injection.get("seed", 0), "injection.seed", 0),
+        resample_injection=bool(injection.get("resample", False)), feature_set=features,
+        modes=check_modes(raw.get("modes", ["supervised", "idealized", "cwola"])),
+        methods=tuple(_method(name, settings) for name, settings in methods_raw.items()),
+        folds=_int(training.get("folds", 5), "training.folds", 2), seeds=tuple(seeds), split=split,
+        per_fold=_int(ensemble.get("per_fold", 1), "ensemble.per_fold", 1),
+        ensemble_folds=bool(ensemble.get("folds", True)), ensemble_seeds=bool(ensemble.get("seeds", True)),
+        eval_split=eval_split,
+        floor=SicFloor(evaluation.get("min_eff_b", 1e-4), evaluation.get("min_background", 0.0)),
+    )
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    """:func:`parse_config` of a YAML file; errors name the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise HybridjetError(f"{path}: config file not found") from None
+    except (OSError, yaml.YAMLError) as err:
+        raise HybridjetError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None
+    try:
+        return parse_config(raw)
+    except HybridjetError as err:
+        raise HybridjetError(f"{path}: {err}") from None

@@ -1,0 +1,129 @@
+"""One classifier in one label mode over the k folds, through the package's own recipes (:func:`train_gbdt`,
+:func:`train_classifier`): fold f's model(s) train on fold f's training file and score fold f's signal-region data,
+so every data event gets a score from a model that did not see it; the truth-labelled test set is scored by the
+mean of the fold models' probabilities (or by fold 0's alone). Several models per fold are averaged the same way.
+
+The run directory holds ``fold<f>/`` (a run per model), ``scores.h5`` (splits ``data`` and ``test``, truth labels,
+``selection = signal_region``, the data's signal-region counts: ``hybridjet compare`` reports their SIC) and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from hybridjet.anomaly.config import Method
+from hybridjet.api import load_run
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.data.weak import FoldFiles
+from hybridjet.eval.metrics import auc
+from hybridjet.eval.scores import write_scores
+from hybridjet.eval.sic import SicFloor, max_sic
+from hybridjet.io_utils import write_json
+from hybridjet.train.classifiers import HybridClassifier
+from hybridjet.train.recipes import train_classifier, train_gbdt
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Scores of one file's events, in the file's order."""
+
+    event_id: np.ndarray
+    score: np.ndarray
+    label: np.ndarray
+
+
+def fold_datamodule(path: Path, method: Method, feature_set: str, split: tuple[float, float, float],
+                    seed: int) -> JetDataModule:
+    """The data module of one fold's training file (its settings and classes checked at construction)."""
+    return JetDataModule(str(path), feature_set=feature_set, split=split, seed=seed, batch_size=method.batch_size,
+                         eval_batch_size=max(method.batch_size, 1024))
+
+
+def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: int,
+                progress: bool = False) -> dict[str, Any]:
+    """Train one model of ``method`` into ``run_dir`` with the package's recipes; returns its metrics."""
+    if method.name == "gbdt":
+        return train_gbdt(datamodule, run_dir, seed=seed, **method.model)
+    L.seed_everything(seed, verbose=False)
+    # a fold's file may hold fewer batches than Lightning's logging interval: harmless, said once per model
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.name == "hybrid", **method.model)
+    return train_classifier(clf, datamodule, run_dir, max_epochs=method.epochs, progress=progress,
+                            early_stopping_patience=method.early_stopping_patience, **method.trainer)
+
+
+def mean_scores(run_dirs: list[Path], path: Path) -> Scored:
+    """The mean of the runs' signal probabilities for every event of ``path`` (a jets.h5 file)."""
+    total: np.ndarray | None = None
+    first: Scored | None = None
+    for run_dir in run_dirs:
+        clf = load_run(run_dir)
+        ids, probs, labels = [], [], []
+        for batch, p in clf.iter_probabilities(str(path), None, False):
+            ids.append(batch["event_id"].numpy())
+            probs.append(np.asarray(p, np.float64))
+            labels.append(batch["label"].numpy().astype(np.int8))
+        scored = Scored(np.concatenate(ids), np.concatenate(probs), np.concatenate(labels))
+        if first is None:
+            first, total = scored, scored.score.copy()
+        else:
+            assert np.array_equal(first.event_id, scored.event_id)  # one file, read in its order each time
+            total = total + scored.score
+    assert first is not None and total is not None
+    return Scored(first.event_id, total / len(run_dirs), first.label)
+
+
+def evaluate_split(scored: Scored, floor: SicFloor) -> dict[str, Any]:
+    """Truth-labelled metrics of one split: max SIC above the floor (and where), AUC, event counts."""
+    n_sig = int((scored.label == 1).sum())
+    out: dict[str, Any] = {"n_signal": n_sig, "n_background": int(len(scored.label) - n_sig)}
+    if 0 < n_sig < len(scored.label):
+        out.update(max_sic(scored.label, scored.score, floor), auc=auc(scored.label, scored.score))
+    return out
+
+
+def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | None, run_dir: Path, seed: int,
+                feature_set: str, split: tuple[float, float, float], per_fold: int = 1, ensemble_folds: bool = True,
+                floor: SicFloor | None = None, info: dict[str, Any] | None = None,
+                progress: bool = False) -> dict[str, Any]:
+    """Train ``method`` on every fold of ``mode``, score, write ``scores.h5`` + ``metrics.json`` in ``run_dir``;
+    returns the metrics (``info`` is added to them and to the scores file's attributes)."""
+    floor = floor or SicFloor()
+    info = dict(info or {})
+    started = time.perf_counter()
+    data_parts: list[Scored] = []
+    test_runs: list[Path] = []
+    for fold in folds:
+        runs = []
+        for m in range(per_fold):
+            run = run_dir / f"fold{fold.fold}" / (f"model{m}" if per_fold > 1 else "")
+            model_seed = seed + 1000 * m + 100_000 * fold.fold
+            datamodule = fold_datamodule(fold.train[mode], method, feature_set, split, model_seed)
+            train_model(method, datamodule, run, model_seed, progress)
+            runs.append(run)
+        data_parts.append(mean_scores(runs, fold.score))
+        if ensemble_folds or fold.fold == 0:
+            test_runs.extend(runs)
+    train_seconds = time.perf_counter() - started
+    data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
+    attrs = {"model": method.name, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
+             **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
+    write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs)
+    splits = {"data": evaluate_split(data, floor)}
+    if test is not None:
+        tested = mean_scores(test_runs, test)
+        write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs)
+        splits["test"] = evaluate_split(tested, floor)
+    metrics = {"name": str(info.get("name", run_dir.name)), "model": method.name, "label_mode": mode, "seed": seed,
+               "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,
+               "feature_set": feature_set, "train_time_s": train_seconds, **info, "search": splits}
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,105 @@
+"""``hybridjet anomaly`` end to end on toy resonance jets: trees and the ablation, 2 folds, 2 seeds."""
+
+import json
+
+import numpy as np
+
+from hybridjet.anomaly.config import load_config
+from hybridjet.anomaly.recipe import load_pools, pools_key
+from hybridjet.cli import main
+from hybridjet.data.kinematics import dijet_mass
+from hybridjet.data.regions import Regions
+from hybridjet.data.store import read_jets
+from hybridjet.eval.scores import read_scores
+
+METHODS = {"gbdt": {"max_iter": 20},
+           "ablation": {"n_soft_tokens": 2, "ablation_width": 8, "encoder_hidden": 16, "encoder_layers": 1,
+                        "epochs": 2, "batch_size": 128}}
+
+
+def test_search_end_to_end_then_reused_then_compared(tmp_path, resonance_file, search_file, capsys):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=4), methods=METHODS,
+                       injection={"s_over_b": [0.05, 0.2]}, training={"folds": 2, "seeds": [0, 1]},
+                       sample={"supervised_signal_fraction": 0.2}, evaluation={"min_background": 5})
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "anomaly.json").read_text())
+    for name in ("anomaly.md", "max_sic_vs_sb.png", "sic_sb0.05.png", "sic_sb0.2.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    # one row per method x mode x S/B, each over both seeds, printed in the table
+    rows = report["rows"]
+    assert {(r["method"], r["label_mode"], r["s_over_b"]) for r in rows} == {
+        (m, mode, sb) for m in METHODS for mode in ("supervised", "idealized", "cwola") for sb in (0.05, 0.2)}
+    assert len(rows) == 12 and all(r["n_seeds"] == 2 for r in rows)
+    for r in rows:
+        assert r["max_sic"]["lo"] <= r["max_sic"]["median"] <= r["max_sic"]["hi"] and r["max_sic"]["median"] > 0
+        assert r["max_sic_ensemble"] is not None
+        assert r["n_signal_sr"] == round(r["s_over_b"] * r["n_background_sr"])
+        assert r["best_s_over_sqrt_b"] == np.float64(r["s_over_sqrt_b"]) * r["max_sic"]["median"]
+    assert "max SIC median [68% band]" in printed and printed.count("| gbdt | cwola |") == 2
+    assert {(o["method"], o["s_over_b"]) for o in report["ordering"]} == {(m, sb) for m in METHODS
+                                                                          for sb in (0.05, 0.2)}
+    # every signal-region data event scored once; the truth test set the same for every run
+    out = tmp_path / "out"
+    run = out / "runs" / "gbdt" / "cwola" / "sb0.2" / "seed1"
+    data = read_scores(run / "scores.h5", "data")
+    counts = json.loads((run / "metrics.json").read_text())["counts"]
+    assert len(np.unique(data.event_id)) == len(data.event_id) == counts["n_signal_sr"] + counts["n_background_sr"]
+    assert int(data.label.sum()) == counts["n_signal_sr"]
+    test_ids = read_scores(out / "runs" / "ablation" / "idealized" / "sb0.05" / "ensemble" / "scores.h5").event_id
+    np.testing.assert_array_equal(np.sort(read_scores(run / "scores.h5").event_id), np.sort(test_ids))
+    # the weak modes' training labels say where an event comes from, never what it is
+    regions = Regions()
+    for fold_dir in sorted((out / "files" / "sb0.2" / "seed1").glob("fold*")):
+        for mode in ("idealized", "cwola"):
+            train = read_jets(fold_dir / f"{mode}.h5")
+            sr = regions.in_signal_region(dijet_mass(train.jets, train.jet_mask))
+            if mode == "cwola":
+                np.testing.assert_array_equal(train.label, sr.astype(np.int8))
+            else:
+                assert sr.all()
+            assert set(np.unique(train.label)) == {0, 1}
+        supervised = read_jets(fold_dir / "supervised.h5")
+        assert set(np.unique(supervised.label)) == {0, 1}
+    # truth-labelled: the injected signal lies in the weak labels' both classes, so labels != truth somewhere
+    cwola = read_jets(out / "files" / "sb0.2" / "seed1" / "fold0" / "cwola.h5")
+    pools = read_jets(tmp_path / "jets.h5")
+    signal_ids = set(pools.event_id[pools.label == 1].tolist())
+    is_signal = np.array([int(i) in signal_ids for i in cwola.event_id])
+    assert (is_signal & (cwola.label == 0)).any() and (~is_signal & (cwola.label == 1)).any()
+
+    # a rerun reuses every trained run: no model file is written again
+    model_files = sorted(out.glob("runs/**/fold*/*.safetensors"))
+    assert len(model_files) == 2 * 3 * 2 * 2 * 2  # methods x modes x S/B x seeds x folds
+    stamps = [p.stat().st_mtime_ns for p in model_files]
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert [p.stat().st_mtime_ns for p in model_files] == stamps
+    assert json.loads((tmp_path / "report" / "anomaly.json").read_text())["rows"] == rows
+    # hybridjet compare on the search's runs reports their SIC
+    runs = [str(out / "runs" / m / mode / "sb0.2" / "ensemble") for m in METHODS for mode in ("supervised", "cwola")]
+    assert main(["compare", *runs, "--out", str(tmp_path / "cmp"), "--bootstrap", "0"]) == 0
+    shown = capsys.readouterr().out
+    assert "SIC" in shown
+    compared = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert all(r["max_sic_floor"] > 0 for r in compared["rows"]) and (tmp_path / "cmp" / "sic.png").exists()
+    # and, over the seeds of each setting, the median and band of max SIC
+    seeds = [str(out / "runs" / m / "cwola" / "sb0.2" / f"seed{s}") for m in METHODS for s in (0, 1)]
+    assert main(["compare", *seeds, "--out", str(tmp_path / "cmp2"), "--bootstrap", "0", "--min-background", "5"]) == 0
+    shown = capsys.readouterr().out
+    assert "| Search runs | seeds | max SIC median [68% band] |" in shown and "| gbdt cwola S/B 20% | 2 |" in shown
+    bands = json.loads((tmp_path / "cmp2" / "comparison.json").read_text())["sic_bands"]
+    assert [b["n_seeds"] for b in bands] == [2, 2]
+    mine = [r for r in rows if (r["method"], r["label_mode"], r["s_over_b"]) == ("gbdt", "cwola", 0.2)][0]
+    assert bands[0]["max_sic"]["median"] == mine["max_sic"]["median"]  # same floor, same numbers
+
+    # other events in the same file: retrained, not reused
+    before = pools_key(load_pools(load_config(path), progress=False))
+    search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"gbdt": METHODS["gbdt"]},
+                injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [1]})
+    assert pools_key(load_pools(load_config(path), progress=False)) != before
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert (out / "runs/gbdt/cwola/sb0.2/seed1/fold0/trees.safetensors").stat().st_mtime_ns != stamps[
+        model_files.index(out / "runs/gbdt/cwola/sb0.2/seed1/fold0/trees.safetensors")]
+

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import yaml
+
+from hybridjet.anomaly.config import load_config, parse_config
+from hybridjet.anomaly.recipe import check_search, load_pools
+from hybridjet.cli import main
+from hybridjet.errors import HybridjetError
+
+BASE = {"data": {"jets": "jets.h5"}}
+
+
+def test_defaults_are_the_lhco_search():
+    cfg = parse_config(BASE)
+    assert cfg.regions.signal_region == (3300.0, 3700.0)
+    assert cfg.modes == ("supervised", "idealized", "cwola") and cfg.feature_set == "highlevel"
+    assert [m.name for m in cfg.methods] == ["gbdt"] and cfg.folds == 5 and cfg.seeds == (0, 1, 2)
+    assert cfg.floor.min_eff_b == 1e-4
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"salad": 1}, "salad: unknown section"),
+    ({"data": {}}, "data: expected jets .* got none"),
+    ({"data": {"jets": "a.h5", "signal": "s.h5"}}, "data: expected jets .* got jets, signal"),
+    ({"injection": {"s_over_b": [0.01, -0.002]}}, "injection.s_over_b: expected positive ratios .* got -0.002"),
+    ({"injection": {"sb": 0.01}}, "injection.sb: unknown setting"),
+    ({"regions": {"signal_region": [3700, 3300]}}, r"regions.signal_region: expected \[lo, hi\]"),
+    ({"regions": {"sidebands": [[3200, 3400]]}}, r"regions.sidebands\[0\]: .* overlaps the signal region"),
+    ({"modes": ["cwola", "weak"]}, "modes: expected one of supervised, idealized, cwola, got 'weak'"),
+    ({"methods": {"forest": {}}}, "methods.forest: unknown method"),
+    ({"methods": {"gbdt": {"depth": 3}}}, "methods.gbdt.depth: unknown setting"),
+    ({"methods": {"ablation": {"colour": "red"}}}, "methods.ablation.colour: not a setting"),
+    ({"methods": {"ablation": {"epochs": 0}}}, "methods.ablation.epochs: expected an integer >= 1, got 0"),
+    ({"training": {"folds": 1}}, "training.folds: expected an integer >= 2, got 1"),
+    ({"training": {"seeds": [0, -1]}}, "training.seeds: expected an integer >= 0, got -1"),
+    ({"sample": {"test_signal_fraction": 1.0}}, r"sample.test_signal_fraction: expected a fraction in \[0, 1\)"),
+    ({"evaluation": {"split": "train"}}, "evaluation.split: expected test or data, got 'train'"),
+    ({"evaluation": {"min_eff_b": -1}}, "evaluation.min_eff_b: expected a number >= 0"),
+    ({"features": "pixels"}, "features: expected one of"),
+])
+def test_bad_settings_name_the_setting_and_what_was_expected(change, message):
+    with pytest.raises(HybridjetError, match=message) as err:
+        parse_config({**BASE, **change})
+    assert "\n" not in str(err.value)
+
+
+def test_a_config_file_error_names_the_file(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "training": {"folds": 1}}))
+    with pytest.raises(HybridjetError, match=rf"^{path}: training.folds: expected"):
+        load_config(path)
+    with pytest.raises(HybridjetError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("sections, message", [
+    # the toy background's m_jj starts at 2600 GeV: a window below it lies outside the data
+    ({"regions": {"signal_region": [1000, 1500], "sidebands": [[800, 1000], [1500, 1800]]}},
+     r"regions.signal_region: \[1000, 1500\] GeV is not inside the m_jj range of the data \[\d+, \d+\] GeV; "
+     "expected a window within it"),
+    ({"regions": {"sidebands": [[3000, 3300], [9000, 9500]]}},
+     r"regions.sidebands\[1\]: \[9000, 9500\] GeV holds no events of the data .* expected a window with events"),
+    ({"injection": {"s_over_b": [0.0001]}},
+     r"injection.s_over_b: 0.0001 leaves no signal event in the signal region \(\d+ background events there\); "
+     "expected at least"),
+])
+def test_bad_inputs_from_the_events_fail_before_anything_is_written(tmp_path, resonance_file, search_file, capsys,
+                                                                     sections, message):
+    path = search_file(tmp_path, resonance_file(200, 2000), **sections)
+    cfg = load_config(path)
+    with pytest.raises(HybridjetError, match=message):
+        check_search(cfg, load_pools(cfg, progress=False))
+    capsys.readouterr()
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hybridjet: error: ") and "\n" not in err and np.any([m in err for m in ("regions", "inj")])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "report").exists()
+
+
+def test_an_empty_sideband_is_fine_without_cwola(tmp_path, resonance_file, search_file):
+    path = search_file(tmp_path, resonance_file(200, 2000), modes=["supervised", "idealized"],
+                        regions={"sidebands": [[9000, 9500]]})
+    cfg = load_config(path)
+    part = check_search(cfg, load_pools(cfg, progress=False))
+    assert len(part.reference) > 0

@@ -1,0 +1,24 @@
+import pytest
+
+from hybridjet.eval.search_report import notes, ordering, summarize
+
+
+def _record(mode, seed, sic, sb=0.01):
+    return {"method": "gbdt", "label_mode": mode, "s_over_b": sb, "seed": seed,
+            "counts": {"n_signal_sr": 10, "n_background_sr": 1000},
+            "search": {"test": {"max_sic": sic, "auc": 0.8, "floor_eff_b": 1e-3}}}
+
+
+def test_rows_keep_the_injected_s_over_b_and_the_ordering_is_judged_on_medians_and_bands():
+    records = [_record("supervised", s, 8.0 + s) for s in range(3)]
+    records += [_record("idealized", s, 2.0 + s) for s in range(3)]  # median 3, band up to ~3.7
+    records += [_record("cwola", s, 3.2 + 0.1 * s) for s in range(3)]  # median 3.3 > 3, bands overlap
+    rows = summarize(records, "test")
+    assert all(r["s_over_b"] == 0.01 for r in rows) and rows[0]["s_over_b_data"] == 0.01
+    assert rows[0]["best_s_over_sqrt_b"] == rows[0]["s_over_sqrt_b"] * 9.0
+    (order,) = ordering(rows)
+    assert order["modes"] == ["supervised", "idealized", "cwola"] and order["medians"] == pytest.approx([9.0, 3.0, 3.3])
+    assert not order["holds"] and order["within_bands"]
+    assert "supervised 9.00 ≥ idealized 3.00 < cwola 3.30 — holds within the 68% bands" in notes(rows, [order], "test")
+    far = summarize(records[:3] + [_record("cwola", s, 20.0) for s in range(3)], "test")
+    assert not ordering(far)[0]["within_bands"]
