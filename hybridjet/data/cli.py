@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
                               formatter_class=fmt)
     p.add_argument("--process", required=True, choices=("qcd", "wprime"), help="QCD dijets or the W'->X(qq)Y(qq) signal")
     p.add_argument("--events", required=True, type=int, metavar="N", help="number of events to keep (after the trigger)")
-    p.add_argument("--seed", required=True, type=int, metavar="S", help="random seed (worker w uses S + w)")
+    p.add_argument("--seed", required=True, type=int, metavar="S", help="random seed (the same events whatever --workers)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output LHCO-format file")
     p.add_argument("--mx", type=float, default=500.0, metavar="GEV", help="mass of X (default 500)")
     p.add_argument("--my", type=float, default=100.0, metavar="GEV", help="mass of Y (default 100)")

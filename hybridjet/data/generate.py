@@ -14,19 +14,21 @@ Physics choices (documented because they matter):
 * Kept: visible final-state particles (``isFinal() and isVisible()``: no neutrinos), treated as massless
   (pT, eta, phi), at most 700 per event (highest pT first).  No detector simulation.
 * Trigger: at least one anti-kT R = 1.0 jet with pT > 1.2 TeV and |eta| < 2.5.
-* Reproducibility: worker w of W draws its own stream (Pythia ``Random:seed = seed + w + 1``, since 0 would
-  mean "seed from the clock"); events are split evenly and concatenated in worker order.
+* Reproducibility and resumption: the events are made in chunks of ``chunk_events`` accepted events, chunk c
+  with its own Pythia stream (:func:`chunk_seed`: the seed itself for chunk 0, a hash of (seed, c) after it), in
+  chunk order whatever the number of workers. Finished chunks are kept in ``.<out name>.chunks/`` next to the
+  output until it is written, so a killed generate resumes where it stopped and writes the same file.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ import numpy as np
 
 from hybridjet.data.lhco import MAX_PARTICLES, N_FEATURE_COLUMNS, LHCOWriter, count_events
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path, check_writable, temp_prefix
+from hybridjet.io_utils import atomic_path, check_writable
 
 PROCESSES = ("qcd", "wprime")
 SQRT_S = 13000.0
@@ -47,6 +49,8 @@ TRIGGER_R = 1.0
 _X_ID, _Y_ID, _WPRIME_ID = 35, 37, 34
 MIN_MASS = 1.0  # GeV; below ~0.1 GeV the forced mass window [m - 1, m + 1] (floored at 0.1) is empty
 _BUFFER = 512  # events buffered before a write
+#: accepted events per resumable chunk (a killed generate loses at most the chunks in progress)
+CHUNK_EVENTS = 5000
 
 PathLike = str | os.PathLike[str]
 
@@ -217,8 +221,60 @@ def _init_worker(q: Any) -> None:
     _progress_queue = q
 
 
-def _split_counts(n: int, workers: int) -> list[int]:
-    return [n // workers + (1 if w < n % workers else 0) for w in range(workers)]
+def _split_counts_by_chunk(n: int, chunk_events: int) -> list[int]:
+    return [min(chunk_events, n - start) for start in range(0, n, chunk_events)]
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The seed of chunk ``chunk``'s Pythia stream: ``seed`` itself for the first chunk (a generate of at most
+    one chunk is what it always was), a hash of (seed, chunk) for the others, so no two chunks share a stream."""
+    if chunk == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0]) % 900_000_000
+
+
+class ChunkStore:
+    """The finished chunks of one generate of ``out`` (``.<name>.chunks/`` next to it): an LHCO file and its
+    counts per chunk, each written atomically, under the settings that made them (other settings: started anew)."""
+
+    def __init__(self, out: PathLike, settings: dict[str, Any]) -> None:
+        out = Path(out)
+        self.dir = out.parent / f".{out.name}.chunks"
+        manifest = self.dir / "settings.json"
+        try:
+            same = json.loads(manifest.read_text()) == settings
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(json.dumps(settings))
+
+    def path(self, chunk: int) -> Path:
+        return self.dir / f"chunk{chunk:05d}.h5"
+
+    def done(self, chunk: int) -> bool:
+        return self.path(chunk).is_file() and self.path(chunk).with_suffix(".json").is_file()
+
+    def stats(self, chunk: int) -> dict[str, Any]:
+        return json.loads(self.path(chunk).with_suffix(".json").read_text())
+
+    def save_stats(self, chunk: int, stats: dict[str, Any]) -> None:
+        """The chunk's counts, written after its events: a chunk is done once both are there."""
+        with atomic_path(self.path(chunk).with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(stats))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _generate_chunk(process: str, n_events: int, seed: int, chunk: int, store: ChunkStore, mx: float, my: float,
+                    mwprime: float) -> None:
+    """One chunk into ``store`` (written under a temporary name, then renamed: a killed chunk leaves nothing)."""
+    with atomic_path(store.path(chunk), suffix=".h5") as tmp:
+        stats = _generate_part(process, n_events, seed, str(tmp), mx, my, mwprime)
+    store.save_stats(chunk, stats)
 
 
 def generate(
@@ -231,11 +287,13 @@ def generate(
     mwprime: float = 3500.0,
     workers: int = 1,
     progress: bool = True,
+    chunk_events: int = CHUNK_EVENTS,
 ) -> GenerateSummary:
     """Generate ``n_events`` triggered events of ``process`` into the LHCO-layout file ``out`` (atomically).
 
-    Every setting and the destination are checked before Pythia starts; temporaries of an earlier, killed
-    generate of ``out`` are removed (see :mod:`hybridjet.io_utils`).
+    Every setting and the destination are checked before Pythia starts. The events come in chunks of
+    ``chunk_events`` (each its own seeded stream, the same file whatever ``workers``); the chunks a killed run
+    finished with the same settings are kept and reused.
     """
     global _local_bar
     from tqdm.auto import tqdm
@@ -244,26 +302,34 @@ def generate(
     if n_events < 1 or workers < 1:
         raise HybridjetError("n_events and workers must be >= 1")
     check_writable(out)
-    workers = min(workers, n_events)
-    counts = _split_counts(n_events, workers)
+    if chunk_events < 1:
+        raise HybridjetError(f"chunk_events must be >= 1, got {chunk_events}")
+    counts = _split_counts_by_chunk(n_events, chunk_events)
+    chunks = ChunkStore(out, {"process": process, "n_events": n_events, "seed": seed, "mx": mx, "my": my,
+                              "mwprime": mwprime, "chunk_events": chunk_events, "version": 1})
+    todo = [c for c in range(len(counts)) if not chunks.done(c)]
+    workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
-    bar = tqdm(total=n_events, unit="ev", desc=f"generate {process}", disable=not progress, smoothing=0.1)
-    with bar, atomic_path(out, suffix=".h5") as tmp:
+    if progress and len(todo) < len(counts):
+        print(f"generate {process}: resuming, {len(counts) - len(todo)} of {len(counts)} chunks already made "
+              f"({chunks.dir})", flush=True)
+    bar = tqdm(total=n_events, unit="ev", desc=f"generate {process}", disable=not progress, smoothing=0.1,
+               initial=sum(counts[c] for c in range(len(counts)) if c not in todo))
+    with bar:
+        jobs = [(process, counts[c], chunk_seed(seed, c), c, chunks, mx, my, mwprime) for c in todo]
         if workers == 1:
             _local_bar = bar
             try:
-                stats = [_generate_part(process, n_events, seed, str(tmp), mx, my, mwprime)]
+                for job in jobs:
+                    _generate_chunk(*job)
             finally:
                 _local_bar = None
         else:
-            # named like atomic_path's temporaries, so a later generate of ``out`` removes it if this one is killed
-            parts_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".parts.tmp", dir=Path(tmp).parent))
-            try:
-                parts = [parts_dir / f"part{w}.h5" for w in range(workers)]
-                stats = _run_workers(process, counts, seed, parts, mx, my, mwprime, bar)
-                _concatenate(parts, tmp, n_events)
-            finally:
-                shutil.rmtree(parts_dir, ignore_errors=True)
+            _run_workers(jobs, workers, bar)
+        stats = [chunks.stats(c) for c in range(len(counts))]
+        with atomic_path(out, suffix=".h5") as tmp:
+            _concatenate([chunks.path(c) for c in range(len(counts))], tmp, n_events)
+    chunks.remove()
     seconds = time.perf_counter() - t0
     summary = GenerateSummary(str(out), process, n_events, sum(s["n_generated"] for s in stats), seconds, workers,
                               sum(s["n_failed"] for s in stats))
@@ -272,25 +338,23 @@ def generate(
     return summary
 
 
-def _run_workers(process: str, counts: list[int], seed: int, parts: list[Path], mx: float, my: float,
-                 mwprime: float, bar: Any) -> list[dict[str, Any]]:
+def _run_workers(jobs: list[tuple[Any, ...]], workers: int, bar: Any) -> None:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    with cf.ProcessPoolExecutor(len(counts), mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
-        futures = [pool.submit(_generate_part, process, c, seed + w, str(parts[w]), mx, my, mwprime)
-                   for w, c in enumerate(counts)]
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+        futures = [pool.submit(_generate_chunk, *job) for job in jobs]
         while not all(f.done() for f in futures):
             try:
                 bar.update(q.get(timeout=0.2))
             except queue_mod.Empty:
                 pass
-        stats = [f.result() for f in futures]
+        for f in futures:
+            f.result()
     while True:
         try:
             bar.update(q.get_nowait())
         except queue_mod.Empty:
             break
-    return stats
 
 
 def _concatenate(parts: list[Path], out: PathLike, n_events: int) -> None:

@@ -32,13 +32,59 @@ def test_generation_is_deterministic(tmp_path):
 
 
 @pytest.mark.slow
-def test_workers_concatenate_in_order(tmp_path):
-    generate("qcd", 6, 5, tmp_path / "w2.h5", workers=2, progress=False)
-    generate("qcd", 3, 5, tmp_path / "p0.h5", progress=False)
-    generate("qcd", 3, 6, tmp_path / "p1.h5", progress=False)
-    both = np.concatenate([_values(tmp_path / "p0.h5"), _values(tmp_path / "p1.h5")])
-    np.testing.assert_array_equal(_values(tmp_path / "w2.h5"), both)
-    assert (_values(tmp_path / "w2.h5")[:, 2100] == 0).all()
+def test_the_same_events_whatever_the_workers(tmp_path):
+    one = generate("qcd", 7, 5, tmp_path / "w1.h5", workers=1, progress=False, chunk_events=3)
+    generate("qcd", 7, 5, tmp_path / "w2.h5", workers=2, progress=False, chunk_events=3)
+    generate("qcd", 3, 5, tmp_path / "c0.h5", progress=False)  # chunk 0 is the seed's own stream
+    w1 = _values(tmp_path / "w1.h5")
+    np.testing.assert_array_equal(_values(tmp_path / "w2.h5"), w1)
+    np.testing.assert_array_equal(w1[:3], _values(tmp_path / "c0.h5"))
+    assert len(w1) == one.n_events == 7 and not np.array_equal(w1[:3], w1[3:6])  # chunks: their own streams
+    assert (w1[:, 2100] == 0).all()
+    assert not list(tmp_path.glob(".*chunks"))  # the chunks go once the file is written
+
+
+@pytest.mark.slow
+def test_a_killed_generate_resumes_to_the_same_file(tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys; from hybridjet.data.generate import generate; "
+            "generate('qcd', 40, 9, sys.argv[1], progress=False, chunk_events=4)")
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)])
+    chunks = tmp_path / ".killed.h5.chunks"
+    deadline = time.monotonic() + 240
+    while not (chunks / "chunk00001.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the generate ended before two chunks"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    done = {int(p.stem[5:]) for p in chunks.glob("chunk*.json")}
+    assert len(done) >= 2
+    from hybridjet.data import generate as generate_module
+
+    made: list[int] = []
+    real_chunk = generate_module._generate_chunk
+    monkeypatch.setattr(generate_module, "_generate_chunk", lambda *job: (made.append(job[3]), real_chunk(*job)))
+    resumed = generate("qcd", 40, 9, out, progress=False, chunk_events=4)
+    assert sorted(made) == sorted(set(range(10)) - done)  # only the chunks the killed run had not finished
+    monkeypatch.undo()
+    generate("qcd", 40, 9, tmp_path / "whole.h5", progress=False, chunk_events=4)
+    np.testing.assert_array_equal(_values(out), _values(tmp_path / "whole.h5"))
+    assert resumed.n_events == 40 and not chunks.exists()
+    # other settings do not reuse the chunks: a run killed at another seed starts anew
+    from hybridjet.data.generate import ChunkStore
+
+    store = ChunkStore(tmp_path / "other.h5", {"seed": 1})
+    (store.dir / "chunk00000.h5").write_text("x")
+    store.save_stats(0, {})
+    assert ChunkStore(tmp_path / "other.h5", {"seed": 1}).done(0)
+    assert not ChunkStore(tmp_path / "other.h5", {"seed": 2}).done(0)
 
 
 @pytest.mark.slow
