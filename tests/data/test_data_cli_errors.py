@@ -107,27 +107,28 @@ def _temps(directory: Path, name: str) -> set[str]:
     return {p.name for p in directory.glob(f".{name}.*")}
 
 
-def test_a_killed_generate_leaves_temporaries_the_next_generate_removes(tmp_path):
+def test_a_killed_generate_leaves_its_chunks_and_no_output(tmp_path):
     proc = subprocess.Popen([*HYBRIDJET, "generate", "--process", "qcd", "--events", BIG, "--seed", "1",
                              "--out", "g.h5", "--workers", "2", "--no-progress"], cwd=tmp_path, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    chunks = tmp_path / ".g.h5.chunks"
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:  # the output temporary and the workers' parts dir
-        if list(tmp_path.glob(".g.h5.*.parts.tmp/part1.h5")):
+    while time.time() < deadline and proc.poll() is None:  # both workers writing a chunk
+        if len(list(chunks.glob(".chunk*.tmp"))) >= 2:
             break
         time.sleep(0.05)
     time.sleep(0.5)
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else "generate ended before it was killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    left = _temps(tmp_path, "g.h5")
-    assert len(left) == 2 and not (tmp_path / "g.h5").exists(), left  # a SIGKILL leaves both behind
-    # temporaries this rule must keep: a live writer's (this test process) and one of another host
+    assert _temps(tmp_path, "g.h5") == {chunks.name} and not (tmp_path / "g.h5").exists()  # kept, for a resume
+    assert (chunks / "settings.json").is_file() and not list(chunks.glob("chunk*.json"))  # no chunk finished
+    # temporaries a later generate must keep: a live writer's (this test process) and one of another host
     live = temp_prefix("g.h5") + "abcdefgh.h5.tmp"
     other_host = f".g.h5.{proc.pid}@elsewhere-{os.getpid()}.abcdefgh.h5.tmp"
     for name in (live, other_host):
         (tmp_path / name).write_bytes(b"in progress")
-    result = _generate(tmp_path, "g.h5", events="2")
+    result = _generate(tmp_path, "g.h5", events="2")  # other settings: the killed run's chunks are not reused
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "g.h5").is_file()
     assert _temps(tmp_path, "g.h5") == {live, other_host}
