@@ -50,7 +50,7 @@ _X_ID, _Y_ID, _WPRIME_ID = 35, 37, 34
 MIN_MASS = 1.0  # GeV; below ~0.1 GeV the forced mass window [m - 1, m + 1] (floored at 0.1) is empty
 _BUFFER = 512  # events buffered before a write
 #: accepted events per resumable chunk (a killed generate loses at most the chunks in progress)
-CHUNK_EVENTS = 5000
+CHUNK_EVENTS = 1000
 
 PathLike = str | os.PathLike[str]
 
