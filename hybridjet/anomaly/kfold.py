@@ -60,25 +60,28 @@ def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: 
                             early_stopping_patience=method.early_stopping_patience, **method.trainer)
 
 
-def mean_scores(run_dirs: list[Path], path: Path) -> Scored:
-    """The mean of the runs' signal probabilities for every event of ``path`` (a jets.h5 file)."""
-    total: np.ndarray | None = None
-    first: Scored | None = None
+def summed_scores(run_dirs: list[Path], paths: list[Path]) -> list[Scored]:
+    """For each of ``paths`` (jets.h5 files), the sum over the runs of their signal probabilities for every event
+    (a run is loaded once for all the paths: loading an LLM costs more than scoring a fold)."""
+    sums: list[Scored | None] = [None] * len(paths)
     for run_dir in run_dirs:
         clf = load_run(run_dir)
-        ids, probs, labels = [], [], []
-        for batch, p in clf.iter_probabilities(str(path), None, False):
-            ids.append(batch["event_id"].numpy())
-            probs.append(np.asarray(p, np.float64))
-            labels.append(batch["label"].numpy().astype(np.int8))
-        scored = Scored(np.concatenate(ids), np.concatenate(probs), np.concatenate(labels))
-        if first is None:
-            first, total = scored, scored.score.copy()
-        else:
-            assert np.array_equal(first.event_id, scored.event_id)  # one file, read in its order each time
-            total = total + scored.score
-    assert first is not None and total is not None
-    return Scored(first.event_id, total / len(run_dirs), first.label)
+        for i, path in enumerate(paths):
+            ids, probs, labels = [], [], []
+            for batch, p in clf.iter_probabilities(str(path), None, False):
+                ids.append(batch["event_id"].numpy())
+                probs.append(np.asarray(p, np.float64))
+                labels.append(batch["label"].numpy().astype(np.int8))
+            scored = Scored(np.concatenate(ids), np.concatenate(probs), np.concatenate(labels))
+            previous = sums[i]
+            if previous is None:
+                sums[i] = scored
+            else:
+                assert np.array_equal(previous.event_id, scored.event_id)  # one file, read in its order each time
+                sums[i] = Scored(previous.event_id, previous.score + scored.score, previous.label)
+        del clf
+    assert all(total is not None for total in sums)
+    return sums  # type: ignore[return-value]
 
 
 def evaluate_split(scored: Scored, floor: SicFloor) -> dict[str, Any]:
@@ -100,7 +103,8 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     info = dict(info or {})
     started = time.perf_counter()
     data_parts: list[Scored] = []
-    test_runs: list[Path] = []
+    test_sum: Scored | None = None
+    n_test_runs = 0
     for fold in folds:
         runs = []
         for m in range(per_fold):
@@ -109,17 +113,22 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
             datamodule = fold_datamodule(fold.train[mode], method, feature_set, split, model_seed)
             train_model(method, datamodule, run, model_seed, progress)
             runs.append(run)
-        data_parts.append(mean_scores(runs, fold.score))
-        if ensemble_folds or fold.fold == 0:
-            test_runs.extend(runs)
+        scores_test = test is not None and (ensemble_folds or fold.fold == 0)
+        summed = summed_scores(runs, [fold.score, test] if scores_test else [fold.score])
+        data_parts.append(Scored(summed[0].event_id, summed[0].score / len(runs), summed[0].label))
+        if scores_test:
+            part = summed[1]
+            test_sum = part if test_sum is None else Scored(test_sum.event_id, test_sum.score + part.score,
+                                                            test_sum.label)
+            n_test_runs += len(runs)
     train_seconds = time.perf_counter() - started
     data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
     attrs = {"model": method.name, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
              **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
     write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs)
     splits = {"data": evaluate_split(data, floor)}
-    if test is not None:
-        tested = mean_scores(test_runs, test)
+    if test_sum is not None:
+        tested = Scored(test_sum.event_id, test_sum.score / n_test_runs, test_sum.label)
         write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs)
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.name, "label_mode": mode, "seed": seed,

@@ -52,3 +52,21 @@ def test_every_signal_region_event_is_scored_once_by_the_model_that_did_not_see_
     assert json.loads((run / "metrics.json").read_text())["search"]["data"]["n_signal"] == int(
         (sample.data.label[sample.in_signal_region] == 1).sum())
     assert data.attrs["selection"] == "signal_region" and data.attrs["label_mode"] == mode
+
+
+def test_each_fold_model_is_loaded_once_for_its_fold_and_the_test_set(folds, tmp_path, monkeypatch):
+    """Loading a hybrid means loading and quantising its LLM: the fold's data and the truth test set are scored by
+    one load of each fold model (there were two, plus the training's own)."""
+    from hybridjet.anomaly import kfold
+
+    sample, files, out = folds
+    loaded = []
+    monkeypatch.setattr(kfold, "load_run", lambda run: (loaded.append(run), load_run(run))[1])
+    train_kfold(Method("gbdt", {"max_iter": 10}), "cwola", files, out / "test.h5", tmp_path / "run", seed=0,
+                feature_set="highlevel", split=(0.7, 0.25, 0.05), per_fold=2)
+    assert sorted(map(str, loaded)) == sorted(str(tmp_path / "run" / f"fold{f.fold}" / f"model{m}")
+                                              for f in files for m in range(2))
+    test = read_scores(tmp_path / "run" / "scores.h5", "test")
+    want = np.mean([next(iter(load_run(tmp_path / "run" / f"fold{f.fold}" / f"model{m}").iter_probabilities(
+        str(out / "test.h5"), 100_000)))[1] for f in files for m in range(2)], axis=0)
+    np.testing.assert_allclose(test.score, want, rtol=1e-6)  # still the mean of every fold model
