@@ -265,16 +265,13 @@ def main() -> None:
                   f"{row['peak_gib']:6.2f} GiB  padding {100 * row['padding']:4.1f}%  MFU {mfu}  "
                   f"({row['step_s']:.3f} s/step, {row['device']})", flush=True)
         by = {r["system"]: r for r in rows if r["model"] == name}
-        if "plain" in by and args.label in by:
-            speed = by[args.label]["tokens_per_s"] / by["plain"]["tokens_per_s"]
-            memory = by[args.label]["peak_gib"] / by["plain"]["peak_gib"]
-            print(f"{name:10s} {args.label}/plain: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
-                  flush=True)
-        if "hybridjet-compiled" in by and args.label in by:
-            speed = by["hybridjet-compiled"]["tokens_per_s"] / by[args.label]["tokens_per_s"]
-            memory = by["hybridjet-compiled"]["peak_gib"] / by[args.label]["peak_gib"]
-            print(f"{name:10s} compiled/{args.label}: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
-                  flush=True)
+        for faster, slower, label in ((args.label, "plain", f"{args.label}/plain"),
+                                      ("hybridjet-compiled", args.label, f"compiled/{args.label}")):
+            if faster in by and slower in by:
+                speed = by[faster]["tokens_per_s"] / by[slower]["tokens_per_s"]
+                memory = by[faster]["peak_gib"] / by[slower]["peak_gib"]
+                print(f"{name:10s} {label}: x{speed:.2f} tokens/s at {100 * memory:.0f}% of the peak memory",
+                      flush=True)
     curves = {r["system"]: r["losses"] for r in rows if r["losses"]}
     if len(curves) > 1:
         print("loss per step (mean over its learned tokens): " + "; ".join(

@@ -39,6 +39,17 @@ class Scored:
     score: np.ndarray
     label: np.ndarray
 
+    def plus(self, other: Scored | None) -> Scored:
+        """These scores added to ``other``'s (the same file's events in the same order), or these alone."""
+        if other is None:
+            return self
+        assert np.array_equal(self.event_id, other.event_id)  # one file, read in its order each time
+        return Scored(other.event_id, other.score + self.score, other.label)
+
+    def divided(self, n: int) -> Scored:
+        """The scores over ``n`` (a sum of ``n`` models' scores made a mean)."""
+        return Scored(self.event_id, self.score / n, self.label)
+
 
 def fold_datamodule(path: Path, method: Method, feature_set: str, split: tuple[float, float, float],
                     seed: int) -> JetDataModule:
@@ -72,14 +83,8 @@ def summed_scores(run_dirs: list[Path], paths: list[Path]) -> list[Scored]:
                 ids.append(batch["event_id"].numpy())
                 probs.append(np.asarray(p, np.float64))
                 labels.append(batch["label"].numpy().astype(np.int8))
-            scored = Scored(np.concatenate(ids), np.concatenate(probs), np.concatenate(labels))
-            previous = sums[i]
-            if previous is None:
-                sums[i] = scored
-            else:
-                assert np.array_equal(previous.event_id, scored.event_id)  # one file, read in its order each time
-                sums[i] = Scored(previous.event_id, previous.score + scored.score, previous.label)
-        del clf
+            sums[i] = Scored(np.concatenate(ids), np.concatenate(probs), np.concatenate(labels)).plus(sums[i])
+        del clf  # before the next run loads: one model in memory at a time
     assert all(total is not None for total in sums)
     return sums  # type: ignore[return-value]
 
@@ -115,11 +120,9 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
             runs.append(run)
         scores_test = test is not None and (ensemble_folds or fold.fold == 0)
         summed = summed_scores(runs, [fold.score, test] if scores_test else [fold.score])
-        data_parts.append(Scored(summed[0].event_id, summed[0].score / len(runs), summed[0].label))
+        data_parts.append(summed[0].divided(len(runs)))
         if scores_test:
-            part = summed[1]
-            test_sum = part if test_sum is None else Scored(test_sum.event_id, test_sum.score + part.score,
-                                                            test_sum.label)
+            test_sum = summed[1].plus(test_sum)
             n_test_runs += len(runs)
     train_seconds = time.perf_counter() - started
     data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
@@ -128,7 +131,7 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs)
     splits = {"data": evaluate_split(data, floor)}
     if test_sum is not None:
-        tested = Scored(test_sum.event_id, test_sum.score / n_test_runs, test_sum.label)
+        tested = test_sum.divided(n_test_runs)
         write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs)
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.name, "label_mode": mode, "seed": seed,

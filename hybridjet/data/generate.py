@@ -308,13 +308,14 @@ def generate(
     chunks = ChunkStore(out, {"process": process, "n_events": n_events, "seed": seed, "mx": mx, "my": my,
                               "mwprime": mwprime, "chunk_events": chunk_events, "version": 1})
     todo = [c for c in range(len(counts)) if not chunks.done(c)]
+    made = sum(counts) - sum(counts[c] for c in todo)
     workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
     if progress and len(todo) < len(counts):
         print(f"generate {process}: resuming, {len(counts) - len(todo)} of {len(counts)} chunks already made "
               f"({chunks.dir})", flush=True)
     bar = tqdm(total=n_events, unit="ev", desc=f"generate {process}", disable=not progress, smoothing=0.1,
-               initial=sum(counts[c] for c in range(len(counts)) if c not in todo))
+               initial=made)
     with bar:
         jobs = [(process, counts[c], chunk_seed(seed, c), c, chunks, mx, my, mwprime) for c in todo]
         if workers == 1:
