@@ -110,13 +110,16 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     data_parts: list[Scored] = []
     test_sum: Scored | None = None
     n_test_runs = 0
+    fit_seconds = 0.0
     for fold in folds:
         runs = []
         for m in range(per_fold):
             run = run_dir / f"fold{fold.fold}" / (f"model{m}" if per_fold > 1 else "")
             model_seed = seed + 1000 * m + 100_000 * fold.fold
+            fit_started = time.perf_counter()
             datamodule = fold_datamodule(fold.train[mode], method, feature_set, split, model_seed)
             train_model(method, datamodule, run, model_seed, progress)
+            fit_seconds += time.perf_counter() - fit_started
             runs.append(run)
         scores_test = test is not None and (ensemble_folds or fold.fold == 0)
         summed = summed_scores(runs, [fold.score, test] if scores_test else [fold.score])
@@ -136,6 +139,7 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.name, "label_mode": mode, "seed": seed,
                "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,
-               "feature_set": feature_set, "train_time_s": train_seconds, **info, "search": splits}
+               "feature_set": feature_set, "train_time_s": train_seconds, "fit_time_s": fit_seconds,
+               "score_time_s": train_seconds - fit_seconds, **info, "search": splits}
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -229,7 +229,10 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
                 records.append(metrics)
                 got = "  ".join(f"{s} {_fmt(metrics['search'][s].get('max_sic'))}"
                                 for s in ("test", "data") if s in metrics["search"])
-                print(f"  {method.name:8s} {mode:10s} max SIC {got}  [{time.perf_counter() - t:.0f} s]", flush=True)
+                spent = f"{time.perf_counter() - t:.0f} s"
+                if "fit_time_s" in metrics:  # trained now or in an earlier run of this version
+                    spent += f": fit {metrics['fit_time_s']:.0f} + score {metrics['score_time_s']:.0f}"
+                print(f"  {method.name:8s} {mode:10s} max SIC {got}  [{spent}]", flush=True)
     curves: dict[float, dict[str, Any]] = {sb: {} for sb in cfg.s_over_b}
     if cfg.ensemble_seeds and len(cfg.seeds) > 1:
         for key in dict.fromkeys((r["method"], r["label_mode"], r["s_over_b"]) for r in list(records)):

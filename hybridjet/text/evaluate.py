@@ -56,16 +56,24 @@ def evaluate_run(
     data: str | os.PathLike[str],
     max_new_tokens: int = 128,
     limit: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     include_base: bool = True,
     out: str | os.PathLike[str] | None = None,
     model: Any = None,
     base_model: str | None = None,
     progress: bool = False,
+    dense: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
-    ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one."""
+    ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one;
+    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, its LoRA merged
+    (:meth:`TextModel.densify_for_inference`; default: on a GPU, where per-token dequantization dominates)."""
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
+    on_gpu = tm.device.type == "cuda"
+    batch_size = batch_size or (64 if on_gpu else 8)
+    if batch_size < 1:
+        raise HybridjetError(f"--batch-size: expected a positive integer, got {batch_size}")
+    dense = on_gpu if dense is None else dense
     settings = tm.config.get("data") or {}
     examples, report = read_examples(
         data,
@@ -83,13 +91,18 @@ def evaluate_run(
         "records": report.n_read,
         "evaluated": len(examples),
         "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "dense": dense,
+        "device": str(tm.device),
         "model": tm.config.get("model"),
     }
-    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
-    if include_base:
+    if include_base:  # first: a dense copy has the adapter merged into it
         with tm.base_model():
             before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
         result["base"] = before
+    if dense:
+        tm.densify_for_inference()
+    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
     result["adapter"] = after
     result["samples"] = [
         {
@@ -116,6 +129,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['data']}: {result['evaluated']} examples, "
         f"{result[cols[-1]].get('tokens', 0)} scored tokens, greedy, max_new_tokens={result['max_new_tokens']}",
+        f"on {result.get('device', '?')}, batch {result.get('batch_size', '?')}"
+        + (", the adapter merged into a dense copy" if result.get("dense") else ""),
         f"{'metric':<22}" + "".join(f"{c + (' (before)' if c == 'base' else ' (after)'):>18}" for c in cols),
     ]
     for label, key, fmt in rows:

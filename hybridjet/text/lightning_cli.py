@@ -121,7 +121,9 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="held-out JSON/JSONL/Parquet file in the run's format")
     p.add_argument("--max-new-tokens", type=int, default=128, help="generation length for ROUGE-L")
     p.add_argument("--limit", type=int, default=None, help="use only the first N records")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="examples per batch (default 64 on a GPU, 8 on a CPU)")
+    p.add_argument("--dense", action=argparse.BooleanOptionalAction, default=None,
+                   help="generate with a dense copy of the model, its adapter merged (default: on a GPU)")
     p.add_argument("--no-base", action="store_true", help="skip the base-model (before) column")
     p.add_argument("--out", default=None, help="output JSON (default <run>/eval.json)")
     p.add_argument("--model", default=None, help="base model path, when the run's recorded one is not on this machine")
@@ -151,6 +153,7 @@ def main(argv: Sequence[str]) -> int:
             out=ns.out,
             base_model=ns.model,
             progress=ns.progress,
+            dense=ns.dense,
         )
         print(format_table(result))
         return 0

@@ -4,6 +4,8 @@
 #                        awkward-cpp, fastjet, pythia8mc (cp312 wheels) with Pythia's data trimmed to xmldoc, setups,
 #                        tunes and the default PDF (NNPDF2.3 QCD+QED LO); SmolLM2's config.json + tokenizer files
 #   .stage/gguf1, .stage/gguf2   the SmolLM2 GGUF in two parts (46,000,000 + 52,362,432 bytes)
+#   .stage/gguf2/text.tar.xz    ~4 MB: rouge-score (an sdist: copied as installed here, pure Python), nltk, absl-py,
+#                        click, for `hybridjet sft eval`; travels with the second GGUF part
 # Calls then carry: call 1 [".stage/deps.tar.xz", ".stage/gguf1", "data/demo/jets.h5"] (~65 MB with the tree,
 # under the 64 MiB limit), call 2 [".stage/gguf2"]; see BENCHMARKS.md "GPU" for the commands.
 set -euo pipefail
@@ -36,4 +38,6 @@ mkdir -p .stage/gguf1 .stage/gguf2
 head -c 46000000 "$GGUF" > ".stage/gguf1/$NAME.part1"
 tail -c +46000001 "$GGUF" > ".stage/gguf2/$NAME.part2"
 cat ".stage/gguf1/$NAME.part1" ".stage/gguf2/$NAME.part2" | sha256sum | cut -d' ' -f1 | grep -qx "$(cut -d' ' -f1 scripts/device/SmolLM2.sha256)"
+SITE=$($PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+tar -C "$SITE" -cf - rouge_score nltk absl click | xz -T2 -6 > .stage/gguf2/text.tar.xz
 ls -la .stage/deps.tar.xz .stage/gguf1 .stage/gguf2

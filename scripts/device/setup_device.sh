@@ -14,6 +14,11 @@ if [ ! -d "$DEVICE_ROOT/deps/site" ]; then
     return 1
   fi
 fi
+if [ -f .stage/gguf2/text.tar.xz ] && [ ! -d "$DEVICE_ROOT/deps/site/rouge_score" ]; then
+  # sft eval's ROUGE-L packages, carried with the second GGUF part
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" .stage/gguf2/text.tar.xz \
+    "$DEVICE_ROOT/deps/site" || { echo "setup_device: unpacking text.tar.xz failed" >&2; return 1; }
+fi
 export PYTHONPATH="$DEVICE_ROOT/deps/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHIA8DATA="$DEVICE_ROOT/deps/site/share/Pythia8/xmldoc"
 export HYBRIDJET_CACHE="$DEVICE_ROOT/cache" HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 PYTHONUNBUFFERED=1

@@ -1,0 +1,82 @@
+"""``sft eval`` and the dense inference copy of a text run: merged adapter, same losses and greedy answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybridjet.errors import HybridjetError
+from hybridjet.llm.dense import quantized_layer_count
+from hybridjet.text.formats import read_examples
+
+ROOT = Path(__file__).resolve().parents[2]
+VAL = ROOT / "examples" / "data" / "physics_qa_val.jsonl"
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text run of the tiny Llama, 4 steps at a large learning rate (its LoRA update is far from zero)."""
+    from hybridjet.text.lightning_cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    main([
+        "sft", "fit", "-c", str(ROOT / "configs" / "sft_qa.yaml"), "--model.model", str(tiny_llama),
+        "--model.quantization", "none", "--runs_root", str(root), "--name", "t", "--trainer.max_steps", "4",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--data.max_length", "512",
+        "--data.batch_size", "8", "--model.lr", "0.01",
+    ])
+    return root / "t"
+
+
+@pytest.mark.parametrize("quantization", ["nf4", "none"])
+def test_dense_copy_scores_and_answers_like_the_adapter(fitted_run: Path, quantization: str) -> None:
+    from hybridjet.text.api import TextModel
+
+    tm = TextModel.from_pretrained(fitted_run, quantization=quantization, dtype=torch.float32)
+    assert (quantized_layer_count(tm.model) > 0) == (quantization == "nf4")
+    examples = read_examples(VAL)[0][:6]
+    prompts = [ex.prompt_messages() for ex in examples]
+    loss = tm.loss_on_examples(examples, batch_size=3)["loss"]
+    answers = tm.generate_batch(prompts, max_new_tokens=6, batch_size=3)
+    with tm.base_model():
+        base_loss = tm.loss_on_examples(examples, batch_size=3)["loss"]
+    assert abs(base_loss - loss) > 1e-3  # the adapter changes the model: merging it is tested below
+
+    tm.densify_for_inference()
+    assert tm.dense and quantized_layer_count(tm.model) == 0
+    assert not any(".lora_" in name for name, _ in tm.model.named_parameters())
+    assert tm.loss_on_examples(examples, batch_size=3)["loss"] == pytest.approx(loss, rel=1e-4)
+    assert tm.generate_batch(prompts, max_new_tokens=6, batch_size=3) == answers
+    with pytest.raises(HybridjetError, match="base model is gone"):
+        with tm.base_model():
+            pass
+
+
+def test_eval_dense_gives_the_same_table_and_says_how_it_ran(fitted_run: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from hybridjet.text.lightning_cli import main
+
+    got = {}
+    for flag in ("--no-dense", "--dense"):
+        out = tmp_path / f"eval{flag}.json"
+        assert main(["sft", "eval", "--run", str(fitted_run), "--data", str(VAL), "--limit", "5",
+                     "--max-new-tokens", "5", "--out", str(out), flag]) == 0
+        got[flag] = json.loads(out.read_text())
+        printed = capsys.readouterr().out
+        assert "on cpu, batch 8" in printed and ("dense copy" in printed) == (flag == "--dense")
+    plain, dense = got["--no-dense"], got["--dense"]
+    assert (plain["dense"], dense["dense"], dense["batch_size"]) == (False, True, 8)
+    for column in ("base", "adapter"):  # the base model is scored before the merge
+        assert dense[column]["loss"] == pytest.approx(plain[column]["loss"], rel=1e-4)
+        assert dense[column]["rougeL"] == pytest.approx(plain[column]["rougeL"], abs=1e-9)
+    assert [s["adapter"] for s in dense["samples"]] == [s["adapter"] for s in plain["samples"]]
+
+
+def test_eval_bad_batch_size_is_one_line(fitted_run: Path) -> None:
+    from hybridjet.text.evaluate import evaluate_run
+
+    with pytest.raises(HybridjetError, match="--batch-size: expected a positive integer"):
+        evaluate_run(fitted_run, VAL, batch_size=-1)
