@@ -40,6 +40,14 @@ def _styles(n: int) -> list[dict[str, Any]]:
     return [{"color": next(colors), "linestyle": next(styles), "linewidth": 1.8} for _ in range(n)]
 
 
+def _grouped_styles(names: list[str]) -> list[dict[str, Any]]:
+    """One colour per first word of a name (the method), one line style per the rest (the mode)."""
+    heads = list(dict.fromkeys(n.split(" ", 1)[0] for n in names))
+    tails = list(dict.fromkeys(n.split(" ", 1)[-1] for n in names))
+    return [{"color": _COLORS[heads.index(n.split(" ", 1)[0]) % len(_COLORS)],
+             "linestyle": _STYLES[tails.index(n.split(" ", 1)[-1]) % len(_STYLES)], "linewidth": 1.8} for n in names]
+
+
 def _label(row: dict[str, Any]) -> str:
     return f"{row['name']} (AUC = {row['auc']:.3f})"
 
@@ -119,19 +127,30 @@ def plot_sic(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.Pa
 def plot_max_sic_vs_sb(series: dict[str, list[dict[str, Any]]], path: str | os.PathLike[str],
                        title: str | None = None) -> Path:
     """Max SIC against the injected S/B (log axis, in %): per series (a method and mode) the median over seeds with
-    its 68% band; ``series[name]`` is a list of ``{"s_over_b", "median", "lo", "hi"}`` points."""
+    its 68% band; ``series[name]`` is a list of ``{"s_over_b", "median", "lo", "hi"}`` points. Names "method mode"
+    share a colour per method and a line style per mode; the axis is labelled at the injected values."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
     fig, ax = _figure()
-    for (name, points), style in zip(series.items(), _styles(len(series)), strict=True):
+    injected: set[float] = set()
+    for (name, points), style in zip(series.items(), _grouped_styles(list(series)), strict=True):
         pts = sorted((p for p in points if np.isfinite(p["median"])), key=lambda p: p["s_over_b"])
         if not pts:
             continue
         x = np.array([100 * p["s_over_b"] for p in pts])
+        injected.update(x.tolist())
         med = np.array([p["median"] for p in pts])
         ax.plot(x, med, marker="o", markersize=4, label=name, **style)
         lo, hi = np.array([p["lo"] for p in pts]), np.array([p["hi"] for p in pts])
         ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, linewidth=0)
     ax.axhline(1.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="No gain (SIC = 1)")
     ax.set_xscale("log")
+    if injected:  # the injected values themselves, as plain numbers (not 10^1, 2x10^1)
+        ticks = sorted(injected)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(bottom=0.0)
     ax.set_xlabel("Injected S/B in the signal region [%]")
     ax.set_ylabel("Max SIC (median, 68% band over seeds)")

@@ -22,3 +22,33 @@ def test_rows_keep_the_injected_s_over_b_and_the_ordering_is_judged_on_medians_a
     assert "supervised 9.00 ≥ idealized 3.00 < cwola 3.30 — holds within the 68% bands" in notes(rows, [order], "test")
     far = summarize(records[:3] + [_record("cwola", s, 20.0) for s in range(3)], "test")
     assert not ordering(far)[0]["within_bands"]
+
+
+def test_max_sic_figure_colours_methods_styles_modes_and_labels_the_injected_values(tmp_path, monkeypatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from hybridjet.eval import plots
+
+    captured = {}
+    save = plots._save
+
+    def keep(fig, path):
+        captured["ax"] = fig.axes[0]
+        captured["labels"] = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        return save(fig, path)
+
+    points = [{"s_over_b": sb, "median": 5.0 + sb, "lo": 4.0, "hi": 6.0} for sb in (0.003, 0.01, 0.3)]
+    names = [f"{m} {mode}" for m in ("gbdt", "hybrid") for mode in ("supervised", "cwola")]
+    monkeypatch.setattr(plots, "_save", keep)  # the axes, as drawn, before saving
+    plots.plot_max_sic_vs_sb({n: points for n in names}, tmp_path / "m.png")
+    plt.close("all")
+    lines = {ln.get_label(): ln for ln in captured["ax"].get_lines()}
+    assert lines["gbdt supervised"].get_color() == lines["gbdt cwola"].get_color()
+    assert lines["gbdt supervised"].get_color() != lines["hybrid supervised"].get_color()
+    assert lines["gbdt cwola"].get_linestyle() == lines["hybrid cwola"].get_linestyle()
+    assert lines["gbdt cwola"].get_linestyle() != lines["gbdt supervised"].get_linestyle()
+    assert captured["labels"] == ["0.3", "1", "30"]
+    assert (tmp_path / "m.png").stat().st_size > 0
