@@ -1,9 +1,11 @@
 """Dense inference copy of a 4-bit/8-bit, LoRA-adapted LLM.
 
 Training keeps the frozen base in NF4 to save memory; scoring does not need that: dequantizing each bitsandbytes
-layer once and folding the LoRA update ``W + (alpha/r) B A`` into it gives plain dense matmuls in the compute dtype,
-with no per-step dequantization kernels, no adapter branches and no fp32 casts. The function computed is the same
-up to the rounding of the compute dtype (tested against the 4-bit + LoRA model).
+layer once gives plain dense matmuls in the compute dtype, with no per-step dequantization kernels. In fp32 the LoRA
+update ``W + (alpha/r) B A`` is also folded into the weights (no adapter branches). In bf16/fp16 it is not: a
+weight's 8 (11) mantissa bits round away most of an update a few hundredths of its size, so the adapter stays a
+branch beside the dense base, as it is beside the 4-bit one. The function computed is the same up to the rounding of
+the compute dtype (tested against the 4-bit + LoRA model).
 """
 
 from __future__ import annotations
@@ -24,10 +26,7 @@ def _dense_linear(layer: nn.Module, dtype: torch.dtype) -> nn.Linear:
     if isinstance(layer, bnb.nn.Linear4bit):
         data, state = weight.data, weight.quant_state
         if getattr(state, "packing_format_for_cpu", False):
-            # bitsandbytes repacks the weight for its AVX512 CPU kernel at the first no-grad forward: undo that
-            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
-
-            data, state = _convert_weight_packed_for_cpu_inverse(data, state)
+            data, state = _unpacked_for_cpu(data, state)
         dense = F.dequantize_4bit(data, state)
     elif isinstance(layer, bnb.nn.Linear8bitLt):
         if getattr(weight, "CB", None) is not None and getattr(weight, "SCB", None) is not None:
@@ -43,6 +42,22 @@ def _dense_linear(layer: nn.Module, dtype: torch.dtype) -> nn.Linear:
         if layer.bias is not None:
             out.bias.copy_(layer.bias.to(dtype))
     return out
+
+
+def _unpacked_for_cpu(data: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """The standard 4-bit layout of a weight that bitsandbytes repacked for its AVX512 CPU kernel (it does so at a
+    layer's first no-grad forward), without touching the live layer's state."""
+    import copy
+
+    from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
+
+    nested = state.original_nested
+    data, state = _convert_weight_packed_for_cpu_inverse(data, copy.copy(state))
+    if not nested:
+        # bitsandbytes 0.50 restores the absmax of double-quantized states only: the packing stored it as
+        # [K / blocksize, N] in bf16, the dequantization reads it as [N * K / blocksize] in the original dtype
+        state.absmax = state.absmax.T.reshape(-1).to(state.dtype).contiguous()
+    return data, state
 
 
 def _replace_children(root: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> None:
@@ -70,17 +85,20 @@ def _merged_base(layer: nn.Module) -> nn.Linear | None:
     return base
 
 
-def densify(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+def densify(model: nn.Module, dtype: torch.dtype | None = None, merge_lora: bool | None = None) -> nn.Module:
     """In place: dequantize every bitsandbytes linear layer, merge the active LoRA adapters (peft) into the dense
-    weights and cast the whole model to ``dtype`` (default: the dtype of the input embeddings). Returns the bare
-    transformers model (no peft wrapper), in eval mode, for inference only."""
+    weights if ``merge_lora`` (default: in fp32 only, see the module's docstring) and cast the whole model to
+    ``dtype`` (default: the dtype of the input embeddings). Returns the bare transformers model (no peft wrapper;
+    unmerged adapters stay inside it), in eval mode, for inference only."""
     dtype = dtype or model.get_input_embeddings().weight.dtype
+    merge_lora = dtype == torch.float32 if merge_lora is None else merge_lora
     if quantized_layer_count(model):  # the LoRA wrappers' base layers included: dense before the merge below
         import bitsandbytes as bnb
 
         quantized = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
         _replace_children(model, lambda m: _dense_linear(m, dtype) if isinstance(m, quantized) else None)
-    _replace_children(model, _merged_base)
+    if merge_lora:
+        _replace_children(model, _merged_base)
     if hasattr(model, "get_base_model"):  # PeftModel -> the transformers model
         model = model.get_base_model()
     # now a dense model: keep transformers from treating it as a bitsandbytes one (it refuses dtype casts of those)

@@ -35,3 +35,41 @@ def test_dense_copy_computes_the_same_function(tiny_llama, quantization):
     # bitsandbytes' kernels compute in bf16: allow their rounding, far below what the adapter changes
     assert error < (1e-4 if quantization == "none" and ids.device.type == "cpu" else 2e-2)
     assert error < 0.1 * lora_effect
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_dense_weight_of_a_4bit_layer_repacked_for_the_cpu(double_quant):
+    """bitsandbytes repacks a 4-bit weight for its AVX512 kernel at the first no-grad forward on a CPU; the dense copy
+    must still be the weight the layer computes with (wider than one quantization block: the absmax layout shows)."""
+    import bitsandbytes as bnb
+
+    from hybridjet.llm.dense import _dense_linear
+
+    torch.manual_seed(0)
+    source = torch.nn.Linear(256, 64)
+    layer = bnb.nn.Linear4bit(256, 64, compute_dtype=torch.float32, quant_type="nf4",
+                              compress_statistics=double_quant)
+    layer.weight = bnb.nn.Params4bit(source.weight.data.clone(), requires_grad=False, quant_type="nf4",
+                                     compress_statistics=double_quant)
+    layer.bias = torch.nn.Parameter(source.bias.data.clone())
+    layer = layer.to("cpu").eval()
+    x = torch.randn(5, 256)
+    with torch.no_grad():
+        before = _dense_linear(layer, torch.float32)(x)
+        expected = layer(x)  # repacks the weight where the CPU has AVX512-BF16
+        after = _dense_linear(layer, torch.float32)(x)
+        again = layer(x)  # the live layer is left as it was
+    assert (after - before).abs().max() < 2e-2 * before.abs().max()
+    assert (after - expected).abs().max() < 2e-2 * expected.abs().max()
+    assert torch.equal(again, expected)
+
+
+def test_dense_copy_keeps_the_adapter_a_branch_in_half_precision(tiny_llama):
+    """A bf16 weight cannot hold a small LoRA update: merged only in fp32."""
+    for dtype, merged in ((torch.bfloat16, False), (torch.float32, True)):
+        model = load_backbone(str(tiny_llama), quantization="nf4", lora="attn").model.eval()
+        _nudge_lora(model)
+        dense = densify(model, dtype)
+        assert quantized_layer_count(dense) == 0
+        assert any("lora_" in n for n, _ in dense.named_parameters()) is not merged
+        assert {p.dtype for p in dense.parameters()} == {dtype}
