@@ -178,7 +178,7 @@ class RunIO:
         (default: the quantization and dtype the run was trained with, as requested — ``auto`` decides on this
         machine — and everything else automatic; ``runtime_settings`` change its fields, e.g.
         ``torch_compile=True``). ``dense``: scoring
-        only, dequantize the 4-bit base and merge LoRA (:meth:`densify_for_inference`)."""
+        only, dequantize the 4-bit base once (:meth:`densify_for_inference`)."""
         run_dir = Path(run_dir)
         meta = read_run_metadata(run_dir)
         if runtime is None:  # the numerics the run was trained with, as requested (auto stays automatic)
@@ -231,7 +231,7 @@ class RunIO:
         self.net.load_state_dict(state, strict=False)
 
     def densify_for_inference(self, dtype: str | torch.dtype | None = None) -> Any:
-        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy with the adapter merged, in the backbone's
+        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy (LoRA merged in fp32, kept a branch in bf16), in the backbone's
         compute dtype unless ``dtype`` is given (same scores up to that dtype's rounding, no per-step
         dequantization); the model can no longer be trained or saved."""
         backbone = getattr(self.net, "backbone", None)

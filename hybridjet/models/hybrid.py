@@ -147,7 +147,7 @@ class HybridNet(nn.Module):
             self.policy.forget_plans()
 
     def densify(self, dtype: torch.dtype) -> None:
-        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy in ``dtype`` with the adapter merged."""
+        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy in ``dtype`` (LoRA merged in fp32, a branch in bf16)."""
         if self.llm is None:
             return
         self.backbone = densify_backbone(self.backbone, dtype)

@@ -78,7 +78,7 @@ class TextPromptNet(nn.Module):
         return self.label_token_ids.device
 
     def densify(self, dtype: torch.dtype) -> None:
-        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy in ``dtype`` with the adapter merged."""
+        """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy in ``dtype`` (LoRA merged in fp32, a branch in bf16)."""
         self.backbone = densify_backbone(self.backbone, dtype)
         self.llm = self.backbone.model
 

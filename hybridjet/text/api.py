@@ -39,7 +39,7 @@ class TextModel:
         self.format: str = (config.get("data") or {}).get("format") or "qa"
         # the template text the run was trained with (None: the tokenizer's own), as recorded by TextDataModule
         self.chat_template: str | None = (config.get("data") or {}).get("chat_template")
-        self.dense = False  # True after densify_for_inference: the adapter is merged, the base model is gone
+        self.dense = False  # True after densify_for_inference: the base model is gone
 
     @classmethod
     def from_pretrained(
@@ -76,8 +76,8 @@ class TextModel:
         return self.backbone.input_embeddings.weight.device
 
     def densify_for_inference(self, dtype: torch.dtype | None = None) -> TextModel:
-        """Inference only, in place: the 4-bit base dequantized once and the adapter merged into dense weights in
-        the compute dtype (or ``dtype``), so generation runs plain matmuls instead of per-token dequantization and
+        """Inference only, in place: the 4-bit base dequantized once into dense weights in the compute dtype
+        (or ``dtype``; the adapter merged into them in fp32, a branch beside them in bf16), so generation runs plain matmuls instead of per-token dequantization and
         adapter branches; the same function up to that dtype's rounding. The base model is no longer available."""
         from hybridjet.llm.dense import densify_backbone
 
@@ -90,7 +90,7 @@ class TextModel:
     def base_model(self) -> Iterator[TextModel]:
         """Within the block, the adapter is disabled (the base model answers)."""
         if self.dense:
-            raise HybridjetError("the adapter is merged into this model's dense copy: the base model is gone "
+            raise HybridjetError("this model is a dense inference copy: the base model is gone "
                                  "(use the base model before densify_for_inference)")
         disable = getattr(self.model, "disable_adapter", None)
         if disable is None:

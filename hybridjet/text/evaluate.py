@@ -66,7 +66,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
     ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one;
-    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, its LoRA merged
+    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base dequantized once
     (:meth:`TextModel.densify_for_inference`; default: on a GPU, where per-token dequantization dominates)."""
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
     on_gpu = tm.device.type == "cuda"
@@ -96,7 +96,7 @@ def evaluate_run(
         "device": str(tm.device),
         "model": tm.config.get("model"),
     }
-    if include_base:  # first: a dense copy has the adapter merged into it
+    if include_base:  # first: a dense copy has no base model left
         with tm.base_model():
             before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
         result["base"] = before
@@ -130,7 +130,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['data']}: {result['evaluated']} examples, "
         f"{result[cols[-1]].get('tokens', 0)} scored tokens, greedy, max_new_tokens={result['max_new_tokens']}",
         f"on {result.get('device', '?')}, batch {result.get('batch_size', '?')}"
-        + (", the adapter merged into a dense copy" if result.get("dense") else ""),
+        + (", a dense copy (4-bit base dequantized once)" if result.get("dense") else ""),
         f"{'metric':<22}" + "".join(f"{c + (' (before)' if c == 'base' else ' (after)'):>18}" for c in cols),
     ]
     for label, key, fmt in rows:

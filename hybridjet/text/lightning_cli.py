@@ -123,7 +123,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N records")
     p.add_argument("--batch-size", type=int, default=None, help="examples per batch (default 64 on a GPU, 8 on a CPU)")
     p.add_argument("--dense", action=argparse.BooleanOptionalAction, default=None,
-                   help="generate with a dense copy of the model, its adapter merged (default: on a GPU)")
+                   help="score the adapter with a dense copy, the 4-bit base dequantized once (default: on a GPU)")
     p.add_argument("--no-base", action="store_true", help="skip the base-model (before) column")
     p.add_argument("--out", default=None, help="output JSON (default <run>/eval.json)")
     p.add_argument("--model", default=None, help="base model path, when the run's recorded one is not on this machine")
