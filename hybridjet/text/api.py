@@ -146,6 +146,9 @@ class TextModel:
             torch.manual_seed(seed)
         texts = [p if templated else self.prompt_text(p) for p in prompts]
         tok = self.tokenizer
+        # batches of similar prompt lengths (less left padding to run through), answers returned in the given order
+        order = sorted(range(len(texts)), key=lambda i: len(tok(texts[i], add_special_tokens=False)["input_ids"]))
+        texts = [texts[i] for i in order]
         outputs: list[str] = []
         starts = range(0, len(texts), batch_size)
         if progress:
@@ -165,7 +168,10 @@ class TextModel:
             out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1] :]
             outputs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
-        return outputs
+        answers = [""] * len(outputs)
+        for i, text in zip(order, outputs, strict=True):
+            answers[i] = text
+        return answers
 
     def ask(self, question: str, temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128) -> str:
         """Answer ``question`` with the saved system prompt and chat template; only the new text is returned."""

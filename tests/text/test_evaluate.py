@@ -80,3 +80,13 @@ def test_eval_bad_batch_size_is_one_line(fitted_run: Path) -> None:
 
     with pytest.raises(HybridjetError, match="--batch-size: expected a positive integer"):
         evaluate_run(fitted_run, VAL, batch_size=-1)
+
+
+def test_batches_of_similar_lengths_answer_in_the_given_order(fitted_run: Path) -> None:
+    from hybridjet.text.api import TextModel
+
+    tm = TextModel.from_pretrained(fitted_run)
+    prompts = ["What is a jet in collider physics, and how is it found with the anti-kT algorithm?", "Hi?",
+               "What is the mass of the Z boson?", "Why?", "Which force does the gluon carry between quarks?"]
+    one_by_one = [tm.ask(p, max_new_tokens=5) for p in prompts]
+    assert tm.generate_batch(prompts, max_new_tokens=5, batch_size=2) == one_by_one
