@@ -11,6 +11,9 @@ bf16 GPU; records of uniformly 100 to ``--max-tokens`` tokens, the first fifth o
 
 - ``plain``: right-padded batches, ``model(input_ids, attention_mask, labels)`` with transformers' own loss and
   SDPA attention, ``loss.backward()``, ``optimizer.step()`` — the seeds' notebooks' loop.
+- ``trl-packed``: TRL's ``SFTTrainer`` with ``packing=True`` (best-fit decreasing, padding-free rows of
+  ``--max-tokens``), completion-only loss, the same LoRA and learning rate (needs ``trl`` and ``datasets``:
+  ``pip install trl==1.16.0``); TRL makes its own batches of packed rows.
 - ``hybridjet``: :class:`hybridjet.text.sft.TextSFT` under a Lightning ``Trainer`` with its defaults (packed rows
   where exact, the chunked loss, token-weighted steps), fed the same batches; ``hybridjet-compiled`` the same with
   ``torch_compile`` (its decoder layers compiled).
@@ -91,7 +94,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                else make_records(tokenizer, n, args.min_tokens, args.max_tokens, args.seed))
     order = batch_order(n, args.batch, args.seed)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
-    run = run_plain if args.system == "plain" else run_hybridjet
+    run = {"plain": run_plain, "trl-packed": run_trl}.get(args.system, run_hybridjet)
     times, tokens, padding, model = run(args, records, order)
     timed = slice(args.warmup, None)
     seconds, n_tokens = float(np.sum(times[timed])), float(np.sum(tokens[timed]))
@@ -210,12 +213,68 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
     return np.array(timer.times), np.array(timer.tokens), np.array(timer.padding), model.backbone.causal_lm
 
 
+def run_trl(args: argparse.Namespace, records: list[Any], order: list[np.ndarray]) -> tuple[Any, Any, Any, Any]:
+    """TRL's ``SFTTrainer`` with packing (best-fit decreasing into rows of ``--max-tokens``, padding-free, as its
+    documentation recommends), the same model, LoRA, learning rate and records, fed in the benchmark's order; TRL
+    forms its own batches of ``--batch`` packed rows, so the records are given twice to fill ``len(order)`` steps."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from hybridjet.llm.backbone import load_backbone
+    from hybridjet.text.dataset import IGNORE_INDEX
+
+    bb = load_backbone(args.model_path, quantization=args.quantization, lora={"preset": "all-linear", "r": 16,
+                                                                               "alpha": 32, "dropout": 0.05})
+    rows = [records[i] for _ in range(2) for batch in order for i in batch]
+    data = Dataset.from_dict({"input_ids": [r.input_ids for r in rows],
+                              "completion_mask": [[int(t != IGNORE_INDEX) for t in r.labels] for r in rows]})
+
+    class Timer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.tokens: list[int] = []
+            self.losses: list[float] = []
+            self.seen = 0
+
+        def on_step_begin(self, targs, state, control, **kwargs) -> None:
+            _sync()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, targs, state, control, **kwargs) -> None:
+            _sync()
+            self.times.append(time.perf_counter() - self.start)
+            self.tokens.append(int(state.num_input_tokens_seen) - self.seen)
+            self.seen = int(state.num_input_tokens_seen)
+
+        def on_log(self, targs, state, control, logs=None, **kwargs) -> None:
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    timer = Timer()
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SFTConfig(output_dir=tmp, per_device_train_batch_size=args.batch, max_length=args.max_tokens,
+                           packing=True, completion_only_loss=True, learning_rate=args.lr, weight_decay=0.0,
+                           lr_scheduler_type="constant", warmup_steps=0, max_steps=len(order), logging_steps=1,
+                           save_strategy="no", report_to="none", bf16=bf16, use_cpu=not torch.cuda.is_available(),
+                           dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+                           gradient_checkpointing=False, disable_tqdm=True, seed=args.seed)
+        trainer = SFTTrainer(model=bb.model, args=config, train_dataset=data, processing_class=bb.tokenizer,
+                             callbacks=[timer])
+        trainer.train()
+    args.packed, args.losses = True, timer.losses
+    return np.array(timer.times), np.array(timer.tokens), np.zeros(len(timer.times)), bb.causal_lm
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="NAME=PATH of a model directory (repeatable)")
     p.add_argument("--batch", type=int, action="append", required=True, help="batch size per model, in --model order")
-    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet", "hybridjet-compiled"],
-                   help="hybridjet-compiled: hybridjet with its decoder layers compiled (torch_compile)")
+    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet", "hybridjet-compiled", "trl-packed"],
+                   help="hybridjet-compiled: hybridjet with its decoder layers compiled (torch_compile); trl-packed: "
+                        "TRL's SFTTrainer with packing (needs trl, datasets)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=2048)
@@ -266,7 +325,9 @@ def main() -> None:
                   f"({row['step_s']:.3f} s/step, {row['device']})", flush=True)
         by = {r["system"]: r for r in rows if r["model"] == name}
         for faster, slower, label in ((args.label, "plain", f"{args.label}/plain"),
-                                      ("hybridjet-compiled", args.label, f"compiled/{args.label}")):
+                                      ("hybridjet-compiled", args.label, f"compiled/{args.label}"),
+                                      ("trl-packed", "plain", "trl-packed/plain"),
+                                      (args.label, "trl-packed", f"{args.label}/trl-packed")):
             if faster in by and slower in by:
                 speed = by[faster]["tokens_per_s"] / by[slower]["tokens_per_s"]
                 memory = by[faster]["peak_gib"] / by[slower]["peak_gib"]
