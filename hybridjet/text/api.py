@@ -136,10 +136,13 @@ class TextModel:
         templated: bool = False,
         seed: int | None = None,
         progress: bool = False,
+        static_cache: bool = False,
     ) -> list[str]:
         """Generate for each prompt, ``batch_size`` at a time (left padding, the KV cache); returns only the new text
         of each. ``prompts`` are questions (or message lists) to template, or model-ready texts with
-        ``templated=True``. ``temperature=0`` is greedy decoding; ``progress`` shows a bar."""
+        ``templated=True``. ``temperature=0`` is greedy decoding; ``progress`` shows a bar. ``static_cache``: a
+        KV cache of fixed size per batch, whose decoding step transformers compiles on a GPU (each new batch shape
+        compiles once: for large evaluations)."""
         if temperature < 0 or not 0 < top_p <= 1:
             raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
         if seed is not None:
@@ -161,6 +164,8 @@ class TextModel:
             enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": pad_token_id(tok)}
             kwargs["eos_token_id"] = self._stop_ids()
+            if static_cache:
+                kwargs["cache_implementation"] = "static"
             if temperature > 0:
                 kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
             else:

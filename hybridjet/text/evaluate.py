@@ -31,7 +31,7 @@ def _prompt_of(example: Example) -> str | list[dict[str, str]]:
 
 def score_model(
     tm: Any, examples: Sequence[Example], max_new_tokens: int, batch_size: int, max_length: int | None,
-    progress: bool = False,
+    progress: bool = False, static_cache: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Loss/perplexity and ROUGE-L (greedy generations, timed) of ``tm`` on ``examples``."""
     result: dict[str, Any] = dict(tm.loss_on_examples(examples, batch_size=batch_size, max_length=max_length))
@@ -40,7 +40,8 @@ def score_model(
         result["rougeL"] = None  # plain texts without a prompt/continuation split: nothing to generate from
         return result, []
     started = time.perf_counter()
-    generations = tm.generate_batch(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    generations = tm.generate_batch(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                                    static_cache=static_cache)
     result["generation_examples_per_s"] = len(prompts) / max(time.perf_counter() - started, 1e-9)
     references = [ex.reference() for ex in examples]
     result["rougeL"] = rouge_l(generations, references)
@@ -63,11 +64,13 @@ def evaluate_run(
     base_model: str | None = None,
     progress: bool = False,
     dense: bool | None = None,
+    static_cache: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
     ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one;
     ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base dequantized once
-    (:meth:`TextModel.densify_for_inference`; default: on a GPU, where per-token dequantization dominates)."""
+    (:meth:`TextModel.densify_for_inference`; default: on a GPU, where per-token dequantization dominates);
+    ``static_cache``: generate with a fixed-size KV cache (:meth:`TextModel.generate_batch`)."""
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
     on_gpu = tm.device.type == "cuda"
     batch_size = batch_size or (64 if on_gpu else 8)
@@ -93,16 +96,18 @@ def evaluate_run(
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "dense": dense,
+        "static_cache": static_cache,
         "device": str(tm.device),
         "model": tm.config.get("model"),
     }
     if include_base:  # first: a dense copy has no base model left
         with tm.base_model():
-            before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
+            before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress,
+                                                   static_cache)
         result["base"] = before
     if dense:
         tm.densify_for_inference()
-    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress)
+    after, generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress, static_cache)
     result["adapter"] = after
     result["samples"] = [
         {
@@ -130,7 +135,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['data']}: {result['evaluated']} examples, "
         f"{result[cols[-1]].get('tokens', 0)} scored tokens, greedy, max_new_tokens={result['max_new_tokens']}",
         f"on {result.get('device', '?')}, batch {result.get('batch_size', '?')}"
-        + (", a dense copy (4-bit base dequantized once)" if result.get("dense") else ""),
+        + (", a dense copy (4-bit base dequantized once)" if result.get("dense") else "")
+        + (", static KV cache" if result.get("static_cache") else ""),
         f"{'metric':<22}" + "".join(f"{c + (' (before)' if c == 'base' else ' (after)'):>18}" for c in cols),
     ]
     for label, key, fmt in rows:

@@ -125,6 +125,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense", action=argparse.BooleanOptionalAction, default=None,
                    help="score the adapter with a dense copy, the 4-bit base dequantized once (default: on a GPU)")
     p.add_argument("--no-base", action="store_true", help="skip the base-model (before) column")
+    p.add_argument("--static-cache", action="store_true",
+                   help="a fixed-size KV cache, whose decoding step transformers compiles on a GPU (large evaluations)")
     p.add_argument("--out", default=None, help="output JSON (default <run>/eval.json)")
     p.add_argument("--model", default=None, help="base model path, when the run's recorded one is not on this machine")
     p.add_argument("--progress", action="store_true", help="show a progress bar of the generation")
@@ -154,6 +156,7 @@ def main(argv: Sequence[str]) -> int:
             base_model=ns.model,
             progress=ns.progress,
             dense=ns.dense,
+            static_cache=ns.static_cache,
         )
         print(format_table(result))
         return 0

@@ -90,3 +90,19 @@ def test_batches_of_similar_lengths_answer_in_the_given_order(fitted_run: Path) 
                "What is the mass of the Z boson?", "Why?", "Which force does the gluon carry between quarks?"]
     one_by_one = [tm.ask(p, max_new_tokens=5) for p in prompts]
     assert tm.generate_batch(prompts, max_new_tokens=5, batch_size=2) == one_by_one
+
+
+def test_static_cache_generates_the_same_answers(fitted_run: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from hybridjet.text.lightning_cli import main
+
+    got = {}
+    for flags in ([], ["--static-cache"]):
+        out = tmp_path / f"eval{len(flags)}.json"
+        assert main(["sft", "eval", "--run", str(fitted_run), "--data", str(VAL), "--limit", "5", "--no-base",
+                     "--max-new-tokens", "6", "--batch-size", "2", "--out", str(out), *flags]) == 0
+        got[bool(flags)] = json.loads(out.read_text())
+        assert ("static KV cache" in capsys.readouterr().out) == bool(flags)
+    assert got[True]["static_cache"] and not got[False]["static_cache"]
+    assert [s["adapter"] for s in got[True]["samples"]] == [s["adapter"] for s in got[False]["samples"]]
+    assert got[True]["adapter"]["rougeL"] == got[False]["adapter"]["rougeL"]
