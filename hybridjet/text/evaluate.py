@@ -63,20 +63,18 @@ def evaluate_run(
     model: Any = None,
     base_model: str | None = None,
     progress: bool = False,
-    dense: bool | None = None,
+    dense: bool = False,
     static_cache: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
     ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one;
-    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base dequantized once
-    (:meth:`TextModel.densify_for_inference`; default: on a GPU, where per-token dequantization dominates);
+    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base
+    dequantized once (:meth:`TextModel.densify_for_inference`);
     ``static_cache``: generate with a fixed-size KV cache (:meth:`TextModel.generate_batch`)."""
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
-    on_gpu = tm.device.type == "cuda"
-    batch_size = batch_size or (64 if on_gpu else 8)
+    batch_size = batch_size or (64 if tm.device.type == "cuda" else 8)
     if batch_size < 1:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {batch_size}")
-    dense = on_gpu if dense is None else dense
     settings = tm.config.get("data") or {}
     examples, report = read_examples(
         data,
