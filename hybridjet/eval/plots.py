@@ -42,10 +42,11 @@ def _styles(n: int) -> list[dict[str, Any]]:
 
 def _grouped_styles(names: list[str]) -> list[dict[str, Any]]:
     """One colour per first word of a name (the method), one line style per the rest (the mode)."""
-    heads = list(dict.fromkeys(n.split(" ", 1)[0] for n in names))
-    tails = list(dict.fromkeys(n.split(" ", 1)[-1] for n in names))
-    return [{"color": _COLORS[heads.index(n.split(" ", 1)[0]) % len(_COLORS)],
-             "linestyle": _STYLES[tails.index(n.split(" ", 1)[-1]) % len(_STYLES)], "linewidth": 1.8} for n in names]
+    parts = [(n.split(" ", 1)[0], n.split(" ", 1)[-1]) for n in names]
+    heads = list(dict.fromkeys(h for h, _ in parts))
+    tails = list(dict.fromkeys(t for _, t in parts))
+    return [{"color": _COLORS[heads.index(h) % len(_COLORS)], "linestyle": _STYLES[tails.index(t) % len(_STYLES)],
+             "linewidth": 1.8} for h, t in parts]
 
 
 def _label(row: dict[str, Any]) -> str:

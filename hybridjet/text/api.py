@@ -150,7 +150,8 @@ class TextModel:
         texts = [p if templated else self.prompt_text(p) for p in prompts]
         tok = self.tokenizer
         # batches of similar prompt lengths (less left padding to run through), answers returned in the given order
-        order = sorted(range(len(texts)), key=lambda i: len(tok(texts[i], add_special_tokens=False)["input_ids"]))
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
         texts = [texts[i] for i in order]
         outputs: list[str] = []
         starts = range(0, len(texts), batch_size)
