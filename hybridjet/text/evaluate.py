@@ -71,10 +71,11 @@ def evaluate_run(
     ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base
     dequantized once (:meth:`TextModel.densify_for_inference`);
     ``static_cache``: generate with a fixed-size KV cache (:meth:`TextModel.generate_batch`)."""
-    tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
-    batch_size = batch_size or (64 if tm.device.type == "cuda" else 8)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:  # before the model loads
         raise HybridjetError(f"--batch-size: expected a positive integer, got {batch_size}")
+    tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
+    if batch_size is None:
+        batch_size = 64 if tm.device.type == "cuda" else 8
     settings = tm.config.get("data") or {}
     examples, report = read_examples(
         data,

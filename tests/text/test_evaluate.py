@@ -75,11 +75,12 @@ def test_eval_dense_gives_the_same_table_and_says_how_it_ran(fitted_run: Path, t
     assert [s["adapter"] for s in dense["samples"]] == [s["adapter"] for s in plain["samples"]]
 
 
-def test_eval_bad_batch_size_is_one_line(fitted_run: Path) -> None:
+@pytest.mark.parametrize("batch_size", [-1, 0])
+def test_eval_bad_batch_size_is_one_line(fitted_run: Path, batch_size: int) -> None:
     from hybridjet.text.evaluate import evaluate_run
 
     with pytest.raises(HybridjetError, match="--batch-size: expected a positive integer"):
-        evaluate_run(fitted_run, VAL, batch_size=-1)
+        evaluate_run(fitted_run, VAL, batch_size=batch_size)
 
 
 def test_batches_of_similar_lengths_answer_in_the_given_order(fitted_run: Path) -> None:
