@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default=None, help="where files and runs go (default: the config's out)")
     p.add_argument("--report", default=None, help="where the report goes (default: the config's report)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help="train only these of the config's methods (gbdt, ablation, hybrid)")
+                   help="train only these of the config's methods (gbdt, ablation, hybrid); the report also "
+                        "shows the other methods' runs already trained with the same settings")
     p.add_argument("--modes", nargs="+", default=None, metavar="MODE", help="label modes (supervised idealized cwola)")
     p.add_argument("--s-over-b", nargs="+", type=float, default=None, metavar="X",
                    help="injected S/B values in the signal region, e.g. 0.002 0.005 0.01")
@@ -42,19 +43,20 @@ def _anomaly(args: argparse.Namespace) -> int:
     from hybridjet.errors import HybridjetError
 
     cfg = load_config(args.config)
-    methods = None
+    methods = reported_only = None
     if args.methods is not None:
         have = {m.name: m for m in cfg.methods}
         missing = [m for m in args.methods if m not in have]
         if missing:
             raise HybridjetError(f"--methods: {missing[0]!r} is not among the config's methods ({', '.join(have)})")
         methods = tuple(have[m] for m in args.methods)
+        reported_only = tuple(m for m in cfg.methods if m.name not in args.methods)
     if args.s_over_b is not None and any(not x > 0 for x in args.s_over_b):
         raise HybridjetError(f"--s-over-b: expected positive ratios, got {args.s_over_b}")
     if args.seeds is not None and any(s < 0 for s in args.seeds):
         raise HybridjetError(f"--seeds: expected integers >= 0, got {args.seeds}")
     modes = None if args.modes is None else check_modes(args.modes, "--modes")
-    cfg = cfg.with_overrides(out=args.out, report=args.report, methods=methods, modes=modes,
+    cfg = cfg.with_overrides(out=args.out, report=args.report, methods=methods, reported_only=reported_only, modes=modes,
                              s_over_b=None if args.s_over_b is None else tuple(args.s_over_b),
                              seeds=None if args.seeds is None else tuple(args.seeds))
     run_search(cfg, progress=args.progress, check_only=args.check)

