@@ -78,10 +78,13 @@ def run_cases(args: argparse.Namespace, device: str, cases: list[tuple[str, int]
         if mode != "default":
             tm.densify_for_inference()
         static = mode == "dense-static"
-        row: dict[str, Any] = {"device": device, "mode": mode, "batch": batch, "examples": n,
-                               **timed_pass(tm, prompts, batch, args.max_new_tokens, static)}
-        if static:
-            row["warm"] = timed_pass(tm, prompts, batch, args.max_new_tokens, static)
+        row: dict[str, Any] = {"device": device, "mode": mode, "batch": batch, "examples": n}
+        try:
+            row.update(timed_pass(tm, prompts, batch, args.max_new_tokens, static))
+            if static:
+                row["warm"] = timed_pass(tm, prompts, batch, args.max_new_tokens, static)
+        except Exception as exc:  # a case that fails (out of memory, a compile error) is reported, the rest run
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -125,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'x CPU':>7} {'warm x CPU':>10}")
     ref = cpu["examples_per_s"]
     for r in rows:
+        if "error" in r:
+            print(f"{r['device']:<6} {r['mode']:<13} {r['batch']:>5} {r['examples']:>8} failed: {r['error']}")
+            continue
         warm = r.get("warm", {}).get("examples_per_s")
         print(f"{r['device']:<6} {r['mode']:<13} {r['batch']:>5} {r['examples']:>8} {r['examples_per_s']:>8.2f} "
               f"{r['tokens_per_s']:>8.1f} {(f'{warm:.2f}' if warm else '-'):>10} "
