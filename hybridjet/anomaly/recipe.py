@@ -107,9 +107,11 @@ def _fingerprint(cfg: SearchConfig, method: Method, s_over_b: float, seed: int, 
     """What one trained (method, mode, S/B, seed) depends on: the events (``data_key``), the data, sample,
     injection, features, folds and ensemble settings, this method's settings, S/B and seed — not the other methods,
     S/B values or seeds, nor where the report goes or how it is evaluated."""
-    same = dataclasses.replace(cfg, report="", methods=(method,), reported_only=(), s_over_b=(s_over_b,),
-                               seeds=(seed,), modes=(), ensemble_seeds=False, eval_split="test", floor=SicFloor())
-    text = strict_json({"config": dataclasses.asdict(same), "events": data_key}, None)
+    same = dataclasses.replace(cfg, report="", methods=(method,), s_over_b=(s_over_b,), seeds=(seed,), modes=(),
+                               ensemble_seeds=False, eval_split="test", floor=SicFloor())
+    settings = dataclasses.asdict(same)
+    del settings["reported_only"]  # what a run reports, not how it trains (and runs from before the field match)
+    text = strict_json({"config": settings, "events": data_key}, None)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
