@@ -125,6 +125,47 @@ def quantized_layer_count(model: Any) -> int:
     return sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
 
 
+def extra_dense_bytes(model: nn.Module, dtype: torch.dtype) -> int:
+    """Bytes a dense copy in ``dtype`` adds to ``model``: each bitsandbytes layer's full weight in ``dtype`` less
+    the quantized weight it replaces (0 for a model without quantized layers)."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    size = torch.empty((), dtype=dtype).element_size()
+    extra = 0
+    for m in model.modules():
+        if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+            w = m.weight
+            extra += m.in_features * m.out_features * size - w.numel() * w.element_size()
+    return max(extra, 0)
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` (CUDA: the driver's figure; CPU: MemAvailable on Linux); ``None`` if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            for line in open("/proc/meminfo"):
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def dense_copy_fits(model: nn.Module, dtype: torch.dtype, device: torch.device, share: float = 0.5,
+                    free: int | None = None) -> bool:
+    """Whether a dense copy of ``model`` takes at most ``share`` of the free memory of ``device`` (``free``: that
+    figure in bytes, measured when not given), leaving the rest to activations and the KV cache."""
+    extra = extra_dense_bytes(model, dtype)
+    if extra == 0:
+        return True
+    free = free_bytes(device) if free is None else free
+    return free is not None and extra <= share * free
+
+
 def densify_backbone(backbone: Any, dtype: torch.dtype) -> Any:
     """A copy of a :class:`~hybridjet.llm.backbone.Backbone` whose model is :func:`densify`-ed (scoring only)."""
     import dataclasses

@@ -63,19 +63,24 @@ def evaluate_run(
     model: Any = None,
     base_model: str | None = None,
     progress: bool = False,
-    dense: bool = False,
+    dense: bool | None = None,
     static_cache: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
     ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one;
     ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base
-    dequantized once (:meth:`TextModel.densify_for_inference`);
+    dequantized once (:meth:`TextModel.densify_for_inference`; the same function up to the compute dtype's
+    rounding); ``None``: when that copy takes at most half the device's free memory;
     ``static_cache``: generate with a fixed-size KV cache (:meth:`TextModel.generate_batch`)."""
     if batch_size is not None and batch_size < 1:  # before the model loads
         raise HybridjetError(f"--batch-size: expected a positive integer, got {batch_size}")
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
     if batch_size is None:
         batch_size = 64 if tm.device.type == "cuda" else 8
+    if dense is None:
+        from hybridjet.llm.dense import dense_copy_fits
+
+        dense = dense_copy_fits(tm.model, tm.backbone.dtype, tm.device)
     settings = tm.config.get("data") or {}
     examples, report = read_examples(
         data,
@@ -134,7 +139,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['data']}: {result['evaluated']} examples, "
         f"{result[cols[-1]].get('tokens', 0)} scored tokens, greedy, max_new_tokens={result['max_new_tokens']}",
         f"on {result.get('device', '?')}, batch {result.get('batch_size', '?')}"
-        + (", a dense copy (4-bit base dequantized once)" if result.get("dense") else "")
+        + (", a dense copy of the adapted model" if result.get("dense") else "")
         + (", static KV cache" if result.get("static_cache") else ""),
         f"{'metric':<22}" + "".join(f"{c + (' (before)' if c == 'base' else ' (after)'):>18}" for c in cols),
     ]

@@ -73,3 +73,18 @@ def test_dense_copy_keeps_the_adapter_a_branch_in_half_precision(tiny_llama):
         assert quantized_layer_count(dense) == 0
         assert any("lora_" in n for n, _ in dense.named_parameters()) is not merged
         assert {p.dtype for p in dense.parameters()} == {dtype}
+
+
+def test_a_dense_copy_fits_when_it_takes_at_most_half_the_free_memory(tiny_llama):
+    from hybridjet.llm.dense import dense_copy_fits, extra_dense_bytes
+
+    model = load_backbone(str(tiny_llama), quantization="nf4", lora="attn").model
+    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+    full = sum(m.in_features * m.out_features for m in layers) * 2  # bf16
+    extra = extra_dense_bytes(model, torch.bfloat16)
+    assert full / 2 < extra < full  # the full weights less the 4-bit ones they replace
+    assert dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=2 * extra)
+    assert not dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=2 * extra - 1)
+    unquantized = load_backbone(str(tiny_llama), quantization="none", lora="attn").model
+    assert extra_dense_bytes(unquantized, torch.float32) == 0
+    assert dense_copy_fits(unquantized, torch.float32, torch.device("cpu"), free=0)

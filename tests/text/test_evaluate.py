@@ -60,13 +60,14 @@ def test_eval_dense_gives_the_same_table_and_says_how_it_ran(fitted_run: Path, t
     from hybridjet.text.lightning_cli import main
 
     got = {}
-    for flag in ("--no-dense", "--dense"):
+    for flag in ("--no-dense", "--dense", None):  # None: the default, a dense copy where it fits (here: always)
         out = tmp_path / f"eval{flag}.json"
         assert main(["sft", "eval", "--run", str(fitted_run), "--data", str(VAL), "--limit", "5",
-                     "--max-new-tokens", "5", "--out", str(out), flag]) == 0
+                     "--max-new-tokens", "5", "--out", str(out), *([flag] if flag else [])]) == 0
         got[flag] = json.loads(out.read_text())
         printed = capsys.readouterr().out
-        assert "on cpu, batch 8" in printed and ("dense copy" in printed) == (flag == "--dense")
+        assert "on cpu, batch 8" in printed and ("dense copy" in printed) == (flag != "--no-dense")
+    assert got[None]["dense"] is True
     plain, dense = got["--no-dense"], got["--dense"]
     assert (plain["dense"], dense["dense"], dense["batch_size"]) == (False, True, 8)
     for column in ("base", "adapter"):  # the base model is scored before the merge
