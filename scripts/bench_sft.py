@@ -15,8 +15,8 @@ bf16 GPU; records of uniformly 100 to ``--max-tokens`` tokens, the first fifth o
   ``--max-tokens``), completion-only loss, the same LoRA and learning rate (needs ``trl`` and ``datasets``:
   ``pip install trl==1.16.0``); TRL makes its own batches of packed rows.
 - ``hybridjet``: :class:`hybridjet.text.sft.TextSFT` under a Lightning ``Trainer`` with its defaults (packed rows
-  where exact, the chunked loss, token-weighted steps), fed the same batches; ``hybridjet-compiled`` the same with
-  ``torch_compile`` (its decoder layers compiled).
+  where exact, the chunked loss, token-weighted steps), fed the same batches, its decoder layers not compiled;
+  ``hybridjet-compiled`` the same with ``torch_compile`` (its decoder layers compiled: the default on CUDA).
 
 Prints per row: learned-record tokens/s (non-padding tokens), peak GPU memory, padding fraction, MFU (model FLOPs
 per token 4N + attention, N the non-embedding parameters: forward 2N, backward to the activations 2N, the frozen

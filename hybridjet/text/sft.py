@@ -21,6 +21,7 @@ import torch
 
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of, load_backbone
+from hybridjet.runtime import compiles_by_default
 from hybridjet.text.export import save_text_run
 from hybridjet.text.loss import token_loss_sum
 from hybridjet.text.packing import packing_is_exact
@@ -82,7 +83,8 @@ class TextSFT(L.LightningModule):
             attention), transformers' default elsewhere. Packed rows are used only where it keeps examples apart
             (checked on the model).
         torch_compile: compile each decoder layer (``torch.compile``, dynamic shapes: packed rows vary in length)
-            when fitting starts, after the packing check has run on the uncompiled model; off by default.
+            when fitting starts, after the packing check has run on the uncompiled model; ``None``: on CUDA with
+            Triton (it pays there once a run has more than a few dozen steps), not on CPUs.
     """
 
     def __init__(
@@ -106,7 +108,7 @@ class TextSFT(L.LightningModule):
         save_best: bool = True,
         cache_dir: str | None = None,
         attention: str = "auto",
-        torch_compile: bool = False,
+        torch_compile: bool | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -164,7 +166,10 @@ class TextSFT(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.match_attention_to_device()
-        if self.hparams.torch_compile and not self._compiled:
+        wanted = self.hparams.torch_compile
+        if wanted is None:
+            wanted = compiles_by_default(self.device)
+        if wanted and not self._compiled:
             compile_layers(self.model)
             self._compiled = True
         self.model.train()  # the loader returns the model in eval mode; LoRA dropout is on while training

@@ -53,3 +53,15 @@ def test_compiled_layers_match_eager_on_packed_rows(tiny_llama: Path) -> None:
         assert got_grads.keys() == want_grads.keys() and want_grads
         for name, grad in want_grads.items():
             torch.testing.assert_close(got_grads[name], grad, **tol, msg=name)
+
+
+def test_the_default_compiles_on_cuda_only(tiny_llama: Path) -> None:
+    from hybridjet.runtime import compiles_by_default
+    from hybridjet.text.sft import TextSFT
+
+    module = TextSFT(model=str(tiny_llama), quantization="none", dtype="fp32", lora="qkv")
+    assert module.hparams.torch_compile is None
+    module.on_fit_start()
+    layers = module.model.base_model.model.model.layers
+    compiled = [getattr(layer, "_compiled_call_impl", None) is not None for layer in layers]
+    assert compiled == [compiles_by_default(next(module.model.parameters()).device)] * len(layers)
