@@ -2,8 +2,10 @@
 # Build .stage/trl/trl.tar.xz (ignored by git): TRL and what it needs beyond the GPU image (datasets, pyarrow, dill,
 # xxhash, multiprocess, fsspec, accelerate; cp312 wheels), for the `trl-packed` system of scripts/bench_sft.py.
 # Carry ".stage/trl" in a call of its own (it is ~40 MB), then in the benchmark's call:
-#     source scripts/device/setup_device.sh && python3 -c "import tarfile; tarfile.open('.stage/trl/trl.tar.xz').extractall('/root/trl')"
-#     PYTHONPATH=/root/trl:$PYTHONPATH python3 scripts/bench_sft.py ... --systems plain hybridjet trl-packed
+#     source scripts/device/setup_device.sh && python3 -c "import tarfile; tarfile.open('.stage/trl/trl.tar.xz').extractall('/root/site-packages-trl')"
+#     PYTHONPATH=/root/site-packages-trl:$PYTHONPATH python3 scripts/bench_sft.py ... --systems plain hybridjet trl-packed
+# The folder's name must contain "site-packages": dill (under datasets' fingerprints) pickles by value the modules of
+# any other folder, and pyarrow's then fail (PicklingError: Can't pickle <class 'MonthDayNano'>).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
