@@ -10,7 +10,8 @@ the compute dtype (tested against the 4-bit + LoRA model).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -85,13 +86,43 @@ def _merged_base(layer: nn.Module) -> nn.Linear | None:
     return base
 
 
+def merges_lora(dtype: torch.dtype) -> bool:
+    """Whether :func:`densify` folds LoRA into the weights in ``dtype`` by default (fp32 only; elsewhere the adapter
+    stays a branch, so the base model can still answer with it switched off)."""
+    return dtype == torch.float32
+
+
+def adapter_branches(model: nn.Module) -> list[nn.Module]:
+    """The peft adapter layers left in ``model`` (the branches of an unmerged dense copy)."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:
+        return []
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[int]:
+    """Within the block every adapter branch of ``model`` is off (the base model answers); yields how many."""
+    layers = adapter_branches(model)
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield len(layers)
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+        for p in model.parameters():  # enabling marks the adapter trainable again; a dense copy is inference only
+            p.requires_grad_(False)
+
+
 def densify(model: nn.Module, dtype: torch.dtype | None = None, merge_lora: bool | None = None) -> nn.Module:
     """In place: dequantize every bitsandbytes linear layer, merge the active LoRA adapters (peft) into the dense
     weights if ``merge_lora`` (default: in fp32 only, see the module's docstring) and cast the whole model to
     ``dtype`` (default: the dtype of the input embeddings). Returns the bare transformers model (no peft wrapper;
     unmerged adapters stay inside it), in eval mode, for inference only."""
     dtype = dtype or model.get_input_embeddings().weight.dtype
-    merge_lora = dtype == torch.float32 if merge_lora is None else merge_lora
+    merge_lora = merges_lora(dtype) if merge_lora is None else merge_lora
     if quantized_layer_count(model):  # the LoRA wrappers' base layers included: dense before the merge below
         import bitsandbytes as bnb
 

@@ -88,10 +88,17 @@ class TextModel:
 
     @contextlib.contextmanager
     def base_model(self) -> Iterator[TextModel]:
-        """Within the block, the adapter is disabled (the base model answers)."""
+        """Within the block, the adapter is disabled (the base model answers); also in a dense copy whose adapter
+        stays a branch (bf16/fp16), not in one it was merged into (fp32)."""
         if self.dense:
-            raise HybridjetError("this model is a dense inference copy: the base model is gone "
-                                 "(use the base model before densify_for_inference)")
+            from hybridjet.llm.dense import adapter_branches, adapters_disabled
+
+            if not adapter_branches(self.model):
+                raise HybridjetError("this model is a dense inference copy with the adapter merged in: the base "
+                                     "model is gone (use the base model before densify_for_inference)")
+            with adapters_disabled(self.model):
+                yield self
+            return
         disable = getattr(self.model, "disable_adapter", None)
         if disable is None:
             yield self

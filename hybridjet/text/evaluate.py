@@ -77,9 +77,9 @@ def evaluate_run(
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
     if batch_size is None:
         batch_size = 64 if tm.device.type == "cuda" else 8
-    if dense is None:
-        from hybridjet.llm.dense import dense_copy_fits
+    from hybridjet.llm.dense import dense_copy_fits, merges_lora
 
+    if dense is None:
         dense = dense_copy_fits(tm.model, tm.backbone.dtype, tm.device)
     settings = tm.config.get("data") or {}
     examples, report = read_examples(
@@ -104,7 +104,9 @@ def evaluate_run(
         "device": str(tm.device),
         "model": tm.config.get("model"),
     }
-    if include_base:  # first: a dense copy has no base model left
+    if dense and not merges_lora(tm.backbone.dtype):
+        tm.densify_for_inference()  # the adapter stays a branch: the base column runs on the dense copy too
+    if include_base:  # before a merging dense copy, which has no base model left
         with tm.base_model():
             before, base_generations = score_model(tm, examples, max_new_tokens, batch_size, max_length, progress,
                                                    static_cache)

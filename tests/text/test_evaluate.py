@@ -55,6 +55,26 @@ def test_dense_copy_scores_and_answers_like_the_adapter(fitted_run: Path, quanti
             pass
 
 
+def test_a_bf16_dense_copy_keeps_the_base_model(fitted_run: Path) -> None:
+    """In bf16 the adapter stays a branch of the dense copy: switched off, the base model answers, so that sft eval
+    scores both columns on the dense copy."""
+    from hybridjet.text.api import TextModel
+
+    tm = TextModel.from_pretrained(fitted_run, dtype=torch.bfloat16)
+    examples = read_examples(VAL)[0][:6]
+    adapter = tm.loss_on_examples(examples, batch_size=3)["loss"]
+    with tm.base_model():
+        base = tm.loss_on_examples(examples, batch_size=3)["loss"]
+    tm.densify_for_inference()
+    assert tm.dense
+    assert tm.loss_on_examples(examples, batch_size=3)["loss"] == pytest.approx(adapter, rel=5e-3)
+    with tm.base_model():
+        assert tm.loss_on_examples(examples, batch_size=3)["loss"] == pytest.approx(base, rel=5e-3)
+    assert tm.loss_on_examples(examples, batch_size=3)["loss"] == pytest.approx(adapter, rel=5e-3)  # on again
+    assert abs(base - adapter) > 2e-2 * abs(adapter)  # far beyond the tolerance above
+    assert not any(p.requires_grad for p in tm.model.parameters())
+
+
 def test_eval_dense_gives_the_same_table_and_says_how_it_ran(fitted_run: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     from hybridjet.text.lightning_cli import main
