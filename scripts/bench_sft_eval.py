@@ -2,16 +2,19 @@
 run on one machine.
 
     python scripts/bench_sft_eval.py --run runs/evalbench --data examples/data/physics_qa.jsonl [--model PATH]
-        [--cases default:64 dense:64 dense:256 dense-static:256] [--gpu-examples 512] [--cpu-examples 48]
-        [--cpu-threads 2] [--max-new-tokens 64] [--out results.json]
+        [--cases loaded:64 dense:64 dense:256 dense-static:256] [--gpu-examples 512] [--cpu-examples 48]
+        [--cpu-threads 2] [--max-new-tokens 64] [--stop-at-eos] [--out results.json]
 
 Greedy answers of the run's adapter to the file's prompts, cycled to ``--gpu-examples`` (``--cpu-examples`` on the
-CPU): the prompts repeat, so every case sees the same length distribution. Each case is
-``TextModel.generate_batch``, the path of ``sft eval``: ``default`` the run loaded as ``sft eval`` loads it (on a GPU
-the NF4 base + adapter), ``dense`` ``--dense``, ``dense-static`` ``--dense --static-cache``; the number after the
-colon is the batch. The CPU reference is ``sft eval``'s CPU default (the base in fp32 + adapter, batch 8) in a fresh
-process with ``--cpu-threads`` threads. A case's first pass is what a user sees (compilation included, for the static cache); static cases run a
-second, warm pass. Prints examples/s and generated tokens/s per case and each GPU case over the CPU reference.
+CPU). Every answer is ``--max-new-tokens`` long (no stop at the end-of-turn token, unless ``--stop-at-eos``): with
+repeated prompts side by side in a batch, stopping would favour the larger batches, whose rows then stop together.
+Each case is ``TextModel.generate_batch``, the path of ``sft eval``: ``loaded`` the run as loaded (on a GPU the NF4
+base + adapter), ``dense`` a dense copy (``sft eval``'s GPU default), ``dense-static`` the same with
+``--static-cache``; the number after the colon is the batch. The CPU reference is what ``sft eval`` does by default on
+a CPU (batch 8; a dense copy where :func:`hybridjet.llm.dense.dense_copy_fits` says so, i.e. for a quantized model) in
+a fresh process with ``--cpu-threads`` threads (2: the dev machine's cores). A case's first pass is what a user sees
+(compilation included, for the static cache); static cases run a second, warm pass. Prints examples/s and generated
+tokens/s per case and each GPU case over the CPU reference.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("default", "dense", "dense-static")
+MODES = ("loaded", "dense", "dense-static")
 
 
 def parse_case(text: str) -> tuple[str, int]:
@@ -53,14 +56,16 @@ def prompts_of(tm: Any, data: str, n: int) -> list[Any]:
     return [_prompt_of(ex) for ex in itertools.islice(itertools.cycle(examples), n)]
 
 
-def timed_pass(tm: Any, prompts: list[Any], batch: int, max_new_tokens: int, static: bool) -> dict[str, float]:
+def timed_pass(tm: Any, prompts: list[Any], batch: int, args: argparse.Namespace, static: bool) -> dict[str, float]:
     """One generation pass over ``prompts``: examples/s and generated tokens/s."""
     import torch
 
+    fixed = 0 if args.stop_at_eos else args.max_new_tokens
     if tm.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    answers = tm.generate_batch(prompts, max_new_tokens=max_new_tokens, batch_size=batch, static_cache=static)
+    answers = tm.generate_batch(prompts, max_new_tokens=args.max_new_tokens, batch_size=batch, static_cache=static,
+                                min_new_tokens=fixed)
     if tm.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -69,25 +74,48 @@ def timed_pass(tm: Any, prompts: list[Any], batch: int, max_new_tokens: int, sta
 
 
 def run_cases(args: argparse.Namespace, device: str, cases: list[tuple[str, int]], n: int) -> list[dict[str, Any]]:
-    """All ``cases`` in this process, the ``default`` ones before the in-place densification."""
+    """All ``cases`` in this process, the ``loaded`` ones before the in-place densification."""
     tm = load(args.run, args.model, device)
     prompts = prompts_of(tm, args.data, n)
     tm.generate_batch(prompts[:2], max_new_tokens=4, batch_size=2)  # device and kernel initialisation, untimed
     rows = []
-    for mode, batch in sorted(cases, key=lambda c: c[0] != "default"):
-        if mode != "default":
-            tm.densify_for_inference()
-        static = mode == "dense-static"
+    for mode, batch in sorted(cases, key=lambda c: c[0] != "loaded"):
         row: dict[str, Any] = {"device": device, "mode": mode, "batch": batch, "examples": n}
         try:
-            row.update(timed_pass(tm, prompts, batch, args.max_new_tokens, static))
+            if mode != "loaded":
+                tm.densify_for_inference()
+            static = mode == "dense-static"
+            row.update(timed_pass(tm, prompts, batch, args, static))
             if static:
-                row["warm"] = timed_pass(tm, prompts, batch, args.max_new_tokens, static)
+                row["warm"] = timed_pass(tm, prompts, batch, args, static)
         except Exception as exc:  # a case that fails (out of memory, a compile error) is reported, the rest run
             row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def cpu_default_mode(args: argparse.Namespace) -> str:
+    """``sft eval``'s choice on this CPU: a dense copy where it fits, else the run as loaded."""
+    from hybridjet.llm.dense import dense_copy_fits
+
+    tm = load(args.run, args.model, "cpu")
+    return "dense" if dense_copy_fits(tm.model, tm.backbone.dtype, tm.device) else "loaded"
+
+
+def cpu_reference(args: argparse.Namespace) -> dict[str, Any]:
+    """The CPU reference row, from a fresh process without CUDA (an ``error`` row if it failed)."""
+    cmd = [sys.executable, __file__, "--run", args.run, "--data", args.data, "--cpu-only",
+           "--cpu-examples", str(args.cpu_examples), "--cpu-threads", str(args.cpu_threads),
+           "--max-new-tokens", str(args.max_new_tokens), *(["--stop-at-eos"] if args.stop_at_eos else []),
+           *(["--model", args.model] if args.model else [])]
+    done = subprocess.run(cmd, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"device": "cpu", "mode": "default", "batch": 8, "examples": args.cpu_examples,
+                "error": f"exit {done.returncode}: {tail[0]}"[:300]}
+    return json.loads(lines[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,48 +124,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--model", default=None, help="the base model's path here, if not the run's recorded one")
     p.add_argument("--cases", nargs="+", type=parse_case,
-                   default=[parse_case(c) for c in ("default:64", "dense:64", "dense:256", "dense-static:256")])
+                   default=[parse_case(c) for c in ("loaded:64", "dense:64", "dense:256", "dense-static:256")])
     p.add_argument("--gpu-examples", type=int, default=512)
     p.add_argument("--cpu-examples", type=int, default=48)
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--stop-at-eos", action="store_true", help="answers stop at the end-of-turn token (as sft eval)")
     p.add_argument("--out", default=None)
     p.add_argument("--cpu-only", action="store_true", help=argparse.SUPPRESS)  # the CPU reference's own process
     args = p.parse_args(argv)
 
-    if args.cpu_only:
-        import torch
-
-        torch.set_num_threads(args.cpu_threads)
-        run_cases(args, "cpu", [("default", 8)], args.cpu_examples)
-        return 0
     import torch
 
+    if args.cpu_only:
+        torch.set_num_threads(args.cpu_threads)
+        run_cases(args, "cpu", [(cpu_default_mode(args), 8)], args.cpu_examples)
+        return 0
     rows = []
     if torch.cuda.is_available():
-        print(f"GPU: {torch.cuda.get_device_name()}, max_new_tokens {args.max_new_tokens}", flush=True)
+        print(f"GPU: {torch.cuda.get_device_name()}, max_new_tokens {args.max_new_tokens}"
+              + (", stopping at EOS" if args.stop_at_eos else ", fixed-length answers"), flush=True)
         rows = run_cases(args, "cuda", args.cases, args.gpu_examples)
-    cmd = [sys.executable, __file__, "--run", args.run, "--data", args.data, "--cpu-only",
-           "--cpu-examples", str(args.cpu_examples), "--cpu-threads", str(args.cpu_threads),
-           "--max-new-tokens", str(args.max_new_tokens), *(["--model", args.model] if args.model else [])]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    cpu = json.loads(out.strip().splitlines()[-1])
+    cpu = cpu_reference(args)
     rows.append(cpu)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    ref = cpu.get("examples_per_s")
     print(f"\n{'device':<6} {'mode':<13} {'batch':>5} {'examples':>8} {'ex/s':>8} {'tok/s':>8} {'warm ex/s':>10} "
           f"{'x CPU':>7} {'warm x CPU':>10}")
-    ref = cpu["examples_per_s"]
     for r in rows:
         if "error" in r:
             print(f"{r['device']:<6} {r['mode']:<13} {r['batch']:>5} {r['examples']:>8} failed: {r['error']}")
             continue
         warm = r.get("warm", {}).get("examples_per_s")
+        ratio = f"{r['examples_per_s'] / ref:.1f}" if ref else "-"
+        warm_ratio = f"{warm / ref:.1f}" if warm and ref else "-"
         print(f"{r['device']:<6} {r['mode']:<13} {r['batch']:>5} {r['examples']:>8} {r['examples_per_s']:>8.2f} "
-              f"{r['tokens_per_s']:>8.1f} {(f'{warm:.2f}' if warm else '-'):>10} "
-              f"{r['examples_per_s'] / ref:>7.1f} {(f'{warm / ref:.1f}' if warm else '-'):>10}")
-    print(f"x CPU: examples/s over the CPU reference's ({args.cpu_threads} threads, batch 8, fp32 + adapter)")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+              f"{r['tokens_per_s']:>8.1f} {(f'{warm:.2f}' if warm else '-'):>10} {ratio:>7} {warm_ratio:>10}")
+    print(f"x CPU: examples/s over the CPU reference's ({args.cpu_threads} threads, batch 8, sft eval's CPU default)")
     return 0
 
 

@@ -49,7 +49,7 @@ def _anomaly(args: argparse.Namespace) -> int:
         missing = [m for m in args.methods if m not in have]
         if missing:
             raise HybridjetError(f"--methods: {missing[0]!r} is not among the config's methods ({', '.join(have)})")
-        methods = tuple(have[m] for m in args.methods)
+        methods = tuple(have[m] for m in dict.fromkeys(args.methods))  # a name given twice trains once
         reported_only = tuple(m for m in cfg.methods if m.name not in args.methods)
     if args.s_over_b is not None and any(not x > 0 for x in args.s_over_b):
         raise HybridjetError(f"--s-over-b: expected positive ratios, got {args.s_over_b}")

@@ -240,12 +240,14 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
                     spent += f": fit {metrics['fit_time_s']:.0f} + score {metrics['score_time_s']:.0f}"
                 print(f"  {method.name:8s} {mode:10s} max SIC {got}  [{spent}]", flush=True)
     if untrained:
-        print(f"not in the report (not trained yet, not asked for with --methods): {len(untrained)} runs, e.g. "
-              f"{untrained[0]}", flush=True)
+        print(f"not in the report (not trained with these settings, not asked for with --methods): "
+              f"{len(untrained)} runs, e.g. {untrained[0]}", flush=True)
     curves: dict[float, dict[str, Any]] = {sb: {} for sb in cfg.s_over_b}
     if cfg.ensemble_seeds and len(cfg.seeds) > 1:
         for key in dict.fromkeys((r["method"], r["label_mode"], r["s_over_b"]) for r in list(records)):
             group = [r for r in records if (r["method"], r["label_mode"], r["s_over_b"]) == key]
+            if len(group) < len(cfg.seeds):
+                continue  # a reported-only method with some seeds finished: no ensemble beside full ones
             run_dir = Path(cfg.out) / "runs" / group[0]["name"].rsplit("/", 1)[0] / "ensemble"
             records.append(_seed_ensemble(group, run_dir, cfg))
     for r in records:  # one curve per (method, mode, S/B): the seed ensemble's, else the first seed's

@@ -156,20 +156,24 @@ def quantized_layer_count(model: Any) -> int:
     return sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
 
 
-def extra_dense_bytes(model: nn.Module, dtype: torch.dtype) -> int:
-    """Bytes a dense copy in ``dtype`` adds to ``model``: each bitsandbytes layer's full weight in ``dtype`` less
-    the quantized weight it replaces (0 for a model without quantized layers)."""
+def dense_weight_bytes(model: nn.Module, dtype: torch.dtype) -> int:
+    """Bytes of the dense ``dtype`` weights a dense copy makes of ``model``'s bitsandbytes layers (0 without any):
+    the peak it adds, since the quantized layers are freed only once all are replaced."""
     try:
         import bitsandbytes as bnb
     except ImportError:
         return 0
     size = torch.empty((), dtype=dtype).element_size()
-    extra = 0
-    for m in model.modules():
-        if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
-            w = m.weight
-            extra += m.in_features * m.out_features * size - w.numel() * w.element_size()
-    return max(extra, 0)
+    return sum(m.in_features * m.out_features * size for m in model.modules()
+               if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)))
+
+
+def can_merge(model: nn.Module) -> bool:
+    """Whether every LoRA layer of ``model`` sits on an ``nn.Linear`` once dense (what merging in fp32 needs)."""
+    import bitsandbytes as bnb
+
+    dense_bases = (nn.Linear, bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    return all(type(m.get_base_layer()) in dense_bases for m in adapter_branches(model) if hasattr(m, "lora_A"))
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -188,13 +192,15 @@ def free_bytes(device: torch.device) -> int | None:
 
 def dense_copy_fits(model: nn.Module, dtype: torch.dtype, device: torch.device, share: float = 0.5,
                     free: int | None = None) -> bool:
-    """Whether a dense copy of ``model`` takes at most ``share`` of the free memory of ``device`` (``free``: that
-    figure in bytes, measured when not given), leaving the rest to activations and the KV cache."""
-    extra = extra_dense_bytes(model, dtype)
-    if extra == 0:
-        return True
+    """Whether a dense copy of ``model`` in ``dtype`` is worth making and can be made: it has bitsandbytes layers to
+    dequantize, its dense weights take at most ``share`` of the free memory of ``device`` (``free``: that figure
+    in bytes, measured when not given), leaving the rest to activations and the KV cache, and, in fp32, every
+    LoRA layer can be merged."""
+    need = dense_weight_bytes(model, dtype)
+    if need == 0 or (merges_lora(dtype) and not can_merge(model)):
+        return False
     free = free_bytes(device) if free is None else free
-    return free is not None and extra <= share * free
+    return free is not None and need <= share * free
 
 
 def densify_backbone(backbone: Any, dtype: torch.dtype) -> Any:

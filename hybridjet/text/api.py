@@ -39,7 +39,7 @@ class TextModel:
         self.format: str = (config.get("data") or {}).get("format") or "qa"
         # the template text the run was trained with (None: the tokenizer's own), as recorded by TextDataModule
         self.chat_template: str | None = (config.get("data") or {}).get("chat_template")
-        self.dense = False  # True after densify_for_inference: the base model is gone
+        self.dense = False  # True after densify_for_inference
 
     @classmethod
     def from_pretrained(
@@ -77,8 +77,9 @@ class TextModel:
 
     def densify_for_inference(self, dtype: torch.dtype | None = None) -> TextModel:
         """Inference only, in place: the 4-bit base dequantized once into dense weights in the compute dtype
-        (or ``dtype``; the adapter merged into them in fp32, a branch beside them in bf16), so generation runs plain matmuls instead of per-token dequantization and
-        adapter branches; the same function up to that dtype's rounding. The base model is no longer available."""
+        (or ``dtype``), so generation runs plain matmuls instead of per-token dequantization; the same function up
+        to that dtype's rounding. In fp32 the adapter is merged into the weights (the base model is then gone); in
+        bf16/fp16 it stays a branch, which :meth:`base_model` switches off."""
         from hybridjet.llm.dense import densify_backbone
 
         if not self.dense:
@@ -144,12 +145,15 @@ class TextModel:
         seed: int | None = None,
         progress: bool = False,
         static_cache: bool = False,
+        min_new_tokens: int = 0,
     ) -> list[str]:
         """Generate for each prompt, ``batch_size`` at a time (left padding, the KV cache); returns only the new text
         of each. ``prompts`` are questions (or message lists) to template, or model-ready texts with
         ``templated=True``. ``temperature=0`` is greedy decoding; ``progress`` shows a bar. ``static_cache``: a
         KV cache of fixed size, whose decoding step transformers compiles on a GPU: every batch then has one shape
-        (prompts left-padded to the longest, the last batch filled up with repeats), so it compiles once."""
+        (prompts left-padded to the longest, the last batch filled up with repeats), so it compiles once.
+        ``min_new_tokens``: no stop before that many new tokens (``= max_new_tokens``: fixed-length answers, for
+        timing)."""
         if temperature < 0 or not 0 < top_p <= 1:
             raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
         if seed is not None:
@@ -180,6 +184,8 @@ class TextModel:
             enc = tok(chunk, return_tensors="pt", padding_side="left", add_special_tokens=False, **padding)
             enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": pad_token_id(tok)}
+            if min_new_tokens:
+                kwargs["min_new_tokens"] = int(min_new_tokens)
             kwargs["eos_token_id"] = self._stop_ids()
             if static_cache:
                 kwargs["cache_implementation"] = "static"

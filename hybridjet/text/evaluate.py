@@ -68,9 +68,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on ``data`` (before = base model, after = adapter); writes ``<run>/eval.json``.
     ``model``: a loaded :class:`TextModel`; ``base_model``: the base model's path here, if not the recorded one;
-    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score the adapter with a dense copy, the base
+    ``batch_size``: default 64 on a GPU, 8 on a CPU; ``dense``: score with a dense copy, the 4-bit base
     dequantized once (:meth:`TextModel.densify_for_inference`; the same function up to the compute dtype's
-    rounding); ``None``: when that copy takes at most half the device's free memory;
+    rounding; a given ``model`` is changed in place); ``None``: for a quantized model whose dense weights take at
+    most half the device's free memory (:func:`~hybridjet.llm.dense.dense_copy_fits`);
     ``static_cache``: generate with a fixed-size KV cache (:meth:`TextModel.generate_batch`)."""
     if batch_size is not None and batch_size < 1:  # before the model loads
         raise HybridjetError(f"--batch-size: expected a positive integer, got {batch_size}")

@@ -123,8 +123,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N records")
     p.add_argument("--batch-size", type=int, default=None, help="examples per batch (default 64 on a GPU, 8 on a CPU)")
     p.add_argument("--dense", action=argparse.BooleanOptionalAction, default=None,
-                   help="score the adapter with a dense copy, the 4-bit base dequantized once (default: when it "
-                        "takes at most half the device's free memory)")
+                   help="score with a dense copy, the 4-bit base dequantized once (default: for a quantized model "
+                        "whose dense weights take at most half the device's free memory)")
     p.add_argument("--no-base", action="store_true", help="skip the base-model (before) column")
     p.add_argument("--static-cache", action="store_true",
                    help="a fixed-size KV cache, whose decoding step transformers compiles on a GPU (large evaluations)")

@@ -107,18 +107,24 @@ def test_search_end_to_end_then_reused_then_compared(tmp_path, resonance_file, s
 
 def test_a_methods_subset_reports_the_other_methods_finished_runs(tmp_path, resonance_file, search_file, capsys):
     path = search_file(tmp_path, resonance_file(300, 3000, seed=6), methods=METHODS, modes=["supervised", "cwola"],
-                       injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [0]})
+                       injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [0, 1]})
     report = tmp_path / "report" / "anomaly.json"
 
-    def reported() -> set[str]:
-        return {r["method"] for r in json.loads(report.read_text())["rows"]}
+    def reported() -> dict[str, int]:
+        return {r["method"]: r["n_seeds"] for r in json.loads(report.read_text())["rows"]}
 
-    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "gbdt"]) == 0
-    assert "not in the report (not trained yet, not asked for with --methods): 2 runs" in capsys.readouterr().out
-    assert reported() == {"gbdt"}
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "ablation", "--seeds", "0"]) == 0
+    assert reported() == {"ablation": 1}
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "gbdt", "gbdt"]) == 0
+    printed = capsys.readouterr().out
+    assert "not in the report (not trained with these settings, not asked for with --methods): 2 runs" in printed
+    assert reported() == {"gbdt": 2, "ablation": 1}  # a name given twice trains once; ablation's seed 1 is missing
+    assert (tmp_path / "out/runs/gbdt/cwola/sb0.2/ensemble").is_dir()
+    assert not (tmp_path / "out/runs/ablation/cwola/sb0.2/ensemble").exists()  # no ensemble of the finished seed
     trees = tmp_path / "out/runs/gbdt/cwola/sb0.2/seed0/fold0/trees.safetensors"
     stamp = trees.stat().st_mtime_ns
     assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "ablation"]) == 0
     assert "not in the report" not in capsys.readouterr().out
-    assert reported() == {"gbdt", "ablation"}  # the trees' runs reused, not retrained
+    assert reported() == {"gbdt": 2, "ablation": 2}  # the trees' runs reused, not retrained
     assert trees.stat().st_mtime_ns == stamp
+    assert (tmp_path / "out/runs/ablation/cwola/sb0.2/ensemble").is_dir()

@@ -76,15 +76,25 @@ def test_dense_copy_keeps_the_adapter_a_branch_in_half_precision(tiny_llama):
 
 
 def test_a_dense_copy_fits_when_it_takes_at_most_half_the_free_memory(tiny_llama):
-    from hybridjet.llm.dense import dense_copy_fits, extra_dense_bytes
+    from hybridjet.llm.dense import dense_copy_fits, dense_weight_bytes
 
     model = load_backbone(str(tiny_llama), quantization="nf4", lora="attn").model
-    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
-    full = sum(m.in_features * m.out_features for m in layers) * 2  # bf16
-    extra = extra_dense_bytes(model, torch.bfloat16)
-    assert full / 2 < extra < full  # the full weights less the 4-bit ones they replace
-    assert dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=2 * extra)
-    assert not dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=2 * extra - 1)
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    need = dense_weight_bytes(model, torch.bfloat16)
+    assert layers and need == sum(m.in_features * m.out_features for m in layers) * 2
+    assert dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=2 * need)
+    assert not dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=2 * need - 1)
     unquantized = load_backbone(str(tiny_llama), quantization="none", lora="attn").model
-    assert extra_dense_bytes(unquantized, torch.float32) == 0
-    assert dense_copy_fits(unquantized, torch.float32, torch.device("cpu"), free=0)
+    assert dense_weight_bytes(unquantized, torch.float32) == 0
+    assert not dense_copy_fits(unquantized, torch.float32, torch.device("cpu"), free=1 << 40)  # nothing to gain
+
+
+def test_no_dense_copy_where_fp32_cannot_merge_the_adapter(tiny_llama):
+    from hybridjet.llm.dense import dense_copy_fits
+
+    model = load_backbone(str(tiny_llama), quantization="nf4", lora={"target_modules": ["q_proj", "embed_tokens"]},
+                          dtype="fp32").model
+    assert not dense_copy_fits(model, torch.float32, torch.device("cpu"), free=1 << 40)  # an embedding's LoRA
+    assert dense_copy_fits(model, torch.bfloat16, torch.device("cpu"), free=1 << 40)  # stays a branch in bf16

@@ -80,14 +80,14 @@ def test_eval_dense_gives_the_same_table_and_says_how_it_ran(fitted_run: Path, t
     from hybridjet.text.lightning_cli import main
 
     got = {}
-    for flag in ("--no-dense", "--dense", None):  # None: the default, a dense copy where it fits (here: always)
+    for flag in ("--no-dense", "--dense", None):  # None: the default, no dense copy of an unquantized model
         out = tmp_path / f"eval{flag}.json"
         assert main(["sft", "eval", "--run", str(fitted_run), "--data", str(VAL), "--limit", "5",
                      "--max-new-tokens", "5", "--out", str(out), *([flag] if flag else [])]) == 0
         got[flag] = json.loads(out.read_text())
         printed = capsys.readouterr().out
-        assert "on cpu, batch 8" in printed and ("dense copy" in printed) == (flag != "--no-dense")
-    assert got[None]["dense"] is True
+        assert "on cpu, batch 8" in printed and ("dense copy" in printed) == (flag == "--dense")
+    assert got[None]["dense"] is False
     plain, dense = got["--no-dense"], got["--dense"]
     assert (plain["dense"], dense["dense"], dense["batch_size"]) == (False, True, 8)
     for column in ("base", "adapter"):  # the base model is scored before the merge
@@ -133,6 +133,29 @@ def test_static_cache_runs_every_batch_in_one_shape(fitted_run: Path) -> None:
     tm.model.generate = recording
     assert tm.generate_batch(prompts, max_new_tokens=5, batch_size=2, static_cache=True) == one_by_one
     assert len(shapes) == 3 and len(set(shapes)) == 1
+
+
+def test_min_new_tokens_makes_answers_of_fixed_length(fitted_run: Path) -> None:
+    from hybridjet.text.api import TextModel
+
+    tm = TextModel.from_pretrained(fitted_run)
+    prompts = ["Hi?", "What is the mass of the Z boson?"]
+    first = tm.model.generate(**tm.tokenizer([tm.prompt_text(prompts[0])], return_tensors="pt"), max_new_tokens=1,
+                              do_sample=False)[0, -1].item()
+    tm._stop_ids = lambda: [first]  # the tiny model never ends a turn: make its first answer token the stop
+    lengths = []
+    generate = tm.model.generate
+
+    def recording(**kwargs):
+        out = generate(**kwargs)
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    tm.model.generate = recording
+    tm.generate_batch(prompts[:1], max_new_tokens=7, batch_size=1)
+    assert lengths == [1]
+    tm.generate_batch(prompts, max_new_tokens=7, batch_size=1, min_new_tokens=7)
+    assert lengths[1:] == [7, 7]
 
 
 def test_static_cache_generates_the_same_answers(fitted_run: Path, tmp_path: Path,
