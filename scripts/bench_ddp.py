@@ -1,7 +1,14 @@
 #!/usr/bin/env python
-"""Data-parallel scaling of hybrid training: the same Lightning ``fit`` on 1 and on N devices, side by side.
+"""Data-parallel scaling of hybrid and text SFT training: the same Lightning ``fit`` on 1 and on N devices, side by side.
 
     python scripts/bench_ddp.py --data jets.h5 --model smollm2 --devices 1 2 --batch-size 1024 --steps 60
+    python scripts/bench_ddp.py --task text --model /root/models/smollm2-random --devices 1 2 --batch-size 8 \
+        --steps 12 --warmup 4 [--max-tokens 2048] [--checkpointing 0.4] [--text-args '{"torch_compile": false}']
+
+``--task text``: :class:`hybridjet.text.sft.TextSFT` with the product's defaults (packed rows where exact,
+token-weighted steps, LoRA all-linear r16) on random-id records of ``--min-tokens``-``--max-tokens`` tokens (the
+first fifth a prompt, not learned), ``--batch-size`` records per rank and step through the product's
+``TextDataModule`` (its own sharding across ranks); tokens/s counts every rank's learned-record tokens.
 
 Each device count runs in a fresh process (``--worker``): a Lightning ``Trainer(strategy="ddp", devices=N)`` fits a
 ``HybridClassifier`` (NF4 + LoRA on CUDA) for ``--steps`` optimizer steps at ``--batch-size`` events per rank (the
@@ -152,9 +159,80 @@ def worker(args: argparse.Namespace) -> None:
         }), flush=True)
 
 
+def text_worker(args: argparse.Namespace) -> None:
+    """One device count of text SFT in this process (one process per rank under DDP)."""
+    import tempfile
+
+    import lightning as L
+    import torch
+
+    import hybridjet.quiet  # noqa: F401
+    from hybridjet.text.datamodule import TextDataModule
+    from hybridjet.text.dataset import SFTDataset
+    from hybridjet.text.sft import TextSFT
+    from hybridjet.train.callbacks import default_precision
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_sft import make_records
+
+    class TokenTimer(L.Callback):
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+            self.tokens: list[int] = []
+            self.losses: list[float] = []
+
+        def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: dict[str, Any], *_: Any) -> None:
+            n = batch["n_tokens"] if "n_tokens" in batch else batch["attention_mask"].sum()
+            self.tokens.append(int(n))
+
+        def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
+            self.losses.append(float(trainer.callback_metrics.get("train_loss", float("nan"))))
+            if trainer.global_step >= args.warmup:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.marks.append(time.perf_counter())
+
+    L.seed_everything(0, verbose=False)
+    fraction = args.checkpointing
+    model = TextSFT(model=args.model, lora="all-linear", lora_r=16, lora_alpha=32, warmup_steps=0,
+                    scheduler="constant", gradient_checkpointing=fraction >= 1 or fraction, **args.text_args)
+    records = make_records(model.tokenizer, args.steps * args.batch_size * args.devices, args.min_tokens,
+                           args.max_tokens, seed=0)
+    timer = TokenTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        dm = TextDataModule(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch_size, val_ratio=0.0,
+                            max_length=args.max_tokens)
+        dm.datasets = {"train": SFTDataset(records)}  # the benchmark's records, the product's batches
+        trainer = L.Trainer(
+            max_steps=args.steps, devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
+            accelerator=args.accelerator, precision=default_precision(), limit_val_batches=0,
+            num_sanity_val_steps=0, enable_checkpointing=False, logger=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[timer], default_root_dir=tmp,
+        )
+        trainer.fit(model, datamodule=dm)
+    here = trainer.strategy.root_device
+    timed = sum(timer.tokens[args.warmup:args.steps])
+    tokens = trainer.strategy.all_gather(torch.tensor([timed], device=here)).flatten().tolist()
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+    peaks = trainer.strategy.all_gather(torch.tensor([peak], device=here)).flatten().tolist()
+    if trainer.global_rank == 0:
+        seconds = timer.marks[-1] - timer.marks[0]
+        gaps = [b - a for a, b in zip(timer.marks[:-1], timer.marks[1:], strict=True)]
+        print("RESULT " + json.dumps({
+            "task": "text", "devices": trainer.world_size, "batch_per_rank": args.batch_size,
+            "timed_steps": len(gaps), "seconds": round(seconds, 3), "tokens_per_s": round(sum(tokens) / seconds, 1),
+            "tokens_per_rank": tokens, "step_ms": [round(g * 1e3, 1) for g in gaps],
+            "losses": [round(x, 4) for x in timer.losses], "packed": dm.packs,
+            "peak_gpu_gib_per_rank": [round(p, 2) for p in peaks],
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "text_args": args.text_args,
+            "checkpointing": args.checkpointing, "max_tokens": args.max_tokens,
+        }), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--task", choices=["hybrid", "text"], default="hybrid")
+    parser.add_argument("--data", default=None, help="jets.h5 (the hybrid task)")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-size", type=int, default=1024, help="events per rank and step")
@@ -170,17 +248,29 @@ def main() -> None:
     parser.add_argument("--profile-dir", default=None, help="each rank's op tables go here (rank<N>.txt)")
     parser.add_argument("--per-rank-inductor-cache", default=None, metavar="DIR",
                         help="every rank compiles into DIR/rank<N> instead of the shared TorchInductor cache")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="text: longest record, tokens")
+    parser.add_argument("--min-tokens", type=int, default=100, help="text: shortest record, tokens")
+    parser.add_argument("--checkpointing", type=float, default=0.0, help="text: fraction of layers checkpointed")
+    parser.add_argument("--text-args", type=json.loads, default={},
+                        help='text: more TextSFT arguments, JSON, e.g. {"torch_compile": false}')
+    parser.add_argument("--accelerator", default="auto", help="text: Lightning accelerator (cpu: gloo ranks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.task == "hybrid" and not args.data:
+        parser.error("--data: the hybrid task needs a jets.h5 file")
     if args.worker:
         args.devices = args.devices[0]
-        return worker(args)
+        return text_worker(args) if args.task == "text" else worker(args)
 
     rows = []
     for n in args.devices:
-        cmd = [sys.executable, __file__, "--worker", "--data", args.data, "--model", args.model, "--devices", str(n),
+        cmd = [sys.executable, __file__, "--worker", "--task", args.task, "--model", args.model, "--devices", str(n),
                "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--hybrid-args", json.dumps(args.hybrid_args), "--profile-steps", str(args.profile_steps)]
+               "--hybrid-args", json.dumps(args.hybrid_args), "--profile-steps", str(args.profile_steps),
+               "--max-tokens", str(args.max_tokens), "--min-tokens", str(args.min_tokens),
+               "--checkpointing", str(args.checkpointing), "--text-args", json.dumps(args.text_args),
+               "--accelerator", args.accelerator]
+        cmd += ["--data", args.data] if args.data else []
         cmd += ["--no-optimize-ddp"] if args.no_optimize_ddp else []
         cmd += ["--profile-dir", f"{args.profile_dir}/devices{n}"] if args.profile_dir else []
         cmd += ["--per-rank-inductor-cache", args.per_rank_inductor_cache] if args.per_rank_inductor_cache else []
@@ -192,13 +282,17 @@ def main() -> None:
         rows[-1]["profile"] = [json.loads(x[len("PROFILE "):]) for x in out.stdout.splitlines()
                                if x.startswith("PROFILE ")]
         print(json.dumps(rows[-1]), flush=True)
-    base = rows[0]["train_events_per_s"] / rows[0]["devices"]
-    print(f"\n{'devices':>7} {'train ev/s':>11} {'speed-up':>9} {'efficiency':>10} {'peak GiB/rank':>14}")
+    rate, label = ("tokens_per_s", "tokens/s") if args.task == "text" else ("train_events_per_s", "train ev/s")
+    base = rows[0][rate] / rows[0]["devices"]
+    print(f"\n{'devices':>7} {label:>11} {'speed-up':>9} {'efficiency':>10} {'peak GiB/rank':>14}")
     for r in rows:
-        speedup = r["train_events_per_s"] / rows[0]["train_events_per_s"]
-        eff = r["train_events_per_s"] / (base * r["devices"])
-        print(f"{r['devices']:>7} {r['train_events_per_s']:>11,.0f} {speedup:>8.2f}x {eff:>10.0%} "
+        speedup = r[rate] / rows[0][rate]
+        eff = r[rate] / (base * r["devices"])
+        print(f"{r['devices']:>7} {r[rate]:>11,.0f} {speedup:>8.2f}x {eff:>10.0%} "
               f"{max(r['peak_gpu_gib_per_rank']):>14.2f}")
+    if args.task == "text":
+        for r in rows:
+            print(f"loss per step, {r['devices']} device(s): {' '.join(f'{x:.3f}' for x in r['losses'])}")
     if args.out_json:
         with open(args.out_json, "a") as f:
             for r in rows:
