@@ -73,9 +73,9 @@ def timed_pass(tm: Any, prompts: list[Any], batch: int, args: argparse.Namespace
     return {"seconds": seconds, "examples_per_s": len(prompts) / seconds, "tokens_per_s": tokens / seconds}
 
 
-def run_cases(args: argparse.Namespace, device: str, cases: list[tuple[str, int]], n: int) -> list[dict[str, Any]]:
-    """All ``cases`` in this process, the ``loaded`` ones before the in-place densification."""
-    tm = load(args.run, args.model, device)
+def run_cases(args: argparse.Namespace, tm: Any, cases: list[tuple[str, int]], n: int) -> list[dict[str, Any]]:
+    """All ``cases`` on the loaded run ``tm``, the ``loaded`` ones before the in-place densification."""
+    device = tm.device.type
     prompts = prompts_of(tm, args.data, n)
     tm.generate_batch(prompts[:2], max_new_tokens=4, batch_size=2)  # device and kernel initialisation, untimed
     rows = []
@@ -93,14 +93,6 @@ def run_cases(args: argparse.Namespace, device: str, cases: list[tuple[str, int]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
-
-
-def cpu_default_mode(args: argparse.Namespace) -> str:
-    """``sft eval``'s choice on this CPU: a dense copy where it fits, else the run as loaded."""
-    from hybridjet.llm.dense import dense_copy_fits
-
-    tm = load(args.run, args.model, "cpu")
-    return "dense" if dense_copy_fits(tm.model, tm.backbone.dtype, tm.device) else "loaded"
 
 
 def cpu_reference(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,14 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if args.cpu_only:
+        from hybridjet.llm.dense import dense_copy_fits
+
         torch.set_num_threads(args.cpu_threads)
-        run_cases(args, "cpu", [(cpu_default_mode(args), 8)], args.cpu_examples)
+        tm = load(args.run, args.model, "cpu")
+        mode = "dense" if dense_copy_fits(tm.model, tm.backbone.dtype, tm.device) else "loaded"  # as sft eval
+        run_cases(args, tm, [(mode, 8)], args.cpu_examples)
         return 0
     rows = []
     if torch.cuda.is_available():
         print(f"GPU: {torch.cuda.get_device_name()}, max_new_tokens {args.max_new_tokens}"
               + (", stopping at EOS" if args.stop_at_eos else ", fixed-length answers"), flush=True)
-        rows = run_cases(args, "cuda", args.cases, args.gpu_examples)
+        rows = run_cases(args, load(args.run, args.model, "cuda"), args.cases, args.gpu_examples)
     cpu = cpu_reference(args)
     rows.append(cpu)
     if args.out:

@@ -124,9 +124,7 @@ def densify(model: nn.Module, dtype: torch.dtype | None = None, merge_lora: bool
     dtype = dtype or model.get_input_embeddings().weight.dtype
     merge_lora = merges_lora(dtype) if merge_lora is None else merge_lora
     if quantized_layer_count(model):  # the LoRA wrappers' base layers included: dense before the merge below
-        import bitsandbytes as bnb
-
-        quantized = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+        quantized = quantized_layer_types()
         _replace_children(model, lambda m: _dense_linear(m, dtype) if isinstance(m, quantized) else None)
     if merge_lora:
         _replace_children(model, _merged_base)
@@ -147,32 +145,36 @@ def densify(model: nn.Module, dtype: torch.dtype | None = None, merge_lora: bool
     return model.eval()
 
 
-def quantized_layer_count(model: Any) -> int:
-    """Number of bitsandbytes linear layers left in ``model`` (0 after :func:`densify`)."""
+def quantized_layer_types() -> tuple[type, ...]:
+    """bitsandbytes' linear layer classes (none without bitsandbytes)."""
     try:
         import bitsandbytes as bnb
     except ImportError:
-        return 0
-    return sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
+        return ()
+    return (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+
+
+def quantized_layers(model: Any) -> list[nn.Module]:
+    """The bitsandbytes linear layers left in ``model`` (none after :func:`densify`)."""
+    types = quantized_layer_types()
+    return [m for m in model.modules() if isinstance(m, types)] if types else []
+
+
+def quantized_layer_count(model: Any) -> int:
+    """Number of bitsandbytes linear layers left in ``model`` (0 after :func:`densify`)."""
+    return len(quantized_layers(model))
 
 
 def dense_weight_bytes(model: nn.Module, dtype: torch.dtype) -> int:
     """Bytes of the dense ``dtype`` weights a dense copy makes of ``model``'s bitsandbytes layers (0 without any):
     the peak it adds, since the quantized layers are freed only once all are replaced."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        return 0
     size = torch.empty((), dtype=dtype).element_size()
-    return sum(m.in_features * m.out_features * size for m in model.modules()
-               if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)))
+    return sum(m.in_features * m.out_features * size for m in quantized_layers(model))
 
 
 def can_merge(model: nn.Module) -> bool:
     """Whether every LoRA layer of ``model`` sits on an ``nn.Linear`` once dense (what merging in fp32 needs)."""
-    import bitsandbytes as bnb
-
-    dense_bases = (nn.Linear, bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    dense_bases = (nn.Linear, *quantized_layer_types())
     return all(type(m.get_base_layer()) in dense_bases for m in adapter_branches(model) if hasattr(m, "lora_A"))
 
 

@@ -84,7 +84,7 @@ class TextSFT(L.LightningModule):
             (checked on the model).
         torch_compile: compile each decoder layer (``torch.compile``, dynamic shapes: packed rows vary in length)
             when fitting starts, after the packing check has run on the uncompiled model; ``None``: on CUDA with
-            Triton (it pays there once a run has more than a few dozen steps), not on CPUs.
+            Triton (where it pays, BENCHMARKS.md), not on CPUs.
     """
 
     def __init__(
