@@ -7,22 +7,25 @@ class HybridjetError(Exception):
     """An error caused by user input (a file, a field, a setting); printed as one line by the CLI."""
 
 
-class InputFileError(HybridjetError):
-    """A file the user gave is missing, unreadable or not in the expected layout."""
+class _PathError(HybridjetError):
+    """A problem with one path: ``"<path>: <problem>"``."""
 
     def __init__(self, path: object, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type, tuple[object, str]]:
+        # rebuilt from its own arguments: an error raised in a worker process reaches the CLI as itself
+        return type(self), (self.path, self.problem)
 
-class OutputPathError(HybridjetError, OSError):
+
+class InputFileError(_PathError):
+    """A file the user gave is missing, unreadable or not in the expected layout."""
+
+
+class OutputPathError(_PathError, OSError):
     """An output path the user gave cannot be written: a directory, under a file, in a read-only directory.
 
     Also an ``OSError``, so callers that tolerate an unwritable output (a cache next to a read-only run) still do.
     """
-
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem

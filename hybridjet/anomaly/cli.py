@@ -9,6 +9,7 @@ _EPILOG = """examples:
   hybridjet anomaly -c configs/anomaly_demo.yaml                 # CPU demo: trees + ablation, a few minutes
   hybridjet anomaly -c configs/anomaly_demo.yaml --check         # check settings and inputs, train nothing
   hybridjet anomaly -c configs/anomaly_gpu.yaml --methods gbdt hybrid --seeds 0 1 2 3 4
+  hybridjet anomaly -c configs/anomaly_gpu.yaml --methods hybrid --jobs 6   # six trainings at once on one GPU
 Signal region, sidebands, injected S/B, label modes (supervised, idealized, cwola), methods (gbdt, ablation,
 hybrid), folds, seeds, ensembles and the SIC floor are set in the config; the flags override a few of them.
 Writes the runs under OUT/runs and the report (anomaly.md, anomaly.json, max_sic_vs_sb.png, sic_sb*.png) into
@@ -31,6 +32,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--s-over-b", nargs="+", type=float, default=None, metavar="X",
                    help="injected S/B values in the signal region, e.g. 0.002 0.005 0.01")
     p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="S", help="training seeds")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N (method, mode, S/B, seed) at once, each in a process of its own with its own copy "
+                        "of the model (on a GPU one small model leaves most of it unused); default 1")
     p.add_argument("--check", action="store_true", help="check the settings and the inputs, then stop")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(handler=_anomaly)
@@ -53,11 +57,13 @@ def _anomaly(args: argparse.Namespace) -> int:
         reported_only = tuple(m for m in cfg.methods if m.name not in args.methods)
     if args.s_over_b is not None and any(not x > 0 for x in args.s_over_b):
         raise HybridjetError(f"--s-over-b: expected positive ratios, got {args.s_over_b}")
+    if args.jobs < 1:
+        raise HybridjetError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     if args.seeds is not None and any(s < 0 for s in args.seeds):
         raise HybridjetError(f"--seeds: expected integers >= 0, got {args.seeds}")
     modes = None if args.modes is None else check_modes(args.modes, "--modes")
     cfg = cfg.with_overrides(out=args.out, report=args.report, methods=methods, reported_only=reported_only, modes=modes,
                              s_over_b=None if args.s_over_b is None else tuple(args.s_over_b),
                              seeds=None if args.seeds is None else tuple(args.seeds))
-    run_search(cfg, progress=args.progress, check_only=args.check)
+    run_search(cfg, progress=args.progress, check_only=args.check, jobs=args.jobs)
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from hybridjet.anomaly.config import Generate, Method, SearchConfig
-from hybridjet.anomaly.kfold import Scored, evaluate_split, fold_datamodule, train_kfold
+from hybridjet.anomaly.jobs import KfoldTask, run_tasks
+from hybridjet.anomaly.kfold import Scored, evaluate_split, fold_datamodule
 from hybridjet.data.injection import (
     AnomalySample,
     Partition,
@@ -195,8 +195,18 @@ def _fmt(x: Any) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.2f}"
 
 
-def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = False) -> dict[str, Any]:
-    """Run the whole search; returns ``{"rows": summary rows, "records": per-seed records, "paths": report}``."""
+def _print_run(name: str, metrics: dict[str, Any], seconds: float) -> None:
+    got = "  ".join(f"{s} {_fmt(metrics['search'][s].get('max_sic'))}" for s in ("test", "data")
+                    if s in metrics["search"])
+    spent = f"{seconds:.0f} s"
+    if "fit_time_s" in metrics:  # trained now or in an earlier run of this version
+        spent += f": fit {metrics['fit_time_s']:.0f} + score {metrics['score_time_s']:.0f}"
+    print(f"  {name:32s} max SIC {got}  [{spent}]", flush=True)
+
+
+def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """Run the whole search, training ``jobs`` (method, mode, S/B, seed) at a time; returns ``{"rows": summary
+    rows, "records": per-seed records, "paths": report}``."""
     from hybridjet.quiet import quiet_third_party
 
     quiet_third_party(progress_bars=progress)
@@ -210,7 +220,8 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
         return {"rows": [], "records": [], "paths": {}}
     test, prepared = write_files(cfg, part)
     data_key = pools_key(pools)
-    records: list[dict[str, Any]] = []
+    slots: list[dict[str, Any] | None] = []  # every run's metrics in the grid's order, once trained
+    pending: list[tuple[int, KfoldTask]] = []  # (its slot, the task)
     untrained: list[str] = []
     for (sb, seed), (counts, folds) in prepared.items():
         print(f"S/B {100 * sb:.3g}% seed {seed}: {counts['n_signal_sr']} signal + {counts['n_background_sr']} "
@@ -229,19 +240,23 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
                     untrained.append(name)  # not asked for in this run: reported once trained
                     continue
                 if metrics is None:
-                    shutil.rmtree(run_dir, ignore_errors=True)  # retrained: no stale folds or checkpoints
-                    metrics = train_kfold(method, mode, folds, test, run_dir, seed, cfg.feature_set, cfg.split,
-                                          cfg.per_fold, cfg.ensemble_folds, cfg.floor, info, progress=False)
-                records.append(metrics)
-                got = "  ".join(f"{s} {_fmt(metrics['search'][s].get('max_sic'))}"
-                                for s in ("test", "data") if s in metrics["search"])
-                spent = f"{time.perf_counter() - t:.0f} s"
-                if "fit_time_s" in metrics:  # trained now or in an earlier run of this version
-                    spent += f": fit {metrics['fit_time_s']:.0f} + score {metrics['score_time_s']:.0f}"
-                print(f"  {method.name:8s} {mode:10s} max SIC {got}  [{spent}]", flush=True)
+                    pending.append((len(slots), KfoldTask(method, mode, tuple(folds), test, run_dir, seed,
+                                                            cfg.feature_set, cfg.split, cfg.per_fold,
+                                                            cfg.ensemble_folds, cfg.floor, info)))
+                    slots.append(None)
+                    continue
+                slots.append(metrics)
+                _print_run(name, metrics, time.perf_counter() - t)
+    if pending:
+        print(f"training {len(pending)} (method, mode, S/B, seed), {min(jobs, len(pending))} at a time", flush=True)
+        trained = run_tasks([task for _, task in pending], jobs,
+                            on_done=lambda task, metrics, seconds: _print_run(task.info["name"], metrics, seconds))
+        for (slot, _), metrics in zip(pending, trained, strict=True):
+            slots[slot] = metrics
     if untrained:
         print(f"not in the report (not trained with these settings, not asked for with --methods): "
               f"{len(untrained)} runs, e.g. {untrained[0]}", flush=True)
+    records = [r for r in slots if r is not None]
     curves: dict[float, dict[str, Any]] = {sb: {} for sb in cfg.s_over_b}
     if cfg.ensemble_seeds and len(cfg.seeds) > 1:
         for key in dict.fromkeys((r["method"], r["label_mode"], r["s_over_b"]) for r in list(records)):

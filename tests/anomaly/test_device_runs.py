@@ -1,5 +1,6 @@
-"""``scripts/device/anomaly_concurrent.sh``: (S/B, seed) pairs trained at once, their runs brought back as one tar,
-then reused by ``hybridjet anomaly`` where the tar is unpacked (the GPU workflow, with the trees on a CPU)."""
+"""``scripts/device/anomaly_runs.sh``: part of a search trained within a time limit, its finished runs brought back
+as one tar and reused by ``hybridjet anomaly`` where the tar is unpacked (the GPU workflow, with the trees on a
+CPU)."""
 
 import json
 import os
@@ -11,28 +12,28 @@ from pathlib import Path
 
 from hybridjet.cli import main
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device" / "anomaly_concurrent.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device" / "anomaly_runs.sh"
 
 
-def _run_script(args: list[str], out: Path, **env: str) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "OUT": str(out), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **env}
+def _run_script(args: list[str], out: Path) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "OUT": str(out), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environ,
                           cwd=SCRIPT.parents[2], timeout=600)
 
 
-def test_pairs_train_at_once_and_their_tar_is_reused(tmp_path, resonance_file, search_file, capsys):
+def test_finished_runs_come_back_in_a_tar_and_are_reused(tmp_path, resonance_file, search_file, capsys):
     path = search_file(tmp_path, resonance_file(300, 3000, seed=4), training={"folds": 2, "seeds": [0, 1]},
                        evaluation={"min_background": 5})
     brought = tmp_path / "brought"
     brought.mkdir()
-    done = _run_script([str(path), "gbdt", "300", "0.1:0", "0.1:1"], brought, MODES="idealized cwola")
+    done = _run_script([str(path), "300", "--modes", "idealized", "cwola", "--jobs", "2"], brought)
     assert done.returncode == 0, done.stderr
     with tarfile.open(brought / "runs.tar") as tar:
         names = tar.getnames()
     finished = sorted(n.rsplit("/", 1)[0] for n in names if n.endswith("metrics.json"))
     assert finished == [f"gbdt/{mode}/sb0.1/seed{s}" for mode in ("cwola", "idealized") for s in (0, 1)]
-    assert not any("/fold" in n for n in names) and "logs/gbdt_sb0.1_seed1.log" in names
-    assert "4 finished runs" in done.stdout
+    assert not any("/fold" in n for n in names) and any(n.startswith("logs/anomaly_") for n in names)
+    assert "4 finished runs" in done.stdout and "training 4 (method, mode, S/B, seed), 2 at a time" in done.stdout
 
     # a fresh machine's view: only the tar's runs, unpacked where the config's runs go
     runs = tmp_path / "out" / "runs"
@@ -48,5 +49,5 @@ def test_pairs_train_at_once_and_their_tar_is_reused(tmp_path, resonance_file, s
 
 
 def test_a_call_without_pairs_says_how_to_call_it(tmp_path):
-    done = _run_script(["configs/anomaly_gpu.yaml", "hybrid", "60"], tmp_path)
+    done = _run_script(["configs/anomaly_gpu.yaml"], tmp_path)
     assert done.returncode == 2 and "usage:" in done.stderr

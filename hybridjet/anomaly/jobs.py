@@ -1,0 +1,93 @@
+"""The pending (method, mode, S/B, seed) trainings of a search, one after another or several at once in worker
+processes (``hybridjet anomaly --jobs N``): one small model leaves most of a GPU unused, so N processes share it,
+each with its own copy of the model. A task's run is complete on disk when it finishes, so a search killed midway
+keeps the finished ones; results come back in the order of the tasks, whatever the order they finish in."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybridjet.anomaly.config import Method
+from hybridjet.anomaly.kfold import train_kfold
+from hybridjet.data.weak import FoldFiles
+from hybridjet.eval.sic import SicFloor
+
+
+@dataclass(frozen=True)
+class KfoldTask:
+    """Everything one (method, mode, S/B, seed) trains from: :func:`train_kfold`'s arguments."""
+
+    method: Method
+    mode: str
+    folds: tuple[FoldFiles, ...]
+    test: Path | None
+    run_dir: Path
+    seed: int
+    feature_set: str
+    split: tuple[float, float, float]
+    per_fold: int = 1
+    ensemble_folds: bool = True
+    floor: SicFloor = field(default_factory=SicFloor)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_task(task: KfoldTask) -> tuple[dict[str, Any], float]:
+    """Train ``task`` from scratch (its old run directory removed: no stale folds or checkpoints); returns its
+    metrics and the seconds it took."""
+    started = time.perf_counter()
+    shutil.rmtree(task.run_dir, ignore_errors=True)
+    metrics = train_kfold(task.method, task.mode, list(task.folds), task.test, task.run_dir, task.seed,
+                          task.feature_set, task.split, task.per_fold, task.ensemble_folds, task.floor, task.info,
+                          progress=False)
+    return metrics, time.perf_counter() - started
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    from hybridjet.quiet import quiet_third_party
+
+    torch.set_num_threads(threads)  # the machine's cores shared out among the workers
+    quiet_third_party(progress_bars=False)
+
+
+def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
+              on_done: Callable[[KfoldTask, dict[str, Any], float], None] | None = None) -> list[dict[str, Any]]:
+    """Train every task, ``jobs`` at a time (``jobs`` > 1: in spawned worker processes); ``on_done(task, metrics,
+    seconds)`` is called as each finishes. Returns the metrics in the order of ``tasks``. A failing task raises
+    once the tasks already running have finished (their runs are kept); the ones not started are dropped."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    results: dict[int, dict[str, Any]] = {}
+
+    def finished(i: int, metrics: dict[str, Any], seconds: float) -> None:
+        results[i] = metrics
+        if on_done is not None:
+            on_done(tasks[i], metrics, seconds)
+
+    if jobs == 1 or len(tasks) <= 1:
+        for i, task in enumerate(tasks):
+            finished(i, *run_task(task))
+        return [results[i] for i in range(len(tasks))]
+    workers = min(jobs, len(tasks))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                initargs=(threads,)) as pool:
+        futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
+        try:
+            for future in cf.as_completed(futures):
+                finished(futures[future], *future.result())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=True, cancel_futures=True)  # the running ones finish and are kept
+            raise
+    return [results[i] for i in range(len(tasks))]

@@ -1,0 +1,77 @@
+"""Several (method, mode, S/B, seed) trained at once in worker processes (``hybridjet anomaly --jobs N``)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybridjet.anomaly.config import Method
+from hybridjet.anomaly.jobs import KfoldTask, run_tasks
+from hybridjet.cli import main
+from hybridjet.data.weak import FoldFiles
+from hybridjet.errors import HybridjetError
+
+METHODS = {"gbdt": {"max_iter": 20},
+           "ablation": {"n_soft_tokens": 2, "ablation_width": 8, "encoder_hidden": 16, "encoder_layers": 1,
+                        "epochs": 2, "batch_size": 128}}
+
+
+def _metrics(out: Path) -> dict[str, dict]:
+    return {str(p.parent.relative_to(out)): json.loads(p.read_text())
+            for p in sorted(out.glob("runs/*/*/*/seed*/metrics.json"))}
+
+
+def test_jobs_train_the_same_runs_as_one_at_a_time(tmp_path, resonance_file, search_file, capsys):
+    jets = resonance_file(300, 3000, seed=5)
+    common = dict(methods=METHODS, modes=["idealized", "cwola"], injection={"s_over_b": [0.2]},
+                  training={"folds": 2, "seeds": [0, 1]}, evaluation={"min_background": 5})
+    serial = search_file(tmp_path / "serial", jets, **common)
+    at_once = search_file(tmp_path / "at_once", jets, **common)
+    assert main(["anomaly", "-c", str(serial), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["anomaly", "-c", str(at_once), "--no-progress", "--jobs", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "training 8 (method, mode, S/B, seed), 3 at a time" in printed
+    assert printed.count(" max SIC test ") == 8  # each run named as it finishes
+    one, three = _metrics(tmp_path / "serial" / "out"), _metrics(tmp_path / "at_once" / "out")
+    assert sorted(one) == sorted(three) and len(one) == 8
+    for name, m in one.items():
+        got = three[name]["search"]["test"]
+        if m["model"] == "gbdt":  # the trees do not depend on the thread count
+            assert got == m["search"]["test"]
+        else:  # the ablation's float sums may: the same model up to rounding
+            assert got["auc"] == pytest.approx(m["search"]["test"]["auc"], abs=2e-3)
+    # the same report rows in the same order, whatever order the runs finished in
+    def rows(name: str) -> list[tuple]:
+        report = json.loads((tmp_path / name / "report/anomaly.json").read_text())
+        return [(r["method"], r["label_mode"], r["s_over_b"], r["n_seeds"]) for r in report["rows"]]
+
+    assert rows("at_once") == rows("serial") and len(rows("serial")) == 4
+    assert main(["anomaly", "-c", str(at_once), "--no-progress", "--jobs", "3"]) == 0
+    assert "training" not in capsys.readouterr().out  # a second search reuses every run
+
+
+def test_a_failing_task_raises_as_itself_and_the_others_are_kept(tmp_path, resonance_file, search_file, capsys):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=5), modes=["cwola"], training={"folds": 2,
+                                                                                                 "seeds": [0]})
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    folds = tuple(FoldFiles(f, {"cwola": out / f"files/sb0.1/seed0/fold{f}/cwola.h5"},
+                            out / f"files/sb0.1/seed0/fold{f}/score.h5") for f in range(2))
+    good = KfoldTask(Method("gbdt", {"max_iter": 20}), "cwola", folds, None, tmp_path / "good", 0, "highlevel",
+                     (0.75, 0.2, 0.05), info={"name": "good"})
+    missing = FoldFiles(0, {"cwola": tmp_path / "nowhere.h5"}, folds[0].score)
+    bad = KfoldTask(good.method, "cwola", (missing,), None, tmp_path / "bad", 0, "highlevel", good.split)
+    finished = []
+    with pytest.raises(HybridjetError, match="nowhere.h5: jets.h5 file not found"):
+        run_tasks([bad, good], jobs=2, on_done=lambda task, metrics, seconds: finished.append(task.info["name"]))
+    assert (tmp_path / "good/metrics.json").is_file()  # finished after the failure, kept
+    assert finished in ([], ["good"])
+
+
+def test_jobs_below_one_is_refused_before_any_work(tmp_path, resonance_file, search_file, capsys):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=5))
+    assert main(["anomaly", "-c", str(path), "--jobs", "0"]) == 2
+    assert "--jobs: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
