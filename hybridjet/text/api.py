@@ -156,6 +156,9 @@ class TextModel:
         timing)."""
         if temperature < 0 or not 0 < top_p <= 1:
             raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
+        if max_new_tokens < 1 or batch_size < 1 or not 0 <= min_new_tokens <= max_new_tokens:
+            raise HybridjetError(f"expected max_new_tokens >= 1, batch_size >= 1 and 0 <= min_new_tokens <= "
+                                 f"max_new_tokens, got {max_new_tokens}, {batch_size}, {min_new_tokens}")
         if seed is not None:
             torch.manual_seed(seed)
         texts = [p if templated else self.prompt_text(p) for p in prompts]
