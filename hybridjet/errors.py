@@ -15,9 +15,9 @@ class _PathError(HybridjetError):
         self.path = path
         self.problem = problem
 
-    def __reduce__(self) -> tuple[type, tuple[object, str]]:
-        # rebuilt from its own arguments: an error raised in a worker process reaches the CLI as itself
-        return type(self), (self.path, self.problem)
+    def __reduce__(self) -> tuple[type, tuple[object, str], dict[str, object]]:
+        # rebuilt from its own arguments (and attributes): an error raised in a worker process reaches the CLI as itself
+        return type(self), (self.path, self.problem), self.__dict__
 
 
 class InputFileError(_PathError):

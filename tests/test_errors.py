@@ -15,3 +15,9 @@ def test_errors_unpickle_as_themselves(error):
     if isinstance(error, InputFileError | OutputPathError):
         assert (again.path, again.problem) == (error.path, error.problem)
     assert isinstance(again, OSError) == isinstance(error, OSError)
+
+
+def test_notes_travel_with_the_error():
+    error = InputFileError("data/jets.h5", "missing")
+    error.add_note("while reading fold 3")
+    assert pickle.loads(pickle.dumps(error)).__notes__ == ["while reading fold 3"]

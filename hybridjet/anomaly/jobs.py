@@ -1,7 +1,8 @@
 """The pending (method, mode, S/B, seed) trainings of a search, one after another or several at once in worker
 processes (``hybridjet anomaly --jobs N``): one small model leaves most of a GPU unused, so N processes share it,
-each with its own copy of the model. A task's run is complete on disk when it finishes, so a search killed midway
-keeps the finished ones; results come back in the order of the tasks, whatever the order they finish in."""
+each with its own copy of the model. A task's run is complete on disk when it finishes, so a search stopped midway
+keeps the finished ones (those in progress are lost); results come back in the order of the tasks, whatever the
+order they finish in."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,10 @@ from typing import Any
 from hybridjet.anomaly.config import Method
 from hybridjet.anomaly.kfold import train_kfold
 from hybridjet.data.weak import FoldFiles
+from hybridjet.errors import HybridjetError
 from hybridjet.eval.sic import SicFloor
+
+_thread_limits: Any = None  # a worker's limit on the native thread pools, held for the worker's life
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,23 @@ def run_task(task: KfoldTask) -> tuple[dict[str, Any], float]:
 
 def _init_worker(threads: int) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     from hybridjet.quiet import quiet_third_party
 
-    torch.set_num_threads(threads)  # the machine's cores shared out among the workers
+    global _thread_limits
+    # the machine's cores shared out among the workers: torch's threads and every OpenMP / BLAS pool (the trees
+    # bring their own OpenMP runtime)
+    torch.set_num_threads(threads)
+    _thread_limits = threadpool_limits(threads)
     quiet_third_party(progress_bars=False)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use, not all the machine's
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
@@ -79,13 +96,22 @@ def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
             finished(i, *run_task(task))
         return [results[i] for i in range(len(tasks))]
     workers = min(jobs, len(tasks))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _cores() // workers)
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                 initargs=(threads,)) as pool:
         futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
         try:
             for future in cf.as_completed(futures):
                 finished(futures[future], *future.result())
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            lost = [str(task.run_dir) for i, task in enumerate(tasks) if i not in results]
+            raise HybridjetError(f"a training process died (out of memory, or killed) while {len(lost)} run(s) were "
+                                 f"unfinished, e.g. {lost[0]}; the finished runs are kept and a rerun reuses them; "
+                                 "expected fewer --jobs if memory ran out") from None
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)  # the workers were interrupted too
+            raise
         except BaseException:
             with contextlib.suppress(Exception):
                 pool.shutdown(wait=True, cancel_futures=True)  # the running ones finish and are kept

@@ -209,6 +209,8 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
     rows, "records": per-seed records, "paths": report}``."""
     from hybridjet.quiet import quiet_third_party
 
+    if jobs < 1:
+        raise HybridjetError(f"jobs: expected an integer >= 1, got {jobs}")
     quiet_third_party(progress_bars=progress)
     started = time.perf_counter()
     pools = load_pools(cfg, progress)

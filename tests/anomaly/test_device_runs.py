@@ -27,7 +27,7 @@ def test_finished_runs_come_back_in_a_tar_and_are_reused(tmp_path, resonance_fil
     brought = tmp_path / "brought"
     brought.mkdir()
     done = _run_script([str(path), "300", "--modes", "idealized", "cwola", "--jobs", "2"], brought)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     with tarfile.open(brought / "runs.tar") as tar:
         names = tar.getnames()
     finished = sorted(n.rsplit("/", 1)[0] for n in names if n.endswith("metrics.json"))
@@ -40,7 +40,7 @@ def test_finished_runs_come_back_in_a_tar_and_are_reused(tmp_path, resonance_fil
     shutil.rmtree(runs)
     runs.mkdir()
     with tarfile.open(brought / "runs.tar") as tar:
-        tar.extractall(runs, filter="data")
+        tar.extractall(runs, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     assert main(["anomaly", "-c", str(path), "--modes", "idealized", "cwola", "--no-progress"]) == 0
     capsys.readouterr()
     assert not list(runs.glob("gbdt/*/sb0.1/seed*/fold0"))  # reused, not trained again
@@ -48,6 +48,17 @@ def test_finished_runs_come_back_in_a_tar_and_are_reused(tmp_path, resonance_fil
     assert {(r["label_mode"], r["n_seeds"]) for r in report["rows"]} == {("idealized", 2), ("cwola", 2)}
 
 
-def test_a_call_without_pairs_says_how_to_call_it(tmp_path):
+def test_a_search_stopped_at_the_limit_still_brings_back_a_tar(tmp_path, resonance_file, search_file):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=4))
+    done = _run_script([str(path), "2"], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr  # not 124: the device tool reads that as its own kill
+    assert "stopped after 2 s: the runs in progress are lost" in done.stdout
+    with tarfile.open(tmp_path / "runs.tar") as tar:
+        assert not [n for n in tar.getnames() if n.endswith("metrics.json")]
+
+
+def test_bad_calls_say_how_to_call_it(tmp_path):
     done = _run_script(["configs/anomaly_gpu.yaml"], tmp_path)
     assert done.returncode == 2 and "usage:" in done.stderr
+    done = _run_script(["configs/anomaly_gpu.yaml", "60", "--out", "elsewhere"], tmp_path)
+    assert done.returncode == 2 and "--out: the runs go to the config's out" in done.stderr

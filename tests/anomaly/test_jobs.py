@@ -1,6 +1,7 @@
 """Several (method, mode, S/B, seed) trained at once in worker processes (``hybridjet anomaly --jobs N``)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_jobs_train_the_same_runs_as_one_at_a_time(tmp_path, resonance_file, sea
 
     assert rows("at_once") == rows("serial") and len(rows("serial")) == 4
     assert main(["anomaly", "-c", str(at_once), "--no-progress", "--jobs", "3"]) == 0
-    assert "training" not in capsys.readouterr().out  # a second search reuses every run
+    assert "\ntraining " not in capsys.readouterr().out  # a second search reuses every run
 
 
 def test_a_failing_task_raises_as_itself_and_the_others_are_kept(tmp_path, resonance_file, search_file, capsys):
@@ -68,6 +69,30 @@ def test_a_failing_task_raises_as_itself_and_the_others_are_kept(tmp_path, reson
         run_tasks([bad, good], jobs=2, on_done=lambda task, metrics, seconds: finished.append(task.info["name"]))
     assert (tmp_path / "good/metrics.json").is_file()  # finished after the failure, kept
     assert finished in ([], ["good"])
+
+
+class _DiesWhenUnpickled:
+    """Unpickled in a worker, it ends that process at once (as the out-of-memory killer would)."""
+
+    def __reduce__(self):
+        return os._exit, (3,)
+
+
+def test_a_worker_that_dies_is_one_line_and_keeps_the_finished_runs(tmp_path, resonance_file, search_file, capsys):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=5), modes=["cwola"], training={"folds": 2,
+                                                                                                 "seeds": [0]})
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    folds = tuple(FoldFiles(f, {"cwola": out / f"files/sb0.1/seed0/fold{f}/cwola.h5"},
+                            out / f"files/sb0.1/seed0/fold{f}/score.h5") for f in range(2))
+    good = KfoldTask(Method("gbdt", {"max_iter": 20}), "cwola", folds, None, tmp_path / "good", 0, "highlevel",
+                     (0.75, 0.2, 0.05))
+    dying = KfoldTask(good.method, "cwola", folds, None, tmp_path / "dying", 0, "highlevel", good.split,
+                      info={"ends": _DiesWhenUnpickled()})
+    with pytest.raises(HybridjetError, match=r"a training process died .* e\.g\. .*dying; the finished runs are kept"):
+        run_tasks([dying, good], jobs=2)
+    assert not (tmp_path / "dying/metrics.json").exists()
 
 
 def test_jobs_below_one_is_refused_before_any_work(tmp_path, resonance_file, search_file, capsys):
