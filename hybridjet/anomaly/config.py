@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ _TOP = ("out", "report", "data", "regions", "sample", "injection", "features", "
 
 @dataclass(frozen=True)
 class Method:
-    """One classifier: ``name`` (gbdt, ablation, hybrid) and its settings. ``model``: the trees' settings, or the
-    flat settings :meth:`HybridClassifier.from_settings` sorts into architecture, runtime and optimisation."""
+    """One classifier: ``name`` (gbdt, ablation, hybrid, or a variant's own name with ``kind`` the classifier it
+    is) and its settings. ``model``: the trees' settings, or the flat settings :meth:`HybridClassifier.from_settings`
+    sorts into architecture, runtime and optimisation."""
 
     name: str
     model: dict[str, Any] = field(default_factory=dict)
@@ -50,6 +52,12 @@ class Method:
     batch_size: int = 256
     early_stopping_patience: int | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None  # a named variant's classifier; None: the name is the classifier
+
+    @property
+    def classifier(self) -> str:
+        """Which of gbdt, ablation, hybrid this method trains."""
+        return self.kind or self.name
 
 
 @dataclass(frozen=True)
@@ -138,21 +146,32 @@ def _fractions(value: Any, setting: str) -> tuple[float, float, float]:
 
 
 def _method(name: str, raw: Any) -> Method:
-    """One ``methods`` entry, its settings checked (a net's are built into its config classes, no model loaded)."""
-    if name not in METHODS:
-        raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}")
+    """One ``methods`` entry, its settings checked (a net's are built into its config classes, no model loaded).
+    A name other than gbdt, ablation, hybrid is a variant: its ``method`` setting says which of them it is."""
     if raw is not None and not isinstance(raw, dict):
         raise HybridjetError(f"methods.{name}: expected a mapping of settings, got {raw!r}")
     raw = dict(raw or {})
-    if name == "gbdt":
+    kind = raw.pop("method", None)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise HybridjetError(f"methods.{name}: expected a name of letters, digits, '_', '.', '-' (it names the "
+                             "runs' folders)")
+    if kind is not None and kind not in METHODS:
+        raise HybridjetError(f"methods.{name}.method: expected one of {', '.join(METHODS)}, got {kind!r}")
+    if kind is None and name not in METHODS:
+        raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}, or a variant "
+                             f"of one named by its setting method: (e.g. {name}: {{method: hybrid, epochs: 30}})")
+    classifier = kind or name
+    kind = None if kind == name else kind  # 'hybrid: {method: hybrid}' is the hybrid itself
+    if classifier == "gbdt":
         unknown = sorted(set(raw) - set(GBDT_SETTINGS))
         if unknown:
-            raise HybridjetError(f"methods.gbdt.{unknown[0]}: unknown setting; expected one of {', '.join(GBDT_SETTINGS)}")
+            raise HybridjetError(f"methods.{name}.{unknown[0]}: unknown setting; expected one of "
+                                 f"{', '.join(GBDT_SETTINGS)}")
         try:
             GradientBoostedTrees(**raw)
         except HybridjetError as err:
-            raise HybridjetError(f"methods.gbdt: {err}") from None
-        return Method(name, raw)
+            raise HybridjetError(f"methods.{name}: {err}") from None
+        return Method(name, raw, kind=kind)
     recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
     groups: dict[type, dict[str, Any]] = {HybridConfig: {}, Runtime: {}, Optimization: {}}
     for key, value in raw.items():
@@ -174,7 +193,7 @@ def _method(name: str, raw: Any) -> Method:
     trainer = recipe.get("trainer") or {}
     if not isinstance(trainer, dict):
         raise HybridjetError(f"methods.{name}.trainer: expected a mapping of Lightning Trainer settings")
-    return Method(name, raw, epochs, batch, patience, trainer)
+    return Method(name, raw, epochs, batch, patience, trainer, kind)
 
 
 def parse_config(raw: Any) -> SearchConfig:

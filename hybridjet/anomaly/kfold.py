@@ -61,12 +61,12 @@ def fold_datamodule(path: Path, method: Method, feature_set: str, split: tuple[f
 def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: int,
                 progress: bool = False) -> dict[str, Any]:
     """Train one model of ``method`` into ``run_dir`` with the package's recipes; returns its metrics."""
-    if method.name == "gbdt":
+    if method.classifier == "gbdt":
         return train_gbdt(datamodule, run_dir, seed=seed, **method.model)
     L.seed_everything(seed, verbose=False)
     # a fold's file may hold fewer batches than Lightning's logging interval: harmless, said once per model
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-    clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.name == "hybrid", **method.model)
+    clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.classifier == "hybrid", **method.model)
     return train_classifier(clf, datamodule, run_dir, max_epochs=method.epochs, progress=progress,
                             early_stopping_patience=method.early_stopping_patience, **method.trainer)
 
@@ -129,7 +129,7 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
             n_test_runs += len(runs)
     train_seconds = time.perf_counter() - started
     data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
-    attrs = {"model": method.name, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
+    attrs = {"model": method.classifier, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
              **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
     write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs)
     splits = {"data": evaluate_split(data, floor)}
@@ -137,7 +137,7 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
         tested = test_sum.divided(n_test_runs)
         write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs)
         splits["test"] = evaluate_split(tested, floor)
-    metrics = {"name": str(info.get("name", run_dir.name)), "model": method.name, "label_mode": mode, "seed": seed,
+    metrics = {"name": str(info.get("name", run_dir.name)), "model": method.classifier, "label_mode": mode, "seed": seed,
                "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,
                "feature_set": feature_set, "train_time_s": train_seconds, "fit_time_s": fit_seconds,
                "score_time_s": train_seconds - fit_seconds, **info, "search": splits}

@@ -111,6 +111,9 @@ def _fingerprint(cfg: SearchConfig, method: Method, s_over_b: float, seed: int, 
                                ensemble_seeds=False, eval_split="test", floor=SicFloor())
     settings = dataclasses.asdict(same)
     del settings["reported_only"]  # what a run reports, not how it trains (and runs from before the field match)
+    for m in settings["methods"]:
+        if m["kind"] is None:
+            del m["kind"]  # not a variant: the fingerprint of before variants existed
     text = strict_json({"config": settings, "events": data_key}, None)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

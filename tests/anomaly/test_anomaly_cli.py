@@ -128,3 +128,22 @@ def test_a_methods_subset_reports_the_other_methods_finished_runs(tmp_path, reso
     assert reported() == {"gbdt": 2, "ablation": 2}  # the trees' runs reused, not retrained
     assert trees.stat().st_mtime_ns == stamp
     assert (tmp_path / "out/runs/ablation/cwola/sb0.2/ensemble").is_dir()
+
+
+def test_a_named_variant_trains_beside_its_classifier_in_one_report(tmp_path, resonance_file, search_file, capsys):
+    methods = {"gbdt": {"max_iter": 20}, "gbdt_stumps": {"method": "gbdt", "max_iter": 20, "max_leaf_nodes": 2}}
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=6), methods=methods, modes=["supervised"],
+                       injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [0]})
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "gbdt_stumps"]) == 0
+    capsys.readouterr()
+    runs = tmp_path / "out/runs"
+    stumps = json.loads((runs / "gbdt_stumps/supervised/sb0.2/seed0/metrics.json").read_text())
+    assert stumps["method"] == "gbdt_stumps" and stumps["model"] == "gbdt"
+    assert not (runs / "gbdt").exists()  # --methods picks the variant by its name
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    trees = json.loads((runs / "gbdt/supervised/sb0.2/seed0/metrics.json").read_text())
+    assert trees["fingerprint"] != stumps["fingerprint"]
+    assert trees["search"]["test"]["auc"] != stumps["search"]["test"]["auc"]  # other settings, another model
+    rows = json.loads((tmp_path / "report/anomaly.json").read_text())["rows"]
+    assert sorted(r["method"] for r in rows) == ["gbdt", "gbdt_stumps"]

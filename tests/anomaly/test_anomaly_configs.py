@@ -23,4 +23,7 @@ def test_gpu_size_has_the_lhco_grid_and_at_least_300k_background_events():
     cfg = load_config(CONFIGS / "anomaly_gpu.yaml")
     assert cfg.generate.background_events >= 300_000
     assert {0.001, 0.005, 0.01} <= set(cfg.s_over_b)
-    assert {m.name for m in cfg.methods} == {"gbdt", "ablation", "hybrid"}
+    assert {m.classifier for m in cfg.methods} == {"gbdt", "ablation", "hybrid"}
+    variant = {m.name: m for m in cfg.methods}["hybrid_long"]  # the hybrid with the ablation's training budget
+    ablation = {m.name: m for m in cfg.methods}["ablation"]
+    assert (variant.epochs, variant.early_stopping_patience) == (ablation.epochs, ablation.early_stopping_patience)
