@@ -1,7 +1,7 @@
 """The pending (method, mode, S/B, seed) trainings of a search, one after another or several at once in worker
 processes (``hybridjet anomaly --jobs N``): one small model leaves most of a GPU unused, so N processes share it,
 each with its own copy of the model. A task's run is complete on disk when it finishes, so a search stopped midway
-keeps the finished ones (those in progress are lost); results come back in the order of the tasks, whatever the
+keeps the finished ones, and those in progress their finished fold models; results come back in the order of the tasks, whatever the
 order they finish in."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
 import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -46,10 +45,9 @@ class KfoldTask:
 
 
 def run_task(task: KfoldTask) -> tuple[dict[str, Any], float]:
-    """Train ``task`` from scratch (its old run directory removed: no stale folds or checkpoints); returns its
-    metrics and the seconds it took."""
+    """Train ``task`` (the fold models an earlier try finished with the same settings kept, the rest trained anew);
+    returns its metrics and the seconds it took."""
     started = time.perf_counter()
-    shutil.rmtree(task.run_dir, ignore_errors=True)
     metrics = train_kfold(task.method, task.mode, list(task.folds), task.test, task.run_dir, task.seed,
                           task.feature_set, task.split, task.per_fold, task.ensemble_folds, task.floor, task.info,
                           progress=False)
@@ -81,7 +79,8 @@ def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
               on_done: Callable[[KfoldTask, dict[str, Any], float], None] | None = None) -> list[dict[str, Any]]:
     """Train every task, ``jobs`` at a time (``jobs`` > 1: in spawned worker processes); ``on_done(task, metrics,
     seconds)`` is called as each finishes. Returns the metrics in the order of ``tasks``. A failing task raises
-    once the tasks already running have finished (their runs are kept); the ones not started are dropped."""
+    once the tasks already running have finished (their runs are kept), the ones waiting dropped. On Ctrl-C or a
+    worker that died (out of memory, killed) the finished runs are kept, and the running ones' finished folds."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     results: dict[int, dict[str, Any]] = {}

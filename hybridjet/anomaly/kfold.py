@@ -5,11 +5,15 @@ mean of the fold models' probabilities (or by fold 0's alone). Several models pe
 
 The run directory holds ``fold<f>/`` (a run per model), ``scores.h5`` (splits ``data`` and ``test``, truth labels,
 ``selection = signal_region``, the data's signal-region counts: ``hybridjet compare`` reports their SIC) and
-``metrics.json``.
+``metrics.json``. A model that finished writes ``trained.json`` (the fingerprint of its settings, its fit time)
+into its run last: a (method, mode, S/B, seed) stopped midway keeps its finished fold models for the next try,
+which trains only the rest.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -71,6 +75,30 @@ def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: 
                             early_stopping_patience=method.early_stopping_patience, **method.trainer)
 
 
+TRAINED = "trained.json"
+
+
+def trained_before(run: Path, fingerprint: str | None) -> float | None:
+    """The fit seconds of the model in ``run`` if it finished training with settings of this ``fingerprint``."""
+    if fingerprint is None:
+        return None
+    try:
+        done = json.loads((run / TRAINED).read_text())
+        return float(done["fit_time_s"]) if done.get("fingerprint") == fingerprint else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _clear_stale(run_dir: Path, folds: list[FoldFiles]) -> None:
+    """Remove what an earlier try left that this one does not rewrite: other folds' models, the old results."""
+    keep = {f"fold{fold.fold}" for fold in folds}
+    for child in run_dir.glob("fold*"):
+        if child.name not in keep:
+            shutil.rmtree(child, ignore_errors=True)
+    for name in ("metrics.json", "scores.h5"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def summed_scores(run_dirs: list[Path], paths: list[Path]) -> list[Scored]:
     """For each of ``paths`` (jets.h5 files), the sum over the runs of their signal probabilities for every event
     (a run is loaded once for all the paths: loading an LLM costs more than scoring a fold)."""
@@ -106,21 +134,33 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     returns the metrics (``info`` is added to them and to the scores file's attributes)."""
     floor = floor or SicFloor()
     info = dict(info or {})
+    fingerprint = info.get("fingerprint")
     started = time.perf_counter()
+    _clear_stale(run_dir, folds)
     data_parts: list[Scored] = []
     test_sum: Scored | None = None
     n_test_runs = 0
-    fit_seconds = 0.0
+    fit_seconds = 0.0  # this try's fitting
+    fit_earlier = 0.0  # the reused models' fitting, in the tries that trained them
+    reused = 0
     for fold in folds:
         runs = []
         for m in range(per_fold):
             run = run_dir / f"fold{fold.fold}" / (f"model{m}" if per_fold > 1 else "")
+            runs.append(run)
+            earlier = trained_before(run, fingerprint)
+            if earlier is not None:  # finished in a try that stopped later
+                fit_earlier += earlier
+                reused += 1
+                continue
+            shutil.rmtree(run, ignore_errors=True)  # a model stopped midway, or of other settings
             model_seed = seed + 1000 * m + 100_000 * fold.fold
             fit_started = time.perf_counter()
             datamodule = fold_datamodule(fold.train[mode], method, feature_set, split, model_seed)
             train_model(method, datamodule, run, model_seed, progress)
-            fit_seconds += time.perf_counter() - fit_started
-            runs.append(run)
+            seconds = time.perf_counter() - fit_started
+            fit_seconds += seconds
+            write_json(run / TRAINED, {"fingerprint": fingerprint, "fit_time_s": seconds})
         scores_test = test is not None and (ensemble_folds or fold.fold == 0)
         summed = summed_scores(runs, [fold.score, test] if scores_test else [fold.score])
         data_parts.append(summed[0].divided(len(runs)))
@@ -139,7 +179,8 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.classifier, "label_mode": mode, "seed": seed,
                "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,
-               "feature_set": feature_set, "train_time_s": train_seconds, "fit_time_s": fit_seconds,
+               "feature_set": feature_set, "train_time_s": train_seconds,
+               "fit_time_s": fit_seconds + fit_earlier, "models_reused": reused,
                "score_time_s": train_seconds - fit_seconds, **info, "search": splits}
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -4,8 +4,8 @@
 #     bash scripts/device/anomaly_runs.sh configs/anomaly_gpu.yaml 555 --methods hybrid --s-over-b 0.001 0.05 \
 #         --seeds 0 1 --modes supervised --jobs 4
 # runs `hybridjet anomaly -c CONFIG ARGS... --no-progress` for at most LIMIT seconds. A call's limit is shorter than
-# a grid: a (method, mode, S/B, seed) finished by then is kept on the machine and reused by the next call while the
-# machine is warm, those in progress are lost, so give as many (mode, S/B, seed) as --jobs runs at once. At the end
+# a grid: what finished by then (whole (method, mode, S/B, seed), and the fold models of those in progress) is kept
+# on the machine and reused by the next call while the machine is warm. At the end
 # `$OUT/runs.tar` holds every finished run's metrics.json and scores.h5 (relative to the config's OUT/runs) and the
 # log; unpack it into that folder here, and `hybridjet anomaly -c CONFIG` reuses the runs (the fingerprints are the
 # same on both machines). Exit status: hybridjet's, 0 when it was stopped at LIMIT and the tar was written.
@@ -27,7 +27,7 @@ timeout "$limit" python3 -m hybridjet.cli anomaly -c "$config" "$@" --report "${
   --no-progress > "$log" 2>&1
 status=$?
 grep -E "^  [a-z]+/.* max SIC|^training|rror" "$log" | tail -n 40
-if [ $status -eq 124 ]; then echo "stopped after $limit s: the runs in progress are lost"; status=0; fi
+if [ $status -eq 124 ]; then echo "stopped after $limit s: the runs in progress keep their finished folds"; status=0; fi
 cd "$out_dir/runs" &&
   tar -cf "$tar_file" logs $(find . -mindepth 4 -maxdepth 4 -name "seed*" -type d \
     -exec test -f {}/metrics.json \; -printf "%P/metrics.json %P/scores.h5 ") &&

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import yaml
 
 from hybridjet.anomaly.config import load_config
 from hybridjet.anomaly.recipe import load_pools, pools_key
@@ -147,3 +148,30 @@ def test_a_named_variant_trains_beside_its_classifier_in_one_report(tmp_path, re
     assert trees["search"]["test"]["auc"] != stumps["search"]["test"]["auc"]  # other settings, another model
     rows = json.loads((tmp_path / "report/anomaly.json").read_text())["rows"]
     assert sorted(r["method"] for r in rows) == ["gbdt", "gbdt_stumps"]
+
+
+def test_a_search_stopped_midway_keeps_the_finished_fold_models(tmp_path, resonance_file, search_file, capsys):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=6), modes=["idealized"],
+                       injection={"s_over_b": [0.2]}, training={"folds": 3, "seeds": [0]})
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    run = tmp_path / "out/runs/gbdt/idealized/sb0.2/seed0"
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["models_reused"] == 0
+    stamps = {f: (run / f / "trees.safetensors").stat().st_mtime_ns for f in ("fold0", "fold1", "fold2")}
+    # stopped while fold 2 trained: its model has no trained.json yet, the (mode, seed) no metrics.json
+    (run / "metrics.json").unlink()
+    (run / "fold2" / "trained.json").unlink()
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["models_reused"] == 2
+    assert [(run / f / "trees.safetensors").stat().st_mtime_ns == stamps[f] for f in stamps] == [True, True, False]
+    assert again["search"] == first["search"]  # the same result as the uninterrupted search
+    # other settings: every fold model trained anew
+    cfg = yaml.safe_load(path.read_text())
+    cfg["methods"]["gbdt"]["max_iter"] = 21
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert json.loads((run / "metrics.json").read_text())["models_reused"] == 0
