@@ -52,14 +52,20 @@ def test_jobs_train_the_same_runs_as_one_at_a_time(tmp_path, resonance_file, sea
     assert "\ntraining " not in capsys.readouterr().out  # a second search reuses every run
 
 
-def test_a_failing_task_raises_as_itself_and_the_others_are_kept(tmp_path, resonance_file, search_file, capsys):
+@pytest.fixture
+def cwola_folds(tmp_path, resonance_file, search_file, capsys) -> tuple[FoldFiles, ...]:
+    """The CWoLa fold files of a small search (trees, 2 folds, S/B 0.1, seed 0)."""
     path = search_file(tmp_path, resonance_file(300, 3000, seed=5), modes=["cwola"], training={"folds": 2,
                                                                                                  "seeds": [0]})
     assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
     capsys.readouterr()
     out = tmp_path / "out"
-    folds = tuple(FoldFiles(f, {"cwola": out / f"files/sb0.1/seed0/fold{f}/cwola.h5"},
-                            out / f"files/sb0.1/seed0/fold{f}/score.h5") for f in range(2))
+    return tuple(FoldFiles(f, {"cwola": out / f"files/sb0.1/seed0/fold{f}/cwola.h5"},
+                           out / f"files/sb0.1/seed0/fold{f}/score.h5") for f in range(2))
+
+
+def test_a_failing_task_raises_as_itself_and_the_others_are_kept(tmp_path, cwola_folds):
+    folds = cwola_folds
     good = KfoldTask(Method("gbdt", {"max_iter": 20}), "cwola", folds, None, tmp_path / "good", 0, "highlevel",
                      (0.75, 0.2, 0.05), info={"name": "good"})
     missing = FoldFiles(0, {"cwola": tmp_path / "nowhere.h5"}, folds[0].score)
@@ -78,14 +84,8 @@ class _DiesWhenUnpickled:
         return os._exit, (3,)
 
 
-def test_a_worker_that_dies_is_one_line_and_keeps_the_finished_runs(tmp_path, resonance_file, search_file, capsys):
-    path = search_file(tmp_path, resonance_file(300, 3000, seed=5), modes=["cwola"], training={"folds": 2,
-                                                                                                 "seeds": [0]})
-    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
-    capsys.readouterr()
-    out = tmp_path / "out"
-    folds = tuple(FoldFiles(f, {"cwola": out / f"files/sb0.1/seed0/fold{f}/cwola.h5"},
-                            out / f"files/sb0.1/seed0/fold{f}/score.h5") for f in range(2))
+def test_a_worker_that_dies_is_one_line_and_keeps_the_finished_runs(tmp_path, cwola_folds):
+    folds = cwola_folds
     good = KfoldTask(Method("gbdt", {"max_iter": 20}), "cwola", folds, None, tmp_path / "good", 0, "highlevel",
                      (0.75, 0.2, 0.05))
     dying = KfoldTask(good.method, "cwola", folds, None, tmp_path / "dying", 0, "highlevel", good.split,
