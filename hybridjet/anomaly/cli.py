@@ -26,8 +26,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default=None, help="where files and runs go (default: the config's out)")
     p.add_argument("--report", default=None, help="where the report goes (default: the config's report)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help="train only these of the config's methods (gbdt, ablation, hybrid); the report also "
-                        "shows the other methods' runs already trained with the same settings")
+                   help="train only these of the config's methods (gbdt, ablation, hybrid, or a variant's name); the "
+                        "report also shows the other methods' runs already trained with the same settings")
     p.add_argument("--modes", nargs="+", default=None, metavar="MODE", help="label modes (supervised idealized cwola)")
     p.add_argument("--s-over-b", nargs="+", type=float, default=None, metavar="X",
                    help="injected S/B values in the signal region, e.g. 0.002 0.005 0.01")

@@ -54,6 +54,10 @@ class Method:
     trainer: dict[str, Any] = field(default_factory=dict)
     kind: str | None = None  # a named variant's classifier; None: the name is the classifier
 
+    def __post_init__(self) -> None:
+        if self.kind == self.name:  # the classifier itself, with the fingerprint of one
+            object.__setattr__(self, "kind", None)
+
     @property
     def classifier(self) -> str:
         """Which of gbdt, ablation, hybrid this method trains."""
@@ -157,6 +161,11 @@ def _method(name: str, raw: Any) -> Method:
                              "runs' folders)")
     if kind is not None and kind not in METHODS:
         raise HybridjetError(f"methods.{name}.method: expected one of {', '.join(METHODS)}, got {kind!r}")
+    if name in METHODS and kind not in (None, name):
+        raise HybridjetError(f"methods.{name}.method: {name} names its own classifier; expected no method: setting "
+                             f"or method: {name} (a variant of {kind} needs a name of its own)")
+    if name == "logs":
+        raise HybridjetError("methods.logs: a name the runs folder keeps for logs; expected another name")
     if kind is None and name not in METHODS:
         raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}, or a variant "
                              f"of one named by its setting method: (e.g. {name}: {{method: hybrid, epochs: 30}})")

@@ -13,6 +13,7 @@ which trains only the rest.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import warnings
@@ -27,6 +28,7 @@ from hybridjet.anomaly.config import Method
 from hybridjet.api import load_run
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.weak import FoldFiles
+from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import auc
 from hybridjet.eval.scores import write_scores
 from hybridjet.eval.sic import SicFloor, max_sic
@@ -93,7 +95,7 @@ def _clear_stale(run_dir: Path, folds: list[FoldFiles]) -> None:
     """Remove what an earlier try left that this one does not rewrite: other folds' models, the old results."""
     keep = {f"fold{fold.fold}" for fold in folds}
     for child in run_dir.glob("fold*"):
-        if child.name not in keep:
+        if re.fullmatch(r"fold\d+", child.name) and child.is_dir() and child.name not in keep:
             shutil.rmtree(child, ignore_errors=True)
     for name in ("metrics.json", "scores.h5"):
         (run_dir / name).unlink(missing_ok=True)
@@ -135,6 +137,9 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     floor = floor or SicFloor()
     info = dict(info or {})
     fingerprint = info.get("fingerprint")
+    inputs = [p.resolve() for fold in folds for p in (fold.score, *fold.train.values())]
+    if any(p.is_relative_to(run_dir.resolve()) for p in inputs):
+        raise HybridjetError(f"{run_dir}: holds the fold files it would train from; expected a run folder of its own")
     started = time.perf_counter()
     _clear_stale(run_dir, folds)
     data_parts: list[Scored] = []
@@ -153,6 +158,7 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
                 fit_earlier += earlier
                 reused += 1
                 continue
+            (run / TRAINED).unlink(missing_ok=True)  # first: no stale mark may outlive a failed removal
             shutil.rmtree(run, ignore_errors=True)  # a model stopped midway, or of other settings
             model_seed = seed + 1000 * m + 100_000 * fold.fold
             fit_started = time.perf_counter()
@@ -180,7 +186,7 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.classifier, "label_mode": mode, "seed": seed,
                "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,
                "feature_set": feature_set, "train_time_s": train_seconds,
-               "fit_time_s": fit_seconds + fit_earlier, "models_reused": reused,
+               "fit_time_s": fit_seconds, "models_reused": reused, "fit_time_earlier_s": fit_earlier,
                "score_time_s": train_seconds - fit_seconds, **info, "search": splits}
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -155,7 +155,7 @@ def _seed_ensemble(records: list[dict[str, Any]], run_dir: Path, cfg: SearchConf
         write_scores(run_dir / "scores.h5", split, ids, mean, label, {**sets[0].attrs, "seeds": len(records)})
         splits[split] = evaluate_split(Scored(ids, mean, label), cfg.floor)
     metrics = {**{k: first[k] for k in ("method", "label_mode", "s_over_b", "counts")},
-               "name": first["name"].rsplit("/", 1)[0] + "/ensemble", "model": first["method"], "seed": "ensemble",
+               "name": first["name"].rsplit("/", 1)[0] + "/ensemble", "model": first["model"], "seed": "ensemble",
                "seeds": [r["seed"] for r in records], "search": splits, "run_dir": str(run_dir)}
     write_json(run_dir / "metrics.json", metrics)
     return metrics
@@ -204,6 +204,8 @@ def _print_run(name: str, metrics: dict[str, Any], seconds: float) -> None:
     spent = f"{seconds:.0f} s"
     if "fit_time_s" in metrics:  # trained now or in an earlier run of this version
         spent += f": fit {metrics['fit_time_s']:.0f} + score {metrics['score_time_s']:.0f}"
+        if metrics.get("models_reused"):
+            spent += f"; {metrics['models_reused']} fold models from an earlier try"
     print(f"  {name:32s} max SIC {got}  [{spent}]", flush=True)
 
 

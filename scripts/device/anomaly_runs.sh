@@ -26,7 +26,7 @@ log="$out_dir/runs/logs/anomaly_$(date -u +%Y%m%dT%H%M%S).log"
 timeout "$limit" python3 -m hybridjet.cli anomaly -c "$config" "$@" --report "${TMPDIR:-/tmp}/anomaly_report" \
   --no-progress > "$log" 2>&1
 status=$?
-grep -E "^  [a-z]+/.* max SIC|^training|rror" "$log" | tail -n 40
+grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
 if [ $status -eq 124 ]; then echo "stopped after $limit s: the runs in progress keep their finished folds"; status=0; fi
 cd "$out_dir/runs" &&
   tar -cf "$tar_file" logs $(find . -mindepth 4 -maxdepth 4 -name "seed*" -type d \

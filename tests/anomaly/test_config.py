@@ -36,6 +36,8 @@ def test_defaults_are_the_lhco_search():
     ({"methods": {"long": {"method": "ablation", "epochs": 0}}}, "methods.long.epochs: expected an integer >= 1"),
     ({"methods": {"deep": {"method": "gbdt", "depth": 3}}}, "methods.deep.depth: unknown setting"),
     ({"methods": {"a/b": {"method": "gbdt"}}}, "methods.a/b: expected a name of letters, digits"),
+    ({"methods": {"ablation": {"method": "gbdt"}}}, "methods.ablation.method: ablation names its own classifier"),
+    ({"methods": {"logs": {"method": "gbdt"}}}, "methods.logs: a name the runs folder keeps for logs"),
     ({"training": {"folds": 1}}, "training.folds: expected an integer >= 2, got 1"),
     ({"training": {"seeds": [0, -1]}}, "training.seeds: expected an integer >= 0, got -1"),
     ({"sample": {"test_signal_fraction": 1.0}}, r"sample.test_signal_fraction: expected a fraction in \[0, 1\)"),

@@ -9,7 +9,8 @@ from hybridjet.api import load_run
 from hybridjet.data.injection import Pools, inject, partition
 from hybridjet.data.regions import Regions
 from hybridjet.data.store import read_jets, write_jets
-from hybridjet.data.weak import write_fold_files
+from hybridjet.data.weak import FoldFiles, write_fold_files
+from hybridjet.errors import HybridjetError
 from hybridjet.eval.scores import read_scores
 
 
@@ -70,3 +71,13 @@ def test_each_fold_model_is_loaded_once_for_its_fold_and_the_test_set(folds, tmp
     want = np.mean([next(iter(load_run(tmp_path / "run" / f"fold{f.fold}" / f"model{m}").iter_probabilities(
         str(out / "test.h5"), 100_000)))[1] for f in files for m in range(2)], axis=0)
     np.testing.assert_allclose(test.score, want, rtol=1e-6)  # still the mean of every fold model
+
+
+def test_a_run_folder_holding_its_fold_files_is_refused_before_anything_is_removed(tmp_path):
+    fold_dir = tmp_path / "fold0"
+    fold_dir.mkdir()
+    (fold_dir / "cwola.h5").write_bytes(b"kept")
+    folds = [FoldFiles(0, {"cwola": fold_dir / "cwola.h5"}, fold_dir / "score.h5")]
+    with pytest.raises(HybridjetError, match="holds the fold files it would train from"):
+        train_kfold(Method("gbdt"), "cwola", folds, None, tmp_path, 0, "highlevel", (0.75, 0.2, 0.05))
+    assert (fold_dir / "cwola.h5").read_bytes() == b"kept"
