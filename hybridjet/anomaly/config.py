@@ -169,8 +169,7 @@ def _method(name: str, raw: Any) -> Method:
     if kind is None and name not in METHODS:
         raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}, or a variant "
                              f"of one named by its setting method: (e.g. {name}: {{method: hybrid, epochs: 30}})")
-    classifier = kind or name
-    kind = None if kind == name else kind  # 'hybrid: {method: hybrid}' is the hybrid itself
+    classifier = kind or name  # Method itself turns 'hybrid: {method: hybrid}' into the hybrid
     if classifier == "gbdt":
         unknown = sorted(set(raw) - set(GBDT_SETTINGS))
         if unknown:

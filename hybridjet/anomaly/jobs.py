@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import itertools
 import multiprocessing as mp
 import os
 import time
@@ -47,24 +48,40 @@ class KfoldTask:
 def run_task(task: KfoldTask) -> tuple[dict[str, Any], float]:
     """Train ``task`` (the fold models an earlier try finished with the same settings kept, the rest trained anew);
     returns its metrics and the seconds it took."""
+    import torch
+
     started = time.perf_counter()
-    metrics = train_kfold(task.method, task.mode, list(task.folds), task.test, task.run_dir, task.seed,
-                          task.feature_set, task.split, task.per_fold, task.ensemble_folds, task.floor, task.info,
-                          progress=False)
+    try:
+        metrics = train_kfold(task.method, task.mode, list(task.folds), task.test, task.run_dir, task.seed,
+                              task.feature_set, task.split, per_fold=task.per_fold,
+                              ensemble_folds=task.ensemble_folds, floor=task.floor, info=task.info, progress=False)
+    except torch.OutOfMemoryError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
+        raise HybridjetError(f"{task.run_dir}: the device ran out of memory ({first}); the finished fold models are "
+                             "kept and a rerun reuses them; expected fewer --jobs or a smaller batch_size") from None
     return metrics, time.perf_counter() - started
 
 
 def _init_worker(threads: int) -> None:
+    import signal
+
     import torch
-    from threadpoolctl import threadpool_limits
 
     from hybridjet.quiet import quiet_third_party
 
     global _thread_limits
-    # the machine's cores shared out among the workers: torch's threads and every OpenMP / BLAS pool (the trees
-    # bring their own OpenMP runtime)
+    # Ctrl-C is the parent's to handle: it stops every worker at once (a worker left to Lightning's handler would
+    # finish its task and take the next with Ctrl-C ignored)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the machine's cores shared out among the workers: torch's threads, the OpenMP / BLAS pools loaded already,
+    # and (through the environment) those loaded later, such as the trees' own OpenMP runtime
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
     torch.set_num_threads(threads)
-    _thread_limits = threadpool_limits(threads)
+    with contextlib.suppress(ImportError):  # threadpoolctl comes with the trees' extra (scikit-learn)
+        from threadpoolctl import threadpool_limits
+
+        _thread_limits = threadpool_limits(threads)
     quiet_third_party(progress_bars=False)
 
 
@@ -77,10 +94,11 @@ def _cores() -> int:
 
 def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
               on_done: Callable[[KfoldTask, dict[str, Any], float], None] | None = None) -> list[dict[str, Any]]:
-    """Train every task, ``jobs`` at a time (``jobs`` > 1: in spawned worker processes); ``on_done(task, metrics,
-    seconds)`` is called as each finishes. Returns the metrics in the order of ``tasks``. A failing task raises
-    once the tasks already running have finished (their runs are kept), the ones waiting dropped. On Ctrl-C or a
-    worker that died (out of memory, killed) the finished runs are kept, and the running ones' finished folds."""
+    """Train every task, ``jobs`` at a time (``jobs`` > 1: in spawned worker processes, each handed a task only when
+    it is free); ``on_done(task, metrics, seconds)`` is called as each finishes. Returns the metrics in the order of
+    ``tasks``. A failing task raises once the tasks already running have finished (their runs are kept), and no
+    other task starts. On Ctrl-C, or a worker that died (out of memory, killed, failed to start), the workers are
+    stopped at once; the finished runs are kept, and the running ones' finished fold models."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     results: dict[int, dict[str, Any]] = {}
@@ -93,26 +111,51 @@ def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
     if jobs == 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
             finished(i, *run_task(task))
-        return [results[i] for i in range(len(tasks))]
-    workers = min(jobs, len(tasks))
-    threads = max(1, _cores() // workers)
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                initargs=(threads,)) as pool:
-        futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
-        try:
-            for future in cf.as_completed(futures):
-                finished(futures[future], *future.result())
-        except BrokenProcessPool:
-            pool.shutdown(wait=False, cancel_futures=True)
-            lost = [str(task.run_dir) for i, task in enumerate(tasks) if i not in results]
-            raise HybridjetError(f"a training process died (out of memory, or killed) while {len(lost)} run(s) were "
-                                 f"unfinished, e.g. {lost[0]}; the finished runs are kept and a rerun reuses them; "
-                                 "expected fewer --jobs if memory ran out") from None
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)  # the workers were interrupted too
-            raise
-        except BaseException:
-            with contextlib.suppress(Exception):
-                pool.shutdown(wait=True, cancel_futures=True)  # the running ones finish and are kept
-            raise
+    else:
+        _run_in_workers(tasks, min(jobs, len(tasks)), finished, results)
     return [results[i] for i in range(len(tasks))]
+
+
+def _run_in_workers(tasks: list[KfoldTask], workers: int, finished: Callable[[int, dict[str, Any], float], None],
+                    results: dict[int, dict[str, Any]]) -> None:
+    ours_before = set(mp.active_children())
+    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                  initargs=(max(1, _cores() // workers),))
+    waiting = iter(enumerate(tasks))
+    running: dict[cf.Future, int] = {}
+    failure: Exception | None = None
+
+    def start(count: int) -> None:  # never more than the free workers: nothing waits in the pool's queue
+        for i, task in itertools.islice(waiting, count):
+            running[pool.submit(run_task, task)] = i
+
+    try:
+        start(workers)
+        while running:
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                i = running.pop(future)
+                try:
+                    metrics, seconds = future.result()
+                except BrokenProcessPool:
+                    lost = [str(task.run_dir) for j, task in enumerate(tasks) if j not in results]
+                    raise HybridjetError(
+                        f"a training process ended unexpectedly (out of memory, killed, or it failed to start) while "
+                        f"{len(lost)} run(s) were unfinished, e.g. {lost[0]}; the finished runs are kept and a "
+                        "rerun reuses them; expected fewer --jobs if memory ran out") from None
+                except Exception as err:  # noqa: BLE001 - raised once the running tasks are done
+                    failure = failure or err
+                    continue
+                finished(i, metrics, seconds)
+            if failure is None:
+                start(workers - len(running))
+    except BaseException:
+        # Ctrl-C or a dead worker: stop the workers now. A task's files are complete on disk or retrained next time.
+        for process in set(mp.active_children()) - ours_before:
+            process.kill()
+            process.join(10)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if failure is not None:
+        raise failure

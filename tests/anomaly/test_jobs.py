@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,8 @@ from hybridjet.anomaly.jobs import KfoldTask, run_tasks
 from hybridjet.cli import main
 from hybridjet.data.weak import FoldFiles
 from hybridjet.errors import HybridjetError
+
+HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
 
 METHODS = {"gbdt": {"max_iter": 20},
            "ablation": {"n_soft_tokens": 2, "ablation_width": 8, "encoder_hidden": 16, "encoder_layers": 1,
@@ -48,6 +54,10 @@ def test_jobs_train_the_same_runs_as_one_at_a_time(tmp_path, resonance_file, sea
         return [(r["method"], r["label_mode"], r["s_over_b"], r["n_seeds"]) for r in report["rows"]]
 
     assert rows("at_once") == rows("serial") and len(rows("serial")) == 4
+    # trained at once: some two runs' files were being written at the same time
+    spans = [(min(times), max(times)) for run in three
+             for times in [[p.stat().st_mtime_ns for p in (tmp_path / "at_once/out" / run).rglob("*") if p.is_file()]]]
+    assert any(a0 < b1 and b0 < a1 for i, (a0, a1) in enumerate(spans) for b0, b1 in spans[i + 1:])
     assert main(["anomaly", "-c", str(at_once), "--no-progress", "--jobs", "3"]) == 0
     assert "\ntraining " not in capsys.readouterr().out  # a second search reuses every run
 
@@ -90,7 +100,8 @@ def test_a_worker_that_dies_is_one_line_and_keeps_the_finished_runs(tmp_path, cw
                      (0.75, 0.2, 0.05))
     dying = KfoldTask(good.method, "cwola", folds, None, tmp_path / "dying", 0, "highlevel", good.split,
                       info={"ends": _DiesWhenUnpickled()})
-    with pytest.raises(HybridjetError, match=r"a training process died .* e\.g\. .*dying; the finished runs are kept"):
+    with pytest.raises(HybridjetError, match=r"a training process ended unexpectedly .* e\.g\. .*dying; the finished "
+                                             "runs are kept"):
         run_tasks([dying, good], jobs=2)
     assert not (tmp_path / "dying/metrics.json").exists()
 
@@ -100,3 +111,61 @@ def test_jobs_below_one_is_refused_before_any_work(tmp_path, resonance_file, sea
     assert main(["anomaly", "-c", str(path), "--jobs", "0"]) == 2
     assert "--jobs: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _alive_in_group(pgid: int) -> list[str]:
+    """The processes of group ``pgid`` still running (zombies, which only wait to be reaped, left out)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(stat.parent.name)
+    return alive
+
+
+def test_ctrl_c_stops_every_worker_at_once_and_keeps_the_finished_folds(tmp_path, resonance_file, search_file):
+    slow = {**METHODS["ablation"], "epochs": 300}  # ~10 s a fold model: ~2.5 min for the whole search
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"ablation": slow},
+                       modes=["idealized", "cwola"], injection={"s_over_b": [0.2]},
+                       training={"folds": 4, "seeds": [0, 1, 2]}, evaluation={"min_background": 5})
+    proc = subprocess.Popen([*HYBRIDJET, "anomaly", "-c", str(path), "--no-progress", "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    runs = tmp_path / "out" / "runs"
+    try:
+        deadline = time.time() + 300
+        while not any(runs.glob("*/*/*/*/fold*/trained.json")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        stopped = time.time()
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert time.time() - stopped < 30 and proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "hybridjet: interrupted"
+    time.sleep(1)
+    assert _alive_in_group(proc.pid) == []  # no worker goes on training
+    assert len(list(runs.glob("*/*/*/*/metrics.json"))) < 6
+    assert list(runs.glob("*/*/*/*/fold*/trained.json"))  # the finished fold models are kept for the rerun
+
+
+def test_a_device_out_of_memory_is_one_line_naming_the_run(tmp_path, cwola_folds, monkeypatch):
+    import torch
+
+    import hybridjet.anomaly.jobs as jobs
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(jobs, "train_kfold", out_of_memory)
+    task = KfoldTask(Method("gbdt", {"max_iter": 20}), "cwola", cwola_folds, None, tmp_path / "big", 0,
+                     "highlevel", (0.75, 0.2, 0.05))
+    with pytest.raises(HybridjetError) as caught:
+        run_tasks([task])
+    assert str(caught.value) == (f"{tmp_path / 'big'}: the device ran out of memory (CUDA out of memory. Tried to "
+                                 "allocate 2.00 GiB); the finished fold models are kept and a rerun reuses them; "
+                                 "expected fewer --jobs or a smaller batch_size")
