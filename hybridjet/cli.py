@@ -91,6 +91,11 @@ def _run(func: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print("hybridjet: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning's trainer turns Ctrl-C into sys.exit(1)
+            print("hybridjet: interrupted", file=sys.stderr)
+            return 130
+        raise
     return int(code or 0)
 
 

@@ -126,18 +126,20 @@ def _alive_in_group(pgid: int) -> list[str]:
     return alive
 
 
-def test_ctrl_c_stops_every_worker_at_once_and_keeps_the_finished_folds(tmp_path, resonance_file, search_file):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_every_worker_at_once_and_keeps_the_finished_folds(tmp_path, resonance_file, search_file, jobs):
     slow = {**METHODS["ablation"], "epochs": 300}  # ~10 s a fold model: ~2.5 min for the whole search
     path = search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"ablation": slow},
                        modes=["idealized", "cwola"], injection={"s_over_b": [0.2]},
                        training={"folds": 4, "seeds": [0, 1, 2]}, evaluation={"min_background": 5})
-    proc = subprocess.Popen([*HYBRIDJET, "anomaly", "-c", str(path), "--no-progress", "--jobs", "2"],
+    proc = subprocess.Popen([*HYBRIDJET, "anomaly", "-c", str(path), "--no-progress", "--jobs", jobs],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     runs = tmp_path / "out" / "runs"
     try:
         deadline = time.time() + 300
         while not any(runs.glob("*/*/*/*/fold*/trained.json")) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
+        time.sleep(2)  # into the next fold model's training
         assert proc.poll() is None, "the search ended before it could be interrupted"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
         stopped = time.time()
