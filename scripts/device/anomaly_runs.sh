@@ -8,19 +8,34 @@
 # on the machine and reused by the next call while the machine is warm. At the end
 # `$OUT/runs.tar` holds every finished run's metrics.json and scores.h5 (relative to the config's OUT/runs) and the
 # log; unpack it into that folder here, and `hybridjet anomaly -c CONFIG` reuses the runs (the fingerprints are the
-# same on both machines). Exit status: hybridjet's, 0 when it was stopped at LIMIT and the tar was written.
+# same on both machines). A tar larger than what one file of $OUT may be (16 MiB) comes back in parts,
+# runs.tar.00, runs.tar.01, ... (`cat runs.tar.* > runs.tar`). Exit status: hybridjet's, 0 when it was stopped at
+# LIMIT and the tar was written.
 set -uo pipefail
 if [ $# -lt 2 ]; then echo "usage: $0 CONFIG LIMIT_S [hybridjet anomaly arguments...]" >&2; exit 2; fi
 config=$1 limit=$2
 shift 2
 for arg in "$@"; do
-  case $arg in --out|--out=*|--report|--report=*)
-    echo "$0: $arg: the runs go to the config's out and are brought back from there; set out in the config" >&2
-    exit 2;;
+  case $arg in
+    --out|--out=*|--report|--report=*)
+      echo "$0: $arg: the runs go to the config's out and are brought back from there; set out in the config" >&2
+      exit 2;;
+    -c|--config|--config=*)
+      echo "$0: $arg: the config is the first argument (CONFIG), not one of hybridjet's arguments" >&2
+      exit 2;;
   esac
 done
-out_dir=$(python3 -c "import sys; from hybridjet.anomaly.config import load_config; print(load_config(sys.argv[1]).out)" "$config") || exit 1
+out_dir=$(python3 -c "
+import sys
+from hybridjet.anomaly.config import load_config
+from hybridjet.errors import HybridjetError
+try:
+    print(load_config(sys.argv[1]).out)
+except HybridjetError as err:
+    sys.exit(f'hybridjet: error: {err}')" "$config") || exit 2
 tar_file=$(realpath -m "${OUT:-/tmp}/runs.tar")
+part_bytes=${RUNS_TAR_PART_BYTES:-15728640}  # under the 16 MiB a file of $OUT may be
+rm -f "$tar_file" "$tar_file".[0-9][0-9]
 mkdir -p "$out_dir/runs/logs"
 log="$out_dir/runs/logs/anomaly_$(date -u +%Y%m%dT%H%M%S).log"
 timeout "$limit" python3 -m hybridjet.cli anomaly -c "$config" "$@" --report "${TMPDIR:-/tmp}/anomaly_report" \
@@ -32,4 +47,8 @@ cd "$out_dir/runs" &&
   tar -cf "$tar_file" logs $(find . -mindepth 4 -maxdepth 4 -name "seed*" -type d \
     -exec test -f {}/metrics.json \; -printf "%P/metrics.json %P/scores.h5 ") &&
   echo "runs.tar: $(tar -tf "$tar_file" | grep -c metrics.json) finished runs" || status=$?
+if [ -f "$tar_file" ] && [ "$(stat -c %s "$tar_file")" -gt "$part_bytes" ]; then
+  split -d -b "$part_bytes" "$tar_file" "$tar_file." && rm "$tar_file" &&
+    echo "runs.tar in $(ls "$tar_file".[0-9][0-9] | wc -l) parts: cat runs.tar.* > runs.tar" || status=$?
+fi
 exit $status

@@ -15,8 +15,8 @@ from hybridjet.cli import main
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device" / "anomaly_runs.sh"
 
 
-def _run_script(args: list[str], out: Path) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "OUT": str(out), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def _run_script(args: list[str], out: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "OUT": str(out), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **env}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environ,
                           cwd=SCRIPT.parents[2], timeout=600)
 
@@ -26,8 +26,13 @@ def test_finished_runs_come_back_in_a_tar_and_are_reused(tmp_path, resonance_fil
                        evaluation={"min_background": 5})
     brought = tmp_path / "brought"
     brought.mkdir()
-    done = _run_script([str(path), "300", "--modes", "idealized", "cwola", "--jobs", "2"], brought)
+    done = _run_script([str(path), "300", "--modes", "idealized", "cwola", "--jobs", "2"], brought,
+                       RUNS_TAR_PART_BYTES="20000")  # parts, as a tar over what one file of $OUT may be comes
     assert done.returncode == 0, done.stdout + done.stderr
+    parts = sorted(brought.glob("runs.tar.[0-9][0-9]"))
+    assert len(parts) > 1 and not (brought / "runs.tar").exists() and f"runs.tar in {len(parts)} parts" in done.stdout
+    assert all(p.stat().st_size <= 20000 for p in parts)
+    (brought / "runs.tar").write_bytes(b"".join(p.read_bytes() for p in parts))
     with tarfile.open(brought / "runs.tar") as tar:
         names = tar.getnames()
     finished = sorted(n.rsplit("/", 1)[0] for n in names if n.endswith("metrics.json"))
@@ -62,3 +67,13 @@ def test_bad_calls_say_how_to_call_it(tmp_path):
     assert done.returncode == 2 and "usage:" in done.stderr
     done = _run_script(["configs/anomaly_gpu.yaml", "60", "--out", "elsewhere"], tmp_path)
     assert done.returncode == 2 and "--out: the runs go to the config's out" in done.stderr
+    done = _run_script(["configs/anomaly_gpu.yaml", "60", "-c", "configs/anomaly_demo.yaml"], tmp_path)
+    assert done.returncode == 2 and "-c: the config is the first argument" in done.stderr
+
+
+def test_a_bad_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("regions: {signal_region: [3700, 3300]}\n")
+    done = _run_script([str(bad), "60"], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("hybridjet: error: ") and len(done.stderr.strip().splitlines()) == 1
