@@ -175,3 +175,10 @@ def test_a_search_stopped_midway_keeps_the_finished_fold_models(tmp_path, resona
     assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
     capsys.readouterr()
     assert json.loads((run / "metrics.json").read_text())["models_reused"] == 0
+    # fewer folds: the folds no longer used are removed with the rest of the old try
+    cfg["training"]["folds"] = 2
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in run.glob("fold*")) == ["fold0", "fold1"]
+    assert json.loads((run / "metrics.json").read_text())["folds"] == 2
