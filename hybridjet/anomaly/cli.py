@@ -12,8 +12,9 @@ _EPILOG = """examples:
   hybridjet anomaly -c configs/anomaly_gpu.yaml --methods hybrid --jobs 6   # six trainings at once on one GPU
 Signal region, sidebands, injected S/B, label modes (supervised, idealized, cwola), methods (gbdt, ablation,
 hybrid, and named variants of them such as hybrid_long: {method: hybrid, epochs: 30}), folds, seeds, ensembles
-and the SIC floor are set in the config; the flags override a few of them. Writes the runs under OUT/runs and the report (anomaly.md, anomaly.json, max_sic_vs_sb.png, sic_sb*.png) into
-REPORT; a (method, mode, S/B, seed) already trained with the same settings is reused."""
+and the SIC floor are set in the config; the flags override a few of them. Writes the runs under OUT/runs and
+the report (anomaly.md, anomaly.json, max_sic_vs_sb.png, sic_sb*.png) into REPORT; a (method, mode, S/B, seed)
+already trained with the same settings is reused."""
 
 
 def register(subparsers: Any) -> None:
