@@ -8,6 +8,7 @@ trees (the same sums as scikit-learn's predictor, so the same probabilities).
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,11 @@ class GradientBoostedTrees:
             class_weight="balanced" if hp["class_weight"] == "balanced" else None,
         )
         started = time.perf_counter()
-        clf.fit(train["features"].numpy(), train["label"].numpy().astype(int),
-                X_val=val["features"].numpy(), y_val=val["label"].numpy().astype(int))
+        # scikit-learn's binning threads each enter warnings.catch_warnings() and reset the filters; overlapping,
+        # they can leave the process with none (every warning shown from then on): the caller's are put back
+        with warnings.catch_warnings():
+            clf.fit(train["features"].numpy(), train["label"].numpy().astype(int),
+                    X_val=val["features"].numpy(), y_val=val["label"].numpy().astype(int))
         seconds = time.perf_counter() - started
         self.trees = TreeEnsemble.from_sklearn(clf)
         self.normalizer, self.feature_set = datamodule.normalizer, datamodule.feature_set

@@ -33,3 +33,27 @@ def test_an_infinite_rejection_is_null_in_a_strict_metrics_json(toy_jets_h5, tmp
     assert compared.returncode == 0, compared.stderr[-2000:]
     assert "| gbdt |" in compared.stdout and "> " in compared.stdout  # the unbounded rejection, as a bound
     json.loads((tmp_path / "report" / "comparison.json").read_text(), parse_constant=_no_constants)
+
+
+def test_fitting_keeps_the_callers_warning_filters(toy_jets_h5, monkeypatch):
+    """scikit-learn's binning threads reset the warning filters inside catch_warnings(), which is not thread-safe:
+    two overlapping can leave none (seen as Lightning's and scikit-learn's warnings flooding a search's output
+    after some dozens of tree fits). The race is rare, so the fit here resets them as such an overlap does."""
+    import warnings
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from hybridjet.models.classical import GradientBoostedTrees
+
+    fit = HistGradientBoostingClassifier.fit
+
+    def fit_with_overlapping_threads(self, *args, **kwargs):
+        warnings.resetwarnings()
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", fit_with_overlapping_threads)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="a filter of the caller's")
+        before = list(warnings.filters)
+        GradientBoostedTrees(max_iter=5).fit(JetDataModule(str(toy_jets_h5), batch_size=32))
+        assert warnings.filters == before
