@@ -132,8 +132,11 @@ def test_ctrl_c_stops_every_worker_at_once_and_keeps_the_finished_folds(tmp_path
     path = search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"ablation": slow},
                        modes=["idealized", "cwola"], injection={"s_over_b": [0.2]},
                        training={"folds": 4, "seeds": [0, 1, 2]}, evaluation={"min_background": 5})
+    # Ctrl-C as in a terminal: SIGINT handled by default, even where these tests run in a background job (whose
+    # processes inherit SIGINT ignored)
     proc = subprocess.Popen([*HYBRIDJET, "anomaly", "-c", str(path), "--no-progress", "--jobs", jobs],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs = tmp_path / "out" / "runs"
     try:
         deadline = time.time() + 300
