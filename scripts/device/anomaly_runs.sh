@@ -11,8 +11,16 @@
 # same on both machines). A tar larger than what one file of $OUT may be (16 MiB) comes back in parts,
 # runs.tar.00, runs.tar.01, ... (`cat runs.tar.* > runs.tar`). Exit status: hybridjet's, 0 when it was stopped at
 # LIMIT and the tar was written.
+#
+# With --detached first, the search runs in a process session of its own, which outlives the call (the device tool
+# kills a call's other processes when it returns) and runs on while the machine is warm: the call waits at most
+# LIMIT seconds for it, then brings back what finished so far. A later call with the same arguments waits for that
+# same search (or, once it has ended, starts it again, which reuses every finished run) instead of starting another;
+# no fold in progress is lost at a call's end. Exit status: 0 while it is still running, else hybridjet's.
 set -uo pipefail
-if [ $# -lt 2 ]; then echo "usage: $0 CONFIG LIMIT_S [hybridjet anomaly arguments...]" >&2; exit 2; fi
+detached=0
+if [ "${1:-}" = --detached ]; then detached=1; shift; fi
+if [ $# -lt 2 ]; then echo "usage: $0 [--detached] CONFIG LIMIT_S [hybridjet anomaly arguments...]" >&2; exit 2; fi
 config=$1 limit=$2
 shift 2
 for arg in "$@"; do
@@ -37,12 +45,36 @@ tar_file=$(realpath -m "${OUT:-/tmp}/runs.tar")
 part_bytes=${RUNS_TAR_PART_BYTES:-15728640}  # under the 16 MiB a file of $OUT may be
 rm -f "$tar_file" "$tar_file".[0-9][0-9]
 mkdir -p "$out_dir/runs/logs"
-log="$out_dir/runs/logs/anomaly_$(date -u +%Y%m%dT%H%M%S).log"
-timeout "$limit" python3 -m hybridjet.cli anomaly -c "$config" "$@" --report "${TMPDIR:-/tmp}/anomaly_report" \
-  --no-progress > "$log" 2>&1
-status=$?
-grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
-if [ $status -eq 124 ]; then echo "stopped after $limit s: the runs in progress keep their finished folds"; status=0; fi
+report="${TMPDIR:-/tmp}/anomaly_report"
+if [ $detached -eq 1 ]; then
+  # one search per (config, arguments): its pid, log and exit status under a key of them
+  key=$(printf '%s\0' "$config" "$@" | sha256sum | cut -c1-12)
+  state="$out_dir/runs/logs/detached_$key"
+  if [ -f "$state.pid" ] && kill -0 "$(cat "$state.pid")" 2>/dev/null; then
+    echo "waiting for the search started earlier (pid $(cat "$state.pid"), log $(cat "$state.log"))"
+  else
+    log="$out_dir/runs/logs/anomaly_$(date -u +%Y%m%dT%H%M%S)_$key.log"
+    rm -f "$state.pid" "$state.rc"
+    echo "$log" > "$state.log"
+    # the session's shell writes its own pid (setsid may fork, so $! need not be it), then hybridjet's exit status
+    setsid nohup bash -c 'echo $$ > "$1.pid"; python3 -m hybridjet.cli anomaly "${@:2}" > "$0" 2>&1; echo $? > "$1.rc"' \
+      "$log" "$state" -c "$config" "$@" --report "$report" --no-progress < /dev/null > /dev/null 2>&1 &
+    for _ in $(seq 50); do [ -s "$state.pid" ] && break; sleep 0.2; done
+    echo "started the search in the background (pid $(cat "$state.pid" 2>/dev/null), log $log)"
+  fi
+  log=$(cat "$state.log")
+  waited=0
+  while [ ! -f "$state.rc" ] && [ "$waited" -lt "$limit" ]; do sleep 2; waited=$((waited + 2)); done
+  grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
+  if [ -f "$state.rc" ]; then status=$(cat "$state.rc"); echo "the search ended (exit $status)"
+  else status=0; echo "still running after $limit s: a call with the same arguments waits for it again"; fi
+else
+  log="$out_dir/runs/logs/anomaly_$(date -u +%Y%m%dT%H%M%S).log"
+  timeout "$limit" python3 -m hybridjet.cli anomaly -c "$config" "$@" --report "$report" --no-progress > "$log" 2>&1
+  status=$?
+  grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
+  if [ $status -eq 124 ]; then echo "stopped after $limit s: the runs in progress keep their finished folds"; status=0; fi
+fi
 cd "$out_dir/runs" &&
   tar -cf "$tar_file" logs $(find . -mindepth 4 -maxdepth 4 -name "seed*" -type d \
     -exec test -f {}/metrics.json \; -printf "%P/metrics.json %P/scores.h5 ") &&

@@ -5,6 +5,7 @@ CPU)."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -16,9 +17,19 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device" / "anomaly_r
 
 
 def _run_script(args: list[str], out: Path, **env: str) -> subprocess.CompletedProcess:
+    """One call of the script in a process group of its own; like the device tool when a call returns, every process
+    it left in that group is then killed."""
     environ = {**os.environ, "OUT": str(out), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **env}
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environ,
-                          cwd=SCRIPT.parents[2], timeout=600)
+    with subprocess.Popen(["bash", str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=environ, cwd=SCRIPT.parents[2], start_new_session=True) as call:
+        try:
+            stdout, stderr = call.communicate(timeout=600)
+        finally:
+            try:
+                os.killpg(call.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return subprocess.CompletedProcess(call.args, call.returncode, stdout, stderr)
 
 
 def test_finished_runs_come_back_in_a_tar_and_are_reused(tmp_path, resonance_file, search_file, capsys):
@@ -77,3 +88,24 @@ def test_a_bad_config_is_one_line(tmp_path):
     done = _run_script([str(bad), "60"], tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("hybridjet: error: ") and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_detached_search_outlives_the_call_and_a_later_call_waits_for_it(tmp_path, resonance_file, search_file):
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=4), training={"folds": 2, "seeds": [0, 1]},
+                       evaluation={"min_background": 5})
+    args = ["--detached", str(path), "0", "--modes", "idealized", "--jobs", "2"]
+    first_call = _run_script(args, tmp_path)
+    assert first_call.returncode == 0, first_call.stdout + first_call.stderr
+    assert "started the search in the background" in first_call.stdout
+    assert "still running after 0 s" in first_call.stdout and "0 finished runs" in first_call.stdout
+    logs = tmp_path / "out" / "runs" / "logs"
+    pid = int(next(logs.glob("detached_*.pid")).read_text())
+    os.kill(pid, 0)  # still alive: the call returned and every process left in its group was killed
+    later = _run_script([*args[:2], "300", *args[3:]], tmp_path)
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert f"waiting for the search started earlier (pid {pid}" in later.stdout
+    assert "the search ended (exit 0)" in later.stdout and "2 finished runs" in later.stdout
+    with tarfile.open(tmp_path / "runs.tar") as tar:
+        finished = sorted(n.rsplit("/", 1)[0] for n in tar.getnames() if n.endswith("metrics.json"))
+    assert finished == ["gbdt/idealized/sb0.1/seed0", "gbdt/idealized/sb0.1/seed1"]
+    assert len(list(logs.glob("anomaly_*.log"))) == 1  # one search, not a second started by the later call
