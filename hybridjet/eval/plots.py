@@ -125,6 +125,17 @@ def plot_sic(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.Pa
     return _save(fig, path)
 
 
+def on_common_grid(points: list[dict[str, Any]], grid_percent: list[float]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One series' points (``{"s_over_b", "median", "lo", "hi"}``) on the grid of every series' S/B values in %,
+    from its first to its last: NaN where it has no point, so that its line and band break there instead of
+    joining its neighbours across an S/B it was not trained at. Returns (x in %, median, lo, hi)."""
+    by_x = {100 * p["s_over_b"]: p for p in points}
+    x = np.array([g for g in grid_percent if min(by_x) <= g <= max(by_x)], dtype=float)
+    values = [[by_x[g][k] if g in by_x else np.nan for g in x] for k in ("median", "lo", "hi")]
+    return x, *(np.asarray(v, dtype=float) for v in values)
+
+
 def plot_max_sic_vs_sb(series: dict[str, list[dict[str, Any]]], path: str | os.PathLike[str],
                        title: str | None = None) -> Path:
     """Max SIC against the injected S/B (log axis, in %): per series (a method and mode) the median over seeds with
@@ -133,23 +144,21 @@ def plot_max_sic_vs_sb(series: dict[str, list[dict[str, Any]]], path: str | os.P
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
     fig, ax = _figure()
-    injected: set[float] = set()
-    for (name, points), style in zip(series.items(), _grouped_styles(list(series)), strict=True):
-        pts = sorted((p for p in points if np.isfinite(p["median"])), key=lambda p: p["s_over_b"])
-        if not pts:
+    finite = {name: [p for p in points if np.isfinite(p["median"])] for name, points in series.items()}
+    injected = sorted({100 * p["s_over_b"] for points in finite.values() for p in points})
+    for (name, points), style in zip(finite.items(), _grouped_styles(list(series)), strict=True):
+        if not points:
             continue
-        x = np.array([100 * p["s_over_b"] for p in pts])
-        injected.update(x.tolist())
-        med = np.array([p["median"] for p in pts])
+        x, med, lo, hi = on_common_grid(points, injected)
         ax.plot(x, med, marker="o", markersize=4, label=name, **style)
-        lo, hi = np.array([p["lo"] for p in pts]), np.array([p["hi"] for p in pts])
         ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, linewidth=0)
+        alone = np.isfinite(med) & ~np.isfinite(np.r_[np.nan, med[:-1]]) & ~np.isfinite(np.r_[med[1:], np.nan])
+        ax.vlines(x[alone], lo[alone], hi[alone], color=style["color"], alpha=0.4, linewidth=3)  # no band to fill
     ax.axhline(1.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="No gain (SIC = 1)")
     ax.set_xscale("log")
     if injected:  # the injected values themselves, as plain numbers (not 10^1, 2x10^1)
-        ticks = sorted(injected)
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.xaxis.set_major_locator(FixedLocator(injected))
+        ax.set_xticklabels([f"{t:g}" for t in injected])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(bottom=0.0)

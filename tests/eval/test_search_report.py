@@ -52,3 +52,39 @@ def test_max_sic_figure_colours_methods_styles_modes_and_labels_the_injected_val
     assert lines["gbdt cwola"].get_linestyle() != lines["gbdt supervised"].get_linestyle()
     assert captured["labels"] == ["0.3", "1", "30"]
     assert (tmp_path / "m.png").stat().st_size > 0
+
+
+def test_max_sic_figure_breaks_a_line_where_a_method_was_not_trained(tmp_path, monkeypatch) -> None:
+    """A method trained at 0.1% and 5% only, beside one trained at every S/B, is not drawn as a straight line through
+    the S/B values it has no runs at (it would read as measured there)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from hybridjet.eval import plots
+
+    captured = {}
+    save = plots._save
+
+    def keep(fig, path):
+        captured["ax"] = fig.axes[0]
+        return save(fig, path)
+
+    def pts(sbs):
+        return [{"s_over_b": sb, "median": 2.0 + 100 * sb, "lo": 1.5 + 100 * sb, "hi": 2.5 + 100 * sb} for sb in sbs]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_max_sic_vs_sb({"gbdt cwola": pts((0.001, 0.003, 0.01, 0.05)), "hybrid cwola": pts((0.001, 0.05)),
+                              "hybrid idealized": pts((0.003, 0.01))}, tmp_path / "m.png")
+    plt.close("all")
+    lines = {ln.get_label(): ln for ln in captured["ax"].get_lines()}
+    x, y = (np.asarray(v, dtype=float) for v in lines["hybrid cwola"].get_data())
+    assert x.tolist() == [0.1, 0.3, 1.0, 5.0]
+    assert np.isfinite(y).tolist() == [True, False, False, True]  # two points, no segment between them
+    x, y = (np.asarray(v, dtype=float) for v in lines["hybrid idealized"].get_data())
+    assert x.tolist() == [0.3, 1.0] and np.isfinite(y).all()  # within its own range: not stretched to the grid's
+    assert np.isfinite(np.asarray(lines["gbdt cwola"].get_data()[1], dtype=float)).all()
+    bars = [c for c in captured["ax"].collections if type(c).__name__ == "LineCollection"]
+    assert sum(len(c.get_segments()) for c in bars) == 2  # the lone points' bands, drawn as bars
