@@ -229,7 +229,7 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
     data_key = pools_key(pools)
     slots: list[dict[str, Any] | None] = []  # every run's metrics in the grid's order, once trained
     pending: list[tuple[int, KfoldTask]] = []  # (its slot, the task)
-    untrained: list[str] = []
+    untrained: list[tuple[int, str, Path, str]] = []  # reported-only runs not finished yet: (slot, name, dir, fingerprint)
     for (sb, seed), (counts, folds) in prepared.items():
         print(f"S/B {100 * sb:.3g}% seed {seed}: {counts['n_signal_sr']} signal + {counts['n_background_sr']} "
               f"background in the signal region (S/√B {counts['s_over_sqrt_b']:.2f})", flush=True)
@@ -244,7 +244,8 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
                 t = time.perf_counter()
                 metrics = _finished(run_dir, fingerprint, cfg)
                 if metrics is None and method in cfg.reported_only:
-                    untrained.append(name)  # not asked for in this run: reported once trained
+                    untrained.append((len(slots), name, run_dir, fingerprint))  # looked for again after training
+                    slots.append(None)
                     continue
                 if metrics is None:
                     pending.append((len(slots), KfoldTask(method, mode, tuple(folds), test, run_dir, seed,
@@ -260,9 +261,17 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
                             on_done=lambda task, metrics, seconds: _print_run(task.info["name"], metrics, seconds))
         for (slot, _), metrics in zip(pending, trained, strict=True):
             slots[slot] = metrics
-    if untrained:
+    missing = []
+    for slot, name, run_dir, fingerprint in untrained:  # finished meanwhile, e.g. brought back from another machine
+        t = time.perf_counter()
+        slots[slot] = _finished(run_dir, fingerprint, cfg)
+        if slots[slot] is None:
+            missing.append(name)
+        else:
+            _print_run(name, slots[slot], time.perf_counter() - t)
+    if missing:
         print(f"not in the report (not trained with these settings, not asked for with --methods): "
-              f"{len(untrained)} runs, e.g. {untrained[0]}", flush=True)
+              f"{len(missing)} runs, e.g. {missing[0]}", flush=True)
     records = [r for r in slots if r is not None]
     curves: dict[float, dict[str, Any]] = {sb: {} for sb in cfg.s_over_b}
     if cfg.ensemble_seeds and len(cfg.seeds) > 1:

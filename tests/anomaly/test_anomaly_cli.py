@@ -131,6 +131,34 @@ def test_a_methods_subset_reports_the_other_methods_finished_runs(tmp_path, reso
     assert (tmp_path / "out/runs/ablation/cwola/sb0.2/ensemble").is_dir()
 
 
+def test_runs_that_finish_while_a_search_trains_are_in_its_report(tmp_path, resonance_file, search_file, capsys,
+                                                                  monkeypatch):
+    """The GPU workflow: the trees train here while the hybrid's runs, trained elsewhere, are unpacked into the runs
+    folder; the report at the end shows them, as the runs folder holds them then."""
+    import shutil
+
+    from hybridjet.anomaly import recipe
+
+    methods = {"gbdt": {"max_iter": 20}, "gbdt_stumps": {"method": "gbdt", "max_iter": 20, "max_leaf_nodes": 2}}
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=6), methods=methods, modes=["supervised"],
+                       injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [0]})
+    runs = tmp_path / "out" / "runs"
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "gbdt_stumps"]) == 0
+    shutil.move(runs / "gbdt_stumps", tmp_path / "elsewhere")
+    train = recipe.run_tasks
+
+    def arriving_while_training(*args, **kwargs):
+        shutil.move(tmp_path / "elsewhere", runs / "gbdt_stumps")
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "run_tasks", arriving_while_training)
+    capsys.readouterr()
+    assert main(["anomaly", "-c", str(path), "--no-progress", "--methods", "gbdt"]) == 0
+    assert "not in the report" not in capsys.readouterr().out
+    rows = json.loads((tmp_path / "report" / "anomaly.json").read_text())["rows"]
+    assert sorted(r["method"] for r in rows) == ["gbdt", "gbdt_stumps"]
+
+
 def test_a_named_variant_trains_beside_its_classifier_in_one_report(tmp_path, resonance_file, search_file, capsys):
     methods = {"gbdt": {"max_iter": 20}, "gbdt_stumps": {"method": "gbdt", "max_iter": 20, "max_leaf_nodes": 2}}
     path = search_file(tmp_path, resonance_file(300, 3000, seed=6), methods=methods, modes=["supervised"],
