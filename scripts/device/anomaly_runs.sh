@@ -23,6 +23,9 @@ if [ "${1:-}" = --detached ]; then detached=1; shift; fi
 if [ $# -lt 2 ]; then echo "usage: $0 [--detached] CONFIG LIMIT_S [hybridjet anomaly arguments...]" >&2; exit 2; fi
 config=$1 limit=$2
 shift 2
+case $limit in
+  ''|*[!0-9]*) echo "$0: LIMIT_S: expected whole seconds, got '$limit'" >&2; exit 2;;
+esac
 for arg in "$@"; do
   case $arg in
     --out|--out=*|--report|--report=*)
@@ -65,16 +68,16 @@ if [ $detached -eq 1 ]; then
   log=$(cat "$state.log")
   waited=0
   while [ ! -f "$state.rc" ] && [ "$waited" -lt "$limit" ]; do sleep 2; waited=$((waited + 2)); done
-  grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
-  if [ -f "$state.rc" ]; then status=$(cat "$state.rc"); echo "the search ended (exit $status)"
-  else status=0; echo "still running after $limit s: a call with the same arguments waits for it again"; fi
+  if [ -f "$state.rc" ]; then status=$(cat "$state.rc"); outcome="the search ended (exit $status)"
+  else status=0; outcome="still running after $limit s: a call with the same arguments waits for it again"; fi
 else
   log="$out_dir/runs/logs/anomaly_$(date -u +%Y%m%dT%H%M%S).log"
   timeout "$limit" python3 -m hybridjet.cli anomaly -c "$config" "$@" --report "$report" --no-progress > "$log" 2>&1
-  status=$?
-  grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
-  if [ $status -eq 124 ]; then echo "stopped after $limit s: the runs in progress keep their finished folds"; status=0; fi
+  status=$? outcome=""
+  if [ $status -eq 124 ]; then outcome="stopped after $limit s: the runs in progress keep their finished folds"; status=0; fi
 fi
+grep -E "^  [A-Za-z0-9_.-]+/.* max SIC|^training|rror" "$log" | tail -n 40
+if [ -n "$outcome" ]; then echo "$outcome"; fi
 cd "$out_dir/runs" &&
   tar -cf "$tar_file" logs $(find . -mindepth 4 -maxdepth 4 -name "seed*" -type d \
     -exec test -f {}/metrics.json \; -printf "%P/metrics.json %P/scores.h5 ") &&

@@ -80,6 +80,10 @@ def test_bad_calls_say_how_to_call_it(tmp_path):
     assert done.returncode == 2 and "--out: the runs go to the config's out" in done.stderr
     done = _run_script(["configs/anomaly_gpu.yaml", "60", "-c", "configs/anomaly_demo.yaml"], tmp_path)
     assert done.returncode == 2 and "-c: the config is the first argument" in done.stderr
+    for limit in ("9m", "-5", ""):
+        done = _run_script(["--detached", "configs/anomaly_gpu.yaml", limit], tmp_path)
+        assert done.returncode == 2 and f"LIMIT_S: expected whole seconds, got '{limit}'" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_a_bad_config_is_one_line(tmp_path):
