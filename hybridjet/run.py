@@ -9,9 +9,11 @@ record names.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,12 @@ import numpy as np
 import torch
 
 from hybridjet import __version__
-from hybridjet.data.features import Normalizer
-from hybridjet.errors import HybridjetError
+from hybridjet.data.events import EventFeatures
+from hybridjet.data.features import FEATURE_SETS, Normalizer
+from hybridjet.errors import HybridjetError, OutputPathError
 from hybridjet.eval.metrics import split_metrics
 from hybridjet.eval.scores import write_scores
-from hybridjet.io_utils import atomic_path, write_json
+from hybridjet.io_utils import atomic_path, check_writable, lock_folder, write_json
 from hybridjet.llm.backbone import resolve_dtype
 from hybridjet.runtime import Runtime
 
@@ -33,6 +36,135 @@ METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.h5"
 
 PathLike = str | os.PathLike[str]
+
+#: the lock a training holds on its run directory: empty but for the holder's pid, never replaced nor removed
+#: while the run directory exists (flock locks its inode)
+RUN_LOCK = ".hybridjet.lock"
+#: what a run directory of hybridjet's holds (classifiers, text runs, resonance-search runs); a folder holding files
+#: but none of these is someone else's, and no training writes into it
+RUN_ENTRIES = frozenset({RUN_MODEL_FILE, RUN_WEIGHTS_FILE, METRICS_FILE, SCORES_FILE, "trees.safetensors",
+                         "checkpoints", "logs", "config.yaml", "hparams.yaml", "metrics.csv", "adapter", "tokenizer",
+                         "text_config.yaml", "eval.json", "trained.json", "fold0", RUN_LOCK})
+
+
+class RunClaim:
+    """One process's exclusive use of a run directory while it trains into it, and the tidy-up of a failed try.
+
+    Taking it refuses a folder that is not a run directory (it holds files, none of a run's), and a run directory
+    another process is training into (an flock on :data:`RUN_LOCK`, so a process that died holds nothing). A try
+    that fails removes what it added: the log versions and files it created, and the run directory itself if it
+    created it and no checkpoint to resume from is left; an interrupted try keeps everything, to be resumed.
+    """
+
+    def __init__(self, run_dir: PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+        self._created = False
+        self._before: set[str] = set()
+        self._logs_before: set[str] = set()
+
+    def check(self) -> set[str]:
+        """Refuse a folder that cannot be this run's (a file, someone's folder, under a file, not writable), creating
+        nothing; returns the entries it holds (empty when it does not exist yet)."""
+        run_dir = self.run_dir
+        if run_dir.exists() and not run_dir.is_dir():
+            raise OutputPathError(run_dir, "exists and is not a folder; expected a run directory")
+        if not run_dir.exists():
+            check_writable(run_dir / RUN_LOCK)  # the nearest existing folder above accepts it
+            return set()
+        try:
+            entries = {e.name for e in os.scandir(run_dir)}
+        except OSError as exc:
+            raise OutputPathError(run_dir, f"cannot be read ({exc.strerror or exc})") from None
+        if entries and not entries & RUN_ENTRIES and not any(e.startswith("fold") for e in entries):
+            shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+            count = "1 entry" if len(entries) == 1 else f"{len(entries)} entries"
+            raise OutputPathError(run_dir, f"holds {count} ({shown}) and none of a run directory's; choose a new "
+                                           "or empty folder for the run")
+        return entries
+
+    def acquire(self) -> RunClaim:
+        """Check the folder, create it if needed and lock it (one line for every way this can fail). The other
+        ranks of a data-parallel run (launched with ``RANK`` / ``LOCAL_RANK`` / ``NODE_RANK`` > 0) leave the claim
+        to rank 0."""
+        if any(int(os.environ.get(key, "0") or 0) > 0 for key in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+            return self
+        run_dir = self.run_dir
+        self._before = self.check()
+        self._created = not run_dir.exists()
+        logs = run_dir / "logs"
+        self._logs_before = {e.name for e in os.scandir(logs)} if logs.is_dir() else set()
+        self._fd = lock_folder(run_dir, RUN_LOCK, "training into this run directory")
+        return self
+
+    def release(self, failed: bool = False) -> None:
+        """Unlock; after a failed try, remove what it added (see the class docstring)."""
+        if self._fd is None:
+            return
+        try:
+            if failed:
+                self._tidy()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def _tidy(self) -> None:
+        run_dir = self.run_dir
+        if not run_dir.is_dir():
+            return
+        logs = run_dir / "logs"
+        if logs.is_dir():
+            for entry in os.scandir(logs):
+                if entry.name not in self._logs_before:
+                    _remove(Path(entry.path))
+            if "logs" not in self._before and not any(logs.iterdir()):
+                _remove(logs)
+        resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        for entry in os.scandir(run_dir):
+            if entry.name in self._before or entry.name in (RUN_LOCK, "logs"):
+                continue
+            if entry.name == "checkpoints" and resumable:
+                continue
+            _remove(Path(entry.path))
+        if self._created and not resumable and {e.name for e in os.scandir(run_dir)} <= {RUN_LOCK}:
+            _remove(run_dir)
+
+    def __enter__(self) -> RunClaim:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.release(failed=exc is not None and not interrupted(exc))
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` stopped a training by Ctrl-C (Lightning turns it into ``sys.exit(1)``) or a kill: the try's
+    files are kept for a resume."""
+    return isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt))
+
+
+@contextlib.contextmanager
+def released_on_exit(claims: list[RunClaim]) -> Iterator[None]:
+    """Release every claim made in the block; a block that fails (not by an interrupt) tidies their run
+    directories."""
+    try:
+        yield
+    except BaseException as exc:
+        for claim in claims:
+            claim.release(failed=not interrupted(exc))
+        raise
+    for claim in claims:
+        claim.release()
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or folder a failed try created (gone already is fine)."""
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def read_run_metadata(run_dir: PathLike) -> dict[str, Any]:
@@ -50,6 +182,35 @@ def read_run_metadata(run_dir: PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise HybridjetError(f"{path}: expected a JSON object, found {type(meta).__name__}")
     return meta
+
+
+def recorded_features(meta: dict[str, Any], run_dir: PathLike) -> tuple[str | None, Normalizer | None]:
+    """The feature set and normalisation a run record names, checked (sizes bounded, one count for all) before
+    anything is built from them; one line naming ``model.json`` otherwise."""
+    record = Path(run_dir) / RUN_MODEL_FILE
+    feature_set = meta.get("feature_set")
+    if feature_set is not None and feature_set not in FEATURE_SETS:
+        raise HybridjetError(f"{record}: feature_set {feature_set!r}; expected one of {', '.join(FEATURE_SETS)}")
+    normalizer = None
+    try:
+        if meta.get("normalizer"):
+            normalizer = Normalizer.from_dict(meta["normalizer"])
+        n_features = meta.get("n_features")
+    except (KeyError, TypeError, ValueError, HybridjetError) as err:
+        raise HybridjetError(f"{record}: malformed 'normalizer' ({str(err)[:160]})") from None
+    if n_features is not None and (normalizer is None or n_features != len(normalizer.names)):
+        raise HybridjetError(f"{record}: n_features {n_features!r} does not match the normalizer's "
+                             f"{0 if normalizer is None else len(normalizer.names)} features")
+    return feature_set, normalizer
+
+
+def scoring_inputs(run_dir: PathLike) -> EventFeatures:
+    """What turns events into a run's inputs, from its record alone (no model loaded): for checking files before
+    a model loads."""
+    feature_set, normalizer = recorded_features(read_run_metadata(run_dir), run_dir)
+    if normalizer is None:
+        raise HybridjetError(f"{Path(run_dir) / RUN_MODEL_FILE}: records no feature normalisation; not a finished run")
+    return EventFeatures(feature_set, normalizer)
 
 
 def write_record(run_dir: PathLike, meta: dict[str, Any]) -> None:
@@ -94,10 +255,11 @@ def update_metrics(run_dir: PathLike, **fields: Any) -> None:
 
 
 def write_split_scores(run_dir: PathLike, split: str, event_id: np.ndarray, probability: np.ndarray,
-                       label: np.ndarray, model_kind: str) -> dict[str, Any]:
-    """``scores.h5`` of one evaluated split (signal probabilities) and its metrics; returns the metrics."""
+                       label: np.ndarray, model_kind: str, data: dict[str, str] | None = None) -> dict[str, Any]:
+    """``scores.h5`` of one evaluated split (signal probabilities; ``data``: where its events come from, see
+    :func:`~hybridjet.eval.scores.data_identity`) and its metrics; returns the metrics."""
     write_scores(Path(run_dir) / SCORES_FILE, split, event_id, probability.astype(np.float32),
-                 label.astype(np.int8), attrs={"model": model_kind, "score_kind": "probability"})
+                 label.astype(np.int8), attrs={"model": model_kind, "score_kind": "probability"}, split_attrs=data)
     return split_metrics(label, probability)
 
 
@@ -205,16 +367,9 @@ class RunIO:
             raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed architecture record ({err})") from None
         clf = run_cls(config, runtime=runtime)
         clf.check_base_identity(meta.get("base_model"))
-        try:
-            if meta.get("normalizer"):
-                clf.normalizer = Normalizer.from_dict(meta["normalizer"])
-            n_features = int(meta["n_features"]) if meta.get("n_features") else None
-        except (KeyError, TypeError, ValueError) as err:
-            raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed 'normalizer' or 'n_features' "
-                                 f"({err!r})") from None
-        clf.feature_set = meta.get("feature_set")
-        if n_features:
-            clf.build(n_features)
+        clf.feature_set, clf.normalizer = recorded_features(meta, run_dir)
+        if clf.normalizer is not None:
+            clf.build(len(clf.normalizer.names))
         clf.load_run_weights(run_dir)
         clf.run_dir = run_dir
         clf.follow_run_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 _EPILOG = """examples:
@@ -56,7 +57,7 @@ def _anomaly(args: argparse.Namespace) -> int:
             raise HybridjetError(f"--methods: {missing[0]!r} is not among the config's methods ({', '.join(have)})")
         methods = tuple(have[m] for m in dict.fromkeys(args.methods))  # a name given twice trains once
         reported_only = tuple(m for m in cfg.methods if m.name not in args.methods)
-    if args.s_over_b is not None and any(not x > 0 for x in args.s_over_b):
+    if args.s_over_b is not None and any(not 0 < x < math.inf for x in args.s_over_b):
         raise HybridjetError(f"--s-over-b: expected positive ratios, got {args.s_over_b}")
     if args.jobs < 1:
         raise HybridjetError(f"--jobs: expected an integer >= 1, got {args.jobs}")

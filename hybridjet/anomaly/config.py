@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from hybridjet import checks
 from hybridjet.data.features import FEATURE_SETS
 from hybridjet.data.regions import Regions
 from hybridjet.data.weak import check_modes
@@ -140,13 +141,13 @@ def _fraction(value: Any, setting: str, *, open_top: bool = False) -> float:
     return float(value)
 
 
-def _fractions(value: Any, setting: str) -> tuple[float, float, float]:
+def _fractions(value: Any, setting: str, labels: str) -> tuple[float, float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise HybridjetError(f"{setting}: expected three fractions, got {value!r}")
     out = tuple(_fraction(v, f"{setting}[{i}]") for i, v in enumerate(value))
     if out[0] <= 0 or sum(out) <= 0:
         raise HybridjetError(f"{setting}: expected the first fraction > 0, got {list(value)}")
-    return out  # type: ignore[return-value]
+    return checks.fractions_summing_to_one(setting, out, 3, labels)  # type: ignore[return-value]
 
 
 def _method(name: str, raw: Any) -> Method:
@@ -242,7 +243,7 @@ def parse_config(raw: Any) -> SearchConfig:
     methods_raw = raw.get("methods", {"gbdt": {}})
     if not isinstance(methods_raw, dict) or not methods_raw:
         raise HybridjetError(f"methods: expected a mapping of {', '.join(METHODS)} to their settings")
-    split = _fractions(training.get("split", [0.75, 0.2, 0.05]), "training.split")
+    split = _fractions(training.get("split", [0.75, 0.2, 0.05]), "training.split", "train, val, test")
     if min(split) <= 0:
         raise HybridjetError(f"training.split: expected three fractions > 0 (train, val, test), got {list(split)}")
     eval_split = evaluation.get("split", "test")
@@ -253,7 +254,7 @@ def parse_config(raw: Any) -> SearchConfig:
         jets=data.get("jets"), signal=data.get("signal"), background=data.get("background"), generate=generate,
         regions=Regions.from_config(raw.get("regions")),
         background_fractions=_fractions(sample.get("background_fractions", [0.4, 0.4, 0.2]),
-                                        "sample.background_fractions"),
+                                        "sample.background_fractions", "data, reference, test"),
         test_signal_fraction=_fraction(sample.get("test_signal_fraction", 0.4), "sample.test_signal_fraction",
                                        open_top=True),
         supervised_signal_fraction=_fraction(sample.get("supervised_signal_fraction", 0.2),

@@ -30,7 +30,7 @@ from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.weak import FoldFiles
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import auc
-from hybridjet.eval.scores import write_scores
+from hybridjet.eval.scores import data_identity, write_scores
 from hybridjet.eval.sic import SicFloor, max_sic
 from hybridjet.io_utils import write_json
 from hybridjet.train.classifiers import HybridClassifier
@@ -177,11 +177,13 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
     attrs = {"model": method.classifier, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
              **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
-    write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs)
+    write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs,
+                 data_identity(*(fold.score for fold in folds)))
     splits = {"data": evaluate_split(data, floor)}
     if test_sum is not None:
         tested = test_sum.divided(n_test_runs)
-        write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs)
+        write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs,
+                     data_identity(test))
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.classifier, "label_mode": mode, "seed": seed,
                "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ from hybridjet.errors import HybridjetError
 from hybridjet.eval.scores import read_scores, write_scores
 from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
 from hybridjet.eval.sic import SicFloor, sic_curve, thin
-from hybridjet.io_utils import strict_json, write_json
+from hybridjet.io_utils import lock_folder, strict_json, write_json
+from hybridjet.run import RUN_LOCK
 
 
 def generate_jets(gen: Generate, progress: bool = True) -> tuple[Path, Path]:
@@ -152,7 +154,8 @@ def _seed_ensemble(records: list[dict[str, Any]], run_dir: Path, cfg: SearchConf
             continue
         mean = np.mean([s.score[o].astype(np.float64) for s, o in zip(sets, orders, strict=True)], axis=0)
         label = sets[0].label[orders[0]]
-        write_scores(run_dir / "scores.h5", split, ids, mean, label, {**sets[0].attrs, "seeds": len(records)})
+        write_scores(run_dir / "scores.h5", split, ids, mean, label, {**sets[0].attrs, "seeds": len(records)},
+                     sets[0].split_attrs)
         splits[split] = evaluate_split(Scored(ids, mean, label), cfg.floor)
     metrics = {**{k: first[k] for k in ("method", "label_mode", "s_over_b", "counts")},
                "name": first["name"].rsplit("/", 1)[0] + "/ensemble", "model": first["model"], "seed": "ensemble",
@@ -225,6 +228,16 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
           f"{int((part.test.label == 1).sum()):,} signal + {int((part.test.label == 0).sum()):,} background", flush=True)
     if check_only:
         return {"rows": [], "records": [], "paths": {}}
+    lock = lock_folder(cfg.out, RUN_LOCK, "running a resonance search into it")  # its fold files are rewritten
+    try:
+        return _search(cfg, pools, part, progress, jobs, started)
+    finally:
+        os.close(lock)
+
+
+def _search(cfg: SearchConfig, pools: Pools, part: Partition, progress: bool, jobs: int,
+            started: float) -> dict[str, Any]:
+    """:func:`run_search` past its checks, holding the search folder's lock."""
     test, prepared = write_files(cfg, part)
     data_key = pools_key(pools)
     slots: list[dict[str, Any] | None] = []  # every run's metrics in the grid's order, once trained

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
+from hybridjet import checks
 from hybridjet.data.batches import EpochBatches, trainer_position
 from hybridjet.data.events import EventBatches, event_tensors
 from hybridjet.data.features import FEATURE_SETS, Normalizer, event_features, feature_names
 from hybridjet.data.kinematics import jet_kinematics
 from hybridjet.data.split import balance_indices, split_indices
-from hybridjet.data.store import read_jets, read_labels
+from hybridjet.data.store import JetArrays, read_jets
 from hybridjet.errors import HybridjetError
 
 
@@ -61,6 +62,7 @@ class JetDataModule(L.LightningDataModule):
         self.splits: dict[str, EventBatches] = {}
         self.n_features: int | None = None
         self.pos_weight: float = 1.0
+        self._arrays: JetArrays | None = None
         self._check_settings()
         self.n_events = self._check_data()
 
@@ -75,9 +77,7 @@ class JetDataModule(L.LightningDataModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise HybridjetError(f"data.{field}: expected a positive integer{' or null' if optional else ''}, "
                                      f"got {value!r}")
-        if len(self.split) != 3 or any(f < 0 for f in self.split) or sum(self.split) <= 0:
-            raise HybridjetError(f"data.split: expected three non-negative fractions (train, val, test), "
-                                 f"got {list(self.split)}")
+        self.split = checks.fractions_summing_to_one("data.split", self.split, 3, "train, val, test")
         if self.feature_set not in FEATURE_SETS:
             raise HybridjetError(f"data.feature_set: expected one of {', '.join(FEATURE_SETS)}, "
                                  f"got {self.feature_set!r}")
@@ -90,7 +90,8 @@ class JetDataModule(L.LightningDataModule):
         a validation split without both classes, on which val AUC and best-checkpoint selection are undefined)."""
         if not Path(self.data).exists():
             raise HybridjetError(f"{self.data}: jets.h5 file not found (make one with 'hybridjet cluster')")
-        labels = read_labels(self.data)
+        self._arrays = read_jets(self.data)  # every value checked now, before any model loads; kept for setup
+        labels = self._arrays.label
         if len(labels) == 0:
             raise HybridjetError(f"{self.data}: contains no events")
         indices = self.split_rows(labels)
@@ -125,7 +126,8 @@ class JetDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        arrays = read_jets(self.data)
+        arrays = self._arrays if self._arrays is not None else read_jets(self.data)
+        self._arrays = None
         if len(arrays.label) == 0:
             raise HybridjetError(f"{self.data}: contains no events")
         n_jets = arrays.jets.shape[1]

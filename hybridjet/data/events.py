@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hybridjet.data.features import Normalizer, event_features
+from hybridjet.data.features import Normalizer, event_features, feature_names
 from hybridjet.data.kinematics import jet_kinematics
-from hybridjet.data.store import count_jets_events, read_jets
+from hybridjet.data.store import count_jets_events, jets_per_event, read_jets
 from hybridjet.errors import HybridjetError
 
 CHUNK_EVENTS = 100_000
@@ -60,10 +60,22 @@ class EventFeatures:
     def __init__(self, feature_set: str | None, normalizer: Normalizer) -> None:
         self.feature_set, self.normalizer = feature_set, normalizer
 
-    def tensors(self, arrays: Any) -> dict[str, torch.Tensor]:
-        """Classifier tensors of in-memory jets (``JetArrays``)."""
+    def check_n_jets(self, n_jets: int, source: object) -> None:
+        """Refuse events with another number of jet slots than the run was trained on (its features differ)."""
         if self.feature_set is None:
             raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
+        if feature_names(self.feature_set, n_jets) == list(self.normalizer.names):
+            return
+        trained = next((j for j in range(1, 65) if feature_names(self.feature_set, j) == list(self.normalizer.names)),
+                       None)
+        expected = f"{trained} jets per event, as the run was trained on" if trained else \
+            f"the {len(self.normalizer.names)} features the run was trained on"
+        raise HybridjetError(f"{source}: events with {n_jets} jet slots give other {self.feature_set!r} features "
+                             f"than this run's; expected {expected} (recluster with that number of jets)")
+
+    def tensors(self, arrays: Any, source: object = "events") -> dict[str, torch.Tensor]:
+        """Classifier tensors of in-memory jets (``JetArrays``)."""
+        self.check_n_jets(int(arrays.jets.shape[1]), source)
         kin = jet_kinematics(arrays.jets)
         features = self.normalizer(event_features(arrays.jets, arrays.jet_mask, arrays.n_particles,
                                                   getattr(arrays, "tau", None), self.feature_set, kin))
@@ -71,7 +83,7 @@ class EventFeatures:
 
     def read_chunk(self, path: str | Path, start: int, total: int) -> dict[str, torch.Tensor]:
         """Tensors of the ``CHUNK_EVENTS`` events of ``path`` from ``start`` (fewer at the end, ``total``)."""
-        return self.tensors(read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)))
+        return self.tensors(read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)), path)
 
 
 def _file_chunks(inputs: EventFeatures, path: str | Path, total: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -94,6 +106,7 @@ def _file_batches(inputs: EventFeatures, path: str | Path, batch_size: int,
     """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time; a chunk's leftover events join the next chunk, so every
     batch but the last is full (one batch shape: a compiled model compiles once)."""
     total = count_jets_events(path)
+    inputs.check_n_jets(jets_per_event(path), path)  # before the first chunk is read
     bar = None
     if progress:
         from tqdm.auto import tqdm

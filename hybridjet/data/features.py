@@ -26,6 +26,8 @@ from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_path
 
 FEATURE_SETS = ("fourvec", "substructure", "highlevel")
+#: the most features a run may record (64 jets of the richest set hold 458)
+MAX_FEATURES = 4096
 HIGHLEVEL_NAMES = ["m_j1", "delta_m_j", "tau21_j1", "tau21_j2"]
 
 
@@ -152,7 +154,16 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Normalizer:
-        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32), list(data["names"]))
+        """The normalisation a run recorded, checked: one name, mean and positive std per feature, at most
+        :data:`MAX_FEATURES` of them (a size read from a file, bounded before anything is built from it)."""
+        names, mean, std = list(data["names"]), data["mean"], data["std"]
+        if not 0 < len(names) <= MAX_FEATURES or not len(mean) == len(std) == len(names):
+            raise HybridjetError(f"normalizer: expected 1 to {MAX_FEATURES} features with one mean and std each; got "
+                                 f"{len(names)} names, {len(mean)} means, {len(std)} stds")
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        if mean.ndim != 1 or not np.isfinite(mean).all() or not np.isfinite(std).all() or (std <= 0).any():
+            raise HybridjetError("normalizer: expected finite means and positive finite standard deviations")
+        return cls(mean, std, [str(n) for n in names])
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:

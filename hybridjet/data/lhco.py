@@ -10,7 +10,9 @@ dataset and attribute structure that PyTables/pandas expect, so our files open w
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ import awkward as ak
 import h5py
 import numpy as np
 
-from hybridjet.data.h5 import open_hdf5, short_error
+from hybridjet.data.h5 import check_stored_size, open_hdf5, short_error
+from hybridjet.data.physics import check_particles
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
 
@@ -83,6 +86,8 @@ def _values_dataset(f: h5py.File, path: PathLike) -> h5py.Dataset | np.ndarray:
         raise InputFileError(path, f"expected 2100 or 2101 columns (700 x pT, eta, phi [+ label]); found shape {ds.shape}")
     if ds.dtype.kind != "f":
         raise InputFileError(path, f"expected floating-point values; found dtype {ds.dtype}")
+    if isinstance(ds, h5py.Dataset):
+        check_stored_size(ds, path)
     return ds
 
 
@@ -108,21 +113,24 @@ def _read_rows(ds: h5py.Dataset, path: PathLike, start: int, stop: int) -> np.nd
 
 
 def _validate_block(block: np.ndarray, path: PathLike, offset: int) -> None:
-    bad = ~np.isfinite(block)
-    if bad.any():
-        row = int(np.nonzero(bad.any(axis=1))[0][0]) + offset
-        raise InputFileError(path, f"row {row} holds NaN or inf; expected finite pT, eta, phi values")
-    pt = block[:, 0:N_FEATURE_COLUMNS:3]
-    if (pt < 0).any():
-        row = int(np.nonzero((pt < 0).any(axis=1))[0][0]) + offset
-        raise InputFileError(path, f"row {row} holds a negative pT; expected pT >= 0 (0 = padding)")
     if block.shape[1] > N_FEATURE_COLUMNS:
         labels = block[:, N_FEATURE_COLUMNS]
-        wrong = (labels != 0) & (labels != 1)
+        wrong = (labels != 0) & (labels != 1)  # NaN included
         if wrong.any():
             row = int(np.nonzero(wrong)[0][0])
             raise InputFileError(path, f"row {row + offset} has label {float(labels[row])!r}; "
                                        "expected labels 0 or 1 in column 2100")
+    bad = ~np.isfinite(block[:, :N_FEATURE_COLUMNS])
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        name = ("pT", "eta", "phi")[column % 3]
+        raise InputFileError(path, f"row {row + offset}, particle {column // 3}: {name} is NaN or inf; expected "
+                                   "finite pT, eta, phi values")
+    pt = block[:, 0:N_FEATURE_COLUMNS:3]
+    if (pt < 0).any():
+        row = int(np.nonzero((pt < 0).any(axis=1))[0][0]) + offset
+        raise InputFileError(path, f"row {row} holds a negative pT; expected pT >= 0 (0 = padding)")
+    check_particles(path, pt, block[:, 1:N_FEATURE_COLUMNS:3], block[:, 2:N_FEATURE_COLUMNS:3], offset)
 
 
 def block_to_particles(block: np.ndarray) -> ak.Array:
@@ -281,6 +289,9 @@ class LHCOWriter:
         self.n_events = int(n_events)
         self.n_columns = N_FEATURE_COLUMNS + int(labelled)
         self.written = 0
+        need = self.n_events * self.n_columns * 8 // (4 if compression else 1)  # compressed: a quarter, at least
+        if need > shutil.disk_usage(Path(path).parent).free:  # before HDF5 fails on it inside its own close
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))  # atomic_path names the output
         self._f = h5py.File(path, "w", libver="earliest")
         _set_attrs(self._f, {"CLASS": b"GROUP", "PYTABLES_FORMAT_VERSION": b"2.1",
                              "TITLE": _EMPTY_TITLE, "VERSION": b"1.0"})

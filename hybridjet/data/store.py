@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 
 from hybridjet import __version__
-from hybridjet.data.h5 import open_hdf5
+from hybridjet.data.h5 import check_stored_size, hdf5_built_in_memory, open_hdf5
+from hybridjet.data.physics import check_jets
 from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
 
@@ -90,7 +91,7 @@ def write_jets(path: PathLike, arrays: JetArrays, attrs: dict[str, Any] | None =
         "package_version": _package_version(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
-    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path, suffix=".h5") as tmp, hdf5_built_in_memory(tmp) as f:
         for name, (dtype, _) in _DATASETS.items():
             data = np.ascontiguousarray(getattr(arrays, name), dtype=dtype)
             kwargs: dict[str, Any] = {}
@@ -132,6 +133,26 @@ def count_jets_events(path: PathLike) -> int:
         return int(f["event_id"].shape[0])
 
 
+def jets_per_event(path: PathLike) -> int:
+    """J, the number of jet slots per event of a jets.h5 file (its header only)."""
+    with _open(path) as f:
+        shape = f["jets"].shape
+    if len(shape) != 3 or shape[2] != 4:
+        raise InputFileError(path, f"dataset 'jets' has shape {shape}; expected [N, J, 4]")
+    return int(shape[1])
+
+
+def check_unique_ids(path: PathLike) -> None:
+    """Refuse a jets.h5 file whose ``event_id`` repeats (scores are matched to events by id)."""
+    with _open(path) as f:
+        check_stored_size(f["event_id"], path)
+        ids = np.asarray(f["event_id"][:], dtype=np.int64)
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        raise InputFileError(path, f"dataset 'event_id' repeats {len(ids) - len(unique):,} id(s) (first: "
+                                   f"{int(unique[counts > 1][0])}); expected one id per event")
+
+
 def read_jets(path: PathLike, start: int | None = None, stop: int | None = None) -> JetArrays:
     """Read events ``start:stop`` of a jets.h5 file, validating schema, shapes and finiteness."""
     with _open(path) as f:
@@ -142,15 +163,19 @@ def read_jets(path: PathLike, start: int | None = None, stop: int | None = None)
         for name, shape in expected.items():
             if f[name].shape != shape:
                 raise InputFileError(path, f"dataset '{name}' has shape {f[name].shape}; expected {shape}")
+            check_stored_size(f[name], path)
         sl = slice(start, stop)
         try:
             data = {name: np.asarray(f[name][sl], dtype=dtype) for name, (dtype, _) in _DATASETS.items()}
         except OSError as exc:
             raise InputFileError(path, f"unreadable data; truncated or corrupt file ({str(exc)[:120]})") from None
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    first = sl.indices(n)[0]
     for name in ("jets", "tau"):
         if not np.isfinite(data[name]).all():
-            raise InputFileError(path, f"dataset '{name}' holds NaN or inf values; expected finite numbers")
+            event = int(np.nonzero(~np.isfinite(data[name]).reshape(len(data[name]), -1).all(axis=1))[0][0])
+            raise InputFileError(path, f"dataset '{name}', event {event + first}: NaN or inf; expected finite numbers")
+    check_jets(path, data["jets"], data["jet_mask"], data["n_particles"], data["tau"], first)
     if not np.isin(data["label"], (-1, 0, 1)).all():
         raise InputFileError(path, "dataset 'label' holds values other than -1, 0, 1")
     return JetArrays(**data, attrs=attrs)
@@ -159,6 +184,7 @@ def read_jets(path: PathLike, start: int | None = None, stop: int | None = None)
 def read_labels(path: PathLike) -> np.ndarray:
     """The ``label`` dataset of a jets.h5 file alone (int8 [N]: 1 signal, 0 background, -1 unknown)."""
     with _open(path) as f:
+        check_stored_size(f["label"], path)
         try:
             return np.asarray(f["label"][:], dtype=np.int8)
         except OSError as exc:

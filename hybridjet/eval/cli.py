@@ -100,18 +100,25 @@ def _score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hybridjet.api import load_run
-    from hybridjet.data.store import count_jets_events
+    from hybridjet.data.store import check_unique_ids, count_jets_events, jets_per_event
     from hybridjet.errors import HybridjetError
-    from hybridjet.eval.scores import write_scores
+    from hybridjet.eval.scores import SCORES_WHAT, data_identity, is_scores_file, write_scores
+    from hybridjet.io_utils import check_writable
     from hybridjet.llm.backbone import resolve_device
     from hybridjet.quiet import quiet_third_party
+    from hybridjet.run import scoring_inputs
 
     quiet_third_party(progress_bars=args.progress)
     if args.batch_size is not None and args.batch_size < 1:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     splits = _splits_of(args.jets, args.split)
-    for jets in args.jets:  # every input checked before the model loads and any output is written
+    # every input and the output checked before the model loads and anything is written
+    check_writable(args.out, inputs=tuple(args.jets), replaces=is_scores_file, what=SCORES_WHAT)
+    inputs = scoring_inputs(args.run_dir)
+    for jets in args.jets:
         count_jets_events(jets)
+        inputs.check_n_jets(jets_per_event(jets), jets)
+        check_unique_ids(jets)
     device = None
     if args.device:
         try:
@@ -131,7 +138,8 @@ def _score(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
         out = write_scores(args.out, split=split, event_id=event_id, score=score, label=label,
                            attrs={"model": clf.model_kind, "score_kind": "probability",
-                                  "run": str(Path(args.run_dir)), "dense": bool(args.dense)})
+                                  "run": str(Path(args.run_dir)), "dense": bool(args.dense)},
+                           split_attrs=data_identity(jets))
         print(f"scored {len(score):,} events of {jets} in {seconds:.1f} s "
               f"({len(score) / max(seconds, 1e-9):,.0f} events/s) -> {out} [{split}]", flush=True)
     if getattr(clf, "compiled_artifacts_read", 0):

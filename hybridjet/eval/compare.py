@@ -15,7 +15,7 @@ from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.eval import metrics as M
 from hybridjet.eval.scores import read_scores
 from hybridjet.eval.sic import SicFloor, band, search_rows
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import atomic_path, check_writable
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
 _CURVE_POINTS = 400
@@ -119,6 +119,9 @@ class Report:
             parts.append(f"AUC gap: the reference's AUC minus each other model's on the same events, with a paired "
                          f"percentile bootstrap ({self.gaps[0]['n_boot']} resamples drawing the same events for "
                          "both): far narrower than the two AUC intervals side by side.")
+        if self.meta.get("data_unverified"):
+            parts.append(f"Not verified to be the same data (their scores files record no data digest; matched by "
+                         f"event ids only): {', '.join(self.meta['data_unverified'])}.")
         return " ".join(parts) + "\n"
 
     # ------------------------------------------------------------------------------------------ json
@@ -322,6 +325,25 @@ def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
     return meta, score_set
 
 
+def _check_same_data(dirs: list[Path], sets: list[Any], split: str) -> list[str]:
+    """Refuse runs whose ``split`` was scored on different data files (by the content digest each scores file
+    records), even where their event ids happen to match; returns the runs that record none (older runs)."""
+    known = [(d, ss.split_attrs["data_sha256"], ss.split_attrs.get("data", "?")) for d, ss in zip(dirs, sets,
+             strict=True) if ss.split_attrs.get("data_sha256")]
+    for d, digest, data in known[1:]:
+        d0, digest0, data0 = known[0]
+        if digest != digest0:
+            raise HybridjetError(f"runs {d0} and {d} scored their {split!r} split on different data ({data0}, sha256 "
+                                 f"{digest0[:12]}; {data}, sha256 {digest[:12]}); a paired comparison needs the "
+                                 "same events: score both on one file")
+    for d, ss in zip(dirs, sets, strict=True):
+        unlabeled = int((ss.label < 0).sum())
+        if unlabeled:
+            raise HybridjetError(f"{d / 'scores.h5'}: split {split!r} holds {unlabeled} events without a label (-1); "
+                                 "a comparison needs truth labels: score a labelled file")
+    return [str(d) for d, ss in zip(dirs, sets, strict=True) if not ss.split_attrs.get("data_sha256")]
+
+
 def _check_same_events(a: Path, ea: np.ndarray, b: Path, eb: np.ndarray) -> None:
     if len(ea) == len(eb) and np.array_equal(ea, eb):
         return
@@ -353,7 +375,10 @@ def compare_runs(
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise HybridjetError("no run directories given")
+    if out is not None:  # before any work: a file in the way or a folder that cannot be written is one line
+        check_writable(Path(out) / "comparison.md")
     loaded = [_load_run(d, split) for d in dirs]
+    unverified = _check_same_data(dirs, [ss for _, ss in loaded], split)
     ref_dir, (_, ref) = dirs[0], loaded[0]
     ref_order = np.argsort(ref.event_id, kind="stable")
     ref_ids, ref_labels = ref.event_id[ref_order], ref.label[ref_order]
@@ -378,7 +403,10 @@ def compare_runs(
             row_info["threshold"] = 0.5 if ss.attrs["score_kind"] == "probability" else 0.0
         info[name] = row_info
     report = evaluate(ref_labels, scores, info, n_boot=n_boot, reference=reference)
-    report.meta = {"split": split, "runs": [str(d) for d in dirs], "n_events": int(len(ref_ids))}
+    report.meta = {"split": split, "runs": [str(d) for d in dirs], "n_events": int(len(ref_ids)),
+                   "data": next((ss.split_attrs.get("data") for _, ss in loaded if ss.split_attrs.get("data")), None)}
+    if unverified and len(dirs) > 1:  # runs from before scores files named their data: matched by event ids only
+        report.meta["data_unverified"] = unverified
     if all(ss.attrs.get("selection") == "signal_region" for _, ss in loaded):
         attrs = {row["name"]: ss.attrs for row, (_, ss) in zip(report.rows, loaded, strict=True)}
         extra, report.sic_curves = search_rows(ref_labels, scores, attrs, sic_floor)

@@ -16,7 +16,7 @@ from typing import Any
 
 from hybridjet import __version__
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_dir
+from hybridjet.io_utils import atomic_dir, check_folder_replaceable
 from hybridjet.llm.backbone import Backbone, enable_checkpointing, load_backbone
 from hybridjet.llm.lora import LoraSpec
 from hybridjet.llm.resolve import resolve_model
@@ -29,7 +29,7 @@ def save_adapter(backbone: Any, directory: str | os.PathLike[str]) -> Path:
     if backbone.lora is None or not hasattr(backbone.model, "peft_config"):
         raise HybridjetError("this backbone has no LoRA adapter to save (load it with lora=...)")
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, replaces=is_adapter_dir, what="an adapter folder hybridjet wrote") as tmp:
         backbone.model.save_pretrained(str(tmp), safe_serialization=True)
         meta = {
             "base": backbone.identity.to_dict(),
@@ -40,6 +40,16 @@ def save_adapter(backbone: Any, directory: str | os.PathLike[str]) -> Path:
         }
         (tmp / BASE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
+
+
+def is_adapter_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds an adapter :func:`save_adapter` wrote (which a new save may replace)."""
+    return (directory / "adapter_config.json").is_file() and "base" in json.loads((directory / BASE_JSON).read_text())
+
+
+def is_export_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds a merged model :func:`merge_and_export` wrote (which a new export may replace)."""
+    return "merged_from" in json.loads((directory / BASE_JSON).read_text())
 
 
 def read_adapter_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -115,10 +125,13 @@ def merge_and_export(
     if str(dtype).lower() not in ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16"):
         raise HybridjetError(f"export dtype must be fp32, bf16 or fp16, got {dtype!r}")
     meta = read_adapter_meta(adapter_dir)
+    inputs = (adapter_dir, *((name_or_path,) if Path(name_or_path).exists() else ()))
+    what = "a merged model hybridjet exported"
+    check_folder_replaceable(out_dir, is_export_dir, what, inputs)  # before the base loads
     bb = load_adapter(name_or_path, adapter_dir, quantization="none", dtype=dtype, device="cpu", cache_dir=cache_dir)
     merged = bb.model.merge_and_unload()
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, is_export_dir, what, inputs) as tmp:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         bb.tokenizer.save_pretrained(str(tmp))
         info = {"merged_from": {"base": meta["base"], "adapter": str(Path(adapter_dir).resolve()),

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import _HASH_MEMO, atomic_path, sha256_file  # noqa: F401 - the cache's hash
 
 SOURCE_JSON = "source.json"
 # 2: source.json records each file's sha256 (entries of 1 have sizes only); 3: tokenizer rules per family
 # (SmolLM2's repairs for SmolLM2 files only, generic checks for others), notes on what a file lacks
 #: bump when the conversion/repair changes, so that old caches are rebuilt
 CONVERSION_VERSION = 3
-
-
-_HASH_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22, memo: bool = True) -> str:
-    """sha256 of a file's content (memoised per process on path, size and mtime unless ``memo=False``: a
-    verification must read the bytes, since a damage may keep size and mtime)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if not memo or key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-        _HASH_MEMO[key] = h.hexdigest()
-    return _HASH_MEMO[key]
 
 
 def read_json(path: Path) -> dict[str, Any]:

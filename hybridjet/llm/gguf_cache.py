@@ -9,9 +9,9 @@ Written through :func:`hybridjet.io_utils.atomic_dir`.  Before use an entry is c
 since the last full verification or that one is a day old; a missing, truncated or altered file, a different
 source hash or an older conversion version makes it rebuilt, with a warning naming the problem.  Conversions hold
 an flock on ``<entry>.lock`` beside the entry: two processes preparing the same GGUF at once convert it once, the
-second waits, then finds the finished entry.  Input is checked before any work: the file's 4-byte GGUF magic
-before it is hashed, its whole header (a truncated download fails there) before a conversion; either failure is an
-:class:`~hybridjet.errors.InputFileError`, one line from the CLI.
+second waits, then finds the finished entry.  Input is checked before any work: the whole header, every size in
+it bounded by the file's length (:mod:`hybridjet.llm.gguf_header`), before the file is hashed or read by a GGUF
+reader; a failure is an :class:`~hybridjet.errors.InputFileError`, one line from the CLI.
 
 Any architecture transformers' GGUF loader reads converts (:func:`hybridjet.llm.architectures.gguf_architectures`;
 another one is refused in one line before any work).  The tokenizer is repaired and checked by
@@ -43,6 +43,7 @@ from hybridjet.llm.cache_entry import (
     write_stamp,
 )
 from hybridjet.llm.files import CONVERSION_VERSION, SOURCE_JSON, sha256_file
+from hybridjet.llm.gguf_header import check_gguf_header
 from hybridjet.llm.gguf_tokenizer import (
     TOKEN_COUNT,
     TOKENIZER_METADATA,
@@ -55,7 +56,6 @@ from hybridjet.llm.gguf_tokenizer import (
 
 log = logging.getLogger(__name__)
 
-GGUF_MAGIC = b"GGUF"
 COUNT = "#count"
 #: the GGUF metadata a conversion uses
 CONVERSION_METADATA = ("general.architecture", "general.organization", *TOKENIZER_METADATA)
@@ -64,18 +64,6 @@ CONVERSION_METADATA = ("general.architecture", "general.organization", *TOKENIZE
 def converted_dir(gguf: Path, root: Path, digest: str) -> Path:
     """Cache directory of a GGUF file with sha256 ``digest``."""
     return root / "models" / f"{gguf.stem}-{digest[:12]}"
-
-
-def check_gguf_magic(path: Path) -> None:
-    """Raise :class:`InputFileError` unless ``path`` starts with the GGUF magic (reads 4 bytes: before any work)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(GGUF_MAGIC))
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read it ({exc.strerror})") from None
-    if head != GGUF_MAGIC:
-        what = "an empty file" if not head else f"it starts with {head!r}, a GGUF file with {GGUF_MAGIC!r}"
-        raise InputFileError(path, f"not a GGUF file ({what}); expected a .gguf file or a Hugging Face model directory")
 
 
 def gguf_metadata(gguf: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -110,7 +98,7 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
     another process while this one waited is taken as done).
     """
     gguf = Path(gguf).resolve()
-    check_gguf_magic(gguf)  # a wrong file is refused before hashing or converting anything
+    check_gguf_header(gguf)  # a wrong or damaged file is refused before hashing or converting anything
     digest = sha256_file(gguf)
     target = converted_dir(gguf, root, digest)
     if not rebuild and cache_problem(target, digest) is None:
@@ -118,6 +106,7 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
     meta = gguf_metadata(gguf, CONVERSION_METADATA)  # parses the whole header: a truncated file stops here
     check_gguf_architecture(gguf, meta.get("general.architecture"))  # before the lock: nothing is written
     seen = _read_bytes(target / SOURCE_JSON)  # changes if another process converts while this one waits
+    check_cache_writable(root)
     with entry_lock(target):
         if rebuild and _read_bytes(target / SOURCE_JSON) == seen:
             problem: str | None = "rebuild requested"
@@ -130,6 +119,19 @@ def ensure_converted(gguf: Path, root: Path, rebuild: bool = False) -> tuple[Pat
         if problem is not None:
             convert_gguf(gguf, target, digest, meta)
     return target, digest
+
+
+def check_cache_writable(root: Path) -> None:
+    """One line (naming ``HYBRIDJET_CACHE``) when the model cache cannot be written where it would be: a
+    conversion is needed and the folder is read-only, under a file or on a full disk."""
+    from hybridjet.io_utils import check_writable
+
+    try:
+        check_writable(root / "models" / ".probe")
+    except OSError as exc:
+        raise HybridjetError(f"{root}: the model cache cannot be written there ({str(exc).split(': ', 1)[-1]}); set "
+                             "HYBRIDJET_CACHE (or --cache-dir) to a writable folder, or prepare the model where it "
+                             "can be written") from None
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -150,7 +152,7 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
     t0 = time.perf_counter()
     if meta is None:
         meta = gguf_metadata(gguf, CONVERSION_METADATA)
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, replaces=lambda _: True) as tmp:  # an entry of the cache (named by the sha256)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tokenizer = _convert(gguf, lambda: AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
@@ -178,7 +180,7 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
             model.generation_config.bos_token_id = tokenizer.bos_token_id
         model.save_pretrained(tmp)
         names = [f.name for f in sorted(tmp.iterdir()) if f.is_file() and f.name not in (SOURCE_JSON, VERIFIED_JSON)]
-        files = file_records(tmp, names)  # hashed from disk: what a later check compares against
+        files, blocks = file_records(tmp, names)  # hashed from disk: what a later check compares against
         source = {
             "source": str(gguf),
             "sha256": digest,
@@ -197,7 +199,7 @@ def convert_gguf(gguf: Path, target: Path, digest: str, meta: dict[str, Any] | N
             "pid": os.getpid(),
         }
         (tmp / SOURCE_JSON).write_text(json.dumps(source, indent=2) + "\n")
-        write_stamp(tmp, file_stats(tmp, names))  # just hashed: the next full check is due in a day
+        write_stamp(tmp, file_stats(tmp, names), blocks)  # just hashed: the next full check is due in a day
     del model
     for note in notes:
         log.warning("hybridjet: %s: %s", gguf.name, note)

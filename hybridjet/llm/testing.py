@@ -107,7 +107,7 @@ def make_tiny_llama(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, replaces=lambda d: (d / "config.json").is_file(), what="a model folder") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return directory

@@ -208,7 +208,8 @@ def make_family_gguf(
     ids = {"bos": index[spec.bos], "eos": index[eos], "pad": index[spec.pad] if spec.pad else None}
     model = _hf_model(spec, len(tokens), ids, seed)
     if reference_dir is not None:
-        with atomic_dir(Path(reference_dir)) as tmp:
+        with atomic_dir(Path(reference_dir), replaces=lambda d: (d / "config.json").is_file(),
+                        what="a model folder") as tmp:
             model.save_pretrained(tmp)
     config = model.config
     path = Path(path)

@@ -19,7 +19,14 @@ from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.events import EventFeatures, iter_event_batches
 from hybridjet.data.features import Normalizer
 from hybridjet.errors import HybridjetError
-from hybridjet.run import RUN_MODEL_FILE, read_run_metadata, read_tensors, write_record, write_tensors
+from hybridjet.run import (
+    RUN_MODEL_FILE,
+    read_run_metadata,
+    read_tensors,
+    recorded_features,
+    write_record,
+    write_tensors,
+)
 
 TREES_FILE = "trees.safetensors"
 _NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
@@ -178,10 +185,9 @@ class GradientBoostedTrees:
             raise HybridjetError(f"{run_dir}: holds a {meta.get('class')}, not a {cls.__name__}")
         try:
             model = cls(**meta["hparams"])
-            model.normalizer = Normalizer.from_dict(meta["normalizer"])
         except (KeyError, TypeError, ValueError) as err:
             raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed gbdt record ({err!r})") from None
-        model.feature_set = meta.get("feature_set")
+        model.feature_set, model.normalizer = recorded_features(meta, run_dir)
         model.iterations = int(meta.get("iterations") or 0)
         model.trees = TreeEnsemble(read_tensors(run_dir, TREES_FILE, numpy=True))
         return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from hybridjet import checks
+
 
 class ArchConfig:
     """A mixin of the frozen dataclasses that describe a net (fields ``lora``, ``lora_r``, ``lora_alpha``,
@@ -14,6 +16,12 @@ class ArchConfig:
     lora_r: int
     lora_alpha: int
     lora_dropout: float
+
+    def check_lora(self) -> None:
+        """One line for LoRA settings that cannot be meant (checked before any model loads)."""
+        checks.integer("lora_r", self.lora_r, 1, 4096)
+        checks.positive("lora_alpha", self.lora_alpha)
+        checks.fraction("lora_dropout", self.lora_dropout, include_one=False)
 
     def lora_spec(self) -> dict[str, Any] | None:
         """The LoRA settings the backbone loader takes (``None``: frozen LLM)."""

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
@@ -66,10 +67,12 @@ class HybridConfig(ArchConfig):
         sigma = self.periodic_sigma
         if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0):
             raise HybridjetError(f"periodic_sigma: expected a positive number or null (per feature set), got {sigma!r}")
-        for name in ("n_soft_tokens", "encoder_hidden", "encoder_layers", "ablation_width", "lora_r"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise HybridjetError(f"{name}: expected a positive integer, got {value!r}")
+        # sizes bounded too: a run's record is read from a file, and these decide what is allocated
+        for name, high in (("n_soft_tokens", 1024), ("encoder_hidden", 65536), ("encoder_layers", 256),
+                           ("ablation_width", 65536)):
+            checks.integer(name, getattr(self, name), 1, high)
+        checks.fraction("dropout", self.dropout, include_one=False)
+        self.check_lora()
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
@@ -52,6 +53,8 @@ class TextPromptConfig(ArchConfig):
         object.__setattr__(self, "labels", tuple(self.labels))
         if len(self.labels) != 2:
             raise HybridjetError(f"labels: expected two words (signal, background), got {list(self.labels)}")
+        checks.integer("max_length", self.max_length, 8, 1 << 20)
+        self.check_lora()
 
 
 class TextPromptNet(nn.Module):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
-from hybridjet.io_utils import write_json
+from hybridjet.io_utils import check_writable, write_json
 from hybridjet.text.api import TextModel
 from hybridjet.text.formats import Example, extract_response, read_examples
 
@@ -52,6 +54,16 @@ def score_model(
     return result, generations
 
 
+EVAL_KIND = "hybridjet-sft-eval"
+
+
+def is_eval_file(path: Path) -> bool:
+    """Whether ``path`` holds an evaluation :func:`evaluate_run` wrote (the only file its output replaces)."""
+    record = json.loads(path.read_text())
+    return isinstance(record, dict) and (record.get("kind") == EVAL_KIND or
+                                         {"run", "data", "adapter", "evaluated"} <= record.keys())
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -75,6 +87,10 @@ def evaluate_run(
     ``static_cache``: generate with a fixed-size KV cache (:meth:`TextModel.generate_batch`)."""
     if batch_size is not None and batch_size < 1:  # before the model loads
         raise HybridjetError(f"--batch-size: expected a positive integer, got {batch_size}")
+    checks.integer("--max-new-tokens", max_new_tokens, 1, 1 << 16)
+    checks.integer("--limit", limit, 1, optional=True)
+    out_path = Path(out) if out is not None else Path(run_dir) / "eval.json"
+    check_writable(out_path, inputs=(data,), replaces=is_eval_file, what="an evaluation hybridjet wrote")
     tm = model if model is not None else TextModel.from_pretrained(run_dir, model=base_model)
     if batch_size is None:
         batch_size = 64 if tm.device.type == "cuda" else 8
@@ -94,6 +110,7 @@ def evaluate_run(
         examples = examples[: int(limit)]
     max_length = settings.get("max_length")
     result: dict[str, Any] = {
+        "kind": EVAL_KIND,
         "run": str(run_dir),
         "data": str(data),
         "records": report.n_read,
@@ -125,7 +142,6 @@ def evaluate_run(
         }
         for i, ex in enumerate(examples[:5])
     ]
-    out_path = Path(out) if out is not None else Path(run_dir) / "eval.json"
     write_json(out_path, result, indent=2)
     result["written"] = str(out_path)
     return result

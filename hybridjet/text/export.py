@@ -40,7 +40,7 @@ def save_text_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_adapter(backbone, run_dir / ADAPTER_DIR)
     tokenizer = backbone.tokenizer
-    with atomic_dir(run_dir / TOKENIZER_DIR) as tmp:
+    with atomic_dir(run_dir / TOKENIZER_DIR, replaces=lambda _: True) as tmp:  # the run's own folder
         tokenizer.save_pretrained(str(tmp))
         if getattr(tokenizer, "chat_template", None):
             (tmp / "chat_template.jinja").write_text(str(tokenizer.chat_template), encoding="utf-8")

@@ -20,10 +20,12 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import load_tokenizer
 from hybridjet.llm.resolve import resolve_model
 from hybridjet.quiet import quiet_training_warnings
+from hybridjet.run import RunClaim, released_on_exit
 from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.sft import TextSFT
 from hybridjet.train.callbacks import default_precision
@@ -35,6 +37,9 @@ USAGE = ("usage: hybridjet sft {fit,validate,test} -c CONFIG [overrides] | hybri
 
 class SFTCLI(LightningCLI):
     """LightningCLI with a run name (``runs/<name>``), a best-by-val_loss checkpoint and a CSV logger."""
+
+    #: the run directories this process claimed (:class:`RunClaim`), released by :func:`cli_main`'s caller
+    claims: list[RunClaim] = []
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--name", type=str, default="sft", help="run name: outputs go to <runs_root>/<name>")
@@ -72,12 +77,15 @@ class SFTCLI(LightningCLI):
             cfg.checkpoint.dirpath = str(run_dir / "checkpoints")
         if not cfg.model.get("run_dir"):
             cfg.model.run_dir = str(run_dir)
+        checks.training_budget(cfg.trainer)
+        RunClaim(run_dir).check()  # a file or someone's folder in the way: one line before the model loads
         if self.subcommand in ("fit", "validate", "test"):
             check_data_before_the_model(cfg)
-        remove_partial_checkpoints(cfg.checkpoint.dirpath)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self._sub_config()
+        SFTCLI.claims.append(RunClaim(self.run_dir()).acquire())  # the model loaded: the run directory is made now
+        remove_partial_checkpoints(cfg.checkpoint.dirpath)
         logger = cfg.trainer.get("logger")
         if logger is None or logger is True:
             from lightning.pytorch.loggers import CSVLogger
@@ -100,15 +108,18 @@ def cli_main(args: Sequence[str]) -> SFTCLI:
 
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     quiet_training_warnings()
-    return SFTCLI(
-        TextSFT,
-        TextDataModule,
-        args=list(args),
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"num_sanity_val_steps": 0, "plugins": [DataCheckpointIO()],
-                          "precision": default_precision()},
-        parser_kwargs={"prog": "hybridjet sft"},
-    )
+    checks.config_files(list(args))  # one line naming a missing, broken or empty config file
+    SFTCLI.claims = []
+    with released_on_exit(SFTCLI.claims):
+        return SFTCLI(
+            TextSFT,
+            TextDataModule,
+            args=list(args),
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"num_sanity_val_steps": 0, "plugins": [DataCheckpointIO()],
+                              "precision": default_precision()},
+            parser_kwargs={"prog": "hybridjet sft"},
+        )
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -173,8 +184,6 @@ def lora_study(args: list[str]) -> int:
     side."""
     import math
 
-    import yaml
-
     from hybridjet.text.export import read_text_config
 
     presets = ["qkv", "all-linear"]
@@ -185,11 +194,9 @@ def lora_study(args: list[str]) -> int:
         presets, args = given, args[:at] + rest
         if not presets:
             raise HybridjetError("--presets: expected LoRA presets, e.g. --presets qkv all-linear")
-    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-c", "--config")]
     names = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--name"]
     roots = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--runs_root"]
-    base = names[-1] if names else next((yaml.safe_load(Path(c).read_text()).get("name") for c in configs
-                                         if Path(c).is_file()), "sft")
+    base = names[-1] if names else next((c.get("name") for c in checks.config_files(args) if c.get("name")), "sft")
     root = Path(roots[-1]) if roots else Path("runs")
     rows = []
     for preset in presets:

@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of, load_backbone
 from hybridjet.runtime import compiles_by_default
@@ -111,6 +112,20 @@ class TextSFT(L.LightningModule):
         torch_compile: bool | None = None,
     ) -> None:
         super().__init__()
+        # every setting checked before the LLM loads: one line, nothing written
+        checks.positive("model.lr", lr)
+        checks.non_negative("model.weight_decay", weight_decay)
+        if not isinstance(betas, list | tuple) or len(betas) != 2:
+            raise HybridjetError(f"model.betas: expected two numbers in [0, 1), got {betas!r}")
+        for beta in betas:
+            checks.fraction("model.betas", beta, include_one=False)
+        checks.integer("model.warmup_steps", warmup_steps, 0)
+        checks.fraction("model.ema_decay", ema_decay, include_one=False)
+        checks.integer("model.lora_r", lora_r, 1, 4096)
+        checks.positive("model.lora_alpha", lora_alpha)
+        checks.fraction("model.lora_dropout", lora_dropout, include_one=False)
+        if not isinstance(gradient_checkpointing, bool):
+            checks.fraction("model.gradient_checkpointing", gradient_checkpointing)
         if optimizer not in OPTIMIZERS:
             raise HybridjetError(f"unknown optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         if scheduler not in SCHEDULERS:

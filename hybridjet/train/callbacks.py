@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
 
-from hybridjet.eval.scores import write_scores
+from hybridjet.eval.scores import data_of, write_scores
 from hybridjet.train.classifiers import EventClassifier
 
 
@@ -49,7 +49,8 @@ class ScoresWriter(BasePredictionWriter):
         path = Path(trainer.default_root_dir) / "scores.h5"
         write_scores(path, split, merged["event_id"], merged["score"].astype(np.float32),
                      merged["label"].astype(np.int8), attrs={"model": getattr(pl_module, "model_kind", "model"),
-                                                             "score_kind": "probability"})
+                                                             "score_kind": "probability"},
+                     split_attrs=data_of(trainer.datamodule))
         print(f"scores of {len(merged['score'])} events ({split} split) -> {path}")
 
 

@@ -11,6 +11,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from hybridjet.errors import InputFileError
+from hybridjet.io_utils import atomic_path
 
 
 def load_checkpoint_data(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
@@ -34,24 +35,22 @@ def load_checkpoint_data(path: str | os.PathLike[str], map_location: Any = "cpu"
 
 
 class DataCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file and renamed (a kill never leaves a half-written ``.ckpt``; a SIGKILL
-    mid-write can leave the ``.NAME.ckpt.tmp`` itself, never read and removed when a run starts), and read as data
-    only (:func:`load_checkpoint_data`)."""
+    """Checkpoints written through :func:`~hybridjet.io_utils.atomic_path` (a kill never leaves a half-written
+    ``.ckpt``; a SIGKILL mid-write can leave the writer's temporary, never read and removed when a run starts), and
+    read as data only (:func:`load_checkpoint_data`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint_data(path, map_location or "cpu")
 
 
 def remove_partial_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
-    """Delete ``.*.ckpt.tmp`` files a killed run left in ``checkpoint_dir``; returns what was removed."""
-    removed = sorted(Path(checkpoint_dir).glob(".*.ckpt.tmp"))
+    """Delete the ``.NAME.ckpt…tmp`` temporaries a killed run left in ``checkpoint_dir`` (called by the process
+    holding the run directory's claim, so no other writer is at work there); returns what was removed."""
+    removed = sorted(Path(checkpoint_dir).glob(".*.ckpt*.tmp"))
     for partial in removed:
         partial.unlink(missing_ok=True)
     return removed

@@ -14,9 +14,11 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
 from hybridjet.quiet import quiet_training_warnings
+from hybridjet.run import RunClaim, released_on_exit
 from hybridjet.train.callbacks import early_stopping
 from hybridjet.train.checkpoints import check_cli_ckpt_path, remove_partial_checkpoints
 from hybridjet.train.classifiers import EventClassifier
@@ -28,6 +30,9 @@ from hybridjet.train.trees_cli import main as trees_main
 class HybridjetCLI(LightningCLI):
     """LightningCLI with the run-directory conventions and a test pass after ``fit``."""
 
+    #: the run directories this process claimed (:class:`RunClaim`), released by :func:`main`
+    claims: list[RunClaim] = []
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="score the test split with the best weights after fit (scores.h5, metrics.json)")
@@ -35,6 +40,14 @@ class HybridjetCLI(LightningCLI):
                             help="write <run>/checkpoints/last.ckpt every N optimizer steps (resume with --ckpt_path last)")
         parser.add_argument("--early_stopping_patience", type=int | None, default=None,
                             help="stop when val_auc has not improved for N validations (default: never)")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        checks.training_budget(config.trainer)
+        for name in ("checkpoint_every_n_steps", "early_stopping_patience"):
+            checks.integer(f"--{name}", config.get(name), 1 if name.startswith("checkpoint") else 0,
+                           optional=name.startswith("early"))
+        RunClaim(config.trainer.get("default_root_dir") or "runs/default").check()  # before the model loads
 
     def _parse_ckpt_path(self) -> None:
         check_cli_ckpt_path(self)
@@ -49,6 +62,7 @@ class HybridjetCLI(LightningCLI):
         patience = self.config_init[self.subcommand].get("early_stopping_patience")
         if patience is not None:
             callbacks = [*callbacks, early_stopping(patience)]
+        HybridjetCLI.claims.append(RunClaim(root).acquire())  # after every setting and the model: nothing is left
         remove_partial_checkpoints(root / "checkpoints")
         trainer = super()._instantiate_trainer(config, callbacks)
         every = self.config_init[self.subcommand].get("checkpoint_every_n_steps", 50)
@@ -74,18 +88,20 @@ def main(argv: list[str]) -> int:
         return trees_main(argv)
     warnings.filterwarnings("ignore", message=".*provide both args and command line arguments.*")
     quiet_training_warnings()
+    HybridjetCLI.claims = []
     try:
-        HybridjetCLI(
-            EventClassifier,
-            JetDataModule,
-            subclass_mode_model=True,
-            trainer_defaults=trainer_defaults(),
-            save_config_callback=SaveConfigCallback,
-            save_config_kwargs={"overwrite": True},
-            seed_everything_default=0,
-            args=argv,
-            parser_kwargs={"prog": "hybridjet", "default_env": False},
-        )
+        with released_on_exit(HybridjetCLI.claims):
+            HybridjetCLI(
+                EventClassifier,
+                JetDataModule,
+                subclass_mode_model=True,
+                trainer_defaults=trainer_defaults(),
+                save_config_callback=SaveConfigCallback,
+                save_config_kwargs={"overwrite": True},
+                seed_everything_default=0,
+                args=argv,
+                parser_kwargs={"prog": "hybridjet", "default_env": False},
+            )
     except FileNotFoundError as exc:
         raise HybridjetError(f"{exc.filename}: file not found") from exc
     return 0

@@ -20,6 +20,7 @@ from hybridjet import run
 from hybridjet.data.features import Normalizer
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import auc_or_nan
+from hybridjet.eval.scores import data_of
 from hybridjet.runtime import pad_batch, padded_batch_size
 from hybridjet.train.gather import gather_events
 from hybridjet.train.optim import Optimization, adamw_with_warmup_cosine
@@ -154,7 +155,7 @@ class ClassifierModule(L.LightningModule):
             run_dir = Path(self.trainer.default_root_dir)
             prob = 1.0 / (1.0 + np.exp(-merged["score"].astype(np.float64)))
             metrics = run.write_split_scores(run_dir, "test", merged["event_id"], prob, merged["label"],
-                                             self.model_kind)
+                                             self.model_kind, data_of(self.trainer.datamodule))
             self.update_metrics(run_dir, test=metrics)
             self.save_compiled_artifacts()
 

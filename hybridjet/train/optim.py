@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
 
 
@@ -28,6 +29,10 @@ class Optimization:
     class_weight: str | None = None
 
     def __post_init__(self) -> None:
+        checks.positive("optim.lr", self.lr)
+        checks.positive("optim.encoder_lr", self.encoder_lr)
+        checks.non_negative("optim.weight_decay", self.weight_decay)
+        checks.fraction("optim.warmup_fraction", self.warmup_fraction)
         if self.class_weight not in (None, "balanced"):
             raise HybridjetError(f"optim.class_weight: expected null or balanced, got {self.class_weight!r}")
 

@@ -12,12 +12,14 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import CSVLogger
 
+from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.eval.metrics import split_metrics
-from hybridjet.eval.scores import write_scores
+from hybridjet.eval.scores import data_identity, write_scores
 from hybridjet.io_utils import write_json
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.quiet import quiet_training_warnings
+from hybridjet.run import RunClaim
 from hybridjet.train.callbacks import ScoresWriter, default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, remove_partial_checkpoints
 from hybridjet.train.classifiers import EventClassifier
@@ -54,7 +56,19 @@ def train_classifier(
     ``early_stopping_patience`` validations without improvement, if given; resuming from ``ckpt_path``), export
     the run and score the test split; returns the metrics. ``trainer_kwargs`` override :func:`trainer_defaults`."""
     quiet_training_warnings()
+    checks.training_budget({"max_epochs": max_epochs, **trainer_kwargs})
+    checks.integer("checkpoint_every_n_steps", checkpoint_every_n_steps, 1)
+    checks.integer("early_stopping_patience", early_stopping_patience, 0, optional=True)
     run_dir = Path(run_dir)
+    with RunClaim(run_dir):
+        return _fit_and_test(model, datamodule, run_dir, max_epochs, progress, ckpt_path, checkpoint_every_n_steps,
+                             early_stopping_patience, trainer_kwargs)
+
+
+def _fit_and_test(model: EventClassifier, datamodule: JetDataModule, run_dir: Path, max_epochs: int, progress: bool,
+                  ckpt_path: str | None, checkpoint_every_n_steps: int, early_stopping_patience: int | None,
+                  trainer_kwargs: dict[str, Any]) -> dict[str, float]:
+    """:func:`train_classifier` in its claimed run directory."""
     remove_partial_checkpoints(run_dir / "checkpoints")
     callbacks = [*run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps), ScoresWriter()]
     if early_stopping_patience is not None:
@@ -85,8 +99,15 @@ def train_gbdt(
     """Fit the trees, save the run, score the test split into ``scores.h5`` + ``metrics.json`` in ``run_dir``,
     like every other run. Returns the metrics (``metrics.json`` is strict JSON: a non-finite number, such as an
     unbounded 1/ε_B, is ``null``)."""
-    model = GradientBoostedTrees(max_iter, learning_rate, max_leaf_nodes, seed, class_weight).fit(datamodule)
     run_dir = Path(run_dir)
+    with RunClaim(run_dir):
+        return _fit_trees(GradientBoostedTrees(max_iter, learning_rate, max_leaf_nodes, seed, class_weight), datamodule,
+                          run_dir)
+
+
+def _fit_trees(model: GradientBoostedTrees, datamodule: JetDataModule, run_dir: Path) -> dict[str, Any]:
+    """:func:`train_gbdt` in its claimed run directory."""
+    model.fit(datamodule)
     model.save_run(run_dir)
     test = datamodule.splits["test"].tensors
     started = time.perf_counter()
@@ -94,7 +115,7 @@ def train_gbdt(
     infer_seconds = time.perf_counter() - started
     labels = test["label"].numpy().astype(np.int8)
     write_scores(run_dir / "scores.h5", "test", test["event_id"].numpy(), score, labels,
-                 attrs={"model": "gbdt", "score_kind": "probability"})
+                 attrs={"model": "gbdt", "score_kind": "probability"}, split_attrs=data_identity(datamodule.data))
     metrics = {
         "name": run_dir.name, "model": "gbdt", "trainable_params": model._check_fitted().n_nodes(),
         **model.timing, "infer_events_per_s": len(score) / max(infer_seconds, 1e-9),

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
 from hybridjet.models.classical import GradientBoostedTrees
@@ -21,24 +21,10 @@ from hybridjet.train.recipes import train_gbdt
 TREES_CLASS = f"{GradientBoostedTrees.__module__}.{GradientBoostedTrees.__name__}"
 
 
-def _config_paths(argv: list[str]) -> list[str]:
-    paths = []
-    for i, arg in enumerate(argv):
-        if arg in ("-c", "--config") and i + 1 < len(argv):
-            paths.append(argv[i + 1])
-        elif arg.startswith("--config="):
-            paths.append(arg.split("=", 1)[1])
-    return paths
-
-
 def is_trees_config(argv: list[str]) -> bool:
     """Whether the configs of ``argv`` (``fit -c FILE ...``) name the trees model."""
-    for path in _config_paths(argv):
-        try:
-            config = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # LightningCLI reports the file itself
-        model = config.get("model") if isinstance(config, dict) else None
+    for config in checks.config_files(argv):  # one line for a missing, broken or empty file
+        model = config.get("model")
         if isinstance(model, dict) and model.get("class_path") in (TREES_CLASS, "GradientBoostedTrees"):
             return True
     return False

@@ -116,7 +116,7 @@ def _bad_files(tmp_path, random_events):
     bad = pt.copy()
     bad[3, 0] = np.nan
     _frame(bad, eta, phi, labels).to_hdf(nan, key="df", mode="w")
-    files["nan"] = (nan, "row 3 holds NaN or inf")
+    files["nan"] = (nan, "row 3, particle 0: pT is NaN or inf")
     lab = tmp_path / "labels.h5"
     bad_labels = labels.astype(float)
     bad_labels[4] = 2.0
@@ -130,6 +130,29 @@ def _bad_files(tmp_path, random_events):
     table = tmp_path / "table.h5"
     _frame(pt[:, :], eta, phi, labels).iloc[:, :10].to_hdf(table, key="df", mode="w", format="table")
     files["table"] = (table, "'table' format")
+    # before: a NaN label was reported as a pT/eta/phi problem, and impossible particles clustered silently
+    nan_label = tmp_path / "nan_label.h5"
+    bad_labels = labels.astype(float)
+    bad_labels[6] = np.nan
+    _frame(pt, eta, phi, bad_labels).to_hdf(nan_label, key="df", mode="w")
+    files["nan_label"] = (nan_label, "row 6 has label nan; expected labels 0 or 1")
+    for name, column, value, expected in (("huge_pt", pt, 1e30, "pT = 1e+30; expected at most 100000 GeV"),
+                                          ("huge_eta", eta, 1e6, "eta = 1e+06; expected |eta| <= 50"),
+                                          ("phi_degrees", phi, 270.0, "phi = 270; expected phi in radians")):
+        bad = column.copy()
+        bad[2, 1] = value
+        arrays = {"pt": pt, "eta": eta, "phi": phi}
+        arrays[{id(pt): "pt", id(eta): "eta", id(phi): "phi"}[id(column)]] = bad
+        path = tmp_path / f"{name}.h5"
+        _frame(arrays["pt"], arrays["eta"], arrays["phi"], labels).to_hdf(path, key="df", mode="w")
+        files[name] = (path, f"row 2, particle 1: {expected}")
+    crafted = tmp_path / "crafted.h5"  # 2^40 rows declared in a few kB: reading it would allocate 17 PB
+    write_lhco(crafted, pt, eta, phi, labels)
+    with h5py.File(crafted, "a") as f:
+        del f["df/block0_values"]
+        f.create_dataset("df/block0_values", shape=(1 << 40, 2101), dtype="f8", chunks=(1, 2101),
+                         compression="gzip")
+    files["crafted"] = (crafted, "declares shape (1099511627776, 2101)")
     return files
 
 

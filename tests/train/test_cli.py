@@ -102,12 +102,13 @@ def test_lightning_cli_behaviour(argv, expected):
 
 
 def test_early_stopping_ends_a_run_that_stopped_improving(toy_jets_h5, tmp_path):
-    """Learning rates 0: val_auc never improves after the first epoch, so patience 2 stops after 3 of 30 epochs."""
+    """Learning rates of 1e-12 (updates below float32's resolution of the weights; 0 is refused as a setting that
+    cannot be meant): val_auc never improves after the first epoch, so patience 2 stops after 3 of 30 epochs."""
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data", str(toy_jets_h5),
          "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-         "--trainer.max_epochs", "30", "--model.optim.encoder_lr", "0", "--model.optim.lr", "0",
+         "--trainer.max_epochs", "30", "--model.optim.encoder_lr", "1e-12", "--model.optim.lr", "1e-12",
          "--early_stopping_patience", "2"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, _failure(result)
     with open(next((run_dir / "logs").glob("version_*/metrics.csv"))) as f:
