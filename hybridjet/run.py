@@ -109,24 +109,22 @@ class RunClaim:
             self._fd = None
 
     def _tidy(self) -> None:
+        """After a failed try: a try that left a checkpoint to resume from keeps everything, as an interrupted
+        one does (its logs say how far it got); any other removes the log versions and entries it added, and the
+        run directory if it made it."""
         run_dir = self.run_dir
-        if not run_dir.is_dir():
+        if not run_dir.is_dir() or (run_dir / "checkpoints" / "last.ckpt").is_file():
             return
         logs = run_dir / "logs"
         if logs.is_dir():
             for entry in os.scandir(logs):
                 if entry.name not in self._logs_before:
                     _remove(Path(entry.path))
-            if "logs" not in self._before and not any(logs.iterdir()):
-                _remove(logs)
-        resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
         for entry in os.scandir(run_dir):
-            if entry.name in self._before or entry.name in (RUN_LOCK, "logs"):
-                continue
-            if entry.name == "checkpoints" and resumable:
-                continue
-            _remove(Path(entry.path))
-        if self._created and not resumable and {e.name for e in os.scandir(run_dir)} <= {RUN_LOCK}:
+            if entry.name not in self._before and entry.name != RUN_LOCK and (entry.name != "logs" or not any(
+                    logs.iterdir())):
+                _remove(Path(entry.path))
+        if self._created and {e.name for e in os.scandir(run_dir)} <= {RUN_LOCK}:
             _remove(run_dir)
 
     def __enter__(self) -> RunClaim:

@@ -54,7 +54,8 @@ def train_classifier(
 ) -> dict[str, float]:
     """The classifier recipe: fit ``model`` into ``run_dir`` (best weights by val AUC; stopping early after
     ``early_stopping_patience`` validations without improvement, if given; resuming from ``ckpt_path``), export
-    the run and score the test split; returns the metrics. ``trainer_kwargs`` override :func:`trainer_defaults`."""
+    the run and score the test split; returns the metrics. ``trainer_kwargs`` override :func:`trainer_defaults`
+    (``callbacks`` among them join the recipe's own)."""
     quiet_training_warnings()
     checks.training_budget({"max_epochs": max_epochs, **trainer_kwargs})
     checks.integer("checkpoint_every_n_steps", checkpoint_every_n_steps, 1)
@@ -70,7 +71,8 @@ def _fit_and_test(model: EventClassifier, datamodule: JetDataModule, run_dir: Pa
                   trainer_kwargs: dict[str, Any]) -> dict[str, float]:
     """:func:`train_classifier` in its claimed run directory."""
     remove_partial_checkpoints(run_dir / "checkpoints")
-    callbacks = [*run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps), ScoresWriter()]
+    callbacks = [*run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps), ScoresWriter(),
+                 *trainer_kwargs.pop("callbacks", [])]
     if early_stopping_patience is not None:
         callbacks.append(early_stopping(early_stopping_patience))
     settings = {**trainer_defaults(), "callbacks": callbacks, "default_root_dir": str(run_dir),

@@ -44,11 +44,26 @@ def test_defaults_are_the_lhco_search():
     ({"evaluation": {"split": "train"}}, "evaluation.split: expected test or data, got 'train'"),
     ({"evaluation": {"min_eff_b": -1}}, "evaluation.min_eff_b: expected a number >= 0"),
     ({"features": "pixels"}, "features: expected one of"),
+    # before: silently renormalised
+    ({"sample": {"background_fractions": [0.5, 0.5, 0.5]}},
+     r"sample.background_fractions: the fractions \(data, reference, test\) must sum to 1; \[0.5, 0.5, 0.5\] sum"),
+    ({"training": {"split": [0.5, 0.2, 0.05]}}, r"training.split: the fractions \(train, val, test\) must sum to 1"),
 ])
 def test_bad_settings_name_the_setting_and_what_was_expected(change, message):
     with pytest.raises(HybridjetError, match=message) as err:
         parse_config({**BASE, **change})
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-0.01"])
+def test_an_s_over_b_on_the_command_line_that_cannot_be_injected_is_one_line(tmp_path, value, capsys):
+    """Before: '--s-over-b inf' ended in a traceback."""
+    from hybridjet.cli import main
+
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    assert main(["anomaly", "-c", str(path), "--s-over-b", "0.01", value, "--check"]) == 2
+    assert capsys.readouterr().err.strip().startswith("hybridjet: error: --s-over-b: expected positive ratios")
 
 
 def test_a_config_file_error_names_the_file(tmp_path):

@@ -93,3 +93,18 @@ def test_cli_info_and_export(tiny_llama, trained_adapter, tmp_path, capsys):
     assert (tmp_path / "m" / "model.safetensors").is_file()
     assert main(["model", "info", str(tmp_path / "nothing")]) == 2
     assert "hybridjet: error:" in capsys.readouterr().err
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(tiny_llama, trained_adapter, tmp_path):
+    """Before: 'model export --out d' with a user's file in d exited 0 and the file was gone."""
+    out, _, _ = trained_adapter
+    user = tmp_path / "d"
+    user.mkdir()
+    (user / "analysis.py").write_text("keep")
+    with pytest.raises(HybridjetError, match="holding 1 entry .analysis.py. and not a merged model hybridjet"):
+        merge_and_export(tiny_llama, out, user)
+    assert (user / "analysis.py").read_text() == "keep" and sorted(p.name for p in user.iterdir()) == ["analysis.py"]
+    with pytest.raises(HybridjetError, match="holds the input"):
+        merge_and_export(tiny_llama, out, out)
+    merged = merge_and_export(tiny_llama, out, tmp_path / "merged")
+    assert merge_and_export(tiny_llama, out, merged) == merged  # an earlier export is replaced

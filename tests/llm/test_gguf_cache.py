@@ -75,14 +75,15 @@ def test_full_check_at_most_daily_and_entries_without_digests(tiny_gguf, tmp_pat
     entry, digest = ensure_converted(tiny_gguf, tmp_path)
     stamp = entry / STAMP
     weights = entry / "model.safetensors"
-    # a damage that keeps size and mtime escapes the cheap check within a day of the last full check...
+    # a damage that keeps size and mtime is found at the next load by the blocks' CRC-32s (before: it escaped
+    # every check for up to a day, and scores moved by 0.32)...
     _scribble(weights, 1000, keep_mtime=True)
-    assert cache_problem(entry, digest) is None
-    # ...and is found by the next full check once that day has passed
+    assert "model.safetensors differs from its verified content (block 0" in (cache_problem(entry, digest) or "")
+    # ...and by the next full check too, once a day has passed
     data = json.loads(stamp.read_text())
     data["verified_at"] -= 2 * 86400
     stamp.write_text(json.dumps(data))
-    assert "model.safetensors" in (cache_problem(entry, digest) or "")
+    assert "model.safetensors differs from the sha256" in (cache_problem(entry, digest) or "")
     # once rebuilt, a passing full check renews the stamp (so that the next checks are cheap again)
     entry, digest = ensure_converted(tiny_gguf, tmp_path)
     assert cache_problem(entry, digest) is None and weights.is_file()
@@ -91,6 +92,11 @@ def test_full_check_at_most_daily_and_entries_without_digests(tiny_gguf, tmp_pat
     stamp.write_text(json.dumps(data))
     assert cache_problem(entry, digest) is None
     assert abs(json.loads(stamp.read_text())["verified_at"] - time.time()) < 60
+    # a stamp from before block CRC-32s were recorded gets a full check, which records them
+    data = json.loads(stamp.read_text())
+    del data["blocks"]
+    stamp.write_text(json.dumps(data))
+    assert cache_problem(entry, digest) is None and "blocks" in json.loads(stamp.read_text())
     # an entry converted before digests were recorded is rebuilt
     source = json.loads((entry / SOURCE_JSON).read_text())
     source.update(conversion_version=1, files={name: rec["size"] for name, rec in source["files"].items()})
@@ -136,3 +142,27 @@ def test_a_file_that_is_not_gguf_is_one_line(tiny_gguf, tmp_path, command, conte
     assert len(lines) == 1 and lines[0].startswith(f"hybridjet: error: {bad}: not a "), result.stderr
     assert ("truncated" if content == "truncated" else "not a GGUF file (") in lines[0], lines[0]
     assert not cache.exists()  # refused before any conversion work: nothing written
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+def test_a_cache_that_cannot_be_written_is_one_line(tiny_gguf, tmp_path, where):
+    """Before: NotADirectoryError / OSError tracebacks from the cache's mkdir."""
+    if where == "under a file":
+        (tmp_path / "file").write_text("x")
+        cache = tmp_path / "file" / "cache"
+    else:
+        cache = tmp_path / "ro"
+        cache.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(cache)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        result = subprocess.run([*HYBRIDJET, "model", "prepare", str(tiny_gguf)], capture_output=True, text=True,
+                                timeout=300, cwd=ROOT, env={**os.environ, "HYBRIDJET_CACHE": str(cache)})
+    finally:
+        if where == "read-only":
+            subprocess.run(["umount", str(cache)], capture_output=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"hybridjet: error: {cache}: the model cache cannot be written there") and \
+        "HYBRIDJET_CACHE" in line

@@ -131,6 +131,15 @@ def test_cli_checkpoint_resume_ask_eval(tiny_llama: Path, tmp_path: Path, capsys
     result = evaluate_run(run, EXAMPLES / "physics_qa_val.jsonl", max_new_tokens=4, limit=3, model=tm)
     assert set(result) >= {"base", "adapter"} and result["adapter"]["loss"] != result["base"]["loss"]
     assert json.loads((run / "eval.json").read_text())["adapter"]["rougeL"] >= 0.0
+    # before: 'sft eval --out val.jsonl' replaced the data with the results
+    data = tmp_path / "val.jsonl"
+    data.write_bytes((EXAMPLES / "physics_qa_val.jsonl").read_bytes())
+    with pytest.raises(HybridjetError, match="is also the input"):
+        evaluate_run(run, data, max_new_tokens=4, limit=3, model=tm, out=data)
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    with pytest.raises(HybridjetError, match="not an evaluation hybridjet wrote"):
+        evaluate_run(run, data, max_new_tokens=4, limit=3, model=tm, out=tmp_path / "notes.json")
+    assert data.read_bytes() == (EXAMPLES / "physics_qa_val.jsonl").read_bytes()
     assert hybridjet_main(["ask", "--run", str(tmp_path / "nope"), "x"]) == 2
 
 
@@ -141,6 +150,11 @@ def test_cli_checkpoint_resume_ask_eval(tiny_llama: Path, tmp_path: Path, capsys
     ('{"question": "What?", "answer": "This."}\n' * 8, ["--data.batch_size", "0"], "data.batch_size"),
     ('{"question": "What?", "answer": "This."}\n' * 8, ["--data.chat_template", "no-such.jinja"],
      "no-such.jinja: data.chat_template: no such file"),
+    # before: the model loaded, then a traceback, and config.yaml was left behind
+    ('{"question": "What?", "answer": "This."}\n' * 8, ["--model.lr", "-0.1"], "model.lr: expected a finite number > 0"),
+    # before: an untrained adapter saved as a finished run
+    ('{"question": "What?", "answer": "This."}\n' * 8, ["--trainer.max_steps", "0"],
+     "trainer.max_steps: expected an integer >= 1"),
 ])
 def test_sft_bad_data_is_one_line_before_the_model_loads(tiny_llama: Path, tmp_path: Path, records: str,
                                                           option: list[str], needle: str) -> None:
