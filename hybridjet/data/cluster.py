@@ -25,7 +25,7 @@ import awkward as ak
 import numpy as np
 
 from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
-from hybridjet.data.store import JetArrays, write_jets
+from hybridjet.data.store import JETS_WHAT, JetArrays, is_jets_file, write_jets
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import check_writable
 
@@ -279,7 +279,7 @@ def cluster(
     if n_total == 0:
         raise InputFileError(in_path, "holds no events (0 rows); nothing to cluster")
     labelled = is_labelled(in_path)
-    check_writable(out, inputs=(in_path,))  # before the clustering, not after it
+    check_writable(out, inputs=(in_path,), replaces=is_jets_file, what=JETS_WHAT)  # before the clustering
     stop = n_total if stop is None else min(stop, n_total)
     ranges = [(s, min(s + chunk_size, stop)) for s in range(start, stop, chunk_size)]
     params = {"radius": radius, "algorithm": algorithm, "n_jets": n_jets, "min_pt": min_pt}

@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from hybridjet.data.lhco import MAX_PARTICLES, N_FEATURE_COLUMNS, LHCOWriter, count_events
+from hybridjet.data.lhco import (
+    EVENTS_WHAT,
+    MAX_PARTICLES,
+    N_FEATURE_COLUMNS,
+    LHCOWriter,
+    count_events,
+    is_hybridjet_events,
+)
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_path, check_writable
 
@@ -301,7 +308,7 @@ def generate(
     pythia_settings(process, seed, mx, my, mwprime)  # validates process and masses
     if n_events < 1 or workers < 1:
         raise HybridjetError("n_events and workers must be >= 1")
-    check_writable(out)
+    check_writable(out, replaces=is_hybridjet_events, what=EVENTS_WHAT)
     if chunk_events < 1:
         raise HybridjetError(f"chunk_events must be >= 1, got {chunk_events}")
     counts = _split_counts_by_chunk(n_events, chunk_events)
@@ -387,7 +394,7 @@ def mix(
         raise HybridjetError(f"signal fraction must be within [0, 1], got {signal_fraction}")
     if n_events is not None and n_events < 1:
         raise HybridjetError(f"n_events must be >= 1, got {n_events}")
-    check_writable(out, inputs=(signal_path, background_path))
+    check_writable(out, inputs=(signal_path, background_path), replaces=is_hybridjet_events, what=EVENTS_WHAT)
     n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
     for path, n_avail, needed in ((signal_path, n_sig_avail, signal_fraction > 0),
                                   (background_path, n_bkg_avail, signal_fraction < 1)):

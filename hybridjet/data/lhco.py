@@ -42,6 +42,17 @@ _WRITE_BLOCK = 8192
 
 PathLike = str | os.PathLike[str]
 
+#: the root attribute marking an event file hybridjet wrote (generate, mix): the only kind their outputs replace
+WRITER_ATTR, WRITER_VALUE = "HYBRIDJET", b"events"
+EVENTS_WHAT = "an event file hybridjet wrote"
+
+
+def is_hybridjet_events(path: PathLike) -> bool:
+    """Whether ``path`` is an event file :class:`LHCOWriter` wrote (never, say, the LHCO R&D file itself)."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get(WRITER_ATTR)
+    return (value.decode() if isinstance(value, bytes) else value) == WRITER_VALUE.decode()
+
 
 @dataclass
 class LHCOEvents:
@@ -294,7 +305,7 @@ class LHCOWriter:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))  # atomic_path names the output
         self._f = h5py.File(path, "w", libver="earliest")
         _set_attrs(self._f, {"CLASS": b"GROUP", "PYTABLES_FORMAT_VERSION": b"2.1",
-                             "TITLE": _EMPTY_TITLE, "VERSION": b"1.0"})
+                             "TITLE": _EMPTY_TITLE, "VERSION": b"1.0", WRITER_ATTR: WRITER_VALUE})
         g = self._f.create_group(KEY)
         _set_attrs(g, {
             "CLASS": b"GROUP", "TITLE": _EMPTY_TITLE, "VERSION": b"1.0",

@@ -77,6 +77,16 @@ class JetArrays:
         return JetArrays(**cat, attrs=dict(parts[0].attrs) if parts else {})
 
 
+JETS_WHAT = "a jets.h5 file hybridjet wrote"
+
+
+def is_jets_file(path: PathLike) -> bool:
+    """Whether ``path`` is a jets.h5 file hybridjet wrote (the only kind of file ``cluster`` replaces)."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("format")
+    return (value.decode() if isinstance(value, bytes) else value) == FORMAT_NAME
+
+
 def _package_version() -> str:
     return str(__version__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -40,8 +41,12 @@ class DataCheckpointIO(TorchCheckpointIO):
     read as data only (:func:`load_checkpoint_data`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        # serialised in memory, then one plain write: torch.save straight to a full disk fails with a RuntimeError
+        # about its zip writer's position, which names no disk (checkpoints hold the trainable weights only)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            tmp.write_bytes(buffer.getbuffer())
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint_data(path, map_location or "cpu")

@@ -235,3 +235,35 @@ def test_more_bad_data_input_is_one_line(tmp_path, argv, expected):
     assert_one_line_error(hybridjet(tmp_path, *argv), expected)
     assert tree(tmp_path) == before
     assert (tmp_path / "events.h5").read_bytes() == events == (tmp_path / "other.h5").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------ outputs onto files
+def test_data_outputs_never_replace_a_file_of_another_kind(tmp_path):
+    """generate, mix and cluster replace only what they write themselves: the LHCO R&D file (an event file no
+    hybridjet wrote), a jets.h5 where events were asked for, a user's notes."""
+    rng = np.random.default_rng(0)
+    pt = np.zeros((20, 700))
+    pt[:, :3] = rng.uniform(100, 1500, (20, 3))
+    eta, phi = np.zeros((20, 700)), np.zeros((20, 700))
+    rnd = tmp_path / "events_anomalydetection.h5"  # as downloaded: pandas wrote it, not hybridjet
+    pd.DataFrame(pack_rows(pt, eta, phi, rng.integers(0, 2, 20))).to_hdf(rnd, key="df", mode="w")
+    ours = tmp_path / "ours.h5"
+    write_lhco(ours, pt, eta, phi, rng.integers(0, 2, 20))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep")
+    jets = tmp_path / "jets.h5"
+    write_jets(jets, JetArrays(np.zeros((2, 1, 4), np.float32), np.zeros((2, 1), bool), np.zeros(2, np.int32),
+                               np.zeros((2, 1, 3), np.float32), np.zeros(2, np.int8), np.arange(2)))
+    before = {p: p.read_bytes() for p in (rnd, notes, jets)}
+    for argv, victim, what in (
+        (("generate", "--process", "qcd", "--events", BIG, "--seed", "1", "--out", rnd), rnd, "an event file"),
+        (("mix", "--signal", ours, "--background", ours, "--signal-fraction", "0.5", "--seed", "0", "--out", jets), jets,
+         "an event file"),
+        (("cluster", ours, "--out", notes), notes, "a jets.h5 file"),
+        (("cluster", ours, "--out", rnd), rnd, "a jets.h5 file"),
+    ):
+        quiet = () if argv[0] == "mix" else ("--no-progress",)
+        last = assert_one_line_error(hybridjet(tmp_path, *argv, *quiet), str(victim.name))
+        assert f"exists and is not {what} hybridjet wrote" in last, last
+    assert {p: p.read_bytes() for p in before} == before
+    assert hybridjet(tmp_path, "cluster", ours, "--out", jets, "--no-progress").returncode == 0  # its own kind
