@@ -231,14 +231,23 @@ class ExecutionPolicy:
         return self._plans[key]
 
 
-def load_llm(model: str, lora: dict[str, Any] | None, runtime: Runtime) -> Backbone:
+def load_llm(model: str, lora: dict[str, Any] | None, runtime: Runtime, init: str = "pretrained",
+             init_seed: int = 0, full: bool = False) -> Backbone:
     """The backbone ``model`` loaded as this runtime says (quantization, dtype, upcast, checkpointing), with LoRA
     ``lora`` (``{"preset"|"target_modules", "r", "alpha", "dropout"}``, or ``None`` for a frozen LLM): only the
-    adapter weights train, and the model is in training mode (LoRA dropout live) until a caller says otherwise."""
-    backbone = load_backbone(model, quantization=runtime.quantization, lora=lora, dtype=runtime.dtype,
+    adapter weights train, and the model is in training mode (LoRA dropout live) until a caller says otherwise.
+    ``full``: no adapters and every weight trains (unquantized: ``auto`` means none, a 4-bit runtime is refused);
+    ``init``/``init_seed``: pretrained or random weights (:func:`~hybridjet.llm.backbone.load_backbone`)."""
+    quantization = runtime.quantization
+    if full:
+        if str(quantization).lower() not in ("auto", "none"):
+            raise HybridjetError(f"lora: full trains every weight of the LLM, which a {quantization} model cannot; "
+                                 "expected runtime.quantization none or auto")
+        quantization = "none"
+    backbone = load_backbone(model, quantization=quantization, lora=lora, dtype=runtime.dtype,
                              gradient_checkpointing=runtime.gradient_checkpointing,
-                             upcast_frozen=runtime.upcast_frozen)
+                             upcast_frozen=runtime.upcast_frozen, init=init, init_seed=init_seed)
     for name, param in backbone.model.named_parameters():
-        param.requires_grad_(lora is not None and "lora_" in name)
+        param.requires_grad_(full or (lora is not None and "lora_" in name))
     backbone.model.train()
     return backbone

@@ -22,6 +22,7 @@ from typing import Any
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.gguf_tokenizer import pad_candidate
 from hybridjet.llm.lora import LoraSpec, as_lora_spec
+from hybridjet.llm.random_init import INITS, random_weights
 from hybridjet.llm.resolve import ModelIdentity, resolve_model
 
 QUANTIZATIONS = ("auto", "nf4", "nf4-dq", "int8", "none")
@@ -204,6 +205,8 @@ def load_backbone(
     trust_remote_code: bool = False,
     upcast_frozen: bool | None = None,
     attention: str | None = None,
+    init: str = "pretrained",
+    init_seed: int = 0,
 ) -> Backbone:
     """Load a causal LM backbone (alias ``smollm2``, a local HF dir or .gguf file, or a locally cached hub id).
 
@@ -216,7 +219,8 @@ def load_backbone(
     residual stream: fewer casts, bf16 attention, faster on a GPU at the same AUC); ``None`` = ``False`` on CUDA,
     ``True`` elsewhere.
     ``attention``: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flex_attention`` ...; default: transformers'
-    choice).
+    choice). ``init="random"``: the same architecture with its weights drawn anew with ``init_seed``
+    (:mod:`hybridjet.llm.random_init`), the control that tells pretraining from the architecture.
     """
     import torch
 
@@ -226,12 +230,16 @@ def load_backbone(
         upcast_frozen = dev.type != "cuda"
     quant = resolve_quantization(quantization, dev)
     spec = as_lora_spec(lora)
+    if init not in INITS:
+        raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
     identity = resolve_model(name_or_path, cache_dir=cache_dir)
+    if init == "random":
+        identity = random_weights(identity, init_seed, cache_dir)
     try:
         tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
         model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code, attention)
     except HybridjetError as exc:
-        if identity.format != "gguf":
+        if identity.format != "gguf" or init == "random":
             raise
         # an unloadable GGUF cache (corrupted after verification): convert again, once
         log.warning("hybridjet: cached conversion %s unloadable (%s): rebuilding", identity.path, exc)

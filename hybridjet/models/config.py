@@ -7,6 +7,9 @@ from typing import Any
 
 from hybridjet import checks
 
+#: ``lora: full``: no adapters, every weight of the LLM trains (unquantized)
+FULL = "full"
+
 
 class ArchConfig:
     """A mixin of the frozen dataclasses that describe a net (fields ``lora``, ``lora_r``, ``lora_alpha``,
@@ -24,8 +27,8 @@ class ArchConfig:
         checks.fraction("lora_dropout", self.lora_dropout, include_one=False)
 
     def lora_spec(self) -> dict[str, Any] | None:
-        """The LoRA settings the backbone loader takes (``None``: frozen LLM)."""
-        if self.lora is None:
+        """The LoRA settings the backbone loader takes (``None``: a frozen LLM, or one trained in full)."""
+        if self.lora is None or self.lora == FULL:
             return None
         return {"preset": self.lora, "r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}
 

@@ -16,8 +16,9 @@ from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
+from hybridjet.llm.random_init import INITS
 from hybridjet.llm.shared_prefix import forward_with_shared_prefix
-from hybridjet.models.config import ArchConfig
+from hybridjet.models.config import FULL, ArchConfig
 from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder, default_periodic_sigma
 from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, split_around_event
 from hybridjet.runtime import ExecutionPolicy, Runtime, load_llm
@@ -29,8 +30,12 @@ class HybridConfig(ArchConfig):
 
     Args:
         model: base LLM (``smollm2`` = embedded SmolLM2-135M-Instruct, a local HF directory or .gguf file).
-        lora: LoRA preset (``qkv``, ``attn``, ``all-linear``) or ``None`` to freeze the LLM; ``lora_r``,
-            ``lora_alpha``, ``lora_dropout``: its rank, scale and dropout.
+        lora: LoRA preset (``qkv``, ``attn``, ``all-linear``), ``None`` to freeze the LLM, or ``full`` to train
+            every weight of it (unquantized); ``lora_r``, ``lora_alpha``, ``lora_dropout``: its rank, scale and
+            dropout.
+        init: ``pretrained`` (the model's weights) or ``random`` (the same architecture, shape and parameter count
+            with its weights drawn anew with ``init_seed``: the control that separates pretraining from the
+            architecture).
         use_llm: ``False`` for the encoder + head ablation (no LLM at all).
         n_soft_tokens: k, the soft-prompt tokens per event.
         encoder_hidden / encoder_layers / dropout: the encoder's residual MLP.
@@ -59,8 +64,13 @@ class HybridConfig(ArchConfig):
     system_prompt: str | None = DEFAULT_SYSTEM
     question: str = DEFAULT_HYBRID_QUESTION
     head_skip: bool = False
+    init: str = "pretrained"
+    init_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {self.init!r}")
+        checks.integer("init_seed", self.init_seed, 0)
         if self.numeric_embedding not in NUMERIC_EMBEDDINGS:
             raise HybridjetError(f"numeric_embedding: expected one of {', '.join(NUMERIC_EMBEDDINGS)}, "
                                  f"got {self.numeric_embedding!r}")
@@ -106,7 +116,8 @@ class HybridNet(nn.Module):
         if not config.use_llm:
             self.embed_dim, self.embed_rms = config.ablation_width, 1.0
             return
-        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime)
+        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, init=config.init,
+                                 init_seed=config.init_seed, full=config.lora == FULL)
         self.llm = self.backbone.model
         before, after = split_around_event(self.backbone.tokenizer, config.question, config.system_prompt)
         self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)

@@ -18,7 +18,7 @@ from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
-from hybridjet.models.config import ArchConfig
+from hybridjet.models.config import FULL, ArchConfig
 from hybridjet.models.formatters import PREDECESSOR_TEMPLATE, get_formatter
 from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, EVENT_SLOT, chat_prompt
 from hybridjet.runtime import Runtime, load_llm
@@ -64,7 +64,7 @@ class TextPromptNet(nn.Module):
         super().__init__()
         self.config, self.runtime = config, runtime or Runtime()
         self.format_event = get_formatter(config.formatter)
-        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime)
+        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, full=config.lora == FULL)
         self.llm = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
         template = self.prompt_template()
