@@ -109,3 +109,13 @@ def config_files(argv: list[str]) -> list[dict[str, Any]]:
                                  f"{'an empty file' if config is None else type(config).__name__}")
         out.append(config)
     return out
+
+
+def accelerator(name: Any) -> None:
+    """Refuse a Lightning ``accelerator`` this machine does not have, before any model loads."""
+    if name in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HybridjetError(f"trainer.accelerator: {name} asked for, but this machine has no CUDA GPU; expected "
+                                 "cpu or auto")

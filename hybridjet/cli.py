@@ -23,6 +23,7 @@ AREA_MODULES = (
     "hybridjet.text.cli",
     "hybridjet.demo",
     "hybridjet.anomaly.cli",
+    "hybridjet.study.cli",
 )
 
 # command -> "module:function" taking the remaining argv (LightningCLI-style commands)

@@ -8,7 +8,6 @@ and the no-LLM ablation → one comparison table and ROC figures. Existing data 
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -79,12 +78,15 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
     from hybridjet.eval.compare import compare_runs
     from hybridjet.models.hybrid import HybridConfig
     from hybridjet.models.text_prompt import TextPromptConfig
+    from hybridjet.run import RunClaim, clear_run_dir
     from hybridjet.runtime import Runtime
     from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
     from hybridjet.train.recipes import train_classifier, train_gbdt
 
     started = time.perf_counter()
     cfg = demo_config(scale)
+    for kind in only:  # before any event is generated: a folder that cannot be the run's is one line
+        RunClaim(Path(runs_dir) / kind).check()
     jets = prepare_data(cfg, Path(data_dir), force=force, seed=seed, progress=progress)
 
     def datamodule(kind: str) -> JetDataModule:
@@ -104,7 +106,7 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
         t = _step(f"training: {kind}")
         L.seed_everything(seed, verbose=False)
         run_dir = runs / kind
-        shutil.rmtree(run_dir, ignore_errors=True)  # models are retrained: no stale checkpoints or metrics
+        clear_run_dir(run_dir)  # models are retrained: no stale checkpoints or metrics
         if kind == "gbdt":
             metrics = train_gbdt(datamodule(kind), run_dir, seed=seed)
             auc = metrics["test"]["auc"]

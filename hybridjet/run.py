@@ -76,6 +76,9 @@ class RunClaim:
             entries = {e.name for e in os.scandir(run_dir)}
         except OSError as exc:
             raise OutputPathError(run_dir, f"cannot be read ({exc.strerror or exc})") from None
+        for name in (RUN_MODEL_FILE, METRICS_FILE):  # merged into after training: unreadable ones are found now
+            if name in entries:
+                _check_json_object(run_dir / name)
         if entries and not entries & RUN_ENTRIES and not any(e.startswith("fold") for e in entries):
             shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
             count = "1 entry" if len(entries) == 1 else f"{len(entries)} entries"
@@ -132,6 +135,30 @@ class RunClaim:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         self.release(failed=exc is not None and not interrupted(exc))
+
+
+def _check_json_object(path: Path) -> None:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise OutputPathError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OutputPathError(path, f"not JSON ({str(exc).splitlines()[0][:100]}); a run directory's "
+                                    f"{path.name} is written by hybridjet: move it away") from None
+    if not isinstance(data, dict):
+        raise OutputPathError(path, f"holds a JSON {type(data).__name__}; expected the object hybridjet writes")
+
+
+def clear_run_dir(run_dir: PathLike) -> None:
+    """Empty a run directory for a fresh training (its lock file kept): refused in one line when the folder is not
+    a run directory or another process is training into it."""
+    claim = RunClaim(run_dir).acquire()
+    try:
+        for entry in os.scandir(run_dir):
+            if entry.name != RUN_LOCK:
+                _remove(Path(entry.path))
+    finally:
+        claim.release()
 
 
 def interrupted(exc: BaseException) -> bool:
@@ -233,6 +260,8 @@ def read_tensors(run_dir: PathLike, name: str = RUN_WEIGHTS_FILE, numpy: bool = 
     path = Path(run_dir) / name
     if not path.is_file():
         raise HybridjetError(f"{path}: not found (is this a finished hybridjet run directory?)")
+    if not os.access(path, os.R_OK):  # safetensors reports it as "No such file or directory"
+        raise HybridjetError(f"{path}: cannot be read (permission denied)")
     try:
         if numpy:
             from safetensors.numpy import load_file

@@ -41,7 +41,7 @@ class Scoring:
         if self.normalizer is None:
             raise HybridjetError("model: no feature normalisation (train it or load a run with hybridjet.load_run)")
         self.eval()
-        size = batch_size or self.scoring_batch_size()
+        size = self.scoring_batch_size() if batch_size is None else batch_size
         inputs = EventFeatures(self.feature_set, self.normalizer)
         for i, batch in enumerate(iter_event_batches(inputs, events, size, progress)):
             # batches are full but for the last, which loop_scores pads where that saves a compilation

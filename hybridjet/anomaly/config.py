@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,13 @@ from typing import Any
 import yaml
 
 from hybridjet import checks
-from hybridjet.data.features import FEATURE_SETS
+from hybridjet.data.features import FEATURE_SETS, feature_names
 from hybridjet.data.regions import Regions
 from hybridjet.data.weak import check_modes
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.sic import SicFloor
-from hybridjet.models.classical import GradientBoostedTrees
-from hybridjet.models.hybrid import HybridConfig
-from hybridjet.runtime import Runtime
-from hybridjet.train.optim import Optimization
+from hybridjet.train.methods import METHODS, Method, parse_method
 
-METHODS = ("gbdt", "ablation", "hybrid")
-GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
-NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "trainer")
 EVAL_SPLITS = ("test", "data")
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -39,30 +32,6 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
 }
 _TOP = ("out", "report", "data", "regions", "sample", "injection", "features", "modes", "methods", "training",
         "ensemble", "evaluation")
-
-
-@dataclass(frozen=True)
-class Method:
-    """One classifier: ``name`` (gbdt, ablation, hybrid, or a variant's own name with ``kind`` the classifier it
-    is) and its settings. ``model``: the trees' settings, or the flat settings :meth:`HybridClassifier.from_settings`
-    sorts into architecture, runtime and optimisation."""
-
-    name: str
-    model: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
-    batch_size: int = 256
-    early_stopping_patience: int | None = None
-    trainer: dict[str, Any] = field(default_factory=dict)
-    kind: str | None = None  # a named variant's classifier; None: the name is the classifier
-
-    def __post_init__(self) -> None:
-        if self.kind == self.name:  # the classifier itself, with the fingerprint of one
-            object.__setattr__(self, "kind", None)
-
-    @property
-    def classifier(self) -> str:
-        """Which of gbdt, ablation, hybrid this method trains."""
-        return self.kind or self.name
 
 
 @dataclass(frozen=True)
@@ -150,61 +119,6 @@ def _fractions(value: Any, setting: str, labels: str) -> tuple[float, float, flo
     return checks.fractions_summing_to_one(setting, out, 3, labels)  # type: ignore[return-value]
 
 
-def _method(name: str, raw: Any) -> Method:
-    """One ``methods`` entry, its settings checked (a net's are built into its config classes, no model loaded).
-    A name other than gbdt, ablation, hybrid is a variant: its ``method`` setting says which of them it is."""
-    if raw is not None and not isinstance(raw, dict):
-        raise HybridjetError(f"methods.{name}: expected a mapping of settings, got {raw!r}")
-    raw = dict(raw or {})
-    kind = raw.pop("method", None)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise HybridjetError(f"methods.{name}: expected a name of letters, digits, '_', '.', '-' (it names the "
-                             "runs' folders)")
-    if kind is not None and kind not in METHODS:
-        raise HybridjetError(f"methods.{name}.method: expected one of {', '.join(METHODS)}, got {kind!r}")
-    if name in METHODS and kind not in (None, name):
-        raise HybridjetError(f"methods.{name}.method: {name} names its own classifier; expected no method: setting "
-                             f"or method: {name} (a variant of {kind} needs a name of its own)")
-    if name == "logs":
-        raise HybridjetError("methods.logs: a name the runs folder keeps for logs; expected another name")
-    if kind is None and name not in METHODS:
-        raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}, or a variant "
-                             f"of one named by its setting method: (e.g. {name}: {{method: hybrid, epochs: 30}})")
-    classifier = kind or name  # Method itself turns 'hybrid: {method: hybrid}' into the hybrid
-    if classifier == "gbdt":
-        unknown = sorted(set(raw) - set(GBDT_SETTINGS))
-        if unknown:
-            raise HybridjetError(f"methods.{name}.{unknown[0]}: unknown setting; expected one of "
-                                 f"{', '.join(GBDT_SETTINGS)}")
-        try:
-            GradientBoostedTrees(**raw)
-        except HybridjetError as err:
-            raise HybridjetError(f"methods.{name}: {err}") from None
-        return Method(name, raw, kind=kind)
-    recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
-    groups: dict[type, dict[str, Any]] = {HybridConfig: {}, Runtime: {}, Optimization: {}}
-    for key, value in raw.items():
-        owner = next((g for g in groups if key in {f.name for f in dataclasses.fields(g)}), None)
-        if owner is None or key == "use_llm":
-            raise HybridjetError(f"methods.{name}.{key}: not a setting of the classifier (architecture, runtime, "
-                                 f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS)})")
-        groups[owner][key] = value
-    try:
-        for cls, kwargs in groups.items():
-            cls(**kwargs)
-    except (HybridjetError, TypeError, ValueError) as err:
-        raise HybridjetError(f"methods.{name}: {err}") from None
-    epochs = _int(recipe.get("epochs", 20), f"methods.{name}.epochs", 1)
-    batch = _int(recipe.get("batch_size", 256), f"methods.{name}.batch_size", 1)
-    patience = recipe.get("early_stopping_patience")
-    if patience is not None:
-        _int(patience, f"methods.{name}.early_stopping_patience", 1)
-    trainer = recipe.get("trainer") or {}
-    if not isinstance(trainer, dict):
-        raise HybridjetError(f"methods.{name}.trainer: expected a mapping of Lightning Trainer settings")
-    return Method(name, raw, epochs, batch, patience, trainer, kind)
-
-
 def parse_config(raw: Any) -> SearchConfig:
     """A :class:`SearchConfig` from the YAML's mapping, every setting checked."""
     if not isinstance(raw, dict):
@@ -240,6 +154,13 @@ def parse_config(raw: Any) -> SearchConfig:
     features = raw.get("features", "highlevel")
     if features not in FEATURE_SETS:
         raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    modes = raw.get("modes", ["supervised", "idealized", "cwola"])
+    weak = [m for m in modes if m != "supervised"] if isinstance(modes, list) else []
+    if weak and any("mjj" in name for name in feature_names(features, 2)):
+        # the regions are cut on m_jj: a classifier told data from the sidebands (or the reference) by it
+        raise HybridjetError(f"features: {features} holds m_jj, the variable the signal region is cut on; the "
+                             f"{weak[0]} mode would learn the cut, not the signal: expected highlevel (or modes: "
+                             "[supervised])")
     methods_raw = raw.get("methods", {"gbdt": {}})
     if not isinstance(methods_raw, dict) or not methods_raw:
         raise HybridjetError(f"methods: expected a mapping of {', '.join(METHODS)} to their settings")
@@ -263,7 +184,7 @@ def parse_config(raw: Any) -> SearchConfig:
         s_over_b=tuple(float(v) for v in sb), injection_seed=_int(injection.get("seed", 0), "injection.seed", 0),
         resample_injection=bool(injection.get("resample", False)), feature_set=features,
         modes=check_modes(raw.get("modes", ["supervised", "idealized", "cwola"])),
-        methods=tuple(_method(name, settings) for name, settings in methods_raw.items()),
+        methods=tuple(parse_method(name, settings) for name, settings in methods_raw.items()),
         folds=_int(training.get("folds", 5), "training.folds", 2), seeds=tuple(seeds), split=split,
         per_fold=_int(ensemble.get("per_fold", 1), "ensemble.per_fold", 1),
         ensemble_folds=bool(ensemble.get("folds", True)), ensemble_seeds=bool(ensemble.get("seeds", True)),

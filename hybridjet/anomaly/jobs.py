@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hybridjet.anomaly.config import Method
 from hybridjet.anomaly.kfold import train_kfold
@@ -44,17 +44,29 @@ class KfoldTask:
     floor: SicFloor = field(default_factory=SicFloor)
     info: dict[str, Any] = field(default_factory=dict)
 
+    def run(self) -> dict[str, Any]:
+        """Train it (the fold models an earlier try finished with the same settings kept); returns its metrics."""
+        return train_kfold(self.method, self.mode, list(self.folds), self.test, self.run_dir, self.seed,
+                           self.feature_set, self.split, per_fold=self.per_fold, ensemble_folds=self.ensemble_folds,
+                           floor=self.floor, info=self.info, progress=False)
 
-def run_task(task: KfoldTask) -> tuple[dict[str, Any], float]:
-    """Train ``task`` (the fold models an earlier try finished with the same settings kept, the rest trained anew);
-    returns its metrics and the seconds it took."""
+
+class Task(Protocol):
+    """What :func:`run_tasks` trains: a picklable description with its run directory and ``run()``."""
+
+    run_dir: Path
+    info: dict[str, Any]
+
+    def run(self) -> dict[str, Any]: ...
+
+
+def run_task(task: Task) -> tuple[dict[str, Any], float]:
+    """Train ``task``; returns its metrics and the seconds it took."""
     import torch
 
     started = time.perf_counter()
     try:
-        metrics = train_kfold(task.method, task.mode, list(task.folds), task.test, task.run_dir, task.seed,
-                              task.feature_set, task.split, per_fold=task.per_fold,
-                              ensemble_folds=task.ensemble_folds, floor=task.floor, info=task.info, progress=False)
+        metrics = task.run()
     except torch.OutOfMemoryError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
         raise HybridjetError(f"{task.run_dir}: the device ran out of memory ({first}); the finished fold models are "
@@ -92,8 +104,8 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
-              on_done: Callable[[KfoldTask, dict[str, Any], float], None] | None = None) -> list[dict[str, Any]]:
+def run_tasks(tasks: list[Task], jobs: int = 1,
+              on_done: Callable[[Task, dict[str, Any], float], None] | None = None) -> list[dict[str, Any]]:
     """Train every task, ``jobs`` at a time (``jobs`` > 1: in spawned worker processes, each handed a task only when
     it is free); ``on_done(task, metrics, seconds)`` is called as each finishes. Returns the metrics in the order of
     ``tasks``. A failing task raises once the tasks already running have finished (their runs are kept), and no
@@ -116,7 +128,7 @@ def run_tasks(tasks: list[KfoldTask], jobs: int = 1,
     return [results[i] for i in range(len(tasks))]
 
 
-def _run_in_workers(tasks: list[KfoldTask], workers: int, finished: Callable[[int, dict[str, Any], float], None],
+def _run_in_workers(tasks: list[Task], workers: int, finished: Callable[[int, dict[str, Any], float], None],
                     results: dict[int, dict[str, Any]]) -> None:
     ours_before = set(mp.active_children())
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

@@ -16,15 +16,12 @@ import json
 import re
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 
-from hybridjet.anomaly.config import Method
 from hybridjet.api import load_run
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.weak import FoldFiles
@@ -33,8 +30,7 @@ from hybridjet.eval.metrics import auc
 from hybridjet.eval.scores import data_identity, write_scores
 from hybridjet.eval.sic import SicFloor, max_sic
 from hybridjet.io_utils import write_json
-from hybridjet.train.classifiers import HybridClassifier
-from hybridjet.train.recipes import train_classifier, train_gbdt
+from hybridjet.train.methods import Method, train_model
 
 
 @dataclass(frozen=True)
@@ -62,19 +58,6 @@ def fold_datamodule(path: Path, method: Method, feature_set: str, split: tuple[f
     """The data module of one fold's training file (its settings and classes checked at construction)."""
     return JetDataModule(str(path), feature_set=feature_set, split=split, seed=seed, batch_size=method.batch_size,
                          eval_batch_size=max(method.batch_size, 1024))
-
-
-def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: int,
-                progress: bool = False) -> dict[str, Any]:
-    """Train one model of ``method`` into ``run_dir`` with the package's recipes; returns its metrics."""
-    if method.classifier == "gbdt":
-        return train_gbdt(datamodule, run_dir, seed=seed, **method.model)
-    L.seed_everything(seed, verbose=False)
-    # a fold's file may hold fewer batches than Lightning's logging interval: harmless, said once per model
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-    clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.classifier == "hybrid", **method.model)
-    return train_classifier(clf, datamodule, run_dir, max_epochs=method.epochs, progress=progress,
-                            early_stopping_patience=method.early_stopping_patience, **method.trainer)
 
 
 TRAINED = "trained.json"

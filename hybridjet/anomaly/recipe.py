@@ -31,7 +31,7 @@ from hybridjet.data.injection import (
     partition,
 )
 from hybridjet.data.store import write_jets
-from hybridjet.data.weak import FoldFiles, write_fold_files
+from hybridjet.data.weak import FoldFiles, fold_numbers, write_fold_files
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.scores import read_scores, write_scores
 from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
@@ -90,8 +90,10 @@ def check_search(cfg: SearchConfig, pools: Pools) -> Partition:
         raise HybridjetError("sample: the test set holds one class only (signal-region signal from "
                              "test_signal_fraction, background from the third background fraction); expected both "
                              "for evaluation.split: test")
+    n_bkg_sr = int(cfg.regions.in_signal_region(part.data_background_mjj).sum())
     for sb in cfg.s_over_b:
-        injected_signal_counts(part, sb)
+        n_sr, _ = injected_signal_counts(part, sb)
+        fold_numbers(n_bkg_sr + n_sr, cfg.folds, 0)  # as many folds as signal-region events at most
     return part
 
 

@@ -32,9 +32,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--events", required=True, type=int, metavar="N", help="number of events to keep (after the trigger)")
     p.add_argument("--seed", required=True, type=int, metavar="S", help="random seed (the same events whatever --workers)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output LHCO-format file")
-    p.add_argument("--mx", type=float, default=500.0, metavar="GEV", help="mass of X (default 500)")
-    p.add_argument("--my", type=float, default=100.0, metavar="GEV", help="mass of Y (default 100)")
-    p.add_argument("--mwprime", type=float, default=3500.0, metavar="GEV", help="mass of W' (default 3500)")
+    p.add_argument("--mx", type=float, default=None, metavar="GEV", help="wprime: mass of X (default 500)")
+    p.add_argument("--my", type=float, default=None, metavar="GEV", help="wprime: mass of Y (default 100)")
+    p.add_argument("--mwprime", type=float, default=None, metavar="GEV", help="wprime: mass of W' (default 3500)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=_generate)
@@ -86,11 +86,17 @@ def _positive(name: str, value: float) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from hybridjet.data.generate import generate
+    from hybridjet.errors import HybridjetError
 
     _positive("events", args.events)
     _positive("workers", args.workers)
-    generate(args.process, args.events, args.seed, args.out, mx=args.mx, my=args.my, mwprime=args.mwprime,
-             workers=args.workers, progress=args.progress)
+    masses = {"mx": args.mx, "my": args.my, "mwprime": args.mwprime}
+    given = [name for name, value in masses.items() if value is not None]
+    if args.process == "qcd" and given:  # QCD dijets have no such masses: the setting would be silently ignored
+        raise HybridjetError(f"--{given[0]}: a mass of the W' signal; --process qcd has none")
+    defaults = {"mx": 500.0, "my": 100.0, "mwprime": 3500.0}
+    generate(args.process, args.events, args.seed, args.out, workers=args.workers, progress=args.progress,
+             **{name: defaults[name] if value is None else value for name, value in masses.items()})
     return 0
 
 
@@ -109,10 +115,14 @@ def _mix(args: argparse.Namespace) -> int:
 
 def _cluster(args: argparse.Namespace) -> int:
     from hybridjet.data.cluster import cluster
+    from hybridjet.data.lhco import MAX_PARTICLES
     from hybridjet.errors import HybridjetError
 
     for name in ("n_jets", "workers", "chunk_size"):
         _positive(name.replace("_", "-"), getattr(args, name))
+    if args.n_jets > MAX_PARTICLES:  # each jet holds a particle at least
+        raise HybridjetError(f"--n-jets: expected at most {MAX_PARTICLES} (the particles an event holds), got "
+                             f"{args.n_jets}")
     if not args.radius > 0:
         raise HybridjetError(f"--radius must be > 0, got {args.radius}")
     if not args.min_pt >= 0:  # also NaN

@@ -31,6 +31,8 @@ class JetDataModule(L.LightningDataModule):
         balance: downsample the training split to 1:1 signal:background.
         max_train_events: cap on training events after the split (``None``: all).
         predict_split: split scored by ``predict``.
+        val_data, test_data: jets.h5 files holding the val / test events themselves (a learning curve's fixed
+            sets, whatever the training file); the fraction of ``split`` for a split a file gives must be 0.
     """
 
     def __init__(
@@ -45,6 +47,8 @@ class JetDataModule(L.LightningDataModule):
         max_train_events: int | None = None,
         max_eval_events: int | None = None,
         predict_split: str = "test",
+        val_data: str | None = None,
+        test_data: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -58,11 +62,13 @@ class JetDataModule(L.LightningDataModule):
         self.max_train_events = max_train_events
         self.max_eval_events = max_eval_events
         self.predict_split = predict_split
+        self.files = {"val": val_data, "test": test_data}  # a split held by a file of its own
         self.normalizer: Normalizer | None = None
         self.splits: dict[str, EventBatches] = {}
         self.n_features: int | None = None
         self.pos_weight: float = 1.0
         self._arrays: JetArrays | None = None
+        self._split_arrays: dict[str, JetArrays] = {}
         self._check_settings()
         self.n_events = self._check_data()
 
@@ -83,6 +89,10 @@ class JetDataModule(L.LightningDataModule):
                                  f"got {self.feature_set!r}")
         if self.predict_split not in ("train", "val", "test"):
             raise HybridjetError(f"data.predict_split: expected train, val or test, got {self.predict_split!r}")
+        for index, (name, path) in enumerate(self.files.items(), start=1):
+            if path is not None and self.split[index] != 0:
+                raise HybridjetError(f"data.split: the {name} fraction must be 0 when data.{name}_data gives the "
+                                     f"{name} events; got {list(self.split)}")
 
     def _check_data(self) -> int:
         """Fail before any model loads or run directory is created when ``data`` is missing, not a jets.h5 file,
@@ -91,7 +101,17 @@ class JetDataModule(L.LightningDataModule):
         if not Path(self.data).exists():
             raise HybridjetError(f"{self.data}: jets.h5 file not found (make one with 'hybridjet cluster')")
         self._arrays = read_jets(self.data)  # every value checked now, before any model loads; kept for setup
+        self._split_arrays = {name: read_jets(path) for name, path in self.files.items() if path is not None}
+        for name, own in self._split_arrays.items():
+            if own.n_jets != self._arrays.n_jets or len(own) == 0:
+                raise HybridjetError(f"{self.files[name]}: data.{name}_data holds {len(own)} events of {own.n_jets} "
+                                     f"jet slots; expected events with the {self._arrays.n_jets} of {self.data}")
         labels = self._arrays.label
+        ids = np.concatenate([self._arrays.event_id, *(a.event_id for a in self._split_arrays.values())])
+        if len(np.unique(ids)) != len(ids):  # scores are matched to events by id: found now, not after training
+            raise HybridjetError(f"{self.data}: {len(ids) - len(np.unique(ids)):,} event ids repeat"
+                                 f"{' across its split files' if self._split_arrays else ''}; expected one id per "
+                                 "event")
         if len(labels) == 0:
             raise HybridjetError(f"{self.data}: contains no events")
         indices = self.split_rows(labels)
@@ -99,12 +119,16 @@ class JetDataModule(L.LightningDataModule):
         if (train < 0).any():
             raise HybridjetError(f"{self.data}: training events need labels 0/1, found unlabeled (-1) events")
         for name in ("train", "val"):
-            present = set(np.unique(labels[indices[name]]).tolist())
+            present = set(np.unique(self._labels_of(name, labels, indices)).tolist())
             if not {0, 1} <= present:
                 only = "signal" if present == {1} else "background" if present == {0} else "unlabeled"
                 raise HybridjetError(f"{self.data}: the {name} split holds {only} events only "
                                      f"({len(indices[name])} events); a classifier needs signal (1) and background (0)")
         return len(labels)
+
+    def _labels_of(self, name: str, labels: np.ndarray, indices: dict[str, np.ndarray]) -> np.ndarray:
+        own = self._split_arrays.get(name) if self._split_arrays else None
+        return own.label if own is not None else labels[indices[name]]
 
     def split_rows(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Row indices of the train/val/test splits after balancing and caps (the events each split uses)."""
@@ -119,7 +143,7 @@ class JetDataModule(L.LightningDataModule):
                 indices[name] = indices[name][: self.max_eval_events]
         indices["train"] = train
         for name, idx in indices.items():
-            if len(idx) == 0:
+            if len(idx) == 0 and self.files.get(name) is None:
                 raise HybridjetError(f"{self.data}: the {name} split is empty ({len(labels)} events, split {self.split})")
         return indices
 
@@ -141,7 +165,15 @@ class JetDataModule(L.LightningDataModule):
         normed = self.normalizer(features)
         tensors = event_tensors(arrays, normed, kin)
         self.splits = {name: EventBatches({k: v[torch.from_numpy(idx)] for k, v in tensors.items()})
-                       for name, idx in indices.items()}
+                       for name, idx in indices.items() if self.files.get(name) is None}
+        for name, path in self.files.items():  # the splits held by files of their own
+            if path is None:
+                continue
+            own = self._split_arrays.pop(name, None)
+            own = (own if own is not None else read_jets(path)).subset(slice(0, self.max_eval_events))
+            own_kin = jet_kinematics(own.jets)
+            own_features = event_features(own.jets, own.jet_mask, own.n_particles, own.tau, self.feature_set, own_kin)
+            self.splits[name] = EventBatches(event_tensors(own, self.normalizer(own_features), own_kin))
         self.n_features = normed.shape[1]
         n_sig = float((labels[train] == 1).sum())
         self.pos_weight = (len(train) - n_sig) / max(n_sig, 1.0)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hybridjet import checks
 from hybridjet.data.features import Normalizer, event_features, feature_names
 from hybridjet.data.kinematics import jet_kinematics
 from hybridjet.data.store import count_jets_events, jets_per_event, read_jets
@@ -139,6 +140,7 @@ def iter_event_batches(inputs: EventFeatures, events: Any, batch_size: int,
     ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them (enough for
     models that read features only, such as the hybrid).
     """
+    checks.integer("batch_size", batch_size, 1)
     if isinstance(events, (str, Path)):
         yield from _file_batches(inputs, events, batch_size, progress)
         return
@@ -146,6 +148,9 @@ def iter_event_batches(inputs: EventFeatures, events: Any, batch_size: int,
         expected = len(inputs.normalizer.names)
         if events.ndim != 2 or events.shape[1] != expected:
             raise HybridjetError(f"events: expected a feature array [N, {expected}], got shape {events.shape}")
+        if not np.isfinite(events).all():
+            raise HybridjetError(f"events: {int((~np.isfinite(events).all(axis=1)).sum())} rows of the feature array "
+                                 "hold NaN or inf; expected finite features")
         features = torch.from_numpy(inputs.normalizer(events.astype(np.float32)))
         for i in range(0, len(features), batch_size):
             yield {"features": features[i : i + batch_size]}

@@ -105,8 +105,15 @@ class MixSummary:
         return f"mixed {self.n_signal} signal + {self.n_background} background events (signal fraction {frac:.4f}) -> {self.out}"
 
 
+#: seeds Pythia takes (Random:seed is 1 + seed, at most 900,000,000)
+MAX_SEED = 900_000_000
+
+
 def pythia_settings(process: str, seed: int, mx: float = 500.0, my: float = 100.0, mwprime: float = 3500.0) -> list[str]:
     """The Pythia 8 configuration strings for ``process`` ("qcd" or "wprime")."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+        # Pythia takes seeds up to 900,000,000: a larger one would alias a smaller one's events
+        raise HybridjetError(f"--seed: expected an integer in [0, {MAX_SEED - 1:,}], got {seed!r}")
     common = [f"Beams:eCM = {SQRT_S}", "Print:quiet = on", "Next:numberCount = 0", "PartonLevel:MPI = off",
               "Random:setSeed = on", f"Random:seed = {1 + seed % 900_000_000}"]
     if process == "qcd":
@@ -117,6 +124,9 @@ def pythia_settings(process: str, seed: int, mx: float = 500.0, my: float = 100.
                 raise HybridjetError(f"--{name} must be a finite mass >= {MIN_MASS:g} GeV, got {mass}")
         if not mx + my < mwprime:
             raise HybridjetError(f"W' mass {mwprime} GeV must exceed mX + mY = {mx + my} GeV")
+        if not mwprime < SQRT_S:
+            raise HybridjetError(f"--mwprime: {mwprime:g} GeV cannot be made at sqrt(s) = {SQRT_S:g} GeV; expected "
+                                 "a lighter W'")
         return common + [
             "NewGaugeBoson:ffbar2Wprime = on",
             f"{_WPRIME_ID}:m0 = {mwprime}",
@@ -395,6 +405,10 @@ def mix(
     if n_events is not None and n_events < 1:
         raise HybridjetError(f"n_events must be >= 1, got {n_events}")
     check_writable(out, inputs=(signal_path, background_path), replaces=is_hybridjet_events, what=EVENTS_WHAT)
+    if Path(signal_path).is_file() and Path(background_path).is_file() and os.path.samefile(signal_path,
+                                                                                               background_path):
+        raise HybridjetError(f"{signal_path}: is both the signal and the background; the same events would be "
+                             "labelled 1 and 0: expected two files")
     n_sig_avail, n_bkg_avail = count_events(signal_path), count_events(background_path)
     for path, n_avail, needed in ((signal_path, n_sig_avail, signal_fraction > 0),
                                   (background_path, n_bkg_avail, signal_fraction < 1)):

@@ -18,6 +18,8 @@ from hybridjet.errors import InputFileError
 from hybridjet.io_utils import atomic_path
 
 SCHEMA_VERSION = 1
+#: jet slots per event at most (each jet holds a particle; an LHCO event holds 700)
+MAX_JET_SLOTS = 700
 FORMAT_NAME = "hybridjet.jets"
 
 PathLike = str | os.PathLike[str]
@@ -129,6 +131,16 @@ def _open(path: PathLike) -> h5py.File:
     if missing:
         f.close()
         raise InputFileError(path, f"missing dataset(s) {', '.join(missing)}; expected {', '.join(_DATASETS)}")
+    try:  # sizes read from the file, bounded before anything is allocated by them
+        for name in _DATASETS:
+            check_stored_size(f[name], path)
+        shape = f["jets"].shape
+        if len(shape) == 3 and not 0 < shape[1] <= MAX_JET_SLOTS:
+            raise InputFileError(path, f"dataset 'jets' has {shape[1]:,} jet slots per event; expected 1 to "
+                                       f"{MAX_JET_SLOTS} (an event of 700 particles holds at most 700 jets)")
+    except BaseException:
+        f.close()
+        raise
     return f
 
 
@@ -155,7 +167,6 @@ def jets_per_event(path: PathLike) -> int:
 def check_unique_ids(path: PathLike) -> None:
     """Refuse a jets.h5 file whose ``event_id`` repeats (scores are matched to events by id)."""
     with _open(path) as f:
-        check_stored_size(f["event_id"], path)
         ids = np.asarray(f["event_id"][:], dtype=np.int64)
     unique, counts = np.unique(ids, return_counts=True)
     if len(unique) != len(ids):
@@ -173,10 +184,11 @@ def read_jets(path: PathLike, start: int | None = None, stop: int | None = None)
         for name, shape in expected.items():
             if f[name].shape != shape:
                 raise InputFileError(path, f"dataset '{name}' has shape {f[name].shape}; expected {shape}")
-            check_stored_size(f[name], path)
         sl = slice(start, stop)
         try:
-            data = {name: np.asarray(f[name][sl], dtype=dtype) for name, (dtype, _) in _DATASETS.items()}
+            data = {name: np.asarray(f[name][sl], dtype=dtype) for name, (dtype, _) in _DATASETS.items()
+                    if name != "label"}
+            data["label"] = _labels(f["label"][sl], path)
         except OSError as exc:
             raise InputFileError(path, f"unreadable data; truncated or corrupt file ({str(exc)[:120]})") from None
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
@@ -186,16 +198,25 @@ def read_jets(path: PathLike, start: int | None = None, stop: int | None = None)
             event = int(np.nonzero(~np.isfinite(data[name]).reshape(len(data[name]), -1).all(axis=1))[0][0])
             raise InputFileError(path, f"dataset '{name}', event {event + first}: NaN or inf; expected finite numbers")
     check_jets(path, data["jets"], data["jet_mask"], data["n_particles"], data["tau"], first)
-    if not np.isin(data["label"], (-1, 0, 1)).all():
-        raise InputFileError(path, "dataset 'label' holds values other than -1, 0, 1")
     return JetArrays(**data, attrs=attrs)
+
+
+def _labels(raw: np.ndarray, path: PathLike) -> np.ndarray:
+    """The stored labels as int8, checked before the cast (which would wrap 257 to 1 or cut 0.9 to 0)."""
+    raw = np.asarray(raw)
+    if raw.dtype.kind not in "iu":
+        raise InputFileError(path, f"dataset 'label' holds {raw.dtype} values; expected integers -1, 0, 1")
+    if not np.isin(raw, (-1, 0, 1)).all():
+        bad = raw[~np.isin(raw, (-1, 0, 1))]
+        raise InputFileError(path, f"dataset 'label' holds {len(bad):,} values other than -1, 0, 1 (first: "
+                                   f"{int(bad[0])})")
+    return raw.astype(np.int8)
 
 
 def read_labels(path: PathLike) -> np.ndarray:
     """The ``label`` dataset of a jets.h5 file alone (int8 [N]: 1 signal, 0 background, -1 unknown)."""
     with _open(path) as f:
-        check_stored_size(f["label"], path)
         try:
-            return np.asarray(f["label"][:], dtype=np.int8)
+            return _labels(f["label"][:], path)
         except OSError as exc:
             raise InputFileError(path, f"unreadable data; truncated or corrupt file ({str(exc)[:120]})") from None

@@ -45,11 +45,11 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hybridjet.errors import HybridjetError
-    from hybridjet.eval.compare import compare_runs
+    from hybridjet.eval.compare import MAX_BOOTSTRAP, compare_runs
     from hybridjet.eval.sic import SicFloor
 
-    if args.bootstrap < 0:
-        raise HybridjetError(f"--bootstrap must be >= 0; got {args.bootstrap}")
+    if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise HybridjetError(f"--bootstrap: expected an integer in [0, {MAX_BOOTSTRAP:,}]; got {args.bootstrap}")
     try:
         floor = SicFloor(args.min_eff_b, args.min_background)
     except HybridjetError as err:

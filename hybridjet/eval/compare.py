@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.eval import metrics as M
 from hybridjet.eval.scores import read_scores
@@ -18,6 +19,8 @@ from hybridjet.eval.sic import SicFloor, band, search_rows
 from hybridjet.io_utils import atomic_path, check_writable
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
+#: bootstrap resamples at most (each one a pass over the test set's scores)
+MAX_BOOTSTRAP = 100_000
 _CURVE_POINTS = 400
 
 
@@ -257,8 +260,10 @@ def evaluate(
     """
     if not scores:
         raise HybridjetError("no models to evaluate")
-    if n_boot < 0:
-        raise HybridjetError(f"number of bootstrap resamples must be >= 0; got {n_boot}")
+    checks.integer("number of bootstrap resamples", n_boot, 0, MAX_BOOTSTRAP)
+    checks.fraction("gap_level", gap_level)
+    checks.fraction("level", level)
+    checks.integer("seed", seed, 0)
     info = info or {}
     unknown = sorted(set(info) - set(scores))
     if unknown:
@@ -320,6 +325,11 @@ def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
     score_set = read_scores(run_dir / "scores.h5", split)
     # strict metrics.json files hold null for what has no finite value: treated as absent
     meta = {k: v for k, v in meta.items() if v is not None}
+    for key in INFO_FIELDS:  # shown in the table as numbers
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int | float)):
+            raise InputFileError(metrics_path, f"{key} is {meta[key]!r}; expected a number")
+    if "name" in meta and not isinstance(meta["name"], str):
+        raise InputFileError(metrics_path, f"name is {meta['name']!r}; expected a text")
     meta.setdefault("name", run_dir.name)
     meta.setdefault("model", score_set.attrs.get("model"))
     return meta, score_set

@@ -338,19 +338,33 @@ def paired_auc_gap(labels: Any, scores_a: Any, scores_b: Any, n_boot: int = 200,
     interval ``(gap, lo, hi)`` at ``level``: each resample draws the same events for both (signal and background
     separately, as :func:`bootstrap_interval`), so the interval reflects the gap's own spread, far narrower than
     the two AUCs' intervals side by side."""
+    return mean_paired_auc_gap(labels, [scores_a], [scores_b], n_boot, level, seed)
+
+
+def mean_paired_auc_gap(labels: Any, scores_a: list[Any], scores_b: list[Any], n_boot: int = 200,
+                        level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """The mean over pairs ``(scores_a[i], scores_b[i])`` (e.g. two methods trained with seed i) of AUC(a) − AUC(b)
+    on the same events, with its paired percentile bootstrap interval at ``level``: every resample draws the same
+    events for every pair, so the interval holds the test set's spread of the mean gap (the seeds' own spread is a
+    band over the pairs' gaps)."""
     if n_boot < 1:
         raise HybridjetError(f"number of bootstrap resamples must be >= 1; got {n_boot}")
-    y, a = check_inputs(labels, scores_a)
-    _, b = check_inputs(labels, scores_b)
-    if len(a) != len(b):
-        raise HybridjetError(f"paired scores: {len(a)} and {len(b)} events; expected the same events")
-    grouped_a, grouped_b = _Grouped.build(y, a), _Grouped.build(y, b)
-    gap = grouped_a.roc().auc() - grouped_b.roc().auc()
+    if not scores_a or len(scores_a) != len(scores_b):
+        raise HybridjetError(f"paired scores: {len(scores_a)} and {len(scores_b)} sets; expected one pair or more")
+    y, _ = check_inputs(labels, scores_a[0])
+    grouped = []
+    for a, b in zip(scores_a, scores_b, strict=True):
+        _, a = check_inputs(labels, a)
+        _, b = check_inputs(labels, b)
+        if len(a) != len(b):
+            raise HybridjetError(f"paired scores: {len(a)} and {len(b)} events; expected the same events")
+        grouped.append((_Grouped.build(y, a), _Grouped.build(y, b)))
+    gap = float(np.mean([ga.roc().auc() - gb.roc().auc() for ga, gb in grouped]))
     rng = np.random.default_rng(seed)
     sig_idx, bkg_idx = np.flatnonzero(y), np.flatnonzero(~y)
     values = np.empty(n_boot)
     for i in range(n_boot):
         w = np.bincount(_resample(rng, sig_idx, bkg_idx), minlength=len(y)).astype(np.float64)
-        values[i] = grouped_a.roc(w).auc() - grouped_b.roc(w).auc()
+        values[i] = np.mean([ga.roc(w).auc() - gb.roc(w).auc() for ga, gb in grouped])
     alpha = (1.0 - level) / 2.0
-    return float(gap), float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+    return gap, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))

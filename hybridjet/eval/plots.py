@@ -170,3 +170,58 @@ def plot_max_sic_vs_sb(series: dict[str, list[dict[str, Any]]], path: str | os.P
     ax.grid(True, which="minor", alpha=0.15)
     ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
     return _save(fig, path)
+
+
+def plot_learning_curves(series: dict[str, dict[str, list[dict[str, Any]]]], path: str | os.PathLike[str],
+                         title: str | None = None) -> Path:
+    """Learning curves: per metric (``series`` maps a metric's axis label to its series) a panel of that metric
+    against the training size N (log axis), each method's median over seeds with its 68% band; a method is a list
+    of ``{"n", "median", "lo", "hi"}`` points."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0 * len(series), 4.6), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    for ax, (label, methods) in zip(axes, series.items(), strict=True):
+        for (name, points), style in zip(methods.items(), _styles(len(methods)), strict=True):
+            points = sorted((p for p in points if np.isfinite(p["median"])), key=lambda p: p["n"])
+            if not points:
+                continue
+            x = np.array([p["n"] for p in points], dtype=float)
+            ax.plot(x, [p["median"] for p in points], marker="o", markersize=4, label=name, **style)
+            ax.fill_between(x, [p["lo"] for p in points], [p["hi"] for p in points], color=style["color"],
+                            alpha=0.15, linewidth=0)
+        ax.set_xscale("log")
+        if "1/ε" in label:
+            ax.set_yscale("log")
+        ax.set_xlabel("Training events N")
+        ax.set_ylabel(label)
+        ax.grid(True, which="major", alpha=0.5)
+        ax.grid(True, which="minor", alpha=0.15)
+    axes[0].legend(loc="lower right", fontsize=7, framealpha=0.9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_auc_gaps(gaps: dict[str, list[dict[str, Any]]], reference: str, path: str | os.PathLike[str],
+                  title: str | None = None) -> Path:
+    """The AUC of ``reference`` minus each control's against N (log axis): the mean over seeds with its paired
+    95% bootstrap interval; above zero, the reference is better."""
+    fig, ax = _figure()
+    for (name, points), style in zip(gaps.items(), _styles(len(gaps)), strict=True):
+        points = sorted(points, key=lambda p: p["n"])
+        x = np.array([p["n"] for p in points], dtype=float)
+        gap = np.array([p["gap"] for p in points])
+        err = np.array([[p["gap"] - p["lo"] for p in points], [p["hi"] - p["gap"] for p in points]])
+        ax.errorbar(x, gap, yerr=err, marker="o", markersize=4, capsize=3, label=f"{reference} − {name}", **style)
+    ax.axhline(0.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("Training events N")
+    ax.set_ylabel("Δ AUC (mean over seeds, paired 95% interval)")
+    if title:
+        ax.set_title(title, fontsize=9, loc="left")
+    ax.grid(True, which="major", alpha=0.5)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    return _save(fig, path)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridjet.data.h5 import hdf5_built_in_memory
+from hybridjet.data.h5 import check_stored_size, hdf5_built_in_memory, open_hdf5
 from hybridjet.errors import HybridjetError, InputFileError, OutputPathError
 from hybridjet.io_utils import atomic_path, sha256_file
 
@@ -89,9 +89,10 @@ def data_identity(*paths: str | os.PathLike[str]) -> dict[str, str]:
     return {"data": ", ".join(str(p) for p in paths), "data_sha256": digest}
 
 
-def data_of(datamodule: Any) -> dict[str, str] | None:
-    """:func:`data_identity` of the file a data module reads (its ``data`` path), or None without one."""
-    path = getattr(datamodule, "data", None)
+def data_of(datamodule: Any, split: str = "test") -> dict[str, str] | None:
+    """:func:`data_identity` of the file a data module reads ``split`` from (a file of the split's own, else its
+    ``data`` path), or None without one."""
+    path = (getattr(datamodule, "files", None) or {}).get(split) or getattr(datamodule, "data", None)
     return data_identity(path) if isinstance(path, str | os.PathLike) and Path(path).is_file() else None
 
 
@@ -148,7 +149,7 @@ def write_scores(
                 root_attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
                 for name, group in f.items():
                     if name != split and isinstance(group, h5py.Group):
-                        kept[name] = (tuple(group[d][()] for d in _DATASETS),
+                        kept[name] = (tuple(_bounded(group, d, path)[()] for d in _DATASETS),
                                       {k: _attr_value(v) for k, v in group.attrs.items()})
         except (OSError, KeyError) as exc:
             raise InputFileError(
@@ -173,6 +174,12 @@ def write_scores(
     return path
 
 
+def _bounded(group: Any, name: str, path: str | os.PathLike[str]) -> Any:
+    """``group[name]``, refused when it declares more than the file stores (a size bounded before use)."""
+    check_stored_size(group[name], path)
+    return group[name]
+
+
 def list_splits(path: str | os.PathLike[str]) -> list[str]:
     """Names of the splits stored in a scores file."""
     import h5py
@@ -182,17 +189,11 @@ def list_splits(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
-    import h5py
 
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such file; expected scores.h5 written by 'hybridjet predict'")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise InputFileError(
-            path, "not an HDF5 file; expected scores.h5 written by 'hybridjet predict'"
-        ) from exc
+    return open_hdf5(path, "scores.h5 written by 'hybridjet score' or a training")
 
 
 def read_scores(path: str | os.PathLike[str], split: str = "test") -> ScoreSet:
@@ -208,7 +209,7 @@ def read_scores(path: str | os.PathLike[str], split: str = "test") -> ScoreSet:
         missing = [d for d in _DATASETS if d not in group]
         if missing:
             raise InputFileError(path, f"split {split!r} lacks dataset(s) {', '.join(missing)}")
-        arrays = [group[d][()] for d in _DATASETS]
+        arrays = [_bounded(group, d, path)[()] for d in _DATASETS]
         attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
         group_attrs = {k: _attr_value(v) for k, v in group.attrs.items()}
     try:

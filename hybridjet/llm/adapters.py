@@ -60,12 +60,43 @@ def read_adapter_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     for name in ("adapter_config.json", BASE_JSON):
         if not (directory / name).is_file():
             raise InputFileError(directory, f"not a hybridjet adapter directory (no {name})")
+    meta = _json_object(directory / BASE_JSON)
+    if not isinstance(meta.get("base"), dict) or not isinstance(meta["base"].get("sha256"), str):
+        raise InputFileError(directory / BASE_JSON, "expected a JSON object with base.sha256")
+    config = _json_object(directory / "adapter_config.json")
+    rank, alpha = config.get("r"), config.get("lora_alpha")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
+        raise InputFileError(directory / "adapter_config.json", f"r {rank!r}; expected a LoRA rank in 1..{MAX_RANK}")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
+        raise InputFileError(directory / "adapter_config.json", f"lora_alpha {alpha!r}; expected a number > 0")
+    weights = directory / "adapter_model.safetensors"
     try:
-        meta = json.loads((directory / BASE_JSON).read_text())
-        meta["base"]["sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise InputFileError(directory / BASE_JSON, "expected a JSON object with base.sha256") from None
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as fh:
+            fh.keys()
+    except OSError as exc:
+        raise InputFileError(weights, f"cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # safetensors' own errors: a damaged header
+        raise InputFileError(weights, f"not a readable safetensors file ({str(exc).splitlines()[0][:120]})") from None
     return meta
+
+
+#: the largest LoRA rank an adapter may record (a size read from a file, bounded before peft allocates it)
+MAX_RANK = 4096
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object read from ``path``, or one line naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise InputFileError(path, f"expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def check_same_base(identity: Any, meta: dict[str, Any], adapter_dir: str | os.PathLike[str]) -> None:

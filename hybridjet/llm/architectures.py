@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from hybridjet.errors import HybridjetError, InputFileError
 
@@ -91,3 +93,35 @@ def check_hf_architecture(directory: str | os.PathLike[str]) -> None:
             f"{directory}: model type {model_type!r} has no causal-LM class in transformers "
             f"{_transformers_version()} (it has {len(supported)}: {', '.join(supported)})"
         )
+    check_config_against_weights(Path(directory), config)
+
+
+def check_config_against_weights(directory: Path, config: dict[str, Any]) -> None:
+    """Refuse a ``config.json`` whose sizes the weights do not hold (a model is built from the config before the
+    weights load, so a config declaring a million layers would allocate them): the layer count and the embedding's
+    shape are compared with the safetensors headers (read without the tensors)."""
+    from safetensors import safe_open
+
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    layers: set[int] = set()
+    embedding = None
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="numpy") as fh:
+                for key in fh.keys():
+                    match = re.search(r"layers\.(\d+)\.", key)
+                    if match:
+                        layers.add(int(match.group(1)))
+                    if key.endswith("embed_tokens.weight"):
+                        embedding = tuple(fh.get_slice(key).get_shape())
+        except Exception as exc:  # safetensors' own errors: a damaged header
+            raise InputFileError(path, f"unreadable safetensors header ({str(exc).splitlines()[0][:120]})") from None
+    config_file = directory / "config.json"
+    declared = text.get("num_hidden_layers")
+    if layers and isinstance(declared, int) and declared > max(layers) + 1:
+        raise InputFileError(config_file, f"num_hidden_layers {declared:,}, but the weights hold {max(layers) + 1} "
+                                          "layers; expected the config the weights were saved with")
+    hidden, vocab = text.get("hidden_size"), text.get("vocab_size")
+    if embedding is not None and isinstance(hidden, int) and isinstance(vocab, int) and (vocab, hidden) != embedding:
+        raise InputFileError(config_file, f"vocab_size {vocab:,} and hidden_size {hidden:,}, but the embedding "
+                                          f"weights are {embedding}; expected the config the weights were saved with")

@@ -165,7 +165,7 @@ def entry_lock(entry: Path) -> Iterator[None]:
     lock.parent.mkdir(parents=True, exist_ok=True)
     # the lock file stays empty and is never replaced nor removed: flock locks its inode, so an atomic
     # rename (or a removal) would let two processes each hold "the" lock
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every other file
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -58,6 +58,34 @@ class TreeEnsemble:
         arrays["baseline"] = np.asarray(clf._baseline_prediction, np.float64).reshape(-1)[:1]
         return cls(arrays)
 
+    def check(self, n_features: int) -> TreeEnsemble:
+        """Refuse arrays no fitted ensemble has (read from a file, they are data): every walk must end at a leaf of
+        its own tree (children after their parent, within the tree), on features the run has, with finite values."""
+        a = self.arrays
+        try:
+            n = len(a["value"])
+            if any(np.asarray(a[k]).shape != (n,) for k in _NODE_FIELDS):
+                raise ValueError("node arrays of different lengths")
+            offsets, baseline = np.asarray(a["offsets"]), np.asarray(a["baseline"], np.float64)
+            ends = np.r_[offsets[1:], n]
+            if offsets.ndim != 1 or not len(offsets) or offsets[0] != 0 or (ends <= offsets).any():
+                raise ValueError("tree offsets not increasing from 0")
+            if baseline.size < 1 or not np.isfinite(baseline[:1]).all() or not np.isfinite(a["value"]).all():
+                raise ValueError("non-finite values")
+            tree = np.searchsorted(offsets, np.arange(n), side="right") - 1
+            inner = ~np.asarray(a["is_leaf"]).astype(bool)
+            index = np.arange(n)
+            for side in ("left", "right"):
+                child = offsets[tree] + np.asarray(a[side], np.int64)
+                if (inner & ((child <= index) | (child >= ends[tree]))).any():
+                    raise ValueError(f"a {side} child outside its tree or before its parent")
+            features = np.asarray(a["feature_idx"], np.int64)
+            if (inner & ((features < 0) | (features >= n_features))).any():
+                raise ValueError(f"a split on a feature outside 0..{n_features - 1}")
+        except (ValueError, TypeError, IndexError) as err:
+            raise HybridjetError(f"{TREES_FILE}: not trees hybridjet wrote ({err}); a damaged or altered file") from None
+        return self
+
     def raw(self, x: np.ndarray) -> np.ndarray:
         """The ensemble's raw score (log-odds) of each row of ``x`` [N, F]."""
         a = self.arrays
@@ -153,7 +181,8 @@ class GradientBoostedTrees:
                            progress: bool = False) -> Any:
         """``(batch, signal probabilities)`` per batch of ``events``, as the LLM classifiers yield them."""
         self._check_fitted()
-        for batch in iter_event_batches(EventFeatures(self.feature_set, self.normalizer), events, batch_size or 65536, progress):
+        size = 65536 if batch_size is None else batch_size
+        for batch in iter_event_batches(EventFeatures(self.feature_set, self.normalizer), events, size, progress):
             yield batch, self.score_features(batch["features"].numpy())
 
     def score_features(self, normalized: np.ndarray) -> np.ndarray:
@@ -189,5 +218,6 @@ class GradientBoostedTrees:
             raise HybridjetError(f"{run_dir / RUN_MODEL_FILE}: malformed gbdt record ({err!r})") from None
         model.feature_set, model.normalizer = recorded_features(meta, run_dir)
         model.iterations = int(meta.get("iterations") or 0)
-        model.trees = TreeEnsemble(read_tensors(run_dir, TREES_FILE, numpy=True))
+        n_features = 0 if model.normalizer is None else len(model.normalizer.names)
+        model.trees = TreeEnsemble(read_tensors(run_dir, TREES_FILE, numpy=True)).check(n_features)
         return model

@@ -20,7 +20,7 @@ from hybridjet.llm.random_init import INITS
 from hybridjet.llm.shared_prefix import forward_with_shared_prefix
 from hybridjet.models.config import FULL, ArchConfig
 from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder, default_periodic_sigma
-from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, split_around_event
+from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, EVENT_SLOT, split_around_event
 from hybridjet.runtime import ExecutionPolicy, Runtime, load_llm
 
 
@@ -71,6 +71,9 @@ class HybridConfig(ArchConfig):
         if self.init not in INITS:
             raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {self.init!r}")
         checks.integer("init_seed", self.init_seed, 0)
+        if not isinstance(self.question, str) or self.question.count(EVENT_SLOT) > 1:
+            raise HybridjetError(f"question: expected a text with at most one {EVENT_SLOT!r} slot, got "
+                                 f"{self.question!r}")
         if self.numeric_embedding not in NUMERIC_EMBEDDINGS:
             raise HybridjetError(f"numeric_embedding: expected one of {', '.join(NUMERIC_EMBEDDINGS)}, "
                                  f"got {self.numeric_embedding!r}")

@@ -54,6 +54,9 @@ class TextPromptConfig(ArchConfig):
         if len(self.labels) != 2:
             raise HybridjetError(f"labels: expected two words (signal, background), got {list(self.labels)}")
         checks.integer("max_length", self.max_length, 8, 1 << 20)
+        if not isinstance(self.question, str) or self.question.count(EVENT_SLOT) != 1:
+            raise HybridjetError(f"question: expected a text with one {EVENT_SLOT!r} slot for the event, got "
+                                 f"{self.question!r}")
         self.check_lora()
 
 

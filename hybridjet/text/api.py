@@ -17,14 +17,32 @@ from typing import Any
 
 import torch
 
+from hybridjet import checks
 from hybridjet.errors import HybridjetError
-from hybridjet.llm.adapters import load_adapter
+from hybridjet.llm.adapters import load_adapter, read_adapter_meta
 from hybridjet.llm.backbone import load_backbone, load_tokenizer
 from hybridjet.llm.chat import render_chat
 from hybridjet.text.dataset import SFTCollator, encode_examples, pad_token_id, with_system
 from hybridjet.text.export import ADAPTER_DIR, TOKENIZER_DIR, read_text_config
 from hybridjet.text.formats import Example
 from hybridjet.text.loss import token_loss_sum
+
+#: the most new tokens one generation asks for (longer than any context these models have)
+MAX_NEW_TOKENS = 1 << 16
+
+
+def check_generation(temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128, batch_size: int = 1,
+                     min_new_tokens: int = 0) -> None:
+    """One line for generation settings that cannot be meant (before any model loads, where a caller can):
+    a temperature that is negative, NaN or infinite, a top-p outside (0, 1], token counts that are not integers
+    within their range."""
+    checks.non_negative("temperature", temperature)
+    checks.positive("top_p", top_p)
+    if top_p > 1:
+        raise HybridjetError(f"top_p: expected a number in (0, 1], got {top_p!r}")
+    checks.integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
+    checks.integer("batch_size", batch_size, 1)
+    checks.integer("min_new_tokens", min_new_tokens, 0, max_new_tokens)
 
 
 class TextModel:
@@ -54,6 +72,7 @@ class TextModel:
         the base model's path here when the recorded one is not on this machine (its weights' hash must match)."""
         run_dir = Path(run_dir)
         config = read_text_config(run_dir)
+        read_adapter_meta(run_dir / ADAPTER_DIR)  # every file of the run checked before the base model loads
         model_name = model or config.get("model") or (config.get("base_identity") or {}).get("name") or "smollm2"
         quant = quantization or config.get("quantization") or "auto"
         if quant != "none" and not torch.cuda.is_available() and quantization is None:
@@ -154,11 +173,7 @@ class TextModel:
         (prompts left-padded to the longest, the last batch filled up with repeats), so it compiles once.
         ``min_new_tokens``: no stop before that many new tokens (``= max_new_tokens``: fixed-length answers, for
         timing)."""
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise HybridjetError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
-        if max_new_tokens < 1 or batch_size < 1 or not 0 <= min_new_tokens <= max_new_tokens:
-            raise HybridjetError(f"expected max_new_tokens >= 1, batch_size >= 1 and 0 <= min_new_tokens <= "
-                                 f"max_new_tokens, got {max_new_tokens}, {batch_size}, {min_new_tokens}")
+        check_generation(temperature, top_p, max_new_tokens, batch_size, min_new_tokens)
         if seed is not None:
             torch.manual_seed(seed)
         texts = [p if templated else self.prompt_text(p) for p in prompts]
@@ -221,6 +236,7 @@ class TextModel:
             examples, self.tokenizer, max_length=max_length, system_prompt=self.system_prompt, name="eval data",
             chat_template=self.chat_template,
         )
+        checks.integer("batch_size", batch_size, 1)
         collate = SFTCollator(pad_token_id(self.tokenizer), "right")
         total, count = 0.0, 0
         for start in range(0, len(encoded), batch_size):

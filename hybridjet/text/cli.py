@@ -20,8 +20,12 @@ def register(subparsers: Any) -> None:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from hybridjet.text.api import TextModel
+    from hybridjet.errors import HybridjetError
+    from hybridjet.text.api import TextModel, check_generation
 
+    check_generation(args.temperature, args.top_p, args.max_new_tokens)  # before the model loads
+    if not args.question.strip():
+        raise HybridjetError("QUESTION: expected a question, got an empty text")
     tm = TextModel.from_pretrained(args.run)
     kwargs = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
     if args.seed is not None:

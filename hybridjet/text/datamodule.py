@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from hybridjet import checks
 from hybridjet.data.batches import EpochBatches, trainer_position
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.chat import effective_template, resolve_chat_template
@@ -114,6 +115,7 @@ class TextDataModule(L.LightningDataModule):
                                  f"got {pack_tokens!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise HybridjetError(f"data.num_workers: expected 0 or a positive integer, got {num_workers!r}")
+        checks.integer("data.prompt_words", prompt_words, 1, optional=True)  # before: -1 or 0 became 1 silently
 
     # ------------------------------------------------------------------------------------------------ reading
     def read(self, path: str) -> list[Example]:

@@ -80,6 +80,8 @@ def read_text_config(run_dir: str | Path) -> dict[str, Any]:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InputFileError(path, f"invalid YAML: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     if not isinstance(config, dict) or config.get("kind") != "hybridjet-text-sft":
         raise InputFileError(path, "not a hybridjet text run config")
     if not (run_dir / ADAPTER_DIR).is_dir():

@@ -78,6 +78,7 @@ class SFTCLI(LightningCLI):
         if not cfg.model.get("run_dir"):
             cfg.model.run_dir = str(run_dir)
         checks.training_budget(cfg.trainer)
+        checks.accelerator(cfg.trainer.get("accelerator"))
         RunClaim(run_dir).check()  # a file or someone's folder in the way: one line before the model loads
         if self.subcommand in ("fit", "validate", "test"):
             check_data_before_the_model(cfg)

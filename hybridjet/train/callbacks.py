@@ -50,7 +50,7 @@ class ScoresWriter(BasePredictionWriter):
         write_scores(path, split, merged["event_id"], merged["score"].astype(np.float32),
                      merged["label"].astype(np.int8), attrs={"model": getattr(pl_module, "model_kind", "model"),
                                                              "score_kind": "probability"},
-                     split_attrs=data_of(trainer.datamodule))
+                     split_attrs=data_of(trainer.datamodule, split))
         print(f"scores of {len(merged['score'])} events ({split} split) -> {path}")
 
 
@@ -64,9 +64,13 @@ def run_callbacks(dirpath: str | None = None, every_n_train_steps: int = 50) -> 
     ]
 
 
-def early_stopping(patience: int) -> EarlyStopping:
-    """Stop when ``val_auc`` has not improved for ``patience`` validations."""
-    return EarlyStopping(monitor="val_auc", mode="max", patience=patience)
+#: what early stopping may watch, and which way is better
+MONITORS = {"val_auc": "max", "val_loss": "min"}
+
+
+def early_stopping(patience: int, monitor: str = "val_auc") -> EarlyStopping:
+    """Stop when ``monitor`` (``val_auc`` or ``val_loss``) has not improved for ``patience`` validations."""
+    return EarlyStopping(monitor=monitor, mode=MONITORS[monitor], patience=patience)
 
 
 def default_precision() -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from hybridjet.errors import InputFileError
+from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_path
 
 
@@ -59,6 +59,21 @@ def remove_partial_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     for partial in removed:
         partial.unlink(missing_ok=True)
     return removed
+
+
+def check_ckpt_path_run(ckpt_path: str | None, run_dir: Path, subcommand: str) -> None:
+    """Before the model loads: a ``--ckpt_path`` file must exist, and a checkpoint of another run's
+    ``checkpoints/`` must not write its scores into this run directory (``test``/``validate``/``predict`` write
+    ``scores.h5`` and ``metrics.json`` into ``trainer.default_root_dir``, beside another model's record)."""
+    if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise InputFileError(path, "checkpoint not found")
+    owner = path.resolve().parent
+    if subcommand != "fit" and owner.name == "checkpoints" and owner.parent != run_dir.resolve():
+        raise HybridjetError(f"--ckpt_path: {path} is the checkpoint of the run {owner.parent}, but its scores would "
+                             f"go to {run_dir}; pass --trainer.default_root_dir {owner.parent}")
 
 
 def check_cli_ckpt_path(cli: Any) -> None:

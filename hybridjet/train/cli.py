@@ -20,7 +20,7 @@ from hybridjet.errors import HybridjetError
 from hybridjet.quiet import quiet_training_warnings
 from hybridjet.run import RunClaim, released_on_exit
 from hybridjet.train.callbacks import early_stopping
-from hybridjet.train.checkpoints import check_cli_ckpt_path, remove_partial_checkpoints
+from hybridjet.train.checkpoints import check_ckpt_path_run, check_cli_ckpt_path, remove_partial_checkpoints
 from hybridjet.train.classifiers import EventClassifier
 from hybridjet.train.recipes import trainer_defaults
 from hybridjet.train.trees_cli import is_trees_config
@@ -44,10 +44,13 @@ class HybridjetCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         checks.training_budget(config.trainer)
+        checks.accelerator(config.trainer.get("accelerator"))
         for name in ("checkpoint_every_n_steps", "early_stopping_patience"):
             checks.integer(f"--{name}", config.get(name), 1 if name.startswith("checkpoint") else 0,
                            optional=name.startswith("early"))
-        RunClaim(config.trainer.get("default_root_dir") or "runs/default").check()  # before the model loads
+        root = Path(config.trainer.get("default_root_dir") or "runs/default")
+        check_ckpt_path_run(config.get("ckpt_path"), root, self.subcommand)
+        RunClaim(root).check()  # before the model loads
 
     def _parse_ckpt_path(self) -> None:
         check_cli_ckpt_path(self)

@@ -14,13 +14,14 @@ from lightning.pytorch.loggers import CSVLogger
 
 from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
+from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import split_metrics
-from hybridjet.eval.scores import data_identity, write_scores
+from hybridjet.eval.scores import data_of, write_scores
 from hybridjet.io_utils import write_json
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.quiet import quiet_training_warnings
 from hybridjet.run import RunClaim
-from hybridjet.train.callbacks import ScoresWriter, default_precision, early_stopping, run_callbacks
+from hybridjet.train.callbacks import MONITORS, ScoresWriter, default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, remove_partial_checkpoints
 from hybridjet.train.classifiers import EventClassifier
 
@@ -50,31 +51,36 @@ def train_classifier(
     ckpt_path: str | None = None,
     checkpoint_every_n_steps: int = 50,
     early_stopping_patience: int | None = None,
+    early_stopping_monitor: str = "val_auc",
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
     """The classifier recipe: fit ``model`` into ``run_dir`` (best weights by val AUC; stopping early after
-    ``early_stopping_patience`` validations without improvement, if given; resuming from ``ckpt_path``), export
+    ``early_stopping_patience`` validations without improvement of ``early_stopping_monitor``, ``val_auc`` or
+    ``val_loss``, if given; resuming from ``ckpt_path``), export
     the run and score the test split; returns the metrics. ``trainer_kwargs`` override :func:`trainer_defaults`
     (``callbacks`` among them join the recipe's own)."""
     quiet_training_warnings()
     checks.training_budget({"max_epochs": max_epochs, **trainer_kwargs})
     checks.integer("checkpoint_every_n_steps", checkpoint_every_n_steps, 1)
     checks.integer("early_stopping_patience", early_stopping_patience, 0, optional=True)
+    if early_stopping_monitor not in MONITORS:
+        raise HybridjetError(f"early_stopping_monitor: expected one of {', '.join(MONITORS)}, got "
+                             f"{early_stopping_monitor!r}")
     run_dir = Path(run_dir)
     with RunClaim(run_dir):
         return _fit_and_test(model, datamodule, run_dir, max_epochs, progress, ckpt_path, checkpoint_every_n_steps,
-                             early_stopping_patience, trainer_kwargs)
+                             early_stopping_patience, early_stopping_monitor, trainer_kwargs)
 
 
 def _fit_and_test(model: EventClassifier, datamodule: JetDataModule, run_dir: Path, max_epochs: int, progress: bool,
                   ckpt_path: str | None, checkpoint_every_n_steps: int, early_stopping_patience: int | None,
-                  trainer_kwargs: dict[str, Any]) -> dict[str, float]:
+                  early_stopping_monitor: str, trainer_kwargs: dict[str, Any]) -> dict[str, float]:
     """:func:`train_classifier` in its claimed run directory."""
     remove_partial_checkpoints(run_dir / "checkpoints")
     callbacks = [*run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps), ScoresWriter(),
                  *trainer_kwargs.pop("callbacks", [])]
     if early_stopping_patience is not None:
-        callbacks.append(early_stopping(early_stopping_patience))
+        callbacks.append(early_stopping(early_stopping_patience, early_stopping_monitor))
     settings = {**trainer_defaults(), "callbacks": callbacks, "default_root_dir": str(run_dir),
                 "logger": CSVLogger(save_dir=str(run_dir), name="logs"), "max_epochs": max_epochs,
                 "enable_progress_bar": progress, **trainer_kwargs}
@@ -84,6 +90,7 @@ def _fit_and_test(model: EventClassifier, datamodule: JetDataModule, run_dir: Pa
     best = next((cb.best_model_score for cb in trainer.checkpoint_callbacks if cb.monitor), None)
     if best is not None:
         metrics["best_val_auc"] = float(best)
+    metrics["epochs_run"] = trainer.current_epoch  # the epochs completed (fewer than max_epochs: stopped early)
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
@@ -117,7 +124,7 @@ def _fit_trees(model: GradientBoostedTrees, datamodule: JetDataModule, run_dir: 
     infer_seconds = time.perf_counter() - started
     labels = test["label"].numpy().astype(np.int8)
     write_scores(run_dir / "scores.h5", "test", test["event_id"].numpy(), score, labels,
-                 attrs={"model": "gbdt", "score_kind": "probability"}, split_attrs=data_identity(datamodule.data))
+                 attrs={"model": "gbdt", "score_kind": "probability"}, split_attrs=data_of(datamodule, "test"))
     metrics = {
         "name": run_dir.name, "model": "gbdt", "trainable_params": model._check_fitted().n_nodes(),
         **model.timing, "infer_events_per_s": len(score) / max(infer_seconds, 1e-9),

@@ -48,6 +48,8 @@ def test_defaults_are_the_lhco_search():
     ({"sample": {"background_fractions": [0.5, 0.5, 0.5]}},
      r"sample.background_fractions: the fractions \(data, reference, test\) must sum to 1; \[0.5, 0.5, 0.5\] sum"),
     ({"training": {"split": [0.5, 0.2, 0.05]}}, r"training.split: the fractions \(train, val, test\) must sum to 1"),
+    # before: CWoLa trained on fourvec, whose log m_jj is the variable the regions are cut on
+    ({"features": "fourvec"}, "features: fourvec holds m_jj, the variable the signal region is cut on"),
 ])
 def test_bad_settings_name_the_setting_and_what_was_expected(change, message):
     with pytest.raises(HybridjetError, match=message) as err:
@@ -85,6 +87,8 @@ def test_a_config_file_error_names_the_file(tmp_path):
     ({"injection": {"s_over_b": [0.0001]}},
      r"injection.s_over_b: 0.0001 leaves no signal event in the signal region \(\d+ background events there\); "
      "expected at least"),
+    # before: --check said yes, and the search failed after writing its test set and lock
+    ({"training": {"folds": 5000}}, r"training.folds: 5000 folds of \d+ signal-region events"),
 ])
 def test_bad_inputs_from_the_events_fail_before_anything_is_written(tmp_path, resonance_file, search_file, capsys,
                                                                      sections, message):
@@ -95,7 +99,7 @@ def test_bad_inputs_from_the_events_fail_before_anything_is_written(tmp_path, re
     capsys.readouterr()
     assert main(["anomaly", "-c", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("hybridjet: error: ") and "\n" not in err and np.any([m in err for m in ("regions", "inj")])
+    assert err.startswith("hybridjet: error: ") and "\n" not in err and np.any([m in err for m in ("regions", "inj", "folds")])
     assert not (tmp_path / "out").exists() and not (tmp_path / "report").exists()
 
 

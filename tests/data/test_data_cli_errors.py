@@ -267,3 +267,58 @@ def test_data_outputs_never_replace_a_file_of_another_kind(tmp_path):
         assert f"exists and is not {what} hybridjet wrote" in last, last
     assert {p: p.read_bytes() for p in before} == before
     assert hybridjet(tmp_path, "cluster", ours, "--out", jets, "--no-progress").returncode == 0  # its own kind
+
+
+# ------------------------------------------------------------------------------------------ values and sizes
+@pytest.mark.parametrize(("argv", "expected"), [
+    (("cluster", "IN", "--out", "j.h5", "--n-jets", "100000000"), "--n-jets: expected at most 700"),
+    (("generate", "--process", "qcd", "--events", "5", "--seed", "900000001", "--out", "g.h5"),
+     "--seed: expected an integer in [0, 899,999,999]"),  # before: the same events as --seed 1
+    (("generate", "--process", "qcd", "--events", "1001", "--seed", "-1", "--out", "g.h5"), "--seed: expected"),
+    (("generate", "--process", "wprime", "--events", "5", "--seed", "1", "--mwprime", "20000", "--out", "g.h5"),
+     "--mwprime: 20000 GeV cannot be made at sqrt(s) = 13000 GeV"),
+    (("generate", "--process", "qcd", "--events", "5", "--seed", "1", "--mx", "300", "--out", "g.h5"),
+     "--mx: a mass of the W' signal; --process qcd has none"),
+    (("mix", "--signal", "IN", "--background", "IN", "--signal-fraction", "0.5", "--seed", "0", "--out", "m.h5"),
+     "is both the signal and the background"),
+])
+def test_values_that_cannot_be_meant_are_one_line_before_any_work(tmp_path, argv, expected):
+    pt = np.zeros((4, 700))
+    pt[:, :3] = 500.0
+    write_lhco(tmp_path / "in.h5", pt, np.zeros((4, 700)), np.zeros((4, 700)), np.array([0, 1, 0, 1]))
+    argv = [str(tmp_path / "in.h5") if a == "IN" else a for a in argv]
+    last = assert_one_line_error(hybridjet(tmp_path, *argv))
+    assert expected in last, last
+    assert not [p for p in tmp_path.iterdir() if p.name != "in.h5"]
+
+
+@pytest.mark.parametrize(("label", "expected"), [(np.array([0, 1, 256, 257], np.int16), "values other than -1, 0, 1"),
+                                                 (np.array([0.0, 0.9, 1.0, 0.0]), "holds float64 values")])
+def test_labels_are_checked_before_they_are_cast(tmp_path, label, expected):
+    """Before: 256/257 wrapped to 0/1 and 0.9 was cut to 0 by the cast to int8, then read as valid labels."""
+    import h5py
+
+    path = tmp_path / "jets.h5"
+    write_jets(path, JetArrays(np.tile([[[100.0, 0, 0, 101.0]]], (4, 1, 1)).astype(np.float32), np.ones((4, 1), bool),
+                               np.ones(4, np.int32), np.zeros((4, 1, 3), np.float32), np.zeros(4, np.int8),
+                               np.arange(4)))
+    with h5py.File(path, "a") as f:
+        del f["label"]
+        f["label"] = label
+    last = assert_one_line_error(hybridjet(tmp_path, "inspect", path))
+    assert expected in last, last
+
+
+def test_a_jets_file_declaring_a_hundred_million_jet_slots_is_one_line(tmp_path):
+    import h5py
+
+    path = tmp_path / "jets.h5"
+    write_jets(path, JetArrays(np.zeros((2, 1, 4), np.float32), np.zeros((2, 1), bool), np.zeros(2, np.int32),
+                               np.zeros((2, 1, 3), np.float32), np.zeros(2, np.int8), np.arange(2)))
+    with h5py.File(path, "a") as f:
+        for name, shape in (("jets", (2, 10**8, 4)), ("jet_mask", (2, 10**8)), ("tau", (2, 10**8, 3))):
+            dtype = f[name].dtype
+            del f[name]
+            f.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, 1024) + shape[2:], compression="gzip")
+    last = assert_one_line_error(hybridjet(tmp_path, "inspect", path))
+    assert "declares shape" in last or "jet slots per event" in last, last

@@ -128,3 +128,65 @@ def test_compare_refuses_runs_scored_on_different_data_with_the_same_event_ids(m
     assert not (tmp_path / "r").exists()
     result = _run("compare", str(tmp_path / "run_a"), str(tmp_path / "run_a"), "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_trees_that_loop_or_point_outside_are_refused_at_load(runs, tmp_path):
+    """Before: nodes pointing to themselves made 'score' loop forever; indices out of range gave IndexError."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    for change, needle in ((lambda a: (a["left"].fill(0), a["right"].fill(0)), "child outside its tree or before"),
+                           (lambda a: a["feature_idx"].fill(99), "a split on a feature outside"),
+                           (lambda a: a.__setitem__("offsets", a["offsets"][::-1].copy()), "offsets not increasing")):
+        run = tmp_path / "trees"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(runs / "gbdt", run)
+        arrays = load_file(str(run / "trees.safetensors"))
+        change(arrays)
+        save_file(arrays, str(run / "trees.safetensors"))
+        _one_line(_run("score", str(run), str(runs / "jets.h5"), "--out", str(tmp_path / "s.h5")),
+                  "trees.safetensors: not trees hybridjet wrote", needle)
+
+
+def test_a_scores_file_declaring_ten_billion_events_is_one_line(runs, tmp_path):
+    """Before: compare allocated 74.5 GiB for a 7 kB file."""
+    import shutil
+
+    import h5py
+
+    run = tmp_path / "crafted"
+    shutil.copytree(runs / "gbdt", run)
+    with h5py.File(run / "scores.h5", "a") as f:
+        for name, dtype in (("event_id", "i8"), ("score", "f4"), ("label", "i1")):
+            del f["test"][name]
+            f["test"].create_dataset(name, shape=(10**10,), dtype=dtype, chunks=(4096,), compression="gzip")
+    _one_line(_run("compare", str(runs / "gbdt"), str(run), "--out", str(tmp_path / "r")), "declares shape")
+    _one_line(_run("compare", str(runs / "gbdt"), "--bootstrap", "1000000000000", "--out", str(tmp_path / "r")),
+              "--bootstrap: expected an integer in [0, 100,000]")
+
+
+def test_a_metrics_field_of_the_wrong_type_is_one_line(runs, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "typed"
+    shutil.copytree(runs / "gbdt", run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["trainable_params"] = "abc"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    _one_line(_run("compare", str(run), "--out", str(tmp_path / "r")), "trainable_params is 'abc'; expected a number")
+
+
+@pytest.mark.parametrize("run", ["gbdt", "ablation"])
+def test_the_python_api_refuses_what_cannot_be_scored(runs, run):
+    """Before: batch_size=-5 returned an empty array, 0 was replaced by the default, NaN features scored."""
+    import hybridjet
+    from hybridjet.errors import HybridjetError
+
+    clf = hybridjet.load_run(runs / run)
+    for batch in (-5, 0):
+        with pytest.raises(HybridjetError, match="batch_size: expected an integer >= 1"):
+            clf.predict_proba(str(runs / "jets.h5"), batch_size=batch)
+    with pytest.raises(HybridjetError, match="hold NaN or inf"):
+        clf.predict_proba(np.full((3, len(clf.normalizer.names)), np.nan, np.float32))

@@ -108,3 +108,27 @@ def test_export_never_replaces_a_folder_it_did_not_write(tiny_llama, trained_ada
         merge_and_export(tiny_llama, out, out)
     merged = merge_and_export(tiny_llama, out, tmp_path / "merged")
     assert merge_and_export(tiny_llama, out, merged) == merged  # an earlier export is replaced
+
+
+@pytest.mark.parametrize(("damage", "needle"), [
+    (lambda d: _edit_json(d / "adapter_config.json", r=10_000_000), "r 10000000; expected a LoRA rank in 1..4096"),
+    (lambda d: (d / "adapter_config.json").write_text("{broken"), "adapter_config.json: not valid JSON"),
+    (lambda d: (d / "adapter_model.safetensors").write_bytes(b"\xff" * 64), "not a readable safetensors file"),
+])
+def test_a_damaged_adapter_is_one_line_before_anything_loads(trained_adapter, tmp_path, damage, needle):
+    """Before: an rank of 1e7 allocated until the machine gave up; broken files were tracebacks."""
+    import shutil
+
+    from hybridjet.llm.adapters import read_adapter_meta
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained_adapter[0], adapter)
+    damage(adapter)
+    with pytest.raises(HybridjetError, match=needle):
+        read_adapter_meta(adapter)
+
+
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))

@@ -154,3 +154,21 @@ def test_frozen_params_can_stay_in_the_compute_dtype(tiny_llama):
     h = hidden_states(kept, embed(kept, ids.input_ids), ids.attention_mask)
     h.float().pow(2).mean().backward()
     assert all(p.grad is not None for p in kept.model.parameters() if p.requires_grad)
+
+
+def test_a_config_declaring_more_than_its_weights_hold_is_one_line(tiny_llama, tmp_path):
+    """Before: num_hidden_layers 1e6 in a copy of a 2-layer model built a million layers (killed after 60 s)."""
+    import json
+    import shutil
+
+    from hybridjet.errors import InputFileError
+
+    for key, value, needle in (("num_hidden_layers", 1_000_000, "the weights hold 2 layers"),
+                               ("hidden_size", 4096, "but the embedding weights are")):
+        copy = tmp_path / key
+        shutil.copytree(tiny_llama, copy)
+        config = json.loads((copy / "config.json").read_text())
+        config[key] = value
+        (copy / "config.json").write_text(json.dumps(config))
+        with pytest.raises(InputFileError, match=needle):
+            load_backbone(copy, quantization="none")

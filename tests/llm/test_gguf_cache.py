@@ -166,3 +166,16 @@ def test_a_cache_that_cannot_be_written_is_one_line(tiny_gguf, tmp_path, where):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"hybridjet: error: {cache}: the model cache cannot be written there") and \
         "HYBRIDJET_CACHE" in line
+
+
+def test_the_cache_follows_the_umask_lock_file_included(tiny_gguf, tmp_path):
+    """Before: the entry's lock file was 0644 whatever the umask, so a group-shared cache could not be locked by the
+    group's other members (every other file was 0600 before the umask fix)."""
+    old = os.umask(0o002)
+    try:
+        entry, _ = ensure_converted(tiny_gguf, tmp_path)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [*entry.parent.iterdir(), *entry.iterdir()]}
+    assert modes[f"{entry.name}.lock"] == 0o664 and modes[entry.name] == 0o775
+    assert {m for name, m in modes.items() if (entry / name).is_file()} == {0o664}

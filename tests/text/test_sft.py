@@ -188,3 +188,31 @@ def test_lora_study_fits_each_preset_and_prints_both_perplexities(tiny_llama: Pa
     rows = [line for line in result.stdout.splitlines() if line.startswith("| qkv") or line.startswith("| all-linear")]
     assert len(rows) == 2 and all(float(row.split("|")[4]) > 1.0 for row in rows)  # a perplexity for each
     assert (tmp_path / "abstracts_qkv" / "adapter").is_dir() and (tmp_path / "abstracts_all-linear" / "adapter").is_dir()
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--temperature", "nan"], "temperature: expected a finite number >= 0"),  # before: rc 0 and an empty answer
+    (["--temperature", "-1"], "temperature: expected a finite number >= 0"),
+    (["--top-p", "5"], "top_p: expected a number in (0, 1]"),
+    (["--max-new-tokens", "100000000"], "max_new_tokens: expected an integer in [1, 65,536]"),
+])
+def test_ask_checks_its_settings_before_the_model_loads(tmp_path: Path, argv: list[str], needle: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The run does not exist: an error about the settings shows they were checked before anything loaded."""
+    from hybridjet.cli import main as hybridjet_main
+
+    assert hybridjet_main(["ask", "--run", str(tmp_path / "no-such-run"), *argv, "hi"]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_generation_and_perplexity_settings_are_checked(tiny_llama: Path) -> None:
+    """Before: perplexity with batch_size -1 returned 1.0 (a perfect model), temperature NaN an empty text."""
+    from hybridjet.llm.backbone import load_backbone
+    from hybridjet.text.api import TextModel, check_generation
+
+    tm = TextModel(load_backbone(tiny_llama, quantization="none", lora="qkv"), {}, None)
+    with pytest.raises(HybridjetError, match="batch_size: expected an integer >= 1"):
+        tm.perplexity(["hello world"], batch_size=-1)
+    for settings in ({"temperature": float("nan")}, {"temperature": float("inf")}, {"max_new_tokens": 1.5}):
+        with pytest.raises(HybridjetError):
+            check_generation(**settings)

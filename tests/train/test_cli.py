@@ -277,3 +277,51 @@ def test_score_with_a_damaged_run_is_one_line(ablation_run, toy_jets_h5, tmp_pat
                             capture_output=True, text=True, timeout=300)
     _one_line(result, str(named))
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_test_with_another_runs_checkpoint_does_not_write_into_this_run(ablation_run, toy_jets_h5, tmp_path):
+    """Before: 'test -c configs/ablation.yaml --ckpt_path runs/abl/checkpoints/best.ckpt' wrote abl's scores into
+    the config's runs/ablation, beside that run's own model.json and weights."""
+    result = subprocess.run([*HYBRIDJET, "test", "-c", str(ROOT / "configs" / "ablation.yaml"), "--data.data",
+                             str(toy_jets_h5), "--trainer.default_root_dir", str(tmp_path / "other"), "--ckpt_path",
+                             str(ablation_run / "checkpoints" / "best.ckpt")], capture_output=True, text=True,
+                            timeout=300)
+    _one_line(result, "is the checkpoint of the run", f"--trainer.default_root_dir {ablation_run}")
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--trainer.accelerator", "gpu"], "this machine has no CUDA GPU"),
+    (["--ckpt_path", "/nonexistent.ckpt"], "/nonexistent.ckpt: checkpoint not found"),
+    (["--model.arch.question", "x <<EVENT>> y <<EVENT>>"], "at most one '<<EVENT>>' slot"),
+])
+def test_settings_are_refused_before_the_model_loads(toy_jets_h5, tmp_path, extra, needle):
+    if "gpu" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = subprocess.run([*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "hybrid.yaml"), "--data.data",
+                             str(toy_jets_h5), "--model.arch.model", str(tmp_path / "no-such-model"),
+                             "--trainer.default_root_dir", str(tmp_path / "run"), *extra], capture_output=True,
+                            text=True, timeout=300)
+    _one_line(result, needle)  # the model named does not exist: an error about it would mean it was looked at first
+    assert not (tmp_path / "run").exists()
+
+
+def test_repeated_event_ids_and_a_broken_metrics_json_are_refused_before_training(make_toy_jets, toy_jets_h5,
+                                                                                   tmp_path):
+    """Before: both trained fully, then failed (duplicates in the test split; a JSONDecodeError traceback)."""
+    from hybridjet.data.store import write_jets
+
+    jets = make_toy_jets(300)
+    jets.event_id[:] = jets.event_id % 100
+    write_jets(tmp_path / "dup.h5", jets)
+    fit = [*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "ablation.yaml"), "--trainer.max_epochs", "1"]
+    result = subprocess.run([*fit, "--data.data", str(tmp_path / "dup.h5"), "--trainer.default_root_dir",
+                             str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    _one_line(result, "200 event ids repeat")
+    assert "GPU available" not in result.stderr and not (tmp_path / "run").exists()
+    (tmp_path / "h4").mkdir()
+    (tmp_path / "h4" / "metrics.json").write_text("not json")
+    result = subprocess.run([*fit, "--data.data", str(toy_jets_h5), "--trainer.default_root_dir",
+                             str(tmp_path / "h4")], capture_output=True, text=True, timeout=300)
+    _one_line(result, "metrics.json: not JSON")
+    assert sorted(p.name for p in (tmp_path / "h4").iterdir()) == ["metrics.json"]

@@ -1,0 +1,124 @@
+"""The methods a resonance search or a study trains, by name: gbdt, ablation, hybrid, and named variants of them
+(``hybrid_random: {method: hybrid, init: random}``), each a classifier and its settings, checked before any model
+loads, and trained into a run directory by the package's own recipes (:func:`train_model`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from hybridjet import checks
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.errors import HybridjetError
+from hybridjet.models.classical import GradientBoostedTrees
+from hybridjet.models.hybrid import HybridConfig
+from hybridjet.runtime import Runtime
+from hybridjet.train.classifiers import HybridClassifier
+from hybridjet.train.optim import Optimization
+from hybridjet.train.recipes import train_classifier, train_gbdt
+
+METHODS = ("gbdt", "ablation", "hybrid")
+GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
+NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "trainer")
+
+@dataclass(frozen=True)
+class Method:
+    """One classifier: ``name`` (gbdt, ablation, hybrid, or a variant's own name with ``kind`` the classifier it
+    is) and its settings. ``model``: the trees' settings, or the flat settings :meth:`HybridClassifier.from_settings`
+    sorts into architecture, runtime and optimisation."""
+
+    name: str
+    model: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int = 256
+    early_stopping_patience: int | None = None
+    trainer: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None  # a named variant's classifier; None: the name is the classifier
+
+    def __post_init__(self) -> None:
+        if self.kind == self.name:  # the classifier itself, with the fingerprint of one
+            object.__setattr__(self, "kind", None)
+
+    @property
+    def classifier(self) -> str:
+        """Which of gbdt, ablation, hybrid this method trains."""
+        return self.kind or self.name
+
+
+def parse_method(name: str, raw: Any) -> Method:
+    """One ``methods`` entry, its settings checked (a net's are built into its config classes, no model loaded).
+    A name other than gbdt, ablation, hybrid is a variant: its ``method`` setting says which of them it is."""
+    if raw is not None and not isinstance(raw, dict):
+        raise HybridjetError(f"methods.{name}: expected a mapping of settings, got {raw!r}")
+    raw = dict(raw or {})
+    kind = raw.pop("method", None)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise HybridjetError(f"methods.{name}: expected a name of letters, digits, '_', '.', '-' (it names the "
+                             "runs' folders)")
+    if kind is not None and kind not in METHODS:
+        raise HybridjetError(f"methods.{name}.method: expected one of {', '.join(METHODS)}, got {kind!r}")
+    if name in METHODS and kind not in (None, name):
+        raise HybridjetError(f"methods.{name}.method: {name} names its own classifier; expected no method: setting "
+                             f"or method: {name} (a variant of {kind} needs a name of its own)")
+    if name == "logs":
+        raise HybridjetError("methods.logs: a name the runs folder keeps for logs; expected another name")
+    if kind is None and name not in METHODS:
+        raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}, or a variant "
+                             f"of one named by its setting method: (e.g. {name}: {{method: hybrid, epochs: 30}})")
+    classifier = kind or name  # Method itself turns 'hybrid: {method: hybrid}' into the hybrid
+    if classifier == "gbdt":
+        unknown = sorted(set(raw) - set(GBDT_SETTINGS))
+        if unknown:
+            raise HybridjetError(f"methods.{name}.{unknown[0]}: unknown setting; expected one of "
+                                 f"{', '.join(GBDT_SETTINGS)}")
+        try:
+            GradientBoostedTrees(**raw)
+        except HybridjetError as err:
+            raise HybridjetError(f"methods.{name}: {err}") from None
+        return Method(name, raw, kind=kind)
+    recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
+    groups: dict[type, dict[str, Any]] = {HybridConfig: {}, Runtime: {}, Optimization: {}}
+    for key, value in raw.items():
+        owner = next((g for g in groups if key in {f.name for f in dataclasses.fields(g)}), None)
+        if owner is None or key == "use_llm":
+            raise HybridjetError(f"methods.{name}.{key}: not a setting of the classifier (architecture, runtime, "
+                                 f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS)})")
+        groups[owner][key] = value
+    try:
+        for cls, kwargs in groups.items():
+            cls(**kwargs)
+    except (HybridjetError, TypeError, ValueError) as err:
+        raise HybridjetError(f"methods.{name}: {err}") from None
+    epochs, batch = recipe.get("epochs", 20), recipe.get("batch_size", 256)
+    checks.integer(f"methods.{name}.epochs", epochs, 1)
+    checks.integer(f"methods.{name}.batch_size", batch, 1)
+    patience = recipe.get("early_stopping_patience")
+    checks.integer(f"methods.{name}.early_stopping_patience", patience, 1, optional=True)
+    trainer = recipe.get("trainer") or {}
+    if not isinstance(trainer, dict):
+        raise HybridjetError(f"methods.{name}.trainer: expected a mapping of Lightning Trainer settings")
+    return Method(name, raw, epochs, batch, patience, trainer, kind)
+
+
+def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: int,
+                progress: bool = False, epochs: int | None = None, patience: int | None = None,
+                monitor: str = "val_auc") -> dict[str, Any]:
+    """Train one model of ``method`` into ``run_dir`` with the package's recipes; returns its metrics. ``epochs``
+    and ``patience`` (on ``monitor``: ``val_auc`` or ``val_loss``) replace the method's own for a net."""
+    if method.classifier == "gbdt":
+        return train_gbdt(datamodule, run_dir, seed=seed, **method.model)
+    L.seed_everything(seed, verbose=False)
+    # a fold's file may hold fewer batches than Lightning's logging interval: harmless, said once per model
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.classifier == "hybrid", **method.model)
+    return train_classifier(clf, datamodule, run_dir, max_epochs=epochs or method.epochs, progress=progress,
+                            early_stopping_patience=patience if patience is not None else
+                            method.early_stopping_patience, early_stopping_monitor=monitor, **method.trainer)
+
+
