@@ -1,0 +1,89 @@
+"""``hybridjet study`` on toy events and a tiny LLM: the controls, the learning curves, the paired gaps, reuse."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hybridjet.cli import main
+from hybridjet.data.store import read_jets, write_jets
+from hybridjet.errors import HybridjetError
+from hybridjet.study.config import load_config, parse_config
+
+
+def _config(tmp_path: Path, make_toy_jets, tiny: Path | None = None, **sections: Any) -> Path:
+    write_jets(tmp_path / "jets.h5", make_toy_jets(900, seed=3))
+    net = {"n_soft_tokens": 2, "encoder_hidden": 16, "encoder_layers": 1, "epochs": 2, "batch_size": 16}
+    methods: dict[str, Any] = {"gbdt": {"max_iter": 20}, "ablation": {**net, "ablation_width": 8}}
+    if tiny is not None:
+        hybrid = {**net, "model": str(tiny), "quantization": "none"}
+        methods.update(hybrid=hybrid, hybrid_random={"method": "hybrid", "init": "random", **hybrid})
+    cfg: dict[str, Any] = {"name": "toy", "out": str(tmp_path / "out"), "report": str(tmp_path / "report"),
+                           "data": {"jets": str(tmp_path / "jets.h5")}, "sample": {"test_events": 200, "val_events": 100},
+                           "curve": {"sizes": [40, 80], "seeds_small": 2, "seeds": 1},
+                           "budget": {"min_steps": 6, "max_epochs": 4, "patience": 2, "min_batch": 8},
+                           "methods": methods}
+    cfg.update(sections)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_study_trains_every_control_reports_gaps_and_reuses_its_runs(tmp_path, make_toy_jets, tiny_llama, capsys):
+    path = _config(tmp_path, make_toy_jets, tiny_llama)
+    assert main(["study", "-c", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "0 runs reused, 16 to train" in out
+    report = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert {(r["method"], r["n"], r["seeds"]) for r in report["summary"]} == {
+        (m, n, 2) for m in ("gbdt", "ablation", "hybrid", "hybrid_random") for n in (40, 80)}
+    gaps = {(g["control"], g["n"]) for g in report["gaps"]}
+    assert gaps == {(m, n) for m in ("gbdt", "ablation", "hybrid_random") for n in (40, 80)}
+    for g in report["gaps"]:
+        assert g["lo"] <= g["gap"] <= g["hi"] and g["seeds"] == 2
+    for name in ("study.md", "learning_curves.png", "auc_gaps.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    # every run scored the same fixed test set; seed s's training sets are nested and disjoint from test and val
+    files = tmp_path / "out" / "files"
+    test_ids, val_ids = (set(read_jets(files / f"{s}.h5").event_id.tolist()) for s in ("test", "val"))
+    small, large = (set(read_jets(files / "seed1" / f"n{n}.h5").event_id.tolist()) for n in (40, 80))
+    assert small < large and not large & (test_ids | val_ids) and not test_ids & val_ids
+    record = json.loads((tmp_path / "out" / "runs" / "hybrid_random" / "n40" / "seed0" / "study.json").read_text())
+    assert record["test"]["n_events"] == 200 and record["batch_size"] == 8
+    model = json.loads((tmp_path / "out" / "runs" / "hybrid_random" / "n40" / "seed0" / "model.json").read_text())
+    assert model["arch"]["init"] == "random"
+    # a second study reuses every run; a --methods subset trains nothing else and reports every finished run
+    assert main(["study", "-c", str(path), "--no-progress", "--methods", "gbdt"]) == 0
+    assert "16 runs reused, 0 to train" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"curve": {"sizes": [40, 5000]}}, r"curve.sizes: the largest training size 5,000 .* the data holds"),
+    ({"methods": {"forest": {}}}, "methods.forest: unknown method"),
+    ({"reference": "hybrid"}, "reference: 'hybrid' is not among the methods"),
+    ({"curve": {"sizes": [5]}}, r"curve.sizes: expected an integer >= 20"),
+    ({"sample": {"signal_fraction": 1.0}}, "sample.signal_fraction: expected a fraction strictly between 0 and 1"),
+    ({"budget": {"patience": 0}}, "budget.patience: expected an integer >= 1"),
+])
+def test_bad_settings_are_one_line_before_any_training(tmp_path, make_toy_jets, capsys, change, message):
+    path = _config(tmp_path, make_toy_jets, **change)
+    assert main(["study", "-c", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hybridjet: error: {path}: ") or err.startswith("hybridjet: error: curve.sizes")
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_budget_gives_small_sizes_enough_steps():
+    cfg = parse_config({"methods": {"ablation": {"epochs": 5, "batch_size": 256}},
+                        "data": {"jets": "x.h5"}, "budget": {"min_steps": 300, "max_epochs": 200, "min_batch": 16}})
+    method, budget = cfg.methods[0], cfg.budget
+    assert (budget.batch_size(method, 100), budget.epochs(method, 100)) == (16, 43)  # 7 steps an epoch
+    assert (budget.batch_size(method, 100_000), budget.epochs(method, 100_000)) == (256, 5)  # its own epochs
+    with pytest.raises(HybridjetError, match="config file not found"):
+        load_config("no-such.yaml")
