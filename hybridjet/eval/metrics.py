@@ -342,11 +342,12 @@ def paired_auc_gap(labels: Any, scores_a: Any, scores_b: Any, n_boot: int = 200,
 
 
 def mean_paired_auc_gap(labels: Any, scores_a: list[Any], scores_b: list[Any], n_boot: int = 200,
-                        level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+                        level: float = 0.95, seed: int = 0, resample_pairs: bool = False) -> tuple[float, float, float]:
     """The mean over pairs ``(scores_a[i], scores_b[i])`` (e.g. two methods trained with seed i) of AUC(a) − AUC(b)
     on the same events, with its paired percentile bootstrap interval at ``level``: every resample draws the same
-    events for every pair, so the interval holds the test set's spread of the mean gap (the seeds' own spread is a
-    band over the pairs' gaps)."""
+    events for every pair, so the interval holds the test set's spread of the mean gap. ``resample_pairs``: each
+    resample also draws the pairs with replacement, so that the interval holds the spread between training seeds
+    too (a hierarchical bootstrap: the honest interval for "is a better than b", not only "on these models")."""
     if n_boot < 1:
         raise HybridjetError(f"number of bootstrap resamples must be >= 1; got {n_boot}")
     if not scores_a or len(scores_a) != len(scores_b):
@@ -365,6 +366,7 @@ def mean_paired_auc_gap(labels: Any, scores_a: list[Any], scores_b: list[Any], n
     values = np.empty(n_boot)
     for i in range(n_boot):
         w = np.bincount(_resample(rng, sig_idx, bkg_idx), minlength=len(y)).astype(np.float64)
-        values[i] = np.mean([ga.roc(w).auc() - gb.roc(w).auc() for ga, gb in grouped])
+        pairs = rng.integers(0, len(grouped), len(grouped)) if resample_pairs else range(len(grouped))
+        values[i] = np.mean([grouped[p][0].roc(w).auc() - grouped[p][1].roc(w).auc() for p in pairs])
     alpha = (1.0 - level) / 2.0
     return gap, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))

@@ -208,7 +208,7 @@ def plot_learning_curves(series: dict[str, dict[str, list[dict[str, Any]]]], pat
 def plot_auc_gaps(gaps: dict[str, list[dict[str, Any]]], reference: str, path: str | os.PathLike[str],
                   title: str | None = None) -> Path:
     """The AUC of ``reference`` minus each control's against N (log axis): the mean over seeds with its paired
-    95% bootstrap interval; above zero, the reference is better."""
+    95% bootstrap interval over seeds and events; above zero, the reference is better."""
     fig, ax = _figure()
     for (name, points), style in zip(gaps.items(), _styles(len(gaps)), strict=True):
         points = sorted(points, key=lambda p: p["n"])
@@ -219,7 +219,7 @@ def plot_auc_gaps(gaps: dict[str, list[dict[str, Any]]], reference: str, path: s
     ax.axhline(0.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2)
     ax.set_xscale("log")
     ax.set_xlabel("Training events N")
-    ax.set_ylabel("Δ AUC (mean over seeds, paired 95% interval)")
+    ax.set_ylabel("Δ AUC (mean over seeds, 95% interval over seeds and events)")
     if title:
         ax.set_title(title, fontsize=9, loc="left")
     ax.grid(True, which="major", alpha=0.5)
