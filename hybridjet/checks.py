@@ -119,3 +119,44 @@ def accelerator(name: Any) -> None:
         if not torch.cuda.is_available():
             raise HybridjetError(f"trainer.accelerator: {name} asked for, but this machine has no CUDA GPU; expected "
                                  "cpu or auto")
+
+
+def top_sections(raw: Any, top: tuple[str, ...]) -> dict[str, Any]:
+    """A config's top level: a mapping of known sections only."""
+    if not isinstance(raw, dict):
+        raise HybridjetError(f"expected a mapping with the sections {', '.join(top)}, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(top))
+    if unknown:
+        raise HybridjetError(f"{unknown[0]}: unknown section; expected one of {', '.join(top)}")
+    return raw
+
+
+def section(raw: Any, name: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """One section of a config: a mapping (absent: empty) of known settings only."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise HybridjetError(f"{name}: expected a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise HybridjetError(f"{name}.{unknown[0]}: unknown setting; expected one of {', '.join(allowed)}")
+    return raw
+
+
+def load_yaml_config(path: Any, parse: Any) -> Any:
+    """``parse`` of a YAML config file; every error names the file."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise HybridjetError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise HybridjetError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None
+    try:
+        return parse(raw)
+    except HybridjetError as err:
+        raise HybridjetError(f"{path}: {err}") from None

@@ -118,3 +118,26 @@ def toy_jets_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("toy") / "jets.h5"
     write_jets(path, toy_jets(600), attrs={"source": "tests/models toy"})
     return path
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """Factory ``small_disk(size="64k", read_only=False)``: a fresh folder with a tmpfs of that size mounted on it (a
+    full or read-only disk for the tests of what a command does then); skips where mounting is not allowed."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str = "64k", read_only: bool = False) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)

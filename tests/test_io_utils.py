@@ -103,24 +103,11 @@ def test_a_file_output_replaces_only_a_file_of_its_kind(tmp_path):
     check_writable(data, replaces=lambda p: p.read_text() == "results", what="a results file")
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs (root may mount one; elsewhere the test is skipped)."""
-    import subprocess
-
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
-
-
-def test_a_full_disk_is_one_line_naming_the_output_and_leaves_no_temporary(full_disk):
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_no_temporary(small_disk):
     from hybridjet.errors import OutputPathError
     from hybridjet.io_utils import atomic_dir
 
+    full_disk = small_disk("64k")
     with pytest.raises(OutputPathError, match="no space left on device") as info, \
             atomic_path(full_disk / "big.bin") as tmp:
         tmp.write_bytes(b"x" * (1 << 20))

@@ -111,17 +111,10 @@ def test_a_folder_of_someone_else_is_never_claimed(tmp_path):
         RunClaim(tmp_path / "data.h5").acquire()
 
 
-def test_a_fit_on_a_full_disk_is_one_line_and_leaves_no_half_run(toy_jets_h5, tmp_path):
+def test_a_fit_on_a_full_disk_is_one_line_and_leaves_no_half_run(toy_jets_h5, small_disk):
     """Before: a traceback from torch's zip writer ('unexpected pos'), and a half run directory."""
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    try:
-        result = _fit(toy_jets_h5, small / "run", "--trainer.max_epochs", "2")
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-        assert "no space left on device" in result.stderr.strip().splitlines()[-1]
-        assert list(small.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+    small = small_disk("2m")
+    result = _fit(toy_jets_h5, small / "run", "--trainer.max_epochs", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "no space left on device" in result.stderr.strip().splitlines()[-1]
+    assert list(small.iterdir()) == []

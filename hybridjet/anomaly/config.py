@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hybridjet import checks
 from hybridjet.data.features import FEATURE_SETS, feature_names
 from hybridjet.data.regions import Regions
+from hybridjet.data.sources import Generate, parse_data_source
 from hybridjet.data.weak import check_modes
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.sic import SicFloor
@@ -22,8 +21,6 @@ from hybridjet.train.methods import METHODS, Method, parse_method
 EVAL_SPLITS = ("test", "data")
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("jets", "signal", "background", "generate"),
-    "generate": ("dir", "signal_events", "background_events", "workers", "seed", "mx", "my", "mwprime"),
     "sample": ("background_fractions", "test_signal_fraction", "supervised_signal_fraction", "seed"),
     "injection": ("s_over_b", "seed", "resample"),
     "training": ("folds", "seeds", "split"),
@@ -32,20 +29,6 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
 }
 _TOP = ("out", "report", "data", "regions", "sample", "injection", "features", "modes", "methods", "training",
         "ensemble", "evaluation")
-
-
-@dataclass(frozen=True)
-class Generate:
-    """Pythia 8 events to generate and cluster when no jets files are given."""
-
-    dir: str = "data/anomaly"
-    signal_events: int = 3000
-    background_events: int = 60000
-    workers: int = 2
-    seed: int = 0
-    mx: float = 500.0
-    my: float = 100.0
-    mwprime: float = 3500.0
 
 
 @dataclass(frozen=True)
@@ -86,15 +69,7 @@ class SearchConfig:
 
 
 def _section(raw: Any, name: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise HybridjetError(f"{name}: expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - set(_SECTIONS[name.rsplit(".", 1)[-1]]))
-    if unknown:
-        raise HybridjetError(f"{name}.{unknown[0]}: unknown setting; expected one of "
-                             f"{', '.join(_SECTIONS[name.rsplit('.', 1)[-1]])}")
-    return raw
+    return checks.section(raw, name, _SECTIONS[name.rsplit(".", 1)[-1]])
 
 
 def _int(value: Any, setting: str, least: int) -> int:
@@ -121,22 +96,8 @@ def _fractions(value: Any, setting: str, labels: str) -> tuple[float, float, flo
 
 def parse_config(raw: Any) -> SearchConfig:
     """A :class:`SearchConfig` from the YAML's mapping, every setting checked."""
-    if not isinstance(raw, dict):
-        raise HybridjetError(f"expected a mapping with the sections {', '.join(_TOP)}, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_TOP))
-    if unknown:
-        raise HybridjetError(f"{unknown[0]}: unknown section; expected one of {', '.join(_TOP)}")
-    data = _section(raw.get("data"), "data")
-    given = [k for k in ("jets", "signal", "background", "generate") if data.get(k) is not None]
-    if given not in (["jets"], ["signal", "background"], ["generate"]):
-        raise HybridjetError(f"data: expected jets (one truth-labelled jets.h5), signal and background (a jets.h5 "
-                             f"each) or generate, got {', '.join(given) or 'none'}")
-    generate = None
-    if "generate" in given:
-        gen = _section(data["generate"], "data.generate")
-        generate = Generate(**gen)
-        for key in ("signal_events", "background_events", "workers"):
-            _int(getattr(generate, key), f"data.generate.{key}", 1)
+    checks.top_sections(raw, _TOP)
+    data = parse_data_source(raw.get("data"))
     sample = _section(raw.get("sample"), "sample")
     injection = _section(raw.get("injection"), "injection")
     training = _section(raw.get("training"), "training")
@@ -172,7 +133,7 @@ def parse_config(raw: Any) -> SearchConfig:
         raise HybridjetError(f"evaluation.split: expected test or data, got {eval_split!r}")
     return SearchConfig(
         out=str(raw.get("out", "runs/anomaly")), report=str(raw.get("report", "report/anomaly")),
-        jets=data.get("jets"), signal=data.get("signal"), background=data.get("background"), generate=generate,
+        jets=data.jets, signal=data.signal, background=data.background, generate=data.generate,
         regions=Regions.from_config(raw.get("regions")),
         background_fractions=_fractions(sample.get("background_fractions", [0.4, 0.4, 0.2]),
                                         "sample.background_fractions", "data, reference, test"),
@@ -195,14 +156,4 @@ def parse_config(raw: Any) -> SearchConfig:
 
 def load_config(path: str | Path) -> SearchConfig:
     """:func:`parse_config` of a YAML file; errors name the file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise HybridjetError(f"{path}: config file not found") from None
-    except (OSError, yaml.YAMLError) as err:
-        raise HybridjetError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None
-    try:
-        return parse_config(raw)
-    except HybridjetError as err:
-        raise HybridjetError(f"{path}: {err}") from None
+    return checks.load_yaml_config(path, parse_config)

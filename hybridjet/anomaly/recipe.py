@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridjet.anomaly.config import Generate, Method, SearchConfig
+from hybridjet.anomaly.config import Method, SearchConfig
 from hybridjet.anomaly.jobs import KfoldTask, run_tasks
 from hybridjet.anomaly.kfold import Scored, evaluate_split, fold_datamodule
 from hybridjet.data.injection import (
@@ -30,6 +30,7 @@ from hybridjet.data.injection import (
     injected_signal_counts,
     partition,
 )
+from hybridjet.data.sources import DataSource
 from hybridjet.data.store import write_jets
 from hybridjet.data.weak import FoldFiles, fold_numbers, write_fold_files
 from hybridjet.errors import HybridjetError
@@ -40,40 +41,9 @@ from hybridjet.io_utils import lock_folder, strict_json, write_json
 from hybridjet.run import RUN_LOCK
 
 
-def generate_jets(gen: Generate, progress: bool = True) -> tuple[Path, Path]:
-    """Signal (W'→XY) and background (QCD) events from Pythia 8, each clustered into its own jets.h5 (files that
-    exist are reused); returns (signal, background) jets paths."""
-    from hybridjet.data.cluster import cluster
-    from hybridjet.data.generate import generate
-
-    directory = Path(gen.dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    out = []
-    for process, n, seed in (("wprime", gen.signal_events, gen.seed + 100), ("qcd", gen.background_events,
-                                                                               gen.seed + 200)):
-        events, jets = directory / f"{process}.h5", directory / f"{process}_jets.h5"
-        if not jets.exists():
-            if not events.exists():
-                print(f"generating {n} {process} events with Pythia 8 ({gen.workers} workers)", flush=True)
-                generate(process, n, seed=seed, out=events, mx=gen.mx, my=gen.my, mwprime=gen.mwprime,
-                         workers=gen.workers, progress=progress)
-            summary = cluster(events, jets, workers=gen.workers, progress=progress)
-            print(summary, flush=True)
-        else:
-            print(f"reusing {jets}", flush=True)
-        out.append(jets)
-    return out[0], out[1]
-
-
 def load_pools(cfg: SearchConfig, progress: bool = True) -> Pools:
     """The signal and background pools the config names (generated first when it says so)."""
-    if cfg.generate is not None:
-        signal, background = generate_jets(cfg.generate, progress)
-        pools = Pools.from_files(signal=signal, background=background)
-    else:
-        pools = Pools.from_files(jets=cfg.jets, signal=cfg.signal, background=cfg.background)
-    pools.check()
-    return pools
+    return DataSource(cfg.jets, cfg.signal, cfg.background, cfg.generate).pools(progress)
 
 
 def check_search(cfg: SearchConfig, pools: Pools) -> Partition:

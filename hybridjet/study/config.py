@@ -9,17 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hybridjet import checks
-from hybridjet.anomaly.config import Generate
 from hybridjet.data.features import FEATURE_SETS
+from hybridjet.data.sources import Generate, parse_data_source
 from hybridjet.errors import HybridjetError
 from hybridjet.train.methods import Method, parse_method
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("jets", "signal", "background", "generate"),
-    "generate": ("dir", "signal_events", "background_events", "workers", "seed", "mx", "my", "mwprime"),
     "sample": ("test_events", "val_events", "signal_fraction", "seed"),
     "curve": ("sizes", "seeds", "small_size", "seeds_small"),
     "budget": ("min_steps", "max_epochs", "patience", "min_batch"),
@@ -83,34 +79,13 @@ class StudyConfig:
 
 
 def _section(raw: Any, name: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise HybridjetError(f"{name}: expected a mapping, got {raw!r}")
-    allowed = _SECTIONS[name.rsplit(".", 1)[-1]]
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        raise HybridjetError(f"{name}.{unknown[0]}: unknown setting; expected one of {', '.join(allowed)}")
-    return raw
+    return checks.section(raw, name, _SECTIONS[name.rsplit(".", 1)[-1]])
 
 
 def parse_config(raw: Any) -> StudyConfig:
     """A :class:`StudyConfig` from the YAML's mapping, every setting checked."""
-    if not isinstance(raw, dict):
-        raise HybridjetError(f"expected a mapping with the sections {', '.join(_TOP)}, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_TOP))
-    if unknown:
-        raise HybridjetError(f"{unknown[0]}: unknown section; expected one of {', '.join(_TOP)}")
-    data = _section(raw.get("data"), "data")
-    given = [k for k in ("jets", "signal", "background", "generate") if data.get(k) is not None]
-    if given not in (["jets"], ["signal", "background"], ["generate"]):
-        raise HybridjetError(f"data: expected jets (one truth-labelled jets.h5), signal and background (a jets.h5 "
-                             f"each) or generate, got {', '.join(given) or 'none'}")
-    generate = None
-    if "generate" in given:
-        generate = Generate(**_section(data["generate"], "data.generate"))
-        for key in ("signal_events", "background_events", "workers"):
-            checks.integer(f"data.generate.{key}", getattr(generate, key), 1)
+    checks.top_sections(raw, _TOP)
+    data = parse_data_source(raw.get("data"))
     sample = _section(raw.get("sample"), "sample")
     curve = _section(raw.get("curve"), "curve")
     budget_raw = _section(raw.get("budget"), "budget")
@@ -147,7 +122,7 @@ def parse_config(raw: Any) -> StudyConfig:
         raise HybridjetError(f"reference: {reference!r} is not among the methods ({', '.join(names)})")
     return StudyConfig(
         name=name, out=str(raw.get("out", f"runs/{name}")), report=str(raw.get("report", f"report/{name}")),
-        jets=data.get("jets"), signal=data.get("signal"), background=data.get("background"), generate=generate,
+        jets=data.jets, signal=data.signal, background=data.background, generate=data.generate,
         feature_set=features, test_events=sample.get("test_events", 2000), val_events=sample.get("val_events", 500),
         signal_fraction=float(fraction), sample_seed=sample.get("seed", 0), sizes=tuple(sorted(set(sizes))),
         seeds=curve.get("seeds", 2), small_size=curve.get("small_size", 3000), seeds_small=curve.get("seeds_small", 5),
@@ -155,15 +130,5 @@ def parse_config(raw: Any) -> StudyConfig:
 
 
 def load_config(path: str | Path) -> StudyConfig:
-    """Read and check ``configs/study_*.yaml``; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise HybridjetError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise HybridjetError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    try:
-        return parse_config(raw)
-    except HybridjetError as err:
-        raise HybridjetError(f"{path}: {err}") from None
+    """:func:`parse_config` of a YAML file; errors name the file."""
+    return checks.load_yaml_config(path, parse_config)

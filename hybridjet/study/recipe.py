@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from hybridjet.anomaly.jobs import run_tasks
-from hybridjet.anomaly.recipe import generate_jets
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.injection import Pools
+from hybridjet.data.sources import DataSource
 from hybridjet.data.store import JetArrays, write_jets
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import binary_metrics
@@ -51,13 +51,7 @@ class Sample:
 
 def load_pools(cfg: StudyConfig, progress: bool = True) -> Pools:
     """The signal and background pools the config names (generated first when it says so)."""
-    if cfg.generate is not None:
-        signal, background = generate_jets(cfg.generate, progress)
-        pools = Pools.from_files(signal=signal, background=background)
-    else:
-        pools = Pools.from_files(jets=cfg.jets, signal=cfg.signal, background=cfg.background)
-    pools.check()
-    return pools
+    return DataSource(cfg.jets, cfg.signal, cfg.background, cfg.generate).pools(progress)
 
 
 def _counts(n: int, fraction: float) -> tuple[int, int]:

@@ -98,22 +98,15 @@ def test_repeated_event_ids_are_one_line_before_the_model_loads(runs, make_toy_j
               "dataset 'event_id' repeats 39 id(s)")
 
 
-def test_a_full_disk_is_one_line_and_leaves_nothing(runs, tmp_path):
+def test_a_full_disk_is_one_line_and_leaves_nothing(runs, small_disk):
     """Before: several tracebacks from h5py's deallocators, then a segmentation fault and a temporary left."""
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    try:
-        import shutil
+    import shutil
 
-        (small / "filler").write_bytes(b"x" * (shutil.disk_usage(small).free - 4096))  # 4 kB left for the scores
-        _one_line(_run("score", str(runs / "ablation"), str(runs / "jets.h5"), "--out", str(small / "s.h5")),
-                  str(small / "s.h5"), "no space left on device")
-        assert [p.name for p in small.iterdir()] == ["filler"]
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+    small = small_disk("16k")
+    (small / "filler").write_bytes(b"x" * (shutil.disk_usage(small).free - 4096))  # 4 kB left for the scores
+    _one_line(_run("score", str(runs / "ablation"), str(runs / "jets.h5"), "--out", str(small / "s.h5")),
+              str(small / "s.h5"), "no space left on device")
+    assert [p.name for p in small.iterdir()] == ["filler"]
 
 
 def test_compare_refuses_runs_scored_on_different_data_with_the_same_event_ids(make_toy_jets, tmp_path):

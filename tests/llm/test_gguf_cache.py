@@ -145,23 +145,15 @@ def test_a_file_that_is_not_gguf_is_one_line(tiny_gguf, tmp_path, command, conte
 
 
 @pytest.mark.parametrize("where", ["under a file", "read-only"])
-def test_a_cache_that_cannot_be_written_is_one_line(tiny_gguf, tmp_path, where):
+def test_a_cache_that_cannot_be_written_is_one_line(tiny_gguf, tmp_path, where, small_disk):
     """Before: NotADirectoryError / OSError tracebacks from the cache's mkdir."""
     if where == "under a file":
         (tmp_path / "file").write_text("x")
         cache = tmp_path / "file" / "cache"
     else:
-        cache = tmp_path / "ro"
-        cache.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(cache)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("cannot mount a read-only tmpfs here")
-    try:
-        result = subprocess.run([*HYBRIDJET, "model", "prepare", str(tiny_gguf)], capture_output=True, text=True,
-                                timeout=300, cwd=ROOT, env={**os.environ, "HYBRIDJET_CACHE": str(cache)})
-    finally:
-        if where == "read-only":
-            subprocess.run(["umount", str(cache)], capture_output=True)
+        cache = small_disk("64k", read_only=True)
+    result = subprocess.run([*HYBRIDJET, "model", "prepare", str(tiny_gguf)], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT, env={**os.environ, "HYBRIDJET_CACHE": str(cache)})
     assert result.returncode == 2, result.stderr[-2000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"hybridjet: error: {cache}: the model cache cannot be written there") and \
