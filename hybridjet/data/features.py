@@ -51,6 +51,25 @@ def feature_names(feature_set: str, n_jets: int) -> list[str]:
     return names + ordered + ["log_mjj", "abs_deta_jj", "log_n_particles"]
 
 
+#: each feature's name in words, as the hybrid's named-token prompt writes it before the feature's value token
+_SPOKEN = {"log_pt": "log transverse momentum", "eta": "pseudorapidity", "dphi": "azimuth from jet 1",
+           "log_m": "log mass", "present": "present", "tau21": "tau21", "tau32": "tau32",
+           "log_m_heavy": "log mass of the heavier jet", "log_m_light": "log mass of the lighter jet",
+           "tau21_heavy": "tau21 of the heavier jet", "tau21_light": "tau21 of the lighter jet",
+           "log_mjj": "log dijet mass", "abs_deta_jj": "dijet pseudorapidity gap",
+           "log_n_particles": "log particle count", "m_j1": "heavier jet mass in TeV",
+           "delta_m_j": "jet mass difference in TeV", "tau21_j1": "tau21 of the heavier jet",
+           "tau21_j2": "tau21 of the lighter jet"}
+
+
+def spoken_name(name: str) -> str:
+    """A feature's name in words (``j2_log_pt`` -> ``jet 2 log transverse momentum``); an unknown name as given."""
+    head, _, rest = name.partition("_")
+    if head[:1] == "j" and head[1:].isdigit() and rest in _SPOKEN:
+        return f"jet {head[1:]} {_SPOKEN[rest]}"
+    return _SPOKEN.get(name, name.replace("_", " "))
+
+
 def _check_feature_set(feature_set: str) -> None:
     if feature_set not in FEATURE_SETS:
         raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")

@@ -99,3 +99,26 @@ class SoftPromptEncoder(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] features -> [B, n_tokens, embed_dim] soft tokens (float32)."""
         return self.tokens(self.trunk(features))
+
+
+class FeatureTokenEncoder(nn.Module):
+    """One token per feature for a named-token prompt (each feature's value after its name in words): the feature's
+    periodic embedding through a small MLP shared by the features, plus a learned vector per feature, RMS-scaled to
+    the LLM's own token embeddings as :class:`SoftPromptEncoder`'s tokens are."""
+
+    def __init__(self, n_features: int, embed_dim: int, hidden: int = 256, dropout: float = 0.1,
+                 embed_rms: float = 1.0, periodic_sigma: float = 1.0) -> None:
+        super().__init__()
+        self.embed_features = PeriodicEmbedding(n_features, sigma=periodic_sigma)
+        width = self.embed_features.out_features // n_features
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, embed_dim))
+        self.feature_offset = nn.Parameter(torch.randn(n_features, embed_dim) * 0.02)
+        self.gain = nn.Parameter(torch.full((n_features, 1), float(embed_rms)))
+        self.n_features = n_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, F] features -> [B, F, embed_dim] value tokens (float32)."""
+        per_feature = self.embed_features(features).view(features.shape[0], self.n_features, -1)
+        tokens = self.mlp(per_feature) + self.feature_offset
+        rms = tokens.pow(2).mean(dim=-1, keepdim=True).add(1e-6).rsqrt()
+        return tokens * rms * self.gain

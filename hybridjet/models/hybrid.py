@@ -13,15 +13,30 @@ import torch
 from torch import nn
 
 from hybridjet import checks
+from hybridjet.data.features import spoken_name
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
 from hybridjet.llm.random_init import INITS
 from hybridjet.llm.shared_prefix import forward_with_shared_prefix
 from hybridjet.models.config import FULL, ArchConfig
-from hybridjet.models.encoder import NUMERIC_EMBEDDINGS, SoftPromptEncoder, default_periodic_sigma
-from hybridjet.models.prompt import DEFAULT_HYBRID_QUESTION, DEFAULT_SYSTEM, EVENT_SLOT, split_around_event
+from hybridjet.models.encoder import (
+    NUMERIC_EMBEDDINGS,
+    FeatureTokenEncoder,
+    SoftPromptEncoder,
+    default_periodic_sigma,
+)
+from hybridjet.models.prompt import (
+    DEFAULT_HYBRID_QUESTION,
+    DEFAULT_SYSTEM,
+    EVENT_SLOT,
+    split_around_event,
+    split_around_features,
+)
 from hybridjet.runtime import ExecutionPolicy, Runtime, load_llm
+
+#: how the event enters the prompt (HybridConfig.prompt_tokens)
+PROMPT_TOKENS = ("anonymous", "named")
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,10 @@ class HybridConfig(ArchConfig):
         system_prompt, question: the chat prompt; ``question`` may hold one ``<<EVENT>>`` slot for the soft tokens
             (text after it runs once per event; without a slot they come last and all text is the shared prefix).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state.
+        prompt_tokens: ``anonymous`` (k soft tokens from the encoder's MLP over all features) or ``named`` (the
+            event written as "jet 1 log transverse momentum: <v>, ...": each feature's name in words, then one
+            token of its value, so that what the LLM knows of the words can apply; ``n_soft_tokens`` and the
+            encoder's MLP depth are then unused).
     """
 
     model: str = "smollm2"
@@ -66,8 +85,15 @@ class HybridConfig(ArchConfig):
     head_skip: bool = False
     init: str = "pretrained"
     init_seed: int = 0
+    prompt_tokens: str = "anonymous"
 
     def __post_init__(self) -> None:
+        if self.prompt_tokens not in PROMPT_TOKENS:
+            raise HybridjetError(f"prompt_tokens: expected one of {', '.join(PROMPT_TOKENS)}, got "
+                                 f"{self.prompt_tokens!r}")
+        if self.prompt_tokens == "named" and (not self.use_llm or self.head_skip):
+            raise HybridjetError("prompt_tokens: named writes each feature into the LLM's prompt; expected use_llm "
+                                 "true and head_skip false")
         if self.init not in INITS:
             raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {self.init!r}")
         checks.integer("init_seed", self.init_seed, 0)
@@ -116,6 +142,7 @@ class HybridNet(nn.Module):
         self.encoder: SoftPromptEncoder | None = None
         self.head: nn.Module | None = None
         self.policy: ExecutionPolicy | None = None
+        self.between_ids: list[torch.Tensor] = []  # a named-token prompt's text after each value token
         if not config.use_llm:
             self.embed_dim, self.embed_rms = config.ablation_width, 1.0
             return
@@ -129,15 +156,21 @@ class HybridNet(nn.Module):
         self.embed_rms = text_token_scale(self.llm.get_input_embeddings(), self.prefix_ids)
         self.policy = ExecutionPolicy(self.runtime, decoder_of(self.llm), self.embed_dim)
 
-    def build(self, n_features: int, feature_set: str | None) -> None:
-        """Create the encoder and head for ``n_features`` inputs of ``feature_set`` (once)."""
+    def build(self, n_features: int, feature_set: str | None, names: list[str] | None = None) -> None:
+        """Create the encoder and head for ``n_features`` inputs of ``feature_set`` (once); a named-token prompt
+        needs the features' ``names``."""
         if self.encoder is not None:
             return
         c = self.config
         sigma = default_periodic_sigma(feature_set) if c.periodic_sigma is None else float(c.periodic_sigma)
-        self.encoder = SoftPromptEncoder(n_features, c.n_soft_tokens, self.embed_dim, c.encoder_hidden,
-                                         c.encoder_layers, c.dropout, self.embed_rms,
-                                         numeric_embedding=c.numeric_embedding, periodic_sigma=sigma)
+        if c.prompt_tokens == "named":
+            self._build_named_prompt(n_features, names)
+            self.encoder = FeatureTokenEncoder(n_features, self.embed_dim, c.encoder_hidden, c.dropout,
+                                               self.embed_rms, sigma)
+        else:
+            self.encoder = SoftPromptEncoder(n_features, c.n_soft_tokens, self.embed_dim, c.encoder_hidden,
+                                             c.encoder_layers, c.dropout, self.embed_rms,
+                                             numeric_embedding=c.numeric_embedding, periodic_sigma=sigma)
         width = self.embed_dim if c.use_llm else c.n_soft_tokens * self.embed_dim
         if c.use_llm and c.head_skip:
             width += c.encoder_hidden
@@ -145,11 +178,24 @@ class HybridNet(nn.Module):
         if self.llm is not None:
             self.to(next(self.llm.parameters()).device)
 
+    def _build_named_prompt(self, n_features: int, names: list[str] | None) -> None:
+        """The text around the value tokens: the prefix before the first, then the text after each value."""
+        if names is None or len(names) != n_features:
+            raise HybridjetError("prompt_tokens: named needs the features' names (a run records them)")
+        segments = split_around_features(self.backbone.tokenizer, [spoken_name(n) for n in names],
+                                         self.config.question, self.config.system_prompt)
+        device = self.prefix_ids.device
+        self.prefix_ids = torch.tensor(segments[0], dtype=torch.long, device=device)
+        self.between_ids = [torch.tensor(s, dtype=torch.long, device=device) for s in segments[1:]]
+        self.suffix_ids = self.between_ids[-1]
+
     @property
     def sequence_length(self) -> int:
         """Tokens per event seen by the LLM (0 without it)."""
         if self.llm is None:
             return 0
+        if self.between_ids:
+            return len(self.prefix_ids) + sum(1 + len(ids) for ids in self.between_ids)
         return len(self.prefix_ids) + self.config.n_soft_tokens + len(self.suffix_ids)
 
     def pads_partial_batches(self, device: torch.device) -> bool:
@@ -177,14 +223,22 @@ class HybridNet(nn.Module):
         """Logits [B] for normalised features [B, F]."""
         if self.encoder is None or self.head is None:
             raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
-        trunk = self.encoder.trunk(features)
-        soft = self.encoder.tokens(trunk)
+        if self.between_ids:
+            trunk, soft = None, self.encoder(features)
+        else:
+            trunk = self.encoder.trunk(features)
+            soft = self.encoder.tokens(trunk)
         if self.llm is None or self.policy is None:
             return self.head(soft.flatten(1)).squeeze(-1)
         embed = self.llm.get_input_embeddings()
         decoder, batch = self.policy.decoder, soft.shape[0]
         prefix = embed(self.prefix_ids).unsqueeze(0)
-        own = torch.cat([soft.to(prefix.dtype), embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        soft = soft.to(prefix.dtype)
+        if self.between_ids:  # value token, the text up to the next one, value token, ...
+            between = [embed(ids.to(prefix.device)).unsqueeze(0).expand(batch, -1, -1) for ids in self.between_ids]
+            own = torch.cat([piece for f, text in enumerate(between) for piece in (soft[:, f:f + 1], text)], dim=1)
+        else:
+            own = torch.cat([soft, embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
         plan = self.policy.plan(batch, features.device, own.dtype)
         with self.policy.compile_limits():
             if plan.shares_prefix:
@@ -194,6 +248,6 @@ class HybridNet(nn.Module):
                 hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
                                  use_cache=False).last_hidden_state
         pooled = hidden[:, -1].float()
-        if self.config.head_skip:
+        if self.config.head_skip and trunk is not None:
             pooled = torch.cat([pooled, trunk], dim=-1)
         return self.head(pooled).squeeze(-1)

@@ -40,3 +40,26 @@ def split_around_event(tokenizer: Any, question: str = DEFAULT_QUESTION,
     if bos is not None and adds_bos(tokenizer) and (not ids_before or ids_before[0] != bos):
         ids_before = [bos] + ids_before
     return ids_before, ids_after
+
+
+def split_around_features(tokenizer: Any, names: list[str], question: str = DEFAULT_HYBRID_QUESTION,
+                          system: str | None = DEFAULT_SYSTEM) -> list[list[int]]:
+    """Token ids of the text around the value tokens of a named-token prompt, ``len(names) + 1`` segments: the
+    event is written as ``name 1: <v1>, name 2: <v2>, ...`` (each name in words), in the question's event slot or,
+    without one, on a line of its own before the question; segment 0 is all the text before the first value."""
+    marks = [f"<<VALUE{i}>>" for i in range(len(names))]
+    event = ", ".join(f"{name}: {mark}" for name, mark in zip(names, marks, strict=True))
+    if question.count(EVENT_SLOT) > 1:
+        raise HybridjetError(f"question: at most one {EVENT_SLOT!r} slot, got {question.count(EVENT_SLOT)}")
+    user = question.replace(EVENT_SLOT, event) if EVENT_SLOT in question else f"Event: {event}.\n{question}"
+    text = chat_prompt(tokenizer, user, system)
+    segments, rest = [], text
+    for mark in marks:
+        before, rest = rest.split(mark, 1)
+        segments.append(before)
+    segments.append(rest)
+    ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in segments]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and adds_bos(tokenizer) and (not ids[0] or ids[0][0] != bos):
+        ids[0] = [bos] + ids[0]
+    return ids

@@ -69,7 +69,8 @@ class HybridClassifier(EventClassifier):
             self.to(next(self.net.llm.parameters()).device)  # 4-bit weights load onto the GPU: follow them
 
     def build(self, n_features: int) -> None:
-        self.net.build(n_features, self.feature_set)
+        names = None if self.normalizer is None else list(self.normalizer.names)
+        self.net.build(n_features, self.feature_set, names)
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["features"].to(self.device))

@@ -409,3 +409,26 @@ def test_a_run_records_its_requested_numerics_and_loads_with_them(tiny_llama, to
     assert (loaded.net.runtime.quantization, loaded.net.runtime.dtype) == ("none", "fp32")
     other = HybridClassifier.from_pretrained(tmp_path / "run", dtype="bf16")
     assert other.net.runtime.dtype == "bf16" and other.net.runtime.quantization == "none"
+
+
+def test_a_named_token_prompt_writes_each_feature_after_its_name_and_round_trips(tiny_llama, toy_jets_h5, tmp_path):
+    """prompt_tokens: named (issue 34's lever): one value token per feature, after the feature's name in words."""
+    from hybridjet.train.recipes import train_classifier
+
+    L.seed_everything(0, verbose=False)
+    clf = HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", prompt_tokens="named",
+                                         encoder_hidden=16)
+    train_classifier(clf, JetDataModule(str(toy_jets_h5), batch_size=64), tmp_path / "run", max_epochs=1,
+                     progress=False)
+    net = clf.net
+    text = net.backbone.tokenizer.decode(torch.cat([net.prefix_ids, *net.between_ids]).tolist())
+    assert "jet 1 log transverse momentum: " in text and ", log dijet mass: " in text
+    assert len(net.between_ids) == 15 and net.sequence_length == len(net.prefix_ids) + sum(
+        1 + len(ids) for ids in net.between_ids)
+    loaded = HybridClassifier.from_pretrained(tmp_path / "run")
+    np.testing.assert_allclose(loaded.predict_proba(str(toy_jets_h5)), clf.predict_proba(str(toy_jets_h5)),
+                               atol=1e-5)
+    from hybridjet import HybridConfig
+
+    with pytest.raises(HybridjetError, match="prompt_tokens: named writes each feature"):
+        HybridConfig(prompt_tokens="named", use_llm=False)
