@@ -149,6 +149,31 @@ def _check_json_object(path: Path) -> None:
         raise OutputPathError(path, f"holds a JSON {type(data).__name__}; expected the object hybridjet writes")
 
 
+#: what the output folder of a resonance search or a study holds
+SEARCH_ENTRIES = frozenset({"files", "runs", RUN_LOCK})
+
+
+def check_search_folder(folder: PathLike, what: str) -> None:
+    """Refuse an output folder of a search or a study (``what``) that holds someone else's files, or whose
+    ``runs/`` holds a classifier's run directory: their files and runs would be written among those."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(folder, f"exists and is not a folder; expected the {what}'s output folder")
+    if not folder.is_dir():
+        return check_writable(folder / RUN_LOCK)
+    others = sorted({e.name for e in os.scandir(folder)} - SEARCH_ENTRIES)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise OutputPathError(folder, f"holds {shown}, not the {what}'s files/ and runs/; choose a new or empty "
+                                      "folder for out")
+    runs = folder / "runs"
+    if runs.is_dir():
+        for entry in os.scandir(runs):
+            if entry.is_dir() and (Path(entry.path) / RUN_MODEL_FILE).is_file():
+                raise OutputPathError(folder, f"runs/{entry.name} is a classifier's run directory, not one of the "
+                                              f"{what}'s; choose a new or empty folder for out")
+
+
 def clear_run_dir(run_dir: PathLike) -> None:
     """Empty a run directory for a fresh training (its lock file kept): refused in one line when the folder is not
     a run directory or another process is training into it."""

@@ -38,7 +38,7 @@ from hybridjet.eval.scores import read_scores, write_scores
 from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
 from hybridjet.eval.sic import SicFloor, sic_curve, thin
 from hybridjet.io_utils import lock_folder, strict_json, write_json
-from hybridjet.run import RUN_LOCK
+from hybridjet.run import RUN_LOCK, check_search_folder
 
 
 def load_pools(cfg: SearchConfig, progress: bool = True) -> Pools:
@@ -192,6 +192,7 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
     if jobs < 1:
         raise HybridjetError(f"jobs: expected an integer >= 1, got {jobs}")
     quiet_third_party(progress_bars=progress)
+    check_search_folder(cfg.out, "resonance search")  # before any event is generated or read
     started = time.perf_counter()
     pools = load_pools(cfg, progress)
     part = check_search(cfg, pools)

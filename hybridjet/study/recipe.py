@@ -30,7 +30,7 @@ from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import binary_metrics
 from hybridjet.eval.scores import read_scores
 from hybridjet.io_utils import lock_folder, write_json
-from hybridjet.run import RUN_LOCK
+from hybridjet.run import RUN_LOCK, check_search_folder
 from hybridjet.study.config import Budget, StudyConfig
 from hybridjet.train.methods import Method, train_model
 
@@ -185,6 +185,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
     if jobs < 1:
         raise HybridjetError(f"--jobs: expected an integer >= 1, got {jobs}")
     quiet_third_party(progress_bars=progress)
+    check_search_folder(cfg.out, "study")  # before any event is generated or read
     started = time.perf_counter()
     pools = load_pools(cfg, progress)
     check_sample(cfg, pools)

@@ -122,10 +122,10 @@ def write_report(cfg: Any, records: list[dict[str, Any]], test_file: Path, secon
     text = markdown(cfg.name, rows, gaps, meta)
     with atomic_path(paths["markdown"], suffix=".md") as tmp:
         tmp.write_text(text)
-    write_json(paths["json"], {"meta": meta, "summary": rows, "gaps": gaps, "runs": records})
     series = {label: {m: [{**r[key], "n": r["n"]} for r in rows if r["method"] == m]
                       for m in dict.fromkeys(r["method"] for r in rows)} for key, label in METRICS.items()
               if key != "rejection_at_0.3"}
+    write_json(paths["json"], {"meta": meta, "summary": rows, "gaps": gaps, "curves": series, "runs": records})
     paths["curves"] = plots.plot_learning_curves(series, out / "learning_curves.png",
                                                  f"{cfg.name}: median and 68% band over seeds, {meta['n_test']:,} "
                                                  "test events")

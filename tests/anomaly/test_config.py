@@ -109,3 +109,22 @@ def test_an_empty_sideband_is_fine_without_cwola(tmp_path, resonance_file, searc
     cfg = load_config(path)
     part = check_search(cfg, load_pools(cfg, progress=False))
     assert len(part.reference) > 0
+
+
+def test_a_search_never_writes_into_a_folder_that_is_not_its_own(tmp_path, resonance_file, search_file, capsys):
+    """Before: out: a folder holding a user's files/test.h5 replaced it; out over a classifier run nested the modes'
+    runs inside it."""
+    from hybridjet.cli import main
+
+    path = search_file(tmp_path, resonance_file(200, 2000))
+    out = tmp_path / "out"
+    (out / "files").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 2
+    assert "holds notes.txt, not the resonance search's files/ and runs/" in capsys.readouterr().err
+    (out / "notes.txt").unlink()
+    (out / "runs" / "gbdt").mkdir(parents=True)
+    (out / "runs" / "gbdt" / "model.json").write_text("{}")
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 2
+    assert "runs/gbdt is a classifier's run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == ["files", "gbdt", "model.json", "runs"]

@@ -46,6 +46,8 @@ def test_a_study_trains_every_control_reports_gaps_and_reuses_its_runs(tmp_path,
     assert gaps == {(m, n) for m in ("gbdt", "ablation", "hybrid_random") for n in (40, 80)}
     for g in report["gaps"]:
         assert g["lo"] <= g["gap"] <= g["hi"] and g["seeds"] == 2
+    curves = report["curves"]["AUC"]  # what the figure draws: per method, a point at each N
+    assert {m: [p["n"] for p in points] for m, points in curves.items()} == {m: [40, 80] for m in curves}
     for name in ("study.md", "learning_curves.png", "auc_gaps.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     # every run scored the same fixed test set; seed s's training sets are nested and disjoint from test and val
