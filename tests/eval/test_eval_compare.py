@@ -103,3 +103,18 @@ def test_paired_auc_gap_of_the_reference_to_each_other_model() -> None:
     assert other.gaps[0]["reference"] == "trees" and other.gaps[0]["gap"] == pytest.approx(-gap["gap"])
     with pytest.raises(HybridjetError, match="--reference: no model named 'nope'"):
         evaluate(y, scores, n_boot=20, reference="nope")
+
+
+@pytest.mark.parametrize(("settings", "needle"), [({"gap_level": 2}, "gap_level: expected a number in"),
+                                                  ({"seed": -1}, "seed: expected an integer >= 0"),
+                                                  ({"n_boot": 10**12}, "resamples: expected an integer in")])
+def test_evaluate_refuses_settings_that_cannot_be_meant(settings, needle):
+    """Before: numpy's ValueError tracebacks (quantiles outside [0, 1], a negative seed), or 7 TiB allocated."""
+    import numpy as np
+
+    from hybridjet import evaluate
+    from hybridjet.errors import HybridjetError
+
+    labels = np.array([0, 1, 0, 1])
+    with pytest.raises(HybridjetError, match=needle):
+        evaluate(labels, {"a": np.array([0.1, 0.9, 0.2, 0.8]), "b": np.array([0.3, 0.6, 0.4, 0.7])}, **settings)
