@@ -158,13 +158,17 @@ def test_min_new_tokens_makes_answers_of_fixed_length(fitted_run: Path) -> None:
     assert lengths[1:] == [7, 7]
 
 
-@pytest.mark.parametrize("settings", [{"max_new_tokens": 0}, {"batch_size": 0}, {"min_new_tokens": -1},
-                                      {"min_new_tokens": 9, "max_new_tokens": 8}])
-def test_generate_batch_refuses_impossible_lengths_in_one_line(fitted_run: Path, settings: dict) -> None:
+@pytest.mark.parametrize(("settings", "needle"), [
+    ({"max_new_tokens": 0}, r"max_new_tokens: expected an integer in \[1, 65,536\]"),
+    ({"batch_size": 0}, "batch_size: expected an integer >= 1"),
+    ({"min_new_tokens": -1}, r"min_new_tokens: expected an integer in \[0, 8"),
+    ({"min_new_tokens": 9, "max_new_tokens": 8}, r"min_new_tokens: expected an integer in \[0, 8\], got 9"),
+])
+def test_generate_batch_refuses_impossible_lengths_in_one_line(fitted_run: Path, settings: dict, needle: str) -> None:
     from hybridjet.text.api import TextModel
 
-    with pytest.raises(HybridjetError, match="expected max_new_tokens >= 1, batch_size >= 1 and 0 <= min_new_tokens"):
-        TextModel.from_pretrained(fitted_run).generate_batch(["Hi?"], **settings)
+    with pytest.raises(HybridjetError, match=needle):
+        TextModel.from_pretrained(fitted_run).generate_batch(["Hi?"], **{"max_new_tokens": 8, **settings})
 
 
 def test_static_cache_generates_the_same_answers(fitted_run: Path, tmp_path: Path,
