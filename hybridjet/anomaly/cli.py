@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N (method, mode, S/B, seed) at once, each in a process of its own with its own copy "
                         "of the model (on a GPU one small model leaves most of it unused); default 1")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="train on an existing dask.distributed cluster (tcp://host:8786; dask-jobqueue for SLURM): "
+                        "each training a task on a worker, the out folder and data on a file system they share")
     p.add_argument("--check", action="store_true", help="check the settings and the inputs, then stop")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(handler=_anomaly)
@@ -67,5 +70,7 @@ def _anomaly(args: argparse.Namespace) -> int:
     cfg = cfg.with_overrides(out=args.out, report=args.report, methods=methods, reported_only=reported_only, modes=modes,
                              s_over_b=None if args.s_over_b is None else tuple(args.s_over_b),
                              seeds=None if args.seeds is None else tuple(args.seeds))
-    run_search(cfg, progress=args.progress, check_only=args.check, jobs=args.jobs)
+    if args.scheduler is not None and args.jobs != 1:
+        raise HybridjetError("--scheduler: the cluster's workers train the runs; expected no --jobs with it")
+    run_search(cfg, progress=args.progress, check_only=args.check, jobs=args.jobs, scheduler=args.scheduler)
     return 0

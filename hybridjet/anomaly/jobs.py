@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import itertools
 import multiprocessing as mp
 import os
@@ -105,12 +106,15 @@ def _cores() -> int:
 
 
 def run_tasks(tasks: list[Task], jobs: int = 1,
-              on_done: Callable[[Task, dict[str, Any], float], None] | None = None) -> list[dict[str, Any]]:
+              on_done: Callable[[Task, dict[str, Any], float], None] | None = None,
+              scheduler: str | None = None) -> list[dict[str, Any]]:
     """Train every task, ``jobs`` at a time (``jobs`` > 1: in spawned worker processes, each handed a task only when
-    it is free); ``on_done(task, metrics, seconds)`` is called as each finishes. Returns the metrics in the order of
-    ``tasks``. A failing task raises once the tasks already running have finished (their runs are kept), and no
-    other task starts. On Ctrl-C, or a worker that died (out of memory, killed, failed to start), the workers are
-    stopped at once; the finished runs are kept, and the running ones' finished fold models."""
+    it is free), or on the ``dask.distributed`` cluster at ``scheduler`` (each task on a worker, its paths made
+    absolute: the folders must be on a file system the workers share at the same path); ``on_done(task, metrics,
+    seconds)`` is called as each finishes. Returns the metrics in the order of ``tasks``. A failing task raises once
+    the tasks already running have finished (their runs are kept), and no other task starts. On Ctrl-C, or a worker
+    that died (out of memory, killed, failed to start), the workers are stopped at once; the finished runs are kept,
+    and the running ones' finished fold models."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     results: dict[int, dict[str, Any]] = {}
@@ -120,12 +124,60 @@ def run_tasks(tasks: list[Task], jobs: int = 1,
         if on_done is not None:
             on_done(tasks[i], metrics, seconds)
 
-    if jobs == 1 or len(tasks) <= 1:
+    if scheduler is not None and tasks:
+        _run_on_dask(tasks, scheduler, finished)
+    elif jobs == 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
             finished(i, *run_task(task))
     else:
         _run_in_workers(tasks, min(jobs, len(tasks)), finished, results)
     return [results[i] for i in range(len(tasks))]
+
+
+def _absolute(value: Any) -> Any:
+    """``value`` with every path in it (dataclass fields, tuples, dicts) made absolute, for workers elsewhere."""
+    if isinstance(value, Path):
+        return value.resolve()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _absolute(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, tuple):
+        return tuple(_absolute(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _absolute(v) for k, v in value.items()}
+    return value
+
+
+def _run_on_dask(tasks: list[Task], scheduler: str, finished: Callable[[int, dict[str, Any], float], None]) -> None:
+    """Every task on the dask cluster at ``scheduler``; the first failure cancels what has not finished."""
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError as exc:
+        raise HybridjetError(f"--scheduler needs dask.distributed: pip install 'hybridjet[dask]' ({exc})") from None
+    try:
+        client = Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise HybridjetError(f"--scheduler {scheduler}: cannot connect ({str(exc).splitlines()[0][:160]})") from None
+    with client:
+        futures = [client.submit(run_task, _absolute(task), pure=False) for task in tasks]
+        index = {future.key: i for i, future in enumerate(futures)}
+        failure: Exception | None = None
+        try:
+            for future in as_completed(futures):
+                if future.cancelled():  # after a failure
+                    continue
+                try:
+                    metrics, seconds = future.result()
+                except Exception as err:  # noqa: BLE001 - raised once the others are cancelled
+                    failure = failure or err
+                    client.cancel([f for f in futures if not f.done()])
+                    continue
+                finished(index[future.key], metrics, seconds)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    if failure is not None:
+        raise failure
 
 
 def _run_in_workers(tasks: list[Task], workers: int, finished: Callable[[int, dict[str, Any], float], None],

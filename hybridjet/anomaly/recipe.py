@@ -184,7 +184,8 @@ def _print_run(name: str, metrics: dict[str, Any], seconds: float) -> None:
     print(f"  {name:32s} max SIC {got}  [{spent}]", flush=True)
 
 
-def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = False, jobs: int = 1) -> dict[str, Any]:
+def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = False, jobs: int = 1,
+               scheduler: str | None = None) -> dict[str, Any]:
     """Run the whole search, training ``jobs`` (method, mode, S/B, seed) at a time; returns ``{"rows": summary
     rows, "records": per-seed records, "paths": report}``."""
     from hybridjet.quiet import quiet_third_party
@@ -203,13 +204,13 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
         return {"rows": [], "records": [], "paths": {}}
     lock = lock_folder(cfg.out, RUN_LOCK, "running a resonance search into it")  # its fold files are rewritten
     try:
-        return _search(cfg, pools, part, progress, jobs, started)
+        return _search(cfg, pools, part, progress, jobs, started, scheduler)
     finally:
         os.close(lock)
 
 
 def _search(cfg: SearchConfig, pools: Pools, part: Partition, progress: bool, jobs: int,
-            started: float) -> dict[str, Any]:
+            started: float, scheduler: str | None = None) -> dict[str, Any]:
     """:func:`run_search` past its checks, holding the search folder's lock."""
     test, prepared = write_files(cfg, part)
     data_key = pools_key(pools)
@@ -243,7 +244,7 @@ def _search(cfg: SearchConfig, pools: Pools, part: Partition, progress: bool, jo
                 _print_run(name, metrics, time.perf_counter() - t)
     if pending:
         print(f"training {len(pending)} (method, mode, S/B, seed), {min(jobs, len(pending))} at a time", flush=True)
-        trained = run_tasks([task for _, task in pending], jobs,
+        trained = run_tasks([task for _, task in pending], jobs, scheduler=scheduler,
                             on_done=lambda task, metrics, seconds: _print_run(task.info["name"], metrics, seconds))
         for (slot, _), metrics in zip(pending, trained, strict=True):
             slots[slot] = metrics

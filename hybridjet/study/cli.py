@@ -30,6 +30,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N", help="training sizes")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="train N runs at once, each in a process of its "
                    "own (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="train on an existing dask.distributed cluster (tcp://host:8786; dask-jobqueue for SLURM): "
+                        "each training a task on a worker, the out folder and data on a file system they share")
     p.add_argument("--check", action="store_true", help="check the settings and the inputs, then stop")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(handler=_study)
@@ -53,5 +56,7 @@ def _study(args: argparse.Namespace) -> int:
     cfg = cfg.with_overrides(out=args.out, report=args.report, train_only=None if args.methods is None else
                              tuple(dict.fromkeys(args.methods)),
                              sizes=None if args.sizes is None else tuple(sorted(set(args.sizes))))
-    run_study(cfg, progress=args.progress, check_only=args.check, jobs=args.jobs)
+    if args.scheduler is not None and args.jobs != 1:
+        raise HybridjetError("--scheduler: the cluster's workers train the runs; expected no --jobs with it")
+    run_study(cfg, progress=args.progress, check_only=args.check, jobs=args.jobs, scheduler=args.scheduler)
     return 0

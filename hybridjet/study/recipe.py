@@ -177,8 +177,10 @@ def finished(run_dir: Path, fingerprint_: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("fingerprint") == fingerprint_ else None
 
 
-def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False, jobs: int = 1) -> dict[str, Any]:
-    """Run the whole study, ``jobs`` trainings at a time; returns ``{"records", "summary", "paths"}``."""
+def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False, jobs: int = 1,
+              scheduler: str | None = None) -> dict[str, Any]:
+    """Run the whole study, ``jobs`` trainings at a time (or on the dask cluster at ``scheduler``); returns
+    ``{"records", "summary", "paths"}``."""
     from hybridjet.quiet import quiet_third_party
     from hybridjet.study.report import write_report
 
@@ -214,7 +216,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
                     records.append(record)
         print(f"{len(records) - len(pending)} runs reused, {len(pending)} to train, {min(jobs, max(len(pending), 1))} "
               "at a time", flush=True)
-        done = run_tasks([task for _, task in pending], jobs, on_done=_print_run)
+        done = run_tasks([task for _, task in pending], jobs, on_done=_print_run, scheduler=scheduler)
         for (slot, _), record in zip(pending, done, strict=True):
             records[slot] = record
     finally:

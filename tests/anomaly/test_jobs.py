@@ -174,3 +174,20 @@ def test_a_device_out_of_memory_is_one_line_naming_the_run(tmp_path, cwola_folds
     assert str(caught.value) == (f"{tmp_path / 'big'}: the device ran out of memory (CUDA out of memory. Tried to "
                                  "allocate 2.00 GiB); the finished fold models are kept and a rerun reuses them; "
                                  "expected fewer --jobs or a smaller batch_size")
+
+
+def test_a_search_trains_on_a_dask_cluster(tmp_path, resonance_file, search_file, capsys):
+    """--scheduler: each (method, mode, S/B, seed) a task on a dask.distributed worker (a local cluster of 2), the
+    fold files handed over by absolute path; the same report as here, and every run reused here afterwards."""
+    distributed = pytest.importorskip("dask.distributed")
+    from hybridjet.cli import main
+
+    path = search_file(tmp_path, resonance_file(300, 3000))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert main(["anomaly", "-c", str(path), "--no-progress", "--scheduler", cluster.scheduler_address]) == 0
+    first = capsys.readouterr().out
+    assert "training 3 (method, mode, S/B, seed)" in first
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    again = capsys.readouterr().out
+    assert "training" not in again and again.split("\n\n")[-2] == first.split("\n\n")[-2]  # the same table

@@ -89,3 +89,27 @@ def test_the_budget_gives_small_sizes_enough_steps():
     assert (budget.batch_size(method, 100_000), budget.epochs(method, 100_000)) == (256, 5)  # its own epochs
     with pytest.raises(HybridjetError, match="config file not found"):
         load_config("no-such.yaml")
+
+
+def test_a_study_trains_on_a_dask_cluster_the_same_runs_as_here(tmp_path, make_toy_jets, capsys):
+    """Issue 34, beyond one machine: --scheduler hands every (method, N, seed) to a dask.distributed cluster's
+    workers (here a local cluster of 2 worker processes); the runs equal those trained here, and are reused here."""
+    distributed = pytest.importorskip("dask.distributed")
+
+    path = _config(tmp_path, make_toy_jets)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert main(["study", "-c", str(path), "--no-progress", "--scheduler", cluster.scheduler_address]) == 0
+    assert "0 runs reused, 8 to train" in capsys.readouterr().out
+    remote = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert all(Path(r["run_dir"]).is_absolute() for r in remote["runs"])  # the workers were given absolute paths
+    assert main(["study", "-c", str(path), "--no-progress"]) == 0
+    assert "8 runs reused, 0 to train" in capsys.readouterr().out
+    (tmp_path / "local").mkdir()
+    local_cfg = yaml.safe_load(path.read_text())
+    local_cfg.update(out=str(tmp_path / "local" / "out"), report=str(tmp_path / "local" / "report"))
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local_cfg))
+    assert main(["study", "-c", str(tmp_path / "local.yaml"), "--no-progress"]) == 0
+    local = json.loads((tmp_path / "local" / "report" / "study.json").read_text())
+    assert [r["auc"]["median"] for r in remote["summary"]] == [r["auc"]["median"] for r in local["summary"]]
+    assert main(["study", "-c", str(path), "--scheduler", "tcp://127.0.0.1:1", "--jobs", "2"]) == 2
