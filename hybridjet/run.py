@@ -28,23 +28,24 @@ from hybridjet.eval.metrics import split_metrics
 from hybridjet.eval.scores import write_scores
 from hybridjet.io_utils import atomic_path, check_writable, lock_folder, write_json
 from hybridjet.llm.backbone import resolve_dtype
+from hybridjet.rundir import (
+    METRICS_FILE,
+    RUN_LOCK,
+    RUN_MODEL_FILE,
+    RUN_WEIGHTS_FILE,
+    SCORES_FILE,
+    STUDY_RECORD,
+    TREES_FILE,
+)
 from hybridjet.runtime import Runtime
-
-RUN_MODEL_FILE = "model.json"
-RUN_WEIGHTS_FILE = "weights.safetensors"
-METRICS_FILE = "metrics.json"
-SCORES_FILE = "scores.h5"
 
 PathLike = str | os.PathLike[str]
 
-#: the lock a training holds on its run directory: empty but for the holder's pid, never replaced nor removed
-#: while the run directory exists (flock locks its inode)
-RUN_LOCK = ".hybridjet.lock"
 #: what a run directory of hybridjet's holds (classifiers, text runs, resonance-search runs); a folder holding files
 #: but none of these is someone else's, and no training writes into it
-RUN_ENTRIES = frozenset({RUN_MODEL_FILE, RUN_WEIGHTS_FILE, METRICS_FILE, SCORES_FILE, "trees.safetensors",
+RUN_ENTRIES = frozenset({RUN_MODEL_FILE, RUN_WEIGHTS_FILE, METRICS_FILE, SCORES_FILE, TREES_FILE,
                          "checkpoints", "logs", "config.yaml", "hparams.yaml", "metrics.csv", "adapter", "tokenizer",
-                         "text_config.yaml", "eval.json", "trained.json", "fold0", RUN_LOCK})
+                         "text_config.yaml", "eval.json", "trained.json", "fold0", RUN_LOCK, STUDY_RECORD})
 
 
 class RunClaim:

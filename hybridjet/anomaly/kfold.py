@@ -30,6 +30,7 @@ from hybridjet.eval.metrics import auc
 from hybridjet.eval.scores import data_identity, write_scores
 from hybridjet.eval.sic import SicFloor, max_sic
 from hybridjet.io_utils import write_json
+from hybridjet.rundir import METRICS_FILE, SCORES_FILE
 from hybridjet.train.methods import Method, train_model
 
 
@@ -80,7 +81,7 @@ def _clear_stale(run_dir: Path, folds: list[FoldFiles]) -> None:
     for child in run_dir.glob("fold*"):
         if re.fullmatch(r"fold\d+", child.name) and child.is_dir() and child.name not in keep:
             shutil.rmtree(child, ignore_errors=True)
-    for name in ("metrics.json", "scores.h5"):
+    for name in (METRICS_FILE, SCORES_FILE):
         (run_dir / name).unlink(missing_ok=True)
 
 
@@ -160,12 +161,12 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
     attrs = {"model": method.classifier, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
              **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
-    write_scores(run_dir / "scores.h5", "data", data.event_id, data.score, data.label, attrs,
+    write_scores(run_dir / SCORES_FILE, "data", data.event_id, data.score, data.label, attrs,
                  data_identity(*(fold.score for fold in folds)))
     splits = {"data": evaluate_split(data, floor)}
     if test_sum is not None:
         tested = test_sum.divided(n_test_runs)
-        write_scores(run_dir / "scores.h5", "test", tested.event_id, tested.score, tested.label, attrs,
+        write_scores(run_dir / SCORES_FILE, "test", tested.event_id, tested.score, tested.label, attrs,
                      data_identity(test))
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.classifier, "label_mode": mode, "seed": seed,
@@ -173,5 +174,5 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
                "feature_set": feature_set, "train_time_s": train_seconds,
                "fit_time_s": fit_seconds, "models_reused": reused, "fit_time_earlier_s": fit_earlier,
                "score_time_s": train_seconds - fit_seconds, **info, "search": splits}
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
     return metrics

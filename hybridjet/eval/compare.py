@@ -17,6 +17,7 @@ from hybridjet.eval import metrics as M
 from hybridjet.eval.scores import read_scores
 from hybridjet.eval.sic import SicFloor, band, search_rows
 from hybridjet.io_utils import atomic_path, check_writable
+from hybridjet.rundir import METRICS_FILE, SCORES_FILE
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
 #: bootstrap resamples at most (each one a pass over the test set's scores)
@@ -314,7 +315,7 @@ def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
             run_dir, "no such run directory; expected a directory with scores.h5 and metrics.json"
         )
     meta: dict[str, Any] = {}
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / METRICS_FILE
     if metrics_path.is_file():
         try:
             meta = json.loads(metrics_path.read_text())
@@ -322,7 +323,7 @@ def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
             raise InputFileError(metrics_path, f"not valid JSON ({exc})") from exc
         if not isinstance(meta, dict):
             raise InputFileError(metrics_path, "expected a JSON object with at least 'name' and 'model'")
-    score_set = read_scores(run_dir / "scores.h5", split)
+    score_set = read_scores(run_dir / SCORES_FILE, split)
     # strict metrics.json files hold null for what has no finite value: treated as absent
     meta = {k: v for k, v in meta.items() if v is not None}
     for key in INFO_FIELDS:  # shown in the table as numbers

@@ -27,8 +27,8 @@ from hybridjet.run import (
     write_record,
     write_tensors,
 )
+from hybridjet.rundir import TREES_FILE
 
-TREES_FILE = "trees.safetensors"
 _NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
 
 

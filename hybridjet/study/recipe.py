@@ -31,10 +31,11 @@ from hybridjet.eval.metrics import binary_metrics
 from hybridjet.eval.scores import read_scores
 from hybridjet.io_utils import lock_folder, write_json
 from hybridjet.run import RUN_LOCK, check_search_folder
+from hybridjet.rundir import SCORES_FILE, STUDY_RECORD
 from hybridjet.study.config import Budget, StudyConfig
 from hybridjet.train.methods import Method, train_model
 
-RECORD = "study.json"
+RECORD = STUDY_RECORD
 #: bumped when what a finished run of a study holds changes, so that older runs are trained again
 VERSION = 1
 
@@ -158,7 +159,7 @@ def train_point(task: StudyTask) -> dict[str, Any]:
     metrics = train_model(method, datamodule, task.run_dir, task.seed, epochs=epochs, patience=budget.patience,
                           monitor="val_loss")
     seconds = time.perf_counter() - started
-    scores = read_scores(task.run_dir / "scores.h5", "test")
+    scores = read_scores(task.run_dir / SCORES_FILE, "test")
     record = {**task.info, "method": method.name, "classifier": method.classifier, "n": task.n, "seed": task.seed,
               "batch_size": batch, "max_epochs": epochs, "fit_time_s": seconds,
               "epochs_run": metrics.get("epochs_run", metrics.get("iterations")),

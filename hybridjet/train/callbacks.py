@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
 
 from hybridjet.eval.scores import data_of, write_scores
+from hybridjet.rundir import SCORES_FILE
 from hybridjet.train.classifiers import EventClassifier
 
 
@@ -46,7 +47,7 @@ class ScoresWriter(BasePredictionWriter):
         if not trainer.is_global_zero or not merged:
             return
         split = getattr(trainer.datamodule, "predict_split", "predict")
-        path = Path(trainer.default_root_dir) / "scores.h5"
+        path = Path(trainer.default_root_dir) / SCORES_FILE
         write_scores(path, split, merged["event_id"], merged["score"].astype(np.float32),
                      merged["label"].astype(np.int8), attrs={"model": getattr(pl_module, "model_kind", "model"),
                                                              "score_kind": "probability"},

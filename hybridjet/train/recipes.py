@@ -21,6 +21,7 @@ from hybridjet.io_utils import write_json
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.quiet import quiet_training_warnings
 from hybridjet.run import RunClaim
+from hybridjet.rundir import METRICS_FILE, SCORES_FILE
 from hybridjet.train.callbacks import MONITORS, ScoresWriter, default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, remove_partial_checkpoints
 from hybridjet.train.classifiers import EventClassifier
@@ -123,7 +124,7 @@ def _fit_trees(model: GradientBoostedTrees, datamodule: JetDataModule, run_dir: 
     score = model.score_features(test["features"].numpy())
     infer_seconds = time.perf_counter() - started
     labels = test["label"].numpy().astype(np.int8)
-    write_scores(run_dir / "scores.h5", "test", test["event_id"].numpy(), score, labels,
+    write_scores(run_dir / SCORES_FILE, "test", test["event_id"].numpy(), score, labels,
                  attrs={"model": "gbdt", "score_kind": "probability"}, split_attrs=data_of(datamodule, "test"))
     metrics = {
         "name": run_dir.name, "model": "gbdt", "trainable_params": model._check_fitted().n_nodes(),
@@ -131,6 +132,6 @@ def _fit_trees(model: GradientBoostedTrees, datamodule: JetDataModule, run_dir: 
         "iterations": model.iterations, "feature_set": datamodule.feature_set,
         "test": split_metrics(labels, score),
     }
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
     return metrics
 
