@@ -49,21 +49,16 @@ class EpochBatches(torch.utils.data.IterableDataset):
         seed: the permutation of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])``.
         make_batch: turns an index array into a batch (a dict of tensors, a collated text batch ...).
         position: where a pass starts (called when iteration begins); ``None``: epoch 0, 1, 2 ... one per pass.
-        row_weights: when given (e.g. each text example's learned tokens), every batch (a dict) also carries
-            ``group_weight``: the weights' sum over all the micro-batches of its optimiser step, on every rank — so
-            that a loss summed over a micro-batch and divided by it weighs every token the same whatever the
-            micro-batching and the number of ranks.
     """
 
     def __init__(self, n_rows: int, batch_size: int, seed: int, make_batch: Callable[[np.ndarray], Any],
-                 position: Callable[[], Position] | None = None, row_weights: np.ndarray | None = None) -> None:
+                 position: Callable[[], Position] | None = None) -> None:
         super().__init__()
         if n_rows < 1 or batch_size < 1:
             raise ValueError(f"EpochBatches needs rows and a positive batch size, got {n_rows} and {batch_size}")
         self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
         self.make_batch = make_batch
         self.position = position
-        self.row_weights = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
         self._passes = 0
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -87,17 +82,6 @@ class EpochBatches(torch.utils.data.IterableDataset):
         world = max(position.world_size, 1)
         return self._padded(position.epoch, world)[position.rank :: world]
 
-    def group_weights(self, position: Position) -> list[float]:
-        """For each of this rank's batches, the ``row_weights`` summed over its optimiser step on every rank:
-        rank r's j-th batch is the epoch's (j·world + r)-th, and a step takes ``accumulate`` of each rank's."""
-        assert self.row_weights is not None
-        world, accumulate = max(position.world_size, 1), max(position.accumulate, 1)
-        sums = np.array([self.row_weights[rows].sum() for rows in self._padded(position.epoch, world)])
-        per_rank = sums.reshape(-1, world)  # [batches per rank, ranks]
-        steps = np.arange(len(per_rank)) // accumulate
-        totals = np.bincount(steps, weights=per_rank.sum(axis=1))
-        return [float(totals[step]) for step in steps]
-
     def __len__(self) -> int:
         world = max(self._where().world_size, 1)
         n_batches = -(-self.n_rows // self.batch_size)
@@ -108,9 +92,5 @@ class EpochBatches(torch.utils.data.IterableDataset):
         position = self._where()
         self._passes += 1
         batches = self.rank_batches(position)
-        weights = self.group_weights(position) if self.row_weights is not None else None
         for j in range(position.done, len(batches)):
-            batch = self.make_batch(batches[j])
-            if weights is not None:
-                batch["group_weight"] = torch.tensor(weights[j], dtype=torch.float64)
-            yield batch
+            yield self.make_batch(batches[j])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -233,11 +232,8 @@ class TextDataModule(L.LightningDataModule):
         collate = self.collator("right")
         trainer = self.trainer
         position = (lambda: trainer_position(trainer)) if trainer is not None else None
-        # each example weighs by its learned next-token targets: the loss of an optimiser step is then the mean
-        # over all of its tokens, whatever the micro-batching and the number of ranks (TextSFT.training_step)
-        learned = np.array([item.learned_tokens() for item in items], dtype=np.float64)
         batches = EpochBatches(len(items), self.batch_size, self.seed,
-                               lambda rows: collate([items[i] for i in rows]), position, row_weights=learned)
+                               lambda rows: collate([items[i] for i in rows]), position)
         return DataLoader(batches, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:

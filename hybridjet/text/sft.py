@@ -154,6 +154,7 @@ class TextSFT(L.LightningModule):
         self.exported_from: dict[str, Any] = {}
         self._packing: tuple[bool, str] | None = None
         self._compiled = False
+        self._step_tokens = torch.zeros((), dtype=torch.float64)  # the learned tokens of the step in progress
 
     def match_attention_to_device(self) -> None:
         """``attention: auto`` chose FlexAttention because CUDA is present; a trainer on another device (CPU
@@ -200,19 +201,37 @@ class TextSFT(L.LightningModule):
         n = batch["input_ids"].size(0)
         self.log("train_loss", total.detach() / count.clamp(min=1), prog_bar=True, batch_size=n)
         self.log("train_tokens", count.float(), reduce_fx="sum", batch_size=n)
-        return self.step_loss(total, count, batch)
+        # every learned token of an optimiser step weighs the same, whatever feeds the batches (this package's data
+        # module, a user's DataLoader), the micro-batching and the ranks: the summed token loss is back-propagated
+        # (times the micro-batches Lightning divides by), and the step's gradient is divided by the step's tokens
+        # on every rank just before the optimiser steps (optimizer_step)
+        self._step_tokens = self._step_tokens + count.detach().to(torch.float64)
+        return total * self.trainer.accumulate_grad_batches
 
-    def step_loss(self, total: torch.Tensor, count: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The loss to back-propagate for a micro-batch whose summed token loss is ``total`` (over ``count``
-        learned tokens): divided by the learned
-        tokens of its whole optimiser step on every rank (``group_weight``), times the micro-batches Lightning
-        divides by and the ranks DDP averages over — every token of the step weighs the same."""
-        group = batch.get("group_weight")
-        if group is None:  # a batch from elsewhere: the mean over its own tokens
-            return total / count.clamp(min=1)
-        trainer = self.trainer
-        scale = trainer.accumulate_grad_batches * trainer.world_size
-        return total * scale / group.to(total.device, total.dtype).clamp(min=1)
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """The optimiser's step, its closure (the last micro-batch's forward and backward) followed by the division
+        of the accumulated gradient by the step's learned tokens on every rank; gradient clipping and the
+        ``on_before_optimizer_step`` hooks then see the mean gradient per token."""
+
+        def closure() -> Any:
+            loss = optimizer_closure() if optimizer_closure is not None else None
+            self.average_gradient_over_tokens()
+            return loss
+
+        optimizer.step(closure=closure)
+
+    def average_gradient_over_tokens(self) -> None:
+        """Divide the trainable parameters' gradients (sums over this rank's tokens, averaged over the ranks by
+        DDP) by the step's learned tokens on every rank, times the ranks; resets the count for the next step."""
+        tokens = torch.as_tensor(self._step_tokens, dtype=torch.float64, device=self.device)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            tokens = self.trainer.strategy.reduce(tokens, reduce_op="sum")
+        scale = float(world) / float(tokens.clamp(min=1))
+        for param in self.parameters():
+            if param.requires_grad and param.grad is not None:
+                param.grad.mul_(scale)
+        self._step_tokens = torch.zeros((), dtype=torch.float64)
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum, self._val_count = 0.0, 0

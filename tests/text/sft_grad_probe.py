@@ -1,7 +1,9 @@
 """One optimiser step of text SFT, saving the gradient it takes (run by test_sft_weighting.py as a user would run
 training: a script, and under DDP one process per rank).
 
-    python tests/text/sft_grad_probe.py MODEL DATA OUT BATCH ACCUMULATE DEVICES
+    python tests/text/sft_grad_probe.py MODEL DATA OUT BATCH ACCUMULATE DEVICES [module|plain]
+
+``plain``: the batches come from a user's own ``DataLoader`` over the examples, not from TextDataModule.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class SaveGradients(Callback):
 
 def main() -> None:
     model_path, data, out, batch, accumulate, devices = sys.argv[1:7]
+    loader = sys.argv[7] if len(sys.argv) > 7 else "module"
     L.seed_everything(0, verbose=False)
     model = TextSFT(model=model_path, quantization="none", lora="qkv", lora_dropout=0.0, dtype="fp32")
     dm = TextDataModule(train_path=data, format="qa", val_ratio=0.0, batch_size=int(batch), max_length=2048)
@@ -38,7 +41,16 @@ def main() -> None:
                         devices=int(devices), strategy="ddp" if int(devices) > 1 else "auto",
                         limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[SaveGradients(out)])
-    trainer.fit(model, datamodule=dm)
+    if loader == "module":
+        trainer.fit(model, datamodule=dm)
+        return
+    from torch.utils.data import DataLoader
+
+    dm.tokenizer = model.tokenizer
+    dm.setup("fit")  # tokenised examples; the batches below are the user's own
+    items = dm.datasets["train"].items
+    trainer.fit(model, train_dataloaders=DataLoader(items, batch_size=int(batch), shuffle=False,
+                                                    collate_fn=dm.collator("right")))
 
 
 if __name__ == "__main__":
