@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridjet import checks
-from hybridjet.data.features import FEATURE_SETS, feature_names
+from hybridjet.data.features import FEATURE_SETS
 from hybridjet.data.regions import Regions
 from hybridjet.data.sources import Generate, parse_data_source
 from hybridjet.data.weak import check_modes
@@ -117,7 +117,7 @@ def parse_config(raw: Any) -> SearchConfig:
         raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
     modes = raw.get("modes", ["supervised", "idealized", "cwola"])
     weak = [m for m in modes if m != "supervised"] if isinstance(modes, list) else []
-    if weak and any("mjj" in name for name in feature_names(features, 2)):
+    if weak and FEATURE_SETS[features].holds_mjj:
         # the regions are cut on m_jj: a classifier told data from the sidebands (or the reference) by it
         raise HybridjetError(f"features: {features} holds m_jj, the variable the signal region is cut on; the "
                              f"{weak[0]} mode would learn the cut, not the signal: expected highlevel (or modes: "

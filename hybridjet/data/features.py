@@ -15,6 +15,7 @@ Feature sets (the same vectors go to the hybrid's encoder, the no-LLM ablation a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from hybridjet.data.kinematics import dijet_mass, jet_kinematics
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_path
 
-FEATURE_SETS = ("fourvec", "substructure", "highlevel")
 #: the most features a run may record (64 jets of the richest set hold 458)
 MAX_FEATURES = 4096
 HIGHLEVEL_NAMES = ["m_j1", "delta_m_j", "tau21_j1", "tau21_j2"]
@@ -38,16 +38,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def feature_names(feature_set: str, n_jets: int) -> list[str]:
-    """Names of the columns :func:`event_features` returns."""
-    _check_feature_set(feature_set)
-    if feature_set == "highlevel":
-        return list(HIGHLEVEL_NAMES)
-    per_jet = ["log_pt", "eta", "dphi", "log_m", "present"]
-    if feature_set == "substructure":
-        per_jet += ["tau21", "tau32"]
+def _jet_feature_names(n_jets: int, substructure: bool) -> list[str]:
+    per_jet = ["log_pt", "eta", "dphi", "log_m", "present"] + (["tau21", "tau32"] if substructure else [])
     names = [f"j{j + 1}_{n}" for j in range(n_jets) for n in per_jet]
-    ordered = ["log_m_heavy", "log_m_light"] + (["tau21_heavy", "tau21_light"] if feature_set == "substructure" else [])
+    ordered = ["log_m_heavy", "log_m_light"] + (["tau21_heavy", "tau21_light"] if substructure else [])
     return names + ordered + ["log_mjj", "abs_deta_jj", "log_n_particles"]
 
 
@@ -70,11 +64,6 @@ def spoken_name(name: str) -> str:
     return _SPOKEN.get(name, name.replace("_", " "))
 
 
-def _check_feature_set(feature_set: str) -> None:
-    if feature_set not in FEATURE_SETS:
-        raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
-
-
 def event_features(
     jets: np.ndarray,
     jet_mask: np.ndarray,
@@ -83,10 +72,10 @@ def event_features(
     feature_set: str = "fourvec",
     kinematics: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Per-event feature matrix float32 [N, F] from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in GeV);
-    ``kinematics``: ``jet_kinematics(jets)`` when the caller has it already."""
-    _check_feature_set(feature_set)
-    if feature_set in ("substructure", "highlevel") and tau is None:
+    """Per-event feature matrix float32 [N, F] of ``feature_set`` from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in
+    GeV); ``kinematics``: ``jet_kinematics(jets)`` when the caller has it already."""
+    record = get_feature_set(feature_set)
+    if record.needs_tau and tau is None:
         raise HybridjetError(f"features: {feature_set!r} needs the 'tau' dataset of jets.h5")
     bad_inputs = ~np.isfinite(jets).all(axis=(1, 2))
     if tau is not None:
@@ -94,14 +83,16 @@ def event_features(
     if bad_inputs.any():
         raise HybridjetError(f"features: {int(bad_inputs.sum())} events give non-finite features (NaN/inf in jets or tau)")
     kin = jet_kinematics(jets) if kinematics is None else kinematics
-    mask = jet_mask.astype(bool)
-    if feature_set == "highlevel":
-        assert tau is not None
-        return _check_finite(highlevel_features(kin["mass"], mask, tau))
+    return _check_finite(record.compute(jets, jet_mask.astype(bool), n_particles, tau, kin).astype(np.float32))
+
+
+def _jet_features(jets: np.ndarray, mask: np.ndarray, n_particles: np.ndarray, tau: np.ndarray | None,
+                  kin: dict[str, np.ndarray], substructure: bool) -> np.ndarray:
+    """``fourvec`` (and, with ``substructure``, its τ ratios): see the module docstring."""
     pt, eta, phi, mass = (np.where(mask, kin[k], 0.0) for k in ("pt", "eta", "phi", "mass"))
     dphi = np.where(mask, (phi - phi[:, :1] + np.pi) % (2 * np.pi) - np.pi, 0.0)
     cols = [np.log1p(pt), eta, dphi, np.log1p(np.clip(mass, 0.0, None)), mask.astype(np.float64)]
-    if feature_set == "substructure":
+    if substructure:
         assert tau is not None
         cols += [np.where(mask, _ratio(tau[..., 1], tau[..., 0]), 0.0),
                  np.where(mask, _ratio(tau[..., 2], tau[..., 1]), 0.0)]
@@ -114,7 +105,7 @@ def event_features(
     heavy_first = np.argsort(-lead, axis=1, kind="stable")
     rows = np.arange(len(jets))[:, None]
     by_mass = [np.log1p(lead[rows, heavy_first])]
-    if feature_set == "substructure":
+    if substructure:
         assert tau is not None
         tau21 = np.where(mask[:, :2], _ratio(tau[:, :2, 1], tau[:, :2, 0]), 0.0)
         by_mass.append(tau21[rows, heavy_first])
@@ -122,7 +113,7 @@ def event_features(
         by_mass = [np.pad(b, ((0, 0), (0, 2 - lead.shape[1]))) for b in by_mass]
     event = np.concatenate(by_mass + [np.stack([np.log1p(mjj), deta, np.log1p(n_particles.astype(np.float64))],
                                                axis=-1)], axis=1)
-    return _check_finite(np.concatenate([per_jet, event], axis=1).astype(np.float32))
+    return np.concatenate([per_jet, event], axis=1)
 
 
 def highlevel_features(mass: np.ndarray, jet_mask: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -145,6 +136,49 @@ def _check_finite(features: np.ndarray) -> np.ndarray:
         bad = int((~np.isfinite(features).all(axis=1)).sum())
         raise HybridjetError(f"features: {bad} events give non-finite features (NaN/inf in jets or tau)")
     return features
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One feature set: what its columns are called for J jet slots, how they are computed from jets.h5's arrays
+    (``compute(jets, mask, n_particles, tau, kinematics)`` -> [N, F]), whether it needs the τ dataset, the periodic
+    embedding's initial frequency spread that did best for it (docs/HISTORY.md), and whether it holds m_jj (which a
+    weakly supervised search on m_jj regions must not see). A new feature set is one record in
+    :data:`FEATURE_SETS`."""
+
+    name: str
+    names: Callable[[int], list[str]]
+    compute: Callable[..., np.ndarray]
+    needs_tau: bool = False
+    periodic_sigma: float = 0.3
+    holds_mjj: bool = True
+    description: str = ""
+
+
+#: every feature set, by name: the one place the CLI, configs, encoder and checks read them from
+FEATURE_SETS: dict[str, FeatureSet] = {record.name: record for record in (
+    FeatureSet("fourvec", lambda j: _jet_feature_names(j, False),
+               lambda jets, mask, n, tau, kin: _jet_features(jets, mask, n, tau, kin, False),
+               description="per jet log pT, eta, dphi to jet 1, log mass, presence; masses by weight, m_jj, deta, n"),
+    FeatureSet("substructure", lambda j: _jet_feature_names(j, True),
+               lambda jets, mask, n, tau, kin: _jet_features(jets, mask, n, tau, kin, True), needs_tau=True,
+               periodic_sigma=0.1, description="fourvec + tau21, tau32 per jet and of the heavier/lighter jet"),
+    FeatureSet("highlevel", lambda j: list(HIGHLEVEL_NAMES),
+               lambda jets, mask, n, tau, kin: highlevel_features(kin["mass"], mask, tau), needs_tau=True,
+               holds_mjj=False, description="the LHCO anomaly-detection features: m_j1, delta m_j, tau21 of both"),
+)}
+
+
+def get_feature_set(name: str | None) -> FeatureSet:
+    """The record of a feature set, or one line listing the known ones."""
+    if name not in FEATURE_SETS:
+        raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {name!r}")
+    return FEATURE_SETS[name]
+
+
+def feature_names(feature_set: str, n_jets: int) -> list[str]:
+    """Names of the columns :func:`event_features` returns."""
+    return get_feature_set(feature_set).names(n_jets)
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridjet.data.features import get_feature_set
+
 
 class ResidualBlock(nn.Module):
     """Pre-norm residual MLP block."""
@@ -21,14 +23,10 @@ class ResidualBlock(nn.Module):
 
 NUMERIC_EMBEDDINGS = ("none", "periodic")
 
-#: initial spread of the periodic frequencies per feature set (``periodic_sigma=None``): the values that did best in
-#: sweeps of each feature set (docs/HISTORY.md)
-PERIODIC_SIGMA = {"fourvec": 0.3, "substructure": 0.1}
-
-
 def default_periodic_sigma(feature_set: str | None) -> float:
-    """The periodic embedding's initial frequency spread for a feature set (``fourvec``'s for an unknown one)."""
-    return PERIODIC_SIGMA.get(feature_set, PERIODIC_SIGMA["fourvec"])
+    """The periodic embedding's initial frequency spread for a feature set (``periodic_sigma=None``): its record's
+    (:data:`hybridjet.data.features.FEATURE_SETS`); a net built from bare features, with no set, takes fourvec's."""
+    return get_feature_set(feature_set or "fourvec").periodic_sigma
 
 
 class PeriodicEmbedding(nn.Module):

@@ -56,7 +56,7 @@ class HybridConfig(ArchConfig):
         encoder_hidden / encoder_layers / dropout: the encoder's residual MLP.
         numeric_embedding: ``periodic`` (per-feature learned-frequency embedding in front of the MLP) or ``none``.
         periodic_sigma: initial spread of the periodic frequencies in units of a feature's std; ``None``: the feature
-            set's default (``encoder.PERIODIC_SIGMA``).
+            set's default (its record in ``data.features.FEATURE_SETS``).
         ablation_width: the width of each soft token without an LLM.
         system_prompt, question: the chat prompt; ``question`` may hold one ``<<EVENT>>`` slot for the soft tokens
             (text after it runs once per event; without a slot they come last and all text is the shared prefix).

@@ -94,3 +94,28 @@ def test_highlevel_needs_tau_and_handles_a_missing_jet(make_toy_jets):
     features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, "highlevel")
     np.testing.assert_allclose(features[:5, 1], features[:5, 0])  # Δm_j = m_j1 when j2 is absent
     assert (features[:5, 3] == 0).all()
+
+
+def test_a_new_feature_set_is_one_record(monkeypatch, toy_jets_h5, tmp_path):
+    """Issue 33: a feature set registered in FEATURE_SETS alone is taken by the data module, the nets (its default
+    periodic sigma), the run record and scoring, and the configs' checks."""
+    import numpy as np
+
+    from hybridjet.api import load_run
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.data.features import FEATURE_SETS, FeatureSet
+    from hybridjet.models.encoder import default_periodic_sigma
+    from hybridjet.study.config import parse_config
+    from hybridjet.train.classifiers import HybridClassifier
+    from hybridjet.train.recipes import train_classifier
+
+    record = FeatureSet("ptonly", lambda j: [f"j{i + 1}_log_pt" for i in range(j)],
+                        lambda jets, mask, n, tau, kin: np.where(mask, np.log1p(kin["pt"]), 0.0), periodic_sigma=0.2)
+    monkeypatch.setitem(FEATURE_SETS, "ptonly", record)
+    assert default_periodic_sigma("ptonly") == 0.2
+    assert parse_config({"data": {"jets": "x.h5"}, "features": "ptonly"}).feature_set == "ptonly"
+    clf = HybridClassifier.from_settings(use_llm=False, n_soft_tokens=2, ablation_width=8, encoder_hidden=16)
+    train_classifier(clf, JetDataModule(str(toy_jets_h5), feature_set="ptonly", batch_size=64), tmp_path / "run",
+                     max_epochs=1, progress=False)
+    scores = load_run(tmp_path / "run").predict_proba(str(toy_jets_h5))
+    assert scores.shape == (600,) and np.isfinite(scores).all()
