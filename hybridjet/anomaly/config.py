@@ -13,7 +13,7 @@ from hybridjet import checks
 from hybridjet.data.features import FEATURE_SETS
 from hybridjet.data.regions import Regions
 from hybridjet.data.sources import Generate, parse_data_source
-from hybridjet.data.weak import check_modes
+from hybridjet.data.weak import LABEL_MODES, check_modes
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.sic import SicFloor
 from hybridjet.train.methods import METHODS, Method, parse_method
@@ -50,7 +50,7 @@ class SearchConfig:
     injection_seed: int = 0
     resample_injection: bool = False
     feature_set: str = "highlevel"
-    modes: tuple[str, ...] = ("supervised", "idealized", "cwola")
+    modes: tuple[str, ...] = tuple(LABEL_MODES)
     methods: tuple[Method, ...] = (Method("gbdt"),)
     # methods not trained in this run (a --methods subset) whose finished runs the report still shows
     reported_only: tuple[Method, ...] = ()
@@ -115,7 +115,7 @@ def parse_config(raw: Any) -> SearchConfig:
     features = raw.get("features", "highlevel")
     if features not in FEATURE_SETS:
         raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
-    modes = raw.get("modes", ["supervised", "idealized", "cwola"])
+    modes = raw.get("modes", list(LABEL_MODES))
     weak = [m for m in modes if m != "supervised"] if isinstance(modes, list) else []
     if weak and FEATURE_SETS[features].holds_mjj:
         # the regions are cut on m_jj: a classifier told data from the sidebands (or the reference) by it
@@ -144,7 +144,7 @@ def parse_config(raw: Any) -> SearchConfig:
         sample_seed=_int(sample.get("seed", 0), "sample.seed", 0),
         s_over_b=tuple(float(v) for v in sb), injection_seed=_int(injection.get("seed", 0), "injection.seed", 0),
         resample_injection=bool(injection.get("resample", False)), feature_set=features,
-        modes=check_modes(raw.get("modes", ["supervised", "idealized", "cwola"])),
+        modes=check_modes(raw.get("modes", list(LABEL_MODES))),
         methods=tuple(parse_method(name, settings) for name, settings in methods_raw.items()),
         folds=_int(training.get("folds", 5), "training.folds", 2), seeds=tuple(seeds), split=split,
         per_fold=_int(ensemble.get("per_fold", 1), "ensemble.per_fold", 1),

@@ -32,7 +32,7 @@ from hybridjet.data.injection import (
 )
 from hybridjet.data.sources import DataSource
 from hybridjet.data.store import write_jets
-from hybridjet.data.weak import FoldFiles, fold_numbers, write_fold_files
+from hybridjet.data.weak import LABEL_MODES, FoldFiles, fold_numbers, write_fold_files
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.scores import read_scores, write_scores
 from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
@@ -51,10 +51,11 @@ def check_search(cfg: SearchConfig, pools: Pools) -> Partition:
     """Every check that needs the events, before anything is written: the regions against the data's m_jj, the
     samples each mode and the evaluation need, an injectable signal at every S/B; returns the partition."""
     mjj = np.concatenate([pools.signal_mjj, pools.background_mjj])
-    cfg.regions.check(mjj, need_sidebands="cwola" in cfg.modes)
+    needs = {need for mode in cfg.modes for need in LABEL_MODES[mode].needs}
+    cfg.regions.check(mjj, need_sidebands="sidebands" in needs)
     part = partition(pools, cfg.regions, cfg.background_fractions, cfg.test_signal_fraction, cfg.sample_seed,
                      cfg.supervised_signal_fraction)
-    if "idealized" in cfg.modes and len(part.reference) == 0:
+    if "reference" in needs and len(part.reference) == 0:
         raise HybridjetError("sample.background_fractions: the reference share holds no signal-region background; "
                              "expected a reference fraction > 0 for the idealized mode")
     if cfg.eval_split == "test" and len(np.unique(part.test.label)) < 2:

@@ -15,6 +15,7 @@ label-0 event) and scores fold f, so every signal-region data event is scored by
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,32 @@ from hybridjet.data.injection import AnomalySample
 from hybridjet.data.store import JetArrays, write_jets
 from hybridjet.errors import HybridjetError
 
-LABEL_MODES = ("supervised", "idealized", "cwola")
+
+@dataclass(frozen=True)
+class LabelMode:
+    """One label mode: how its training set is built from the signal region's data rows of a fold
+    (``training_set(sample, region)`` -> JetArrays with the mode's labels), what else of the sample it needs
+    (``"sidebands"``, ``"reference"``, ``"supervised_signal"``), and its expected rank in the report (the modes'
+    max SIC should fall with it: a bound first, weaker supervision after). A new mode is one record in
+    :data:`LABEL_MODES`."""
+
+    name: str
+    training_set: Callable[[AnomalySample, JetArrays], JetArrays]
+    needs: tuple[str, ...]
+    rank: int
+    description: str = ""
+
+
+#: every label mode, by name, in the order of their expected max SIC
+LABEL_MODES: dict[str, LabelMode] = {record.name: record for record in (
+    LabelMode("supervised", lambda s, region: JetArrays.concatenate([region, _labelled(s.supervised_signal, 1)]),
+              ("supervised_signal",), 0, "truth labels: the bound"),
+    LabelMode("idealized", lambda s, region: JetArrays.concatenate([_labelled(region, 1), _labelled(s.reference, 0)]),
+              ("reference",), 1, "signal-region data against an independent background sample of the region"),
+    LabelMode("cwola", lambda s, region: JetArrays.concatenate(
+        [_labelled(region, 1), _labelled(s.data.subset(s.in_sidebands), 0)]),
+              ("sidebands",), 2, "signal-region data against the sidebands' data"),
+)}
 
 PathLike = str | os.PathLike[str]
 
@@ -62,16 +88,8 @@ def _labelled(arrays: JetArrays, label: int) -> JetArrays:
 
 def mode_training_set(sample: AnomalySample, mode: str, rows: np.ndarray) -> JetArrays:
     """The training events of ``mode`` built from the data rows ``rows`` (signal-region events), with its labels."""
-    region = sample.data.subset(rows)
-    if mode == "supervised":
-        return JetArrays.concatenate([region, _labelled(sample.supervised_signal, 1)])
-    if mode == "idealized":
-        other = sample.reference
-    elif mode == "cwola":
-        other = sample.data.subset(sample.in_sidebands)
-    else:
-        check_modes([mode])
-    return JetArrays.concatenate([_labelled(region, 1), _labelled(other, 0)])
+    check_modes([mode])
+    return LABEL_MODES[mode].training_set(sample, sample.data.subset(rows))
 
 
 @dataclass(frozen=True)

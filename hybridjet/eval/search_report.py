@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from hybridjet.data.weak import LABEL_MODES
 from hybridjet.eval.sic import band, significance
 from hybridjet.io_utils import atomic_path, write_json
 
-MODE_ORDER = ("supervised", "idealized", "cwola")
+#: the label modes in the order of their expected max SIC (their records' ranks)
+MODE_ORDER = tuple(sorted(LABEL_MODES, key=lambda name: LABEL_MODES[name].rank))
 
 
 def summarize(records: list[dict[str, Any]], split: str, level: float = 0.68) -> list[dict[str, Any]]:
