@@ -38,6 +38,7 @@ from hybridjet.rundir import (
     TREES_FILE,
 )
 from hybridjet.runtime import Runtime
+from hybridjet.train.checkpoints import load_trainable_state
 
 PathLike = str | os.PathLike[str]
 
@@ -431,12 +432,7 @@ class RunIO:
 
     def load_run_weights(self, run_dir: str | Path) -> None:
         """Load ``weights.safetensors`` of a run into this (already built) model, checking every key."""
-        state = read_tensors(run_dir)
-        expected = set(self.trainable_state_dict())
-        if set(state) != expected:
-            raise HybridjetError(f"{Path(run_dir) / RUN_WEIGHTS_FILE}: weights do not match the model "
-                                 f"({len(set(state) ^ expected)} keys differ)")
-        self.net.load_state_dict(state, strict=False)
+        load_trainable_state(self.net, read_tensors(run_dir), str(Path(run_dir) / RUN_WEIGHTS_FILE))
 
     def densify_for_inference(self, dtype: str | torch.dtype | None = None) -> Any:
         """Scoring only: the 4-bit (+ LoRA) LLM replaced by a dense copy (LoRA merged in fp32, kept a branch in bf16), in the backbone's

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridjet import compile_cache
+from hybridjet import checks, compile_cache
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import QUANTIZATIONS, Backbone, load_backbone
+from hybridjet.llm.lora import LoraSpec
 from hybridjet.llm.shared_prefix import ATTENTION_KINDS, supports_shared_prefix
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -51,7 +52,8 @@ class Runtime:
         dtype: compute dtype of the LLM: ``bf16``, ``fp16``, ``fp32``; ``None`` = bf16 on CUDA, fp32 on CPU.
         upcast_frozen: keep the 4-bit model's frozen norms and embeddings in fp32 (peft's upcast); ``None`` = only
             off CUDA (a bf16 residual stream is faster on a GPU, same AUC).
-        gradient_checkpointing: trade compute for activation memory (not with compiled layers).
+        gradient_checkpointing: trade compute for activation memory (not with compiled layers): ``true`` for every
+            decoder layer, a fraction in (0, 1] for that share of them, evenly spread.
         cache_prefix: run the fixed prompt prefix once per batch and share its keys/values (Llama-family
             decoders); ``None`` = where it is faster (CPU; GPU batches of ``SHARED_PREFIX_MIN_GPU_BATCH`` and more,
             models of hidden size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more, or batches replayed from CUDA graphs).
@@ -65,7 +67,7 @@ class Runtime:
     quantization: str = "auto"
     dtype: str | None = None
     upcast_frozen: bool | None = None
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | float = False
     cache_prefix: bool | None = None
     torch_compile: bool | None = None
     cuda_graphs: bool | None = None
@@ -83,8 +85,7 @@ class Runtime:
             if value is not None and not isinstance(value, bool):
                 raise HybridjetError(f"{name}: expected true, false or null (automatic), got {value!r}")
         if not isinstance(self.gradient_checkpointing, bool):
-            raise HybridjetError(f"gradient_checkpointing: expected true or false, "
-                                 f"got {self.gradient_checkpointing!r}")
+            checks.fraction("runtime.gradient_checkpointing", self.gradient_checkpointing)
 
     def replace(self, **changes: Any) -> Runtime:
         """A copy with ``changes`` (one line for a name that is not a runtime setting)."""
@@ -231,13 +232,15 @@ class ExecutionPolicy:
         return self._plans[key]
 
 
-def load_llm(model: str, lora: dict[str, Any] | None, runtime: Runtime, init: str = "pretrained",
-             init_seed: int = 0, full: bool = False) -> Backbone:
+def load_llm(model: str, lora: LoraSpec | None, runtime: Runtime, init: str = "pretrained",
+             init_seed: int = 0, full: bool = False, cache_dir: str | None = None,
+             attention: str | None = None) -> Backbone:
     """The backbone ``model`` loaded as this runtime says (quantization, dtype, upcast, checkpointing), with LoRA
-    ``lora`` (``{"preset"|"target_modules", "r", "alpha", "dropout"}``, or ``None`` for a frozen LLM): only the
-    adapter weights train, and the model is in training mode (LoRA dropout live) until a caller says otherwise.
-    ``full``: no adapters and every weight trains (unquantized: ``auto`` means none, a 4-bit runtime is refused);
-    ``init``/``init_seed``: pretrained or random weights (:func:`~hybridjet.llm.backbone.load_backbone`)."""
+    ``lora`` (``None`` for a frozen LLM): only the adapter weights train, and the model is in training mode (LoRA
+    dropout live) until a caller says otherwise. ``full``: no adapters and every weight trains (unquantized:
+    ``auto`` means none, a 4-bit runtime is refused); ``init``/``init_seed``: pretrained or random weights
+    (:func:`~hybridjet.llm.backbone.load_backbone`); ``cache_dir``: the model cache; ``attention``: transformers'
+    attention implementation (default: its choice)."""
     quantization = runtime.quantization
     if full:
         if str(quantization).lower() not in ("auto", "none"):
@@ -246,7 +249,8 @@ def load_llm(model: str, lora: dict[str, Any] | None, runtime: Runtime, init: st
         quantization = "none"
     backbone = load_backbone(model, quantization=quantization, lora=lora, dtype=runtime.dtype,
                              gradient_checkpointing=runtime.gradient_checkpointing,
-                             upcast_frozen=runtime.upcast_frozen, init=init, init_seed=init_seed)
+                             upcast_frozen=runtime.upcast_frozen, init=init, init_seed=init_seed,
+                             cache_dir=cache_dir, attention=attention)
     for name, param in backbone.model.named_parameters():
         param.requires_grad_(full or (lora is not None and "lora_" in name))
     backbone.model.train()

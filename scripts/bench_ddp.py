@@ -167,10 +167,13 @@ def text_worker(args: argparse.Namespace) -> None:
     import torch
 
     import hybridjet.quiet  # noqa: F401
+    from hybridjet.llm.lora import LoraSpec
+    from hybridjet.runtime import Runtime
     from hybridjet.text.datamodule import TextDataModule
     from hybridjet.text.dataset import SFTDataset
     from hybridjet.text.sft import TextSFT
     from hybridjet.train.callbacks import default_precision
+    from hybridjet.train.optim import OptimizerSettings
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_sft import make_records
@@ -194,8 +197,9 @@ def text_worker(args: argparse.Namespace) -> None:
 
     L.seed_everything(0, verbose=False)
     fraction = args.checkpointing
-    model = TextSFT(model=args.model, lora="all-linear", lora_r=16, lora_alpha=32, warmup_steps=0,
-                    scheduler="constant", gradient_checkpointing=fraction >= 1 or fraction, **args.text_args)
+    model = TextSFT(model=args.model, lora=LoraSpec("all-linear", r=16, alpha=32),
+                    runtime=Runtime(gradient_checkpointing=fraction >= 1 or fraction, **args.text_args),
+                    optim=OptimizerSettings(warmup_steps=0, scheduler="constant"))
     records = make_records(model.tokenizer, args.steps * args.batch_size * args.devices, args.min_tokens,
                            args.max_tokens, seed=0)
     timer = TokenTimer()
@@ -252,7 +256,7 @@ def main() -> None:
     parser.add_argument("--min-tokens", type=int, default=100, help="text: shortest record, tokens")
     parser.add_argument("--checkpointing", type=float, default=0.0, help="text: fraction of layers checkpointed")
     parser.add_argument("--text-args", type=json.loads, default={},
-                        help='text: more TextSFT arguments, JSON, e.g. {"torch_compile": false}')
+                        help='text: more runtime settings of TextSFT, JSON, e.g. {"torch_compile": false}')
     parser.add_argument("--accelerator", default="auto", help="text: Lightning accelerator (cpu: gloo ranks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

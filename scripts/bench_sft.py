@@ -161,11 +161,14 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
     import lightning as L
     import torch
 
+    from hybridjet.llm.lora import LoraSpec
+    from hybridjet.runtime import Runtime
     from hybridjet.text.datamodule import TextDataModule
     from hybridjet.text.dataset import SFTDataset
     from hybridjet.text.packing import padding_fraction
     from hybridjet.text.sft import TextSFT
     from hybridjet.train.callbacks import default_precision
+    from hybridjet.train.optim import OptimizerSettings
 
     class Timer(L.Callback):
         def __init__(self) -> None:
@@ -193,10 +196,11 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
             batches = [collate([records[i] for i in rows]) for rows in order]
             return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=lambda batch: batch)
 
-    model = TextSFT(model=args.model_path, quantization=args.quantization, lora="all-linear", lora_r=16,
-                    lora_alpha=32, lr=args.lr, warmup_steps=0, scheduler="constant",
-                    gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
-                    attention=args.attention or "auto", torch_compile=args.system == "hybridjet-compiled")
+    model = TextSFT(model=args.model_path, lora=LoraSpec("all-linear", r=16, alpha=32),
+                    runtime=Runtime(quantization=args.quantization, torch_compile=args.system == "hybridjet-compiled",
+                                    gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing),
+                    optim=OptimizerSettings(lr=args.lr, warmup_steps=0, scheduler="constant"),
+                    attention=args.attention or "auto")
     with tempfile.TemporaryDirectory() as tmp:
         dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
                         max_length=args.max_tokens, packing=None if args.packing else False,

@@ -27,16 +27,10 @@ from hybridjet.llm.resolve import ModelIdentity, resolve_model
 
 QUANTIZATIONS = ("auto", "nf4", "nf4-dq", "int8", "none")
 
-_DTYPES = {
-    "fp32": "float32",
-    "float32": "float32",
-    "float": "float32",
-    "bf16": "bfloat16",
-    "bfloat16": "bfloat16",
-    "fp16": "float16",
-    "float16": "float16",
-    "half": "float16",
-}
+#: dtype name -> torch attribute, by the names users write
+_DTYPES = {name: torch_name for torch_name, names in (("float32", ("fp32", "float32", "float")),
+                                                      ("bfloat16", ("bf16", "bfloat16")),
+                                                      ("float16", ("fp16", "float16", "half"))) for name in names}
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +194,7 @@ def load_backbone(
     lora: str | LoraSpec | dict[str, Any] | None = None,
     dtype: Any = None,
     device: Any = None,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | float = False,
     cache_dir: str | os.PathLike[str] | None = None,
     trust_remote_code: bool = False,
     upcast_frozen: bool | None = None,
@@ -213,7 +207,8 @@ def load_backbone(
     ``quantization``: nf4 | nf4-dq | int8 | none | auto (nf4-dq on CUDA, none on CPU), applied at load time
     through bitsandbytes; ``dtype``: compute dtype (default bf16 on CUDA, fp32 on CPU); ``lora``: a preset name
     (qkv, attn, all-linear), a :class:`LoraSpec`, a dict or None; ``gradient_checkpointing``: non-reentrant,
-    works with ``inputs_embeds``.  Base weights are frozen.  For quantized models with LoRA, peft's
+    works with ``inputs_embeds``; ``true`` for every decoder layer, a fraction in (0, 1] for that share of them
+    (:func:`checkpoint_fraction`).  Base weights are frozen.  For quantized models with LoRA, peft's
     ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32);
     ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
     residual stream: fewer casts, bf16 attention, faster on a GPU at the same AUC); ``None`` = ``False`` on CUDA,
@@ -259,12 +254,14 @@ def load_backbone(
                 for param in model.parameters():  # all frozen here; 4-bit storage is uint8 and stays
                     if param.dtype == torch.float32:
                         param.data = param.data.to(compute_dtype)
+        spec = spec.for_model_type(getattr(model.config, "model_type", None))
         _check_targets(model, spec)
         with warnings.catch_warnings():  # peft probes deprecated transformers properties
             warnings.simplefilter("ignore", FutureWarning)
             model = get_peft_model(model, spec.peft_config())
     if gradient_checkpointing:
         enable_checkpointing(model, gc_kwargs)
+        checkpoint_fraction(model, gradient_checkpointing)
     model.eval()
     return Backbone(
         model=model,
@@ -314,6 +311,17 @@ def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None) -> No
     else:
         target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     target.config.use_cache = False
+
+
+def checkpoint_fraction(model: Any, fraction: bool | float) -> None:
+    """Leave gradient checkpointing on for ``fraction`` of the decoder layers (evenly spread) and off for the rest
+    (transformers' checkpointed layers each carry their own switch); ``True``: every layer."""
+    if isinstance(fraction, bool) or not fraction:
+        return
+    if not 0 < float(fraction) <= 1:
+        raise HybridjetError(f"gradient_checkpointing: expected true, false or a fraction in (0, 1], got {fraction}")
+    for i, layer in enumerate(decoder_of(model).layers):
+        layer.gradient_checkpointing = int((i + 1) * fraction) > int(i * fraction)
 
 
 def _check_targets(model: Any, spec: LoraSpec) -> None:

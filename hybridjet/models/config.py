@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from hybridjet import checks
+from hybridjet.llm.lora import LoraSpec, as_lora_spec
 
 #: ``lora: full``: no adapters, every weight of the LLM trains (unquantized)
 FULL = "full"
@@ -26,11 +27,12 @@ class ArchConfig:
         checks.positive("lora_alpha", self.lora_alpha)
         checks.fraction("lora_dropout", self.lora_dropout, include_one=False)
 
-    def lora_spec(self) -> dict[str, Any] | None:
-        """The LoRA settings the backbone loader takes (``None``: a frozen LLM, or one trained in full)."""
+    def lora_spec(self) -> LoraSpec | None:
+        """The adapters the backbone loader takes (``None``: a frozen LLM, or one trained in full)."""
         if self.lora is None or self.lora == FULL:
             return None
-        return {"preset": self.lora, "r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}
+        return as_lora_spec({"preset": self.lora, "r": self.lora_r, "alpha": self.lora_alpha,
+                             "dropout": self.lora_dropout})
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Any:

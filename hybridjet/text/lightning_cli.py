@@ -103,6 +103,34 @@ def check_data_before_the_model(cfg: Any) -> None:
     TextDataModule(**data).encode(tokenizer)
 
 
+#: the text SFT's flat settings before they were grouped like the classifiers' -> where each went
+RENAMED = {"lora_r": "lora.r", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
+           "quantization": "runtime.quantization", "dtype": "runtime.dtype",
+           "gradient_checkpointing": "runtime.gradient_checkpointing", "torch_compile": "runtime.torch_compile",
+           "optimizer": "optim.optimizer", "lr": "optim.lr", "weight_decay": "optim.weight_decay",
+           "betas": "optim.betas", "scheduler": "optim.scheduler", "warmup_steps": "optim.warmup_steps"}
+
+
+def check_renamed_settings(args: list[str]) -> None:
+    """One line for a config file or an argument with a text SFT setting under its old flat name (a config
+    written before the settings were grouped), naming where it is now."""
+    for path, config in zip(checks.config_paths(args), checks.config_files(args), strict=True):
+        model = config.get("model")
+        if not isinstance(model, dict):
+            continue
+        old = [key for key in model if key in RENAMED]
+        if isinstance(model.get("lora"), str):
+            old.insert(0, "lora")
+        if old:
+            moves = ", ".join(f"model.{k} -> model.{RENAMED.get(k, 'lora.preset')}" for k in old)
+            raise HybridjetError(f"{path}: settings renamed when text SFT took the classifiers' grouped settings: "
+                                 f"{moves} (README, Text mode)")
+    for arg in args:
+        key = arg.split("=", 1)[0].removeprefix("--model.")
+        if arg.startswith("--model.") and key in RENAMED:
+            raise HybridjetError(f"{arg.split('=', 1)[0]}: renamed --model.{RENAMED[key]} (README, Text mode)")
+
+
 def cli_main(args: Sequence[str]) -> SFTCLI:
     """Run the LightningCLI on ``args`` (the arguments after ``sft``)."""
     import warnings
@@ -110,6 +138,7 @@ def cli_main(args: Sequence[str]) -> SFTCLI:
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     quiet_training_warnings()
     checks.config_files(list(args))  # one line naming a missing, broken or empty config file
+    check_renamed_settings(list(args))
     SFTCLI.claims = []
     with released_on_exit(SFTCLI.claims):
         return SFTCLI(
@@ -203,7 +232,7 @@ def lora_study(args: list[str]) -> int:
     for preset in presets:
         name = f"{base}_{preset}"
         print(f"=== LoRA {preset}: runs {root / name}", flush=True)
-        cli_main(["fit", *args, "--name", name, "--model.lora", preset])
+        cli_main(["fit", *args, "--name", name, "--model.lora.preset", preset])
         exported = (read_text_config(root / name).get("exported") or {})
         loss = exported.get("val_loss")
         rows.append((preset, name, loss, math.exp(min(loss, 50.0)) if loss is not None else None))

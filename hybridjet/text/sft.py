@@ -11,8 +11,8 @@ Checkpoints hold only the trainable (LoRA) weights; at the end of ``fit`` the ru
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +21,25 @@ import torch
 
 from hybridjet import checks
 from hybridjet.errors import HybridjetError
-from hybridjet.llm.backbone import decoder_of, load_backbone
-from hybridjet.runtime import compiles_by_default
+from hybridjet.llm.backbone import decoder_of
+from hybridjet.llm.lora import LoraSpec
+from hybridjet.runtime import Runtime, compiles_by_default, load_llm
 from hybridjet.text.export import save_text_run
 from hybridjet.text.loss import token_loss_sum
 from hybridjet.text.packing import packing_is_exact
-from hybridjet.train.checkpoints import load_checkpoint_data
+from hybridjet.train.checkpoints import (
+    check_trainable_state,
+    load_checkpoint_data,
+    load_trainable_state,
+    trainable_state,
+)
+from hybridjet.train.optim import OptimizerSettings, optimizer_with_schedule
 from hybridjet.train.resume import load_rng, save_rng
 
-OPTIMIZERS = ("adamw", "adamw8bit")
 #: a packed row's length with FlexAttention: one row per batch (its block mask skips what examples do not see)
 FLEX_ROW_TOKENS = 1 << 17
-
-
-def checkpoint_fraction(model: Any, fraction: bool | float) -> None:
-    """Leave gradient checkpointing on for ``fraction`` of the decoder layers (evenly spread) and off for the rest
-    (transformers' checkpointed layers each carry their own switch)."""
-    if isinstance(fraction, bool) or not fraction:
-        return
-    if not 0 < float(fraction) <= 1:
-        raise HybridjetError(f"gradient_checkpointing: expected true, false or a fraction in (0, 1], got {fraction}")
-    layers = list(decoder_of(model).layers)
-    for i, layer in enumerate(layers):
-        layer.gradient_checkpointing = int((i + 1) * fraction) > int(i * fraction)
+#: the runtime settings of the classifiers' shared prompt prefix, which text SFT does not have
+PREFIX_SETTINGS = {"cache_prefix": None, "cuda_graphs": None, "prefix_attention": "auto"}
 
 
 def compile_layers(model: Any) -> None:
@@ -58,96 +54,68 @@ def resolve_attention(attention: str | None) -> str | None:
     if attention == "auto":
         return "flex_attention" if torch.cuda.is_available() else None
     return attention
-SCHEDULERS = ("cosine", "linear", "constant")
+
+
+def check_text_runtime(runtime: Runtime) -> None:
+    """One line for a runtime setting that only the classifiers' shared prompt prefix uses."""
+    for name, default in PREFIX_SETTINGS.items():
+        if getattr(runtime, name) != default:
+            raise HybridjetError(f"runtime.{name}: a setting of the event classifiers' shared prompt prefix, which "
+                                 f"text SFT does not have (expected {'null' if default is None else default})")
 
 
 class TextSFT(L.LightningModule):
-    """LoRA supervised fine-tuning of a causal LM.
+    """LoRA supervised fine-tuning of a causal LM, configured by the same settings objects as the event classifiers.
 
     Args:
         model: backbone name or path (``smollm2`` = the embedded SmolLM2-135M-Instruct).
-        quantization: ``auto`` (nf4-dq on CUDA, none on CPU), ``nf4``, ``nf4-dq``, ``int8``, ``none``.
-        lora: preset ``qkv``, ``attn`` or ``all-linear`` (or comma-separated module names).
-        lora_r / lora_alpha / lora_dropout: LoRA rank, scaling and dropout.
-        dtype: compute dtype (``bf16``, ``fp16``, ``fp32``; default per device).
-        gradient_checkpointing: trade compute for activation memory: ``true`` for every decoder layer, a fraction
-            in (0, 1) for that share of them, evenly spread (the memory saved and the time spent both scale with it).
-        optimizer: ``adamw`` (torch) or ``adamw8bit`` (bitsandbytes).
-        lr / weight_decay / betas: optimizer settings.
-        scheduler: ``cosine`` (default), ``linear`` or ``constant``, each after ``warmup_steps`` linear warmup.
-        ema_decay: decay of the moving average of the eval loss (``val_loss_ema``).
-        run_dir: where ``adapter/``, tokenizer and ``text_config.yaml`` go (default: the trainer's root dir).
-        save_best: export the checkpoint with the lowest ``val_loss`` (else the final weights).
-        cache_dir: hybridjet model cache (GGUF conversions).
+        lora: the adapters (:class:`~hybridjet.llm.lora.LoraSpec`: ``preset`` qkv / attn / all-linear or
+            ``target_modules``, ``r``, ``alpha``, ``dropout``); default qkv, r 16, alpha 32, dropout 0.05.
+        runtime: how the LLM runs (:class:`~hybridjet.runtime.Runtime`: ``quantization`` auto = nf4-dq on CUDA,
+            none on CPU; ``dtype``; ``gradient_checkpointing`` true or a fraction of the layers; ``torch_compile``:
+            compile each decoder layer when fitting starts, after the packing check, ``None`` = on CUDA with
+            Triton, where it pays, BENCHMARKS.md).
+        optim: optimiser and schedule (:class:`~hybridjet.train.optim.OptimizerSettings`: ``optimizer`` adamw or
+            adamw8bit, ``lr``, ``weight_decay``, ``betas``, ``scheduler`` cosine / linear / constant after
+            ``warmup_steps``, down to ``min_lr_ratio``).
         attention: transformers' attention implementation (``sdpa``, ``eager``, ``flex_attention``); ``auto``:
             ``flex_attention`` on CUDA (block-sparse: a whole packed batch in one row costs only its examples'
             attention), transformers' default elsewhere. Packed rows are used only where it keeps examples apart
             (checked on the model).
-        torch_compile: compile each decoder layer (``torch.compile``, dynamic shapes: packed rows vary in length)
-            when fitting starts, after the packing check has run on the uncompiled model; ``None``: on CUDA with
-            Triton (where it pays, BENCHMARKS.md), not on CPUs.
+        ema_decay: decay of the moving average of the eval loss (``val_loss_ema``).
+        run_dir: where ``adapter/``, tokenizer and ``text_config.yaml`` go (default: the trainer's root dir).
+        save_best: export the checkpoint with the lowest ``val_loss`` (else the final weights).
+        cache_dir: hybridjet model cache (GGUF conversions).
     """
 
     def __init__(
         self,
         model: str = "smollm2",
-        quantization: str = "auto",
-        lora: str = "qkv",
-        lora_r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.05,
-        dtype: str | None = None,
-        gradient_checkpointing: bool | float = False,
-        optimizer: str = "adamw",
-        lr: float = 2e-4,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        scheduler: str = "cosine",
-        warmup_steps: int = 0,
+        lora: LoraSpec | None = None,
+        runtime: Runtime | None = None,
+        optim: OptimizerSettings | None = None,
+        attention: str = "auto",
         ema_decay: float = 0.9,
         run_dir: str | None = None,
         save_best: bool = True,
         cache_dir: str | None = None,
-        attention: str = "auto",
-        torch_compile: bool | None = None,
     ) -> None:
         super().__init__()
         # every setting checked before the LLM loads: one line, nothing written
-        checks.positive("model.lr", lr)
-        checks.non_negative("model.weight_decay", weight_decay)
-        if not isinstance(betas, list | tuple) or len(betas) != 2:
-            raise HybridjetError(f"model.betas: expected two numbers in [0, 1), got {betas!r}")
-        for beta in betas:
-            checks.fraction("model.betas", beta, include_one=False)
-        checks.integer("model.warmup_steps", warmup_steps, 0)
+        lora = lora if lora is not None else LoraSpec()
+        runtime = runtime or Runtime()
+        self.optim = optim or OptimizerSettings()
+        check_text_runtime(runtime)
         checks.fraction("model.ema_decay", ema_decay, include_one=False)
-        checks.integer("model.lora_r", lora_r, 1, 4096)
-        checks.positive("model.lora_alpha", lora_alpha)
-        checks.fraction("model.lora_dropout", lora_dropout, include_one=False)
-        if not isinstance(gradient_checkpointing, bool):
-            checks.fraction("model.gradient_checkpointing", gradient_checkpointing)
-        if optimizer not in OPTIMIZERS:
-            raise HybridjetError(f"unknown optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-        if scheduler not in SCHEDULERS:
-            raise HybridjetError(f"unknown scheduler {scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
-        self.save_hyperparameters()
-        spec = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout}
-        if "," in lora:
-            spec["target_modules"] = [m.strip() for m in lora.split(",") if m.strip()]
-        else:
-            spec["preset"] = lora
-        self.backbone = load_backbone(
-            model,
-            quantization=quantization,
-            lora=spec,
-            dtype=dtype,
-            gradient_checkpointing=bool(gradient_checkpointing),
-            cache_dir=cache_dir,
-            attention=resolve_attention(attention),
-        )
-        checkpoint_fraction(self.backbone.model, gradient_checkpointing)
+        self.runtime = runtime
+        self.save_hyperparameters({"model": model, "lora": lora.to_dict(), "runtime": dataclasses.asdict(runtime),
+                                   "optim": dataclasses.asdict(self.optim), "attention": attention,
+                                   "ema_decay": ema_decay, "run_dir": run_dir, "save_best": save_best,
+                                   "cache_dir": cache_dir})
+        self.backbone = load_llm(model, lora, runtime, cache_dir=cache_dir, attention=resolve_attention(attention))
         self.model = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
+        self.strict_loading = False  # checkpoints hold the trainable weights only (checked in on_load_checkpoint)
         self._val_sum = 0.0
         self._val_count = 0
         self.val_loss_ema: float | None = None
@@ -182,7 +150,7 @@ class TextSFT(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.match_attention_to_device()
-        wanted = self.hparams.torch_compile
+        wanted = self.runtime.torch_compile
         if wanted is None:
             wanted = compiles_by_default(self.device)
         if wanted and not self._compiled:
@@ -266,64 +234,17 @@ class TextSFT(L.LightningModule):
 
     # -------------------------------------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
-        if not params:
-            raise HybridjetError("no trainable parameters (LoRA adapters missing?)")
-        if hp.optimizer == "adamw8bit":
-            try:
-                import bitsandbytes as bnb
-            except ImportError:
-                raise HybridjetError("optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes)") from None
-            opt = bnb.optim.AdamW8bit(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(int(hp.warmup_steps), total)
-
-        def factor(step: int) -> float:
-            if warmup and step < warmup:
-                return (step + 1) / warmup
-            if hp.scheduler == "constant":
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            if hp.scheduler == "linear":
-                return 1.0 - progress
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    # ------------------------------------------------------------------------------- LoRA-only checkpoints
-    def trainable_names(self) -> set[str]:
-        """Names of the trainable parameters (what checkpoints hold)."""
-        return {name for name, p in self.named_parameters() if p.requires_grad}
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        """Only the trainable (LoRA) weights: the frozen base is never written to checkpoints."""
-        full = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        keep = {prefix + name for name in self.trainable_names()}
-        return OrderedDict((k, v) for k, v in full.items() if k in keep)
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
-        """Load trainable weights; with ``strict`` every trainable weight must be present and nothing else."""
-        expected = self.trainable_names()
-        missing = sorted(expected - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(super().state_dict()))
-        if strict and (missing or unexpected):
-            raise HybridjetError(
-                f"checkpoint does not match the model: {len(missing)} LoRA weights missing "
-                f"(e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]}); "
-                "same model and lora settings?"
-            )
-        return super().load_state_dict(state_dict, strict=False, assign=assign)
+        return optimizer_with_schedule(self.optim, [{"params": params, "lr": self.optim.lr}],
+                                       int(self.trainer.estimated_stepping_batches))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = trainable_state(self)  # the frozen base is never written to checkpoints
         checkpoint["text_sft"] = {"val_loss_ema": self.val_loss_ema}
         save_rng(checkpoint)  # LoRA dropout's random stream: a resumed run continues it
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_trainable_state(self, checkpoint.get("state_dict", {}), "checkpoint")
         self.val_loss_ema = checkpoint.get("text_sft", {}).get("val_loss_ema")
         load_rng(checkpoint)
 
@@ -345,7 +266,7 @@ class TextSFT(L.LightningModule):
             self.exported_from = {"checkpoint": "final", "step": int(self.global_step)}
             return
         ckpt = load_checkpoint_data(best)
-        self.load_state_dict(ckpt["state_dict"])
+        load_trainable_state(self, ckpt["state_dict"], str(best))
         score = getattr(cb, "best_model_score", None)
         self.exported_from = {
             "checkpoint": str(best),

@@ -5,14 +5,42 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
 
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import atomic_path
+
+
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The entries of ``module``'s state dict that are trainable parameters: what checkpoints and runs hold (never
+    the frozen base weights, which come from the base model)."""
+    names = {name for name, param in module.named_parameters() if param.requires_grad}
+    return OrderedDict((k, v) for k, v in module.state_dict().items() if k in names)
+
+
+def check_trainable_state(module: nn.Module, state: Mapping[str, Any], where: str) -> None:
+    """One line when ``state`` lacks one of ``module``'s trainable weights or holds a name ``module`` does not
+    have (a checkpoint of another model or of other LoRA settings)."""
+    expected = set(trainable_state(module))
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - set(module.state_dict()))
+    if missing or unexpected:
+        raise HybridjetError(f"{where} does not match the model: {len(missing)} trainable weights missing (e.g. "
+                             f"{missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]}); written by the "
+                             "same model and LoRA settings?")
+
+
+def load_trainable_state(module: nn.Module, state: Mapping[str, Any], where: str) -> None:
+    """Load the trainable weights ``state`` into ``module`` after :func:`check_trainable_state`."""
+    check_trainable_state(module, state, where)
+    module.load_state_dict(dict(state), strict=False)
 
 
 def load_checkpoint_data(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:

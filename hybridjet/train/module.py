@@ -22,8 +22,9 @@ from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import auc_or_nan
 from hybridjet.eval.scores import data_of
 from hybridjet.runtime import pad_batch, padded_batch_size
+from hybridjet.train.checkpoints import check_trainable_state, trainable_state
 from hybridjet.train.gather import gather_events
-from hybridjet.train.optim import Optimization, adamw_with_warmup_cosine
+from hybridjet.train.optim import Optimization, optimizer_with_schedule
 from hybridjet.train.resume import load_rng, save_rng
 
 
@@ -173,16 +174,16 @@ class ClassifierModule(L.LightningModule):
 
     # ---- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with ``encoder_lr`` for the parameters outside the LLM and ``lr`` for the LLM's, one schedule."""
         trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-        return adamw_with_warmup_cosine(
-            self.optim, [p for n, p in trainable if not n.startswith("net.llm.")],
-            [p for n, p in trainable if n.startswith("net.llm.")], int(self.trainer.estimated_stepping_batches))
+        groups = [{"params": [p for n, p in trainable if not n.startswith("net.llm.")], "lr": self.optim.encoder_lr},
+                  {"params": [p for n, p in trainable if n.startswith("net.llm.")], "lr": self.optim.lr}]
+        return optimizer_with_schedule(self.optim, groups, int(self.trainer.estimated_stepping_batches))
 
     # ---- light checkpoints ------------------------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Trainable parameters only (never the frozen base weights), named as in the net."""
-        names = {n for n, p in self.net.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.net.state_dict().items() if k in names}
+        return trainable_state(self.net)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # LightningCLI rebuilds the model of a --ckpt_path from these: the class and its (plain) arguments
@@ -193,10 +194,8 @@ class ClassifierModule(L.LightningModule):
         save_rng(checkpoint)  # dropout's random stream: a resumed run continues it
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        expected = {f"net.{k}" for k in self.trainable_state_dict()}
-        missing = expected - set(checkpoint["state_dict"])
-        if missing and expected:
-            raise HybridjetError(f"checkpoint: missing trainable weights {sorted(missing)[:3]}... "
-                                 "(was it written by a different model configuration?)")
+        if self.trainable_state_dict():  # built: the data-dependent layers exist
+            state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()}
+            check_trainable_state(self.net, state, "checkpoint")
         self.check_base_identity(checkpoint.get("hybridjet", {}).get("base_model"))
         load_rng(checkpoint)

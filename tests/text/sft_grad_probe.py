@@ -14,6 +14,8 @@ import lightning as L
 from lightning.pytorch import Callback
 from safetensors.torch import save_file
 
+from hybridjet.llm.lora import LoraSpec
+from hybridjet.runtime import Runtime
 from hybridjet.text.datamodule import TextDataModule
 from hybridjet.text.sft import TextSFT
 
@@ -35,7 +37,7 @@ def main() -> None:
     model_path, data, out, batch, accumulate, devices = sys.argv[1:7]
     loader = sys.argv[7] if len(sys.argv) > 7 else "module"
     L.seed_everything(0, verbose=False)
-    model = TextSFT(model=model_path, quantization="none", lora="qkv", lora_dropout=0.0, dtype="fp32")
+    model = TextSFT(model=model_path, lora=LoraSpec(dropout=0.0), runtime=Runtime(quantization="none", dtype="fp32"))
     dm = TextDataModule(train_path=data, format="qa", val_ratio=0.0, batch_size=int(batch), max_length=2048)
     trainer = L.Trainer(max_steps=1, accumulate_grad_batches=int(accumulate), accelerator="cpu",
                         devices=int(devices), strategy="ddp" if int(devices) > 1 else "auto",

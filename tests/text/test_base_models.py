@@ -69,14 +69,18 @@ def test_the_chat_template_setting(tiny_llama: Path, tmp_path: Path) -> None:
                                              "{% if add_generation_prompt %}<assistant> {% endif %}"])
 def test_a_base_model_run_records_its_template_and_asks_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 setting: str | None) -> None:
+    from hybridjet.llm.lora import LoraSpec
+    from hybridjet.runtime import Runtime
     from hybridjet.text.api import TextModel
     from hybridjet.text.sft import TextSFT
+    from hybridjet.train.optim import OptimizerSettings
 
     monkeypatch.setenv("HYBRIDJET_CACHE", str(tmp_path / "cache"))
     gguf = make_family_gguf(tmp_path / "qwen2-base.gguf", "qwen2", instruct=False)
     data = tmp_path / "qa.jsonl"
     data.write_text('{"question": "What is the Z mass?", "answer": "About 91.2 GeV."}\n' * 8)
-    model = TextSFT(model=str(gguf), quantization="none", lora="qkv", lr=1e-2, lora_dropout=0.0)
+    model = TextSFT(model=str(gguf), lora=LoraSpec(dropout=0.0), runtime=Runtime(quantization="none"),
+                    optim=OptimizerSettings(lr=1e-2))
     dm = TextDataModule(str(data), val_ratio=0.25, batch_size=4, system_prompt="Be brief.", chat_template=setting)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path / "run")

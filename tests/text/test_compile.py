@@ -1,4 +1,4 @@
-"""``TextSFT(torch_compile=True)``: compiled decoder layers give the uncompiled loss and LoRA gradients on packed
+"""``TextSFT(runtime=Runtime(torch_compile=True))``: compiled decoder layers give the uncompiled loss and LoRA gradients on packed
 rows of changing length (dynamic shapes: no recompilation per length)."""
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ def _loss_and_grads(model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]
 
 @pytest.mark.slow
 def test_compiled_layers_match_eager_on_packed_rows(tiny_llama: Path) -> None:
+    from hybridjet.llm.lora import LoraSpec
+    from hybridjet.runtime import Runtime
     from hybridjet.text.sft import TextSFT
 
     def build(compiled: bool) -> TextSFT:
         torch.manual_seed(0)
-        return TextSFT(model=str(tiny_llama), quantization="none", dtype="fp32", lora="all-linear", lora_dropout=0.0,
-                       torch_compile=compiled)
+        return TextSFT(model=str(tiny_llama), lora=LoraSpec("all-linear", dropout=0.0),
+                       runtime=Runtime(quantization="none", dtype="fp32", torch_compile=compiled))
 
     eager, compiled = build(False), build(True)
     compiled.load_state_dict(eager.state_dict())
@@ -56,11 +58,11 @@ def test_compiled_layers_match_eager_on_packed_rows(tiny_llama: Path) -> None:
 
 
 def test_the_default_compiles_on_cuda_only(tiny_llama: Path) -> None:
-    from hybridjet.runtime import compiles_by_default
+    from hybridjet.runtime import Runtime, compiles_by_default
     from hybridjet.text.sft import TextSFT
 
-    module = TextSFT(model=str(tiny_llama), quantization="none", dtype="fp32", lora="qkv")
-    assert module.hparams.torch_compile is None
+    module = TextSFT(model=str(tiny_llama), runtime=Runtime(quantization="none", dtype="fp32"))
+    assert module.runtime.torch_compile is None
     module.on_fit_start()
     layers = module.model.base_model.model.model.layers
     compiled = [getattr(layer, "_compiled_call_impl", None) is not None for layer in layers]

@@ -24,9 +24,9 @@ def fitted_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     root = tmp_path_factory.mktemp("runs")
     main([
         "sft", "fit", "-c", str(ROOT / "configs" / "sft_qa.yaml"), "--model.model", str(tiny_llama),
-        "--model.quantization", "none", "--runs_root", str(root), "--name", "t", "--trainer.max_steps", "4",
+        "--model.runtime.quantization", "none", "--runs_root", str(root), "--name", "t", "--trainer.max_steps", "4",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--data.max_length", "512",
-        "--data.batch_size", "8", "--model.lr", "0.01",
+        "--data.batch_size", "8", "--model.optim.lr", "0.01",
     ])
     return root / "t"
 

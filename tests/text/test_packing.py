@@ -83,6 +83,7 @@ def test_the_model_is_checked_for_keeping_packed_examples_apart(tiny_llama, tmp_
 def test_sft_fit_packs_where_exact_and_says_when_not(tiny_llama, tmp_path, capsys):
     import lightning as L
 
+    from hybridjet.runtime import Runtime
     from hybridjet.text.datamodule import TextDataModule
     from hybridjet.text.sft import TextSFT
 
@@ -90,7 +91,7 @@ def test_sft_fit_packs_where_exact_and_says_when_not(tiny_llama, tmp_path, capsy
     data.write_text("".join(json.dumps({"question": f"Q{i}? " * (i + 1), "answer": "A. " * (3 * i + 1)}) + "\n"
                             for i in range(12)))
     L.seed_everything(0, verbose=False)
-    model = TextSFT(model=str(tiny_llama), quantization="none", lora="qkv")
+    model = TextSFT(model=str(tiny_llama), runtime=Runtime(quantization="none"))
     dm = TextDataModule(train_path=str(data), format="qa", val_ratio=0.25, batch_size=4)
     trainer = L.Trainer(max_steps=2, accelerator="auto", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

@@ -71,12 +71,16 @@ class _Losses(L.Callback):
 
 
 def test_fit_lowers_loss_on_repeated_batch(tiny_llama: Path, tmp_path: Path) -> None:
+    from hybridjet.llm.lora import LoraSpec
+    from hybridjet.runtime import Runtime
     from hybridjet.text.sft import TextSFT
+    from hybridjet.train.optim import OptimizerSettings
 
     rows = [{"question": "What is the Z mass?", "answer": "About 91.2 GeV."}] * 8
     path = tmp_path / "rep.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    model = TextSFT(model=str(tiny_llama), quantization="none", lora="qkv", lr=2e-2, lora_dropout=0.0)
+    model = TextSFT(model=str(tiny_llama), lora=LoraSpec(dropout=0.0), runtime=Runtime(quantization="none"),
+                    optim=OptimizerSettings(lr=2e-2))
     dm = TextDataModule(str(path), val_ratio=0.25, batch_size=4)
     cb = _Losses()
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -92,10 +96,10 @@ def _cli_fit(tiny_llama: Path, root: Path, steps: int, *extra: str) -> None:
 
     main([
         "sft", "fit", "-c", str(Path(__file__).resolve().parents[2] / "configs" / "sft_qa.yaml"),
-        "--model.model", str(tiny_llama), "--model.quantization", "none", "--runs_root", str(root), "--name", "t",
+        "--model.model", str(tiny_llama), "--model.runtime.quantization", "none", "--runs_root", str(root), "--name", "t",
         "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false", "--data.max_length", "512", "--data.batch_size", "8",
-        "--model.lr", "0.01", *extra,
+        "--model.optim.lr", "0.01", *extra,
     ])
 
 
@@ -151,7 +155,7 @@ def test_cli_checkpoint_resume_ask_eval(tiny_llama: Path, tmp_path: Path, capsys
     ('{"question": "What?", "answer": "This."}\n' * 8, ["--data.chat_template", "no-such.jinja"],
      "no-such.jinja: data.chat_template: no such file"),
     # before: the model loaded, then a traceback, and config.yaml was left behind
-    ('{"question": "What?", "answer": "This."}\n' * 8, ["--model.lr", "-0.1"], "model.lr: expected a finite number > 0"),
+    ('{"question": "What?", "answer": "This."}\n' * 8, ["--model.optim.lr", "-0.1"], "optim.lr: expected a finite number > 0"),
     # before: an untrained adapter saved as a finished run
     ('{"question": "What?", "answer": "This."}\n' * 8, ["--trainer.max_steps", "0"],
      "trainer.max_steps: expected an integer >= 1"),
@@ -216,3 +220,23 @@ def test_generation_and_perplexity_settings_are_checked(tiny_llama: Path) -> Non
     for settings in ({"temperature": float("nan")}, {"temperature": float("inf")}, {"max_new_tokens": 1.5}):
         with pytest.raises(HybridjetError):
             check_generation(**settings)
+
+
+def test_a_config_with_the_old_flat_settings_is_one_line_naming_where_they_went(tmp_path: Path) -> None:
+    """Before: a config of the previous release (``lora: all-linear``, ``lora_r``, ``lr`` flat under ``model``)
+    printed the whole usage of ``hybridjet sft fit`` and a parser error about dot import paths."""
+    import subprocess
+    import sys
+
+    old = tmp_path / "old_qa.yaml"
+    old.write_text((ROOT / "configs" / "sft_qa.yaml").read_text().split("\nmodel:\n")[0]
+                   + "\nmodel:\n  model: smollm2\n  lora: all-linear\n  lora_r: 16\n  lr: 2.0e-4\n")
+    for argv in (["-c", str(old)], ["-c", str(ROOT / "configs" / "sft_qa.yaml"), "--model.lr", "0.01"]):
+        result = subprocess.run([sys.executable, "-m", "hybridjet.cli", "sft", "fit", *argv,
+                                 "--runs_root", str(tmp_path / "runs")], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "usage" not in result.stderr, result.stderr[-2000:]
+        assert "--model.optim.lr" in lines[0] if argv[-1] == "0.01" else \
+            "model.lora -> model.lora.preset, model.lora_r -> model.lora.r, model.lr -> model.optim.lr" in lines[0]
+    assert not (tmp_path / "runs").exists()

@@ -12,10 +12,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 @pytest.mark.slow
 def test_short_qa_finetune_lowers_heldout_loss(smollm2_path: Path, tmp_path: Path) -> None:
+    from hybridjet.runtime import Runtime
     from hybridjet.text.datamodule import TextDataModule
     from hybridjet.text.sft import TextSFT
+    from hybridjet.train.optim import OptimizerSettings
 
-    model = TextSFT(model="smollm2", quantization="none", lora="qkv", lr=1e-3, warmup_steps=1)
+    model = TextSFT(model="smollm2", runtime=Runtime(quantization="none"), optim=OptimizerSettings(lr=1e-3, warmup_steps=1))
     dm = TextDataModule(
         str(EXAMPLES / "physics_qa.jsonl"),
         val_path=str(EXAMPLES / "physics_qa_val.jsonl"),

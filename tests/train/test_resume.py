@@ -102,7 +102,7 @@ def test_a_resumed_text_fine_tune_equals_the_uninterrupted_one(tiny_llama, tmp_p
         return [*HYBRIDJET, "sft", "fit", "-c", str(ROOT / "configs" / "sft_qa.yaml"), "--model.model",
                 str(tiny_llama), "--runs_root", str(tmp_path), "--name", name, "--trainer.max_steps", "-1",
                 "--trainer.max_epochs", "3", "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu",
-                "--trainer.enable_progress_bar", "false", "--model.lora_dropout", "0.1", *extra]
+                "--trainer.enable_progress_bar", "false", "--model.lora.dropout", "0.1", *extra]
 
     whole = subprocess.run(fit("whole"), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert whole.returncode == 0, _failure(whole)
