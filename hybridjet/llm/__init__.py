@@ -11,6 +11,8 @@ from typing import Any
 _EXPORTS = {
     "load_backbone": "hybridjet.llm.backbone",
     "Backbone": "hybridjet.llm.backbone",
+    "FAMILIES": "hybridjet.llm.families",
+    "Family": "hybridjet.llm.families",
     "LoraSpec": "hybridjet.llm.lora",
     "PRESETS": "hybridjet.llm.lora",
     "ModelIdentity": "hybridjet.llm.resolve",

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.families import LLAMA_TARGETS, lora_targets
 
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP = ("gate_proj", "up_proj", "down_proj")
-
-#: preset name -> target module names (Llama/SmolLM2/Qwen2/Mistral naming)
-PRESETS: dict[str, tuple[str, ...]] = {
-    "qkv": ("q_proj", "k_proj", "v_proj"),
-    "attn": ATTENTION,
-    "all-linear": ATTENTION + MLP,
-}
+#: preset name -> target module names in Llama's naming (each family's own: :mod:`hybridjet.llm.families`)
+PRESETS: dict[str, tuple[str, ...]] = LLAMA_TARGETS
 
 
 @dataclass
 class LoraSpec:
     """A LoRA setup: a ``preset`` (qkv, attn, all-linear) or explicit ``target_modules``, rank and scaling."""
 
-    preset: str | None = "attn"
+    preset: str | None = "qkv"
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
@@ -48,10 +43,17 @@ class LoraSpec:
 
     @property
     def modules(self) -> list[str]:
-        """The module names that receive adapters."""
+        """The module names that receive adapters (a preset's in Llama's naming until :meth:`for_model_type`)."""
         if self.target_modules is not None:
             return list(self.target_modules)
         return list(PRESETS[str(self.preset)])
+
+    def for_model_type(self, model_type: str | None) -> LoraSpec:
+        """This setup with a preset's layers named as the family of ``model_type`` names them (Phi-3's fused
+        ``qkv_proj``, ...); explicit ``target_modules`` stay as given."""
+        if self.target_modules is not None:
+            return self
+        return dataclasses.replace(self, target_modules=list(lora_targets(str(self.preset), model_type)))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description."""

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-#: decoders whose forward is: inputs_embeds -> rotary_emb -> layers (pre-norm attention + MLP) -> norm
-SHARED_PREFIX_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
+from hybridjet.llm.families import family_of
+
 _LAYER_PARTS = ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn")
 _ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")
 
@@ -37,7 +37,7 @@ _ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling
 def supports_shared_prefix(decoder: nn.Module) -> bool:
     """Whether :func:`forward_with_shared_prefix` reproduces this decoder's own forward."""
     config = getattr(decoder, "config", None)
-    if getattr(config, "model_type", None) not in SHARED_PREFIX_MODEL_TYPES:
+    if not family_of(getattr(config, "model_type", None)).shared_prefix:  # the registry's record says
         return False
     if not all(hasattr(decoder, name) for name in ("layers", "rotary_emb", "norm")) or not len(decoder.layers):
         return False

@@ -79,29 +79,14 @@ def make_tiny_llama(
 
     directory = Path(directory)
     tok = build_tiny_tokenizer(vocab_size)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=IM_START,
-        eos_token=IM_END,
-        pad_token=ENDOFTEXT,
-        unk_token=ENDOFTEXT,
-        model_max_length=max_position_embeddings,
-    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=IM_START, eos_token=IM_END, pad_token=ENDOFTEXT,
+                                        unk_token=ENDOFTEXT, model_max_length=max_position_embeddings)
     tokenizer.chat_template = CHATML_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        rms_norm_eps=1e-5,
-    )
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, rms_norm_eps=1e-5)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -217,3 +202,32 @@ def make_tiny_gguf(path: str | os.PathLike[str], hf_dir: str | os.PathLike[str])
         writer.write_tensors_to_file()
         writer.close()
     return path
+
+
+def make_family_hf(out: str | os.PathLike[str], family: str, tokenizer_dir: str | os.PathLike[str]) -> Path:
+    """A two-layer random model of ``family`` (a record of :data:`hybridjet.llm.families.FAMILIES` with an ``hf``
+    fixture) with the tokenizer files of ``tokenizer_dir`` (a tiny Llama's, vocabulary 400), saved as an HF
+    directory at ``out``."""
+    import shutil
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    from hybridjet.llm.families import FAMILIES
+
+    fixture = FAMILIES[family].hf
+    if fixture is None:
+        raise ValueError(f"family {family!r} has no tiny HF fixture in the registry")
+    config = getattr(transformers, fixture.config)(vocab_size=400, hidden_size=64, intermediate_size=128,
+                                                   num_hidden_layers=2, num_attention_heads=4,
+                                                   num_key_value_heads=2, max_position_embeddings=256,
+                                                   **fixture.settings)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    out = Path(out)
+    model.save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (Path(tokenizer_dir) / name).exists():
+            shutil.copy(Path(tokenizer_dir) / name, out / name)
+    return out

@@ -1,7 +1,8 @@
 """Tiny random GGUF files of several model families, written as llama.cpp writes them, for fast conversion tests.
 
-``make_family_gguf(path, family, instruct=...)`` writes a two-layer random model of ``family`` (one of
-:data:`FAMILIES`) with a few-hundred-token tokenizer of that family's kind and special tokens: byte-level BPE
+``make_family_gguf(path, family, instruct=...)`` writes a two-layer random model of ``family`` (a record of
+:data:`hybridjet.llm.families.FAMILIES` with a GGUF fixture) with a few-hundred-token tokenizer of that family's
+kind and special tokens: byte-level BPE
 (``gpt2``: Llama 3, Qwen) or SentencePiece (``llama``: Mistral, Gemma, Phi-3), each with the GGUF metadata the
 real files carry (bos/eos/pad ids, ``add_bos_token``, the pre-tokenizer name).  ``instruct=True`` adds the family's
 chat template (and its end-of-turn eos); ``False`` writes a base model without one.  ``reference_dir`` saves the
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridjet.io_utils import atomic_dir, atomic_path
-from hybridjet.llm.testing import CHATML_TEMPLATE, CORPUS
+from hybridjet.llm.testing import CORPUS
 
 #: the byte-fallback pieces of a SentencePiece vocabulary (``<0x00>`` .. ``<0xFF>``)
 BYTE_PIECES = tuple(f"<0x{b:02X}>" for b in range(256))
@@ -47,8 +48,8 @@ PHI3_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class Family:
-    """What a tiny GGUF of one family holds.
+class GGUFFixture:
+    """What a tiny GGUF of one family holds (the records are in :data:`hybridjet.llm.families.FAMILIES`).
 
     ``arch``: GGUF ``general.architecture``; ``config``: the transformers config class and its shape;
     ``tokenizer``: ``gpt2`` (byte-level BPE) or ``llama`` (SentencePiece); ``specials``: the control tokens first
@@ -73,47 +74,11 @@ class Family:
     shape: dict[str, Any] = field(default_factory=dict)
 
 
-_QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_pad|>")
-_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>", "<unused0>")
 _SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2)
 
-FAMILIES: dict[str, Family] = {
-    "llama3": Family(
-        "llama", "Llama 3.2 Tiny", "LlamaConfig", "gpt2", (),
-        trailing=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-                  "<|finetune_right_pad_id|>", "<|reserved_special_token_0|>"),
-        bos="<|begin_of_text|>", eos="<|end_of_text|>", instruct_eos="<|eot_id|>", template=LLAMA3_TEMPLATE,
-        pre="llama-bpe", add_bos=True, shape=dict(head_dim=16)),
-    "mistral": Family(
-        "llama", "Mistral 7B v0.1 Tiny", "LlamaConfig", "llama", ("<unk>", "<s>", "</s>"),
-        bos="<s>", eos="</s>", unk="<unk>", template=MISTRAL_TEMPLATE, add_bos=True, shape=dict(head_dim=16)),
-    "qwen2": Family(
-        "qwen2", "Qwen2.5 Tiny", "Qwen2Config", "gpt2", (), trailing=_QWEN_SPECIALS,
-        bos="<|endoftext|>", eos="<|endoftext|>", instruct_eos="<|im_end|>", pad="<|endoftext|>",
-        template=CHATML_TEMPLATE, pre="qwen2"),
-    "qwen3": Family(
-        "qwen3", "Qwen3 Tiny", "Qwen3Config", "gpt2", (), trailing=_QWEN_SPECIALS,
-        bos="<|endoftext|>", eos="<|endoftext|>", instruct_eos="<|im_end|>", pad="<|endoftext|>",
-        template=CHATML_TEMPLATE, pre="qwen2",  # Qwen3's GGUF keys leave head_dim at its default, 128
-        shape=dict(head_dim=128, num_attention_heads=2, num_key_value_heads=1)),
-    "gemma2": Family(
-        "gemma2", "Gemma 2 Tiny", "Gemma2Config", "llama", _GEMMA_SPECIALS,
-        bos="<bos>", eos="<eos>", instruct_eos="<end_of_turn>", pad="<pad>", unk="<unk>", template=GEMMA_TEMPLATE,
-        add_bos=True, shape=dict(head_dim=16, sliding_window=64)),
-    "gemma3": Family(
-        "gemma3", "Gemma 3 Tiny", "Gemma3TextConfig", "llama", _GEMMA_SPECIALS,
-        bos="<bos>", eos="<eos>", instruct_eos="<end_of_turn>", pad="<pad>", unk="<unk>", template=GEMMA_TEMPLATE,
-        add_bos=True, shape=dict(head_dim=16, sliding_window=64)),
-    "phi3": Family(
-        "phi3", "Phi 3 Mini Tiny", "Phi3Config", "llama", ("<unk>", "<s>", "</s>"),
-        trailing=("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>"),
-        bos="<s>", eos="<|endoftext|>", instruct_eos="<|end|>", pad="<|endoftext|>", unk="<unk>",
-        template=PHI3_TEMPLATE),
-}
 
-
-def _bpe_tokens(family: Family, vocab_size: int) -> tuple[list[str], list[str]]:
+def _bpe_tokens(family: GGUFFixture, vocab_size: int) -> tuple[list[str], list[str]]:
     """Byte-level BPE tokens (specials first, ``trailing`` specials last) and merges, trained on :data:`CORPUS`."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -128,7 +93,7 @@ def _bpe_tokens(family: Family, vocab_size: int) -> tuple[list[str], list[str]]:
     return tokens, merges
 
 
-def _spm_tokens(family: Family, vocab_size: int) -> list[str]:
+def _spm_tokens(family: GGUFFixture, vocab_size: int) -> list[str]:
     """SentencePiece-style tokens: specials, the 256 byte pieces, ``▁``-prefixed BPE pieces (best first), then
     ``trailing`` specials."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -141,7 +106,7 @@ def _spm_tokens(family: Family, vocab_size: int) -> list[str]:
     return [*family.specials, *BYTE_PIECES, *pieces, *family.trailing]
 
 
-def _hf_model(family: Family, vocab_size: int, ids: dict[str, int | None], seed: int) -> Any:
+def _hf_model(family: GGUFFixture, vocab_size: int, ids: dict[str, int | None], seed: int) -> Any:
     """The random transformers model of ``family`` (fp32), with the shape and token ids the GGUF states."""
     import torch
     import transformers
@@ -159,7 +124,7 @@ def _permute_for_gguf(weights: Any, n_head: int) -> Any:
             .swapaxes(1, 2).reshape(weights.shape))
 
 
-def _gguf_tensors(model: Any, family: Family) -> list[tuple[str, Any]]:
+def _gguf_tensors(model: Any, family: GGUFFixture) -> list[tuple[str, Any]]:
     """The model's tensors under their GGUF names, transformed as llama.cpp stores them (lm_head tied: left out)."""
     import gguf
 
@@ -195,9 +160,12 @@ def make_family_gguf(
     """Write a tiny random GGUF of ``family`` at ``path`` (see the module docstring); return its path."""
     import gguf
 
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}: expected one of {', '.join(FAMILIES)}")
-    spec = FAMILIES[family]
+    from hybridjet.llm.families import FAMILIES
+
+    fixtures = {name: f.gguf for name, f in FAMILIES.items() if f.gguf is not None}
+    if family not in fixtures:
+        raise ValueError(f"unknown family {family!r}: expected one of {', '.join(fixtures)}")
+    spec = fixtures[family]
     merges: list[str] | None = None
     if spec.tokenizer == "gpt2":
         tokens, merges = _bpe_tokens(spec, vocab_size)

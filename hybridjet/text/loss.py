@@ -10,7 +10,7 @@ next token is learned ([N, H]), and computes the summed cross entropy either
   weight matrix): Liger's fused linear cross entropy, which never materialises the logits of all N positions.
 
 The logit post-processing of the installed transformers' (5.x) ``*ForCausalLM.forward`` is reproduced per
-model type (:data:`PLAIN_MODEL_TYPES`, :data:`SCALED_MODEL_TYPES`): Gemma 2/3 apply
+family (the ``logits`` of its :data:`hybridjet.llm.families.FAMILIES` record): Gemma 2/3 apply
 ``final_logit_softcapping`` (``tanh(logits / cap) * cap``), Cohere multiplies by ``logit_scale``, Granite
 divides by ``logits_scaling``; Llama, Mistral, Mixtral, Qwen2/3 (and MoE), Gemma, Phi-3, SmolLM3 and OLMo 2
 apply nothing.  Any other model type falls back to the model's own forward (full logits, correct but not
@@ -32,25 +32,10 @@ from torch.utils.checkpoint import checkpoint
 
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
+from hybridjet.llm.families import family_of
 from hybridjet.text.dataset import IGNORE_INDEX
 
 FUSED = ("auto", "liger", "none")
-
-#: model types whose ``*ForCausalLM.forward`` returns ``lm_head(last_hidden_state)``, softcapped when the
-#: config sets ``final_logit_softcapping`` (Gemma 2/3)
-PLAIN_MODEL_TYPES = frozenset(
-    {
-        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-        "gemma3_text", "phi3", "smollm3", "olmo2",
-    }
-)
-
-#: model types that scale the logits: model type -> the scale factor from the config
-SCALED_MODEL_TYPES: dict[str, Callable[[Any], float]] = {
-    "cohere": lambda config: float(config.logit_scale),
-    "cohere2": lambda config: float(config.logit_scale),
-    "granite": lambda config: 1.0 / float(config.logits_scaling),
-}
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -74,13 +59,13 @@ class LogitPost:
 
 def logit_post(config: Any) -> LogitPost | None:
     """The logit post-processing of a causal LM with ``config``, or None for a model type not known here."""
-    model_type = getattr(config, "model_type", None)
+    logits = family_of(getattr(config, "model_type", None)).logits  # the family registry's record
     cap = getattr(config, "final_logit_softcapping", None)
     softcap = float(cap) if cap else None
-    if model_type in PLAIN_MODEL_TYPES:
+    if logits == "plain":
         return LogitPost(softcap=softcap)
-    if model_type in SCALED_MODEL_TYPES:
-        return LogitPost(scale=SCALED_MODEL_TYPES[model_type](config), softcap=softcap)
+    if callable(logits):
+        return LogitPost(scale=logits(config), softcap=softcap)
     return None
 
 

@@ -17,21 +17,22 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of, load_backbone
+from hybridjet.llm.families import FAMILIES
 from hybridjet.llm.files import SOURCE_JSON
 from hybridjet.llm.gguf_cache import ensure_converted
 from hybridjet.llm.gguf_tokenizer import ROUND_TRIP_TEXT, check_tokenizer, is_smollm, repair_tokenizer
-from hybridjet.llm.tiny_gguf import FAMILIES, make_family_gguf
+from hybridjet.llm.tiny_gguf import make_family_gguf
 
 ROOT = Path(__file__).resolve().parents[2]
 HYBRIDJET = [sys.executable, "-m", "hybridjet.cli"]
 
-CASES = [("qwen2", True), ("qwen2", False), ("qwen3", False), ("mistral", False), ("mistral", True),
-         ("gemma3", False), ("gemma2", True), ("phi3", True), ("llama3", True), ("llama3", False)]
+#: every family of the registry with a GGUF fixture, base and instruct
+CASES = [(name, instruct) for name, family in FAMILIES.items() if family.gguf is not None for instruct in (True, False)]
 
 
 @pytest.mark.parametrize(("family", "instruct"), CASES, ids=[f"{f}-{'instruct' if i else 'base'}" for f, i in CASES])
 def test_a_family_converts_loads_and_computes_as_its_source(tmp_path: Path, family: str, instruct: bool) -> None:
-    spec = FAMILIES[family]
+    spec = FAMILIES[family].gguf
     gguf = make_family_gguf(tmp_path / f"{family}.gguf", family, instruct=instruct, reference_dir=tmp_path / "ref")
     bb = load_backbone(gguf, quantization="none", cache_dir=tmp_path / "cache")
     tok = bb.tokenizer
@@ -152,7 +153,7 @@ def test_a_tokenizer_without_pad_gets_one_that_is_not_eos(tmp_path: Path) -> Non
 
     from hybridjet.llm.backbone import ensure_pad_token
 
-    gguf = make_family_gguf(tmp_path / "llama3.gguf", "llama3", instruct=False)
+    gguf = make_family_gguf(tmp_path / "llama3.gguf", "llama", instruct=False)
     tok = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=gguf.name)
     assert tok.pad_token is None
     ensure_pad_token(tok)

@@ -5,45 +5,24 @@ per event elsewhere (said once), with the same scores where both run."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from hybridjet.llm.families import FAMILIES
+from hybridjet.llm.testing import make_family_hf
 from hybridjet.models.hybrid import HybridConfig, HybridNet
 from hybridjet.runtime import Runtime
 
-FAMILIES = {
-    "mistral": ("MistralConfig", {"sliding_window": None}),
-    "qwen2": ("Qwen2Config", {}),
-    "gemma2": ("Gemma2Config", {"head_dim": 16, "query_pre_attn_scalar": 16}),
-}
-
-
-def tiny_family(tiny_llama: Path, root: Path, family: str) -> Path:
-    """A tiny random model of ``family`` with the tiny Llama's tokenizer, saved as an HF directory."""
-    import transformers
-    from transformers import AutoModelForCausalLM
-
-    config_name, extra = FAMILIES[family]
-    config = getattr(transformers, config_name)(vocab_size=400, hidden_size=64, intermediate_size=128,
-                                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                                max_position_embeddings=256, **extra)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    out = root / family
-    model.save_pretrained(out)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (tiny_llama / name).exists():
-            shutil.copy(tiny_llama / name, out / name)
-    return out
+#: the registry's families that have a tiny HF fixture
+HF_FAMILIES = [name for name, family in FAMILIES.items() if family.hf is not None]
 
 
 @pytest.fixture(scope="module")
 def families(tiny_llama, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("families")
-    return {family: tiny_family(tiny_llama, root, family) for family in FAMILIES}
+    return {family: make_family_hf(root / family, family, tiny_llama) for family in HF_FAMILIES}
 
 
 def _net(path: Path, **runtime) -> HybridNet:
@@ -73,7 +52,7 @@ def test_soft_tokens_start_at_the_scale_text_tokens_enter_the_decoder(families):
 
 def test_the_shared_prefix_runs_where_exact_and_scores_like_the_prefix_per_event(families, caplog):
     x = torch.randn(6, 5)
-    for family in ("mistral", "qwen2"):
+    for family in [f for f in families if FAMILIES[f].shared_prefix]:
         shared, per_event = _net(families[family], cache_prefix=True), _net(families[family], cache_prefix=False)
         per_event.load_state_dict(shared.state_dict())
         assert shared.policy.shares_prefix(6, torch.device("cpu"))

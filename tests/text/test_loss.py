@@ -364,8 +364,11 @@ def test_the_liger_path_passes_the_right_arguments(
     model = tiny_model(family)
     model.requires_grad_(True)
     if scale != 1.0:  # as Cohere: logits * logit_scale, folded into the fused kernel's input
-        monkeypatch.setitem(loss_module.SCALED_MODEL_TYPES, "qwen2", lambda config: scale)
-        monkeypatch.setattr(loss_module, "PLAIN_MODEL_TYPES", loss_module.PLAIN_MODEL_TYPES - {"qwen2"})
+        import dataclasses
+
+        from hybridjet.llm.families import FAMILIES
+
+        monkeypatch.setitem(FAMILIES, "qwen2", dataclasses.replace(FAMILIES["qwen2"], logits=lambda config: scale))
     calls: list[dict[str, Any]] = []
 
     def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
