@@ -7,6 +7,7 @@ refused before any file is read or model loaded, never trained into a finished-l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hybridjet.errors import HybridjetError
@@ -125,10 +126,14 @@ def top_sections(raw: Any, top: tuple[str, ...]) -> dict[str, Any]:
     """A config's top level: a mapping of known sections only."""
     if not isinstance(raw, dict):
         raise HybridjetError(f"expected a mapping with the sections {', '.join(top)}, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(top))
-    if unknown:
-        raise HybridjetError(f"{unknown[0]}: unknown section; expected one of {', '.join(top)}")
-    return raw
+    return _known_keys(raw, top, lambda key: f"{key}: unknown section; expected one of {', '.join(top)}")
+
+
+def sections(raw: Any, top: tuple[str, ...], known: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+    """A config's top level checked (:func:`top_sections`) and each of its ``known`` sections read (:func:`section`;
+    an absent one is empty)."""
+    top_sections(raw, top)
+    return {name: section(raw.get(name), name, allowed) for name, allowed in known.items()}
 
 
 def section(raw: Any, name: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -137,9 +142,14 @@ def section(raw: Any, name: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise HybridjetError(f"{name}: expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        raise HybridjetError(f"{name}.{unknown[0]}: unknown setting; expected one of {', '.join(allowed)}")
+    return _known_keys(raw, allowed, lambda key: f"{name}.{key}: unknown setting; expected one of {', '.join(allowed)}")
+
+
+def _known_keys(raw: dict[str, Any], allowed: tuple[str, ...], unknown: Callable[[str], str]) -> dict[str, Any]:
+    """``raw`` when every key is ``allowed``; else one line, ``unknown(key)`` of the first other key."""
+    extra = sorted(set(raw) - set(allowed))
+    if extra:
+        raise HybridjetError(unknown(extra[0]))
     return raw
 
 

@@ -34,15 +34,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--s-over-b", nargs="+", type=float, default=None, metavar="X",
                    help="injected S/B values in the signal region, e.g. 0.002 0.005 0.01")
     p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="S", help="training seeds")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="train N (method, mode, S/B, seed) at once, each in a process of its own with its own copy "
-                        "of the model (on a GPU one small model leaves most of it unused); default 1")
+    add_execution_arguments(p, "train N (method, mode, S/B, seed) at once, each in a process of its own with its "
+                               "own copy of the model (on a GPU one small model leaves most of it unused); default 1")
+    p.set_defaults(handler=_anomaly)
+
+
+def add_execution_arguments(p: argparse.ArgumentParser, jobs_help: str) -> None:
+    """The options of a grid of trainings (a resonance search, a study): ``--jobs``, ``--scheduler``, ``--check``,
+    ``--no-progress``."""
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help=jobs_help)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="train on an existing dask.distributed cluster (tcp://host:8786; dask-jobqueue for SLURM): "
                         "each training a task on a worker, the out folder and data on a file system they share")
     p.add_argument("--check", action="store_true", help="check the settings and the inputs, then stop")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.set_defaults(handler=_anomaly)
 
 
 def _anomaly(args: argparse.Namespace) -> int:

@@ -68,10 +68,6 @@ class SearchConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _section(raw: Any, name: str) -> dict[str, Any]:
-    return checks.section(raw, name, _SECTIONS[name.rsplit(".", 1)[-1]])
-
-
 def _int(value: Any, setting: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise HybridjetError(f"{setting}: expected an integer >= {least}, got {value!r}")
@@ -96,13 +92,10 @@ def _fractions(value: Any, setting: str, labels: str) -> tuple[float, float, flo
 
 def parse_config(raw: Any) -> SearchConfig:
     """A :class:`SearchConfig` from the YAML's mapping, every setting checked."""
-    checks.top_sections(raw, _TOP)
+    parts = checks.sections(raw, _TOP, _SECTIONS)
     data = parse_data_source(raw.get("data"))
-    sample = _section(raw.get("sample"), "sample")
-    injection = _section(raw.get("injection"), "injection")
-    training = _section(raw.get("training"), "training")
-    ensemble = _section(raw.get("ensemble"), "ensemble")
-    evaluation = _section(raw.get("evaluation"), "evaluation")
+    sample, injection, training = parts["sample"], parts["injection"], parts["training"]
+    ensemble, evaluation = parts["ensemble"], parts["evaluation"]
     sb = injection.get("s_over_b", [0.01])
     sb = sb if isinstance(sb, list) else [sb]
     for v in sb:

@@ -223,3 +223,17 @@ def _run_in_workers(tasks: list[Task], workers: int, finished: Callable[[int, di
     pool.shutdown(wait=True)
     if failure is not None:
         raise failure
+
+
+def start_grid(out: Path, jobs: int, progress: bool, what: str) -> float:
+    """What a grid of trainings (a resonance search, a study) does first: ``jobs`` checked, third-party noise
+    quieted, ``out`` checked to be the grid's own folder (before any event is generated or read); returns the
+    start time."""
+    from hybridjet.quiet import quiet_third_party
+    from hybridjet.run import check_search_folder
+
+    if jobs < 1:
+        raise HybridjetError(f"--jobs: expected an integer >= 1, got {jobs}")
+    quiet_third_party(progress_bars=progress)
+    check_search_folder(out, what)
+    return time.perf_counter()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hybridjet.anomaly.config import Method, SearchConfig
-from hybridjet.anomaly.jobs import KfoldTask, run_tasks
+from hybridjet.anomaly.jobs import KfoldTask, run_tasks, start_grid
 from hybridjet.anomaly.kfold import Scored, evaluate_split, fold_datamodule
 from hybridjet.data.injection import (
     AnomalySample,
@@ -38,7 +38,7 @@ from hybridjet.eval.scores import read_scores, write_scores
 from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
 from hybridjet.eval.sic import SicFloor, sic_curve, thin
 from hybridjet.io_utils import lock_folder, strict_json, write_json
-from hybridjet.run import RUN_LOCK, check_search_folder
+from hybridjet.run import RUN_LOCK
 from hybridjet.rundir import METRICS_FILE, SCORES_FILE
 
 
@@ -190,13 +190,7 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
                scheduler: str | None = None) -> dict[str, Any]:
     """Run the whole search, training ``jobs`` (method, mode, S/B, seed) at a time; returns ``{"rows": summary
     rows, "records": per-seed records, "paths": report}``."""
-    from hybridjet.quiet import quiet_third_party
-
-    if jobs < 1:
-        raise HybridjetError(f"jobs: expected an integer >= 1, got {jobs}")
-    quiet_third_party(progress_bars=progress)
-    check_search_folder(cfg.out, "resonance search")  # before any event is generated or read
-    started = time.perf_counter()
+    started = start_grid(cfg.out, jobs, progress, "resonance search")
     pools = load_pools(cfg, progress)
     part = check_search(cfg, pools)
     print(f"pools: {len(pools.signal):,} signal, {len(pools.background):,} background events; data background in "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hybridjet.anomaly.cli import add_execution_arguments
+
 _EPILOG = """examples:
   hybridjet study -c configs/study_demo.yaml                  # CPU: trees, encoder alone, hybrid and its controls
   hybridjet study -c configs/study_demo.yaml --check          # check settings and inputs, train nothing
@@ -28,13 +30,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help="train only these of the config's methods; the report also shows the others' finished runs")
     p.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N", help="training sizes")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="train N runs at once, each in a process of its "
-                   "own (default 1)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="train on an existing dask.distributed cluster (tcp://host:8786; dask-jobqueue for SLURM): "
-                        "each training a task on a worker, the out folder and data on a file system they share")
-    p.add_argument("--check", action="store_true", help="check the settings and the inputs, then stop")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_execution_arguments(p, "train N runs at once, each in a process of its own (default 1)")
     p.set_defaults(handler=_study)
 
 

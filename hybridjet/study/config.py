@@ -78,17 +78,11 @@ class StudyConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _section(raw: Any, name: str) -> dict[str, Any]:
-    return checks.section(raw, name, _SECTIONS[name.rsplit(".", 1)[-1]])
-
-
 def parse_config(raw: Any) -> StudyConfig:
     """A :class:`StudyConfig` from the YAML's mapping, every setting checked."""
-    checks.top_sections(raw, _TOP)
+    parts = checks.sections(raw, _TOP, _SECTIONS)
     data = parse_data_source(raw.get("data"))
-    sample = _section(raw.get("sample"), "sample")
-    curve = _section(raw.get("curve"), "curve")
-    budget_raw = _section(raw.get("budget"), "budget")
+    sample, curve, budget_raw = parts["sample"], parts["curve"], parts["budget"]
     name = raw.get("name", "study")
     if not isinstance(name, str) or not name or "/" in name:
         raise HybridjetError(f"name: expected a name without '/', got {name!r}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridjet.anomaly.jobs import run_tasks
+from hybridjet.anomaly.jobs import run_tasks, start_grid
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.injection import Pools
 from hybridjet.data.sources import DataSource
@@ -30,7 +30,7 @@ from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import binary_metrics
 from hybridjet.eval.scores import read_scores
 from hybridjet.io_utils import lock_folder, write_json
-from hybridjet.run import RUN_LOCK, check_search_folder
+from hybridjet.run import RUN_LOCK
 from hybridjet.rundir import SCORES_FILE, STUDY_RECORD
 from hybridjet.study.config import Budget, StudyConfig
 from hybridjet.train.methods import Method, train_model
@@ -182,14 +182,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
               scheduler: str | None = None) -> dict[str, Any]:
     """Run the whole study, ``jobs`` trainings at a time (or on the dask cluster at ``scheduler``); returns
     ``{"records", "summary", "paths"}``."""
-    from hybridjet.quiet import quiet_third_party
     from hybridjet.study.report import write_report
 
-    if jobs < 1:
-        raise HybridjetError(f"--jobs: expected an integer >= 1, got {jobs}")
-    quiet_third_party(progress_bars=progress)
-    check_search_folder(cfg.out, "study")  # before any event is generated or read
-    started = time.perf_counter()
+    started = start_grid(cfg.out, jobs, progress, "study")
     pools = load_pools(cfg, progress)
     check_sample(cfg, pools)
     print(f"pools: {len(pools.signal):,} signal, {len(pools.background):,} background events; test {cfg.test_events:,},"
