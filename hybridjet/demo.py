@@ -65,23 +65,31 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path, force: bool = False, seed:
     return jets
 
 
+def demo_method(cfg: dict[str, Any], kind: str, model: str) -> Any:
+    """The demo's :class:`~hybridjet.train.methods.Method` for ``kind`` (gbdt, ablation, hybrid, text) at the
+    settings of its scale."""
+    from hybridjet.train.methods import Method
+
+    if kind == "gbdt":
+        return Method("gbdt")
+    settings = {"model": model, "lora": cfg["lora"], "dtype": cfg["dtype"], "cache_prefix": cfg.get("cache_prefix")}
+    if kind != "text":
+        settings["n_soft_tokens"] = cfg["n_soft_tokens"]
+    return Method(kind, settings, epochs=cfg["epochs"][kind], batch_size=cfg["batch_size"].get(kind, 32))
+
+
 def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = "runs/demo", out: str = "report",
              model: str = "smollm2", force: bool = False, only: tuple[str, ...] = MODELS, progress: bool = True,
              seed: int = 0) -> Any:
     """Run the whole comparison; returns the :class:`hybridjet.eval.compare.Report`."""
-    import lightning as L
 
     from hybridjet.quiet import quiet_third_party
 
     quiet_third_party(progress_bars=progress)
     from hybridjet.data.datamodule import JetDataModule
     from hybridjet.eval.compare import compare_runs
-    from hybridjet.models.hybrid import HybridConfig
-    from hybridjet.models.text_prompt import TextPromptConfig
     from hybridjet.run import RunClaim, clear_run_dir
-    from hybridjet.runtime import Runtime
-    from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
-    from hybridjet.train.recipes import train_classifier, train_gbdt
+    from hybridjet.train.methods import train_model
 
     started = time.perf_counter()
     cfg = demo_config(scale)
@@ -104,23 +112,10 @@ def run_demo(scale: str = "small", data_dir: str = "data/demo", runs_dir: str = 
     done = []
     for kind in only:
         t = _step(f"training: {kind}")
-        L.seed_everything(seed, verbose=False)
         run_dir = runs / kind
         clear_run_dir(run_dir)  # models are retrained: no stale checkpoints or metrics
-        if kind == "gbdt":
-            metrics = train_gbdt(datamodule(kind), run_dir, seed=seed)
-            auc = metrics["test"]["auc"]
-        else:
-            epochs = cfg["epochs"][kind]
-            runtime = Runtime(dtype=cfg["dtype"], cache_prefix=cfg.get("cache_prefix"))
-            if kind == "text":
-                clf: Any = TextPromptClassifier(TextPromptConfig(model=model, lora=cfg["lora"]), runtime,
-                                                run_name=kind)
-            else:
-                arch = HybridConfig(model=model, lora=cfg["lora"], n_soft_tokens=cfg["n_soft_tokens"],
-                                    use_llm=kind == "hybrid")
-                clf = HybridClassifier(arch, runtime, run_name=kind)
-            auc = train_classifier(clf, datamodule(kind), run_dir, max_epochs=epochs, progress=progress)["test_auc"]
+        metrics = train_model(demo_method(cfg, kind, model), datamodule(kind), run_dir, seed, progress=progress)
+        auc = metrics["test"]["auc"] if kind == "gbdt" else metrics["test_auc"]
         print(f"{kind}: test AUC {auc:.3f}  [{time.perf_counter() - t:.0f} s]", flush=True)
         done.append(run_dir)
 

@@ -31,6 +31,9 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="bootstrap resamples for the 68%% AUC interval; 0 skips it (default: 200)",
     )
+    p.add_argument("--common-events", action="store_true",
+                   help="compare on the events every run scored (a run scored on a subset of the others' events); "
+                        "without it, runs scored on different events are refused")
     p.add_argument("--reference", default=None, metavar="NAME",
                    help="the run whose AUC gap to each other run gets a paired bootstrap interval (default: the first)")
     p.add_argument("--min-eff-b", type=float, default=1e-4, metavar="F",
@@ -56,7 +59,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise HybridjetError(str(err).replace("evaluation.min_eff_b", "--min-eff-b")
                              .replace("evaluation.min_background", "--min-background")) from None
     report = compare_runs(args.run_dirs, split=args.split, out=args.out, n_boot=args.bootstrap,
-                          reference=args.reference, sic_floor=floor)
+                          reference=args.reference, sic_floor=floor, common_events=args.common_events)
     print(report.table())
     print(report.notes())
     out = Path(args.out)

@@ -14,10 +14,9 @@ import numpy as np
 from hybridjet import checks
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.eval import metrics as M
-from hybridjet.eval.scores import read_scores
 from hybridjet.eval.sic import SicFloor, band, search_rows
 from hybridjet.io_utils import atomic_path, check_writable
-from hybridjet.rundir import METRICS_FILE, SCORES_FILE
+from hybridjet.rundir import RunDir
 
 INFO_FIELDS = ("trainable_params", "train_time_s", "train_events_per_s", "infer_events_per_s")
 #: bootstrap resamples at most (each one a pass over the test set's scores)
@@ -290,6 +289,22 @@ def evaluate(
                                                                        seed))
 
 
+def _shared_events(event_ids: list[np.ndarray]) -> np.ndarray:
+    """The event ids every run scored (one line when there are none)."""
+    shared = event_ids[0]
+    for ids in event_ids[1:]:
+        shared = np.intersect1d(shared, ids)
+    if len(shared) == 0:
+        raise HybridjetError("--common-events: the runs share no scored event")
+    return shared
+
+
+def _order(event_ids: np.ndarray, shared: np.ndarray | None) -> np.ndarray:
+    """The positions of a run's events sorted by id (only those in ``shared``, when given)."""
+    order = np.argsort(event_ids, kind="stable")
+    return order if shared is None else order[np.isin(event_ids[order], shared)]
+
+
 def _gaps(labels: Any, scores: dict[str, Any], reference: str | None, n_boot: int, level: float,
           seed: int) -> list[dict[str, Any]]:
     """Paired AUC gaps of ``reference`` (default: the first model) to every other model."""
@@ -314,23 +329,16 @@ def _load_run(run_dir: Path, split: str) -> tuple[dict[str, Any], Any]:
         raise InputFileError(
             run_dir, "no such run directory; expected a directory with scores.h5 and metrics.json"
         )
-    meta: dict[str, Any] = {}
-    metrics_path = run_dir / METRICS_FILE
-    if metrics_path.is_file():
-        try:
-            meta = json.loads(metrics_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputFileError(metrics_path, f"not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict):
-            raise InputFileError(metrics_path, "expected a JSON object with at least 'name' and 'model'")
-    score_set = read_scores(run_dir / SCORES_FILE, split)
+    run = RunDir(run_dir)
+    meta = run.read_metrics(missing_ok=True)
+    score_set = run.read_scores(split)
     # strict metrics.json files hold null for what has no finite value: treated as absent
     meta = {k: v for k, v in meta.items() if v is not None}
     for key in INFO_FIELDS:  # shown in the table as numbers
         if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int | float)):
-            raise InputFileError(metrics_path, f"{key} is {meta[key]!r}; expected a number")
+            raise InputFileError(run.metrics_file, f"{key} is {meta[key]!r}; expected a number")
     if "name" in meta and not isinstance(meta["name"], str):
-        raise InputFileError(metrics_path, f"name is {meta['name']!r}; expected a text")
+        raise InputFileError(run.metrics_file, f"name is {meta['name']!r}; expected a text")
     meta.setdefault("name", run_dir.name)
     meta.setdefault("model", score_set.attrs.get("model"))
     return meta, score_set
@@ -373,6 +381,7 @@ def compare_runs(
     n_boot: int = 200,
     reference: str | None = None,
     sic_floor: SicFloor | None = None,
+    common_events: bool = False,
 ) -> Report:
     """Compare runs (``<run>/scores.h5`` + ``<run>/metrics.json``) on the same events of ``split``.
 
@@ -382,6 +391,8 @@ def compare_runs(
     atomically; ``out=None`` writes nothing) and returns the report. Runs whose scores file says it holds a
     resonance search's signal-region events (``selection = signal_region``, as ``hybridjet anomaly`` writes them)
     also get max SIC above ``sic_floor``, the search's S/B and S/√B before and after the cut, and ``sic.png``.
+    ``common_events``: compare on the events every run scored (a run scored on a subset of the others' events),
+    instead of refusing runs scored on different event sets.
     """
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
@@ -391,12 +402,13 @@ def compare_runs(
     loaded = [_load_run(d, split) for d in dirs]
     unverified = _check_same_data(dirs, [ss for _, ss in loaded], split)
     ref_dir, (_, ref) = dirs[0], loaded[0]
-    ref_order = np.argsort(ref.event_id, kind="stable")
+    shared = _shared_events([ss.event_id for _, ss in loaded]) if common_events else None
+    ref_order = _order(ref.event_id, shared)
     ref_ids, ref_labels = ref.event_id[ref_order], ref.label[ref_order]
     scores: dict[str, np.ndarray] = {}
     info: dict[str, dict[str, Any]] = {}
     for d, (meta, ss) in zip(dirs, loaded, strict=True):
-        order = np.argsort(ss.event_id, kind="stable")
+        order = _order(ss.event_id, shared)
         _check_same_events(ref_dir, ref_ids, d, ss.event_id[order])
         n_diff = int(np.sum(ss.label[order] != ref_labels))
         if n_diff:

@@ -1,4 +1,5 @@
-"""The methods a resonance search or a study trains, by name: gbdt, ablation, hybrid, and named variants of them
+"""The methods a resonance search, a study, the demo or the GPU quality script trains, by name: gbdt, ablation,
+hybrid, text (the text-prompt baseline), and named variants of them
 (``hybrid_random: {method: hybrid, init: random}``), each a classifier and its settings, checked before any model
 loads, and trained into a run directory by the package's own recipes (:func:`train_model`)."""
 
@@ -18,14 +19,17 @@ from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.models.hybrid import HybridConfig
+from hybridjet.models.text_prompt import TextPromptConfig
 from hybridjet.runtime import Runtime
-from hybridjet.train.classifiers import HybridClassifier
+from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
 from hybridjet.train.optim import Optimization
 from hybridjet.train.recipes import train_classifier, train_gbdt
 
-METHODS = ("gbdt", "ablation", "hybrid")
+METHODS = ("gbdt", "ablation", "hybrid", "text")
 GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
 NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "trainer")
+#: settings of a classifier itself, beside its architecture, runtime and optimisation
+OWN_SETTINGS = {"text": ("generate_eval",)}
 
 @dataclass(frozen=True)
 class Method:
@@ -47,7 +51,7 @@ class Method:
 
     @property
     def classifier(self) -> str:
-        """Which of gbdt, ablation, hybrid this method trains."""
+        """Which of gbdt, ablation, hybrid, text this method trains."""
         return self.kind or self.name
 
 
@@ -83,9 +87,12 @@ def parse_method(name: str, raw: Any) -> Method:
             raise HybridjetError(f"methods.{name}: {err}") from None
         return Method(name, raw, kind=kind)
     recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
-    groups: dict[type, dict[str, Any]] = {HybridConfig: {}, Runtime: {}, Optimization: {}}
+    arch = TextPromptConfig if classifier == "text" else HybridConfig
+    groups: dict[type, dict[str, Any]] = {arch: {}, Runtime: {}, Optimization: {}}
     for key, value in raw.items():
         owner = next((g for g in groups if key in {f.name for f in dataclasses.fields(g)}), None)
+        if key in OWN_SETTINGS.get(classifier, ()):
+            continue
         if owner is None or key == "use_llm":
             raise HybridjetError(f"methods.{name}.{key}: not a setting of the classifier (architecture, runtime, "
                                  f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS)})")
@@ -116,7 +123,11 @@ def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: 
     L.seed_everything(seed, verbose=False)
     # a fold's file may hold fewer batches than Lightning's logging interval: harmless, said once per model
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-    clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.classifier == "hybrid", **method.model)
+    if method.classifier == "text":
+        clf: Any = TextPromptClassifier.from_settings(run_name=run_dir.name, **method.model)
+    else:
+        clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.classifier == "hybrid",
+                                             **method.model)
     return train_classifier(clf, datamodule, run_dir, max_epochs=epochs or method.epochs, progress=progress,
                             early_stopping_patience=patience if patience is not None else
                             method.early_stopping_patience, early_stopping_monitor=monitor, **method.trainer)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Quality at scale: train the hybrid, the text baseline, gradient-boosted trees and the no-LLM ablation on one
 jets.h5 with identical splits, then ``hybridjet compare`` them on the held-out test split, plus the paired
-bootstrap of the AUC gaps (hybrid - other on the same resampled events).
+bootstrap of the AUC gaps (hybrid - other on the same resampled events), every model through the package's one
+recipe entry point (:func:`hybridjet.train.methods.train_model`).
 
     python scripts/device/quality.py --data /root/data/full/jets.h5 --model /root/stage/SmolLM2-135M-Instruct.Q4_1.gguf \\
         --runs /root/runs/full --out report/full --models gbdt ablation hybrid text --text-train-events 30000
@@ -16,33 +17,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-
-import numpy as np
-
-
-def paired_gaps(report_dirs: dict[str, Path], ref: str, n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
-    """AUC(ref) - AUC(other) with a 95% paired bootstrap over the test events both scored (a run evaluated on a
-    subset, ``text-predecessor``, is compared on that subset: events matched by id); ``hybridjet compare`` does
-    the same for runs scored on the same events."""
-    from hybridjet.eval.metrics import paired_auc_gap
-    from hybridjet.eval.scores import read_scores
-
-    sets = {}
-    for name, d in report_dirs.items():
-        s = read_scores(d / "scores.h5", "test")
-        order = np.argsort(s.event_id, kind="stable")
-        sets[name] = (s.event_id[order], s.label[order].astype(int), s.score[order])
-    ids_ref, y_ref, a_ref = sets[ref]
-    out = {}
-    for name, (ids_o, _labels, b_all) in sets.items():
-        if name == ref:
-            continue
-        common, in_ref, in_other = np.intersect1d(ids_ref, ids_o, assume_unique=True, return_indices=True)
-        if len(common) == 0:
-            continue
-        gap, lo, hi = paired_auc_gap(y_ref[in_ref], a_ref[in_ref], b_all[in_other], n_boot=n_boot, seed=seed)
-        out[f"{ref} - {name}"] = {"auc_gap": gap, "ci95": [lo, hi], "n_boot": n_boot, "n_events": int(len(common))}
-    return out
 
 
 def main() -> None:
@@ -69,20 +43,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import lightning as L
-
     from hybridjet.data.datamodule import JetDataModule
-    from hybridjet.demo import demo_config
+    from hybridjet.demo import demo_config, demo_method
     from hybridjet.eval.compare import compare_runs
-    from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
-    from hybridjet.train.recipes import train_classifier, train_gbdt
+    from hybridjet.train.methods import Method, train_model
 
     cfg = demo_config("full")
-    cache_prefix = None if args.cache_prefix else False  # None: shared where it is faster (HybridClassifier)
-    epochs = {**cfg["epochs"], "text-predecessor": 1, **(args.epochs or {})}
+    cfg["epochs"] = {**cfg["epochs"], "text-predecessor": 1, "hybrid-skip": cfg["epochs"]["hybrid"],
+                     **(args.epochs or {})}
     batch = {**cfg["batch_size"], "text-predecessor": 32, **(args.batch_size or {})}
+    cfg["batch_size"] = batch
+    trainer = {"checkpoint_every_n_steps": 10**9, **({"precision": args.precision} if args.precision else {})}
     runs = Path(args.runs)
-    summary = {}
     for kind in args.models:
         name = kind + args.suffix
         run_dir = runs / name
@@ -90,42 +62,33 @@ def main() -> None:
             print(f"{name}: reusing {run_dir}", flush=True)
             continue
         t = time.perf_counter()
-        L.seed_everything(args.seed, verbose=False)
         b = batch.get(kind.split("-")[0], 64)
         max_train = args.text_train_events if kind.startswith("text") else cfg["max_train_events"]
         max_eval = args.predecessor_eval_events if kind == "text-predecessor" else cfg["max_eval_events"]
         dm = JetDataModule(args.data, feature_set=args.feature_set, split=tuple(cfg["split"]), seed=args.seed,
                            batch_size=b, eval_batch_size=4 * b, max_train_events=max_train, max_eval_events=max_eval)
-        if kind == "gbdt":
-            auc = train_gbdt(dm, run_dir, seed=args.seed)["test"]["auc"]
-        else:
-            if kind.startswith("text"):
-                # the predecessor's own figure of merit was the accuracy of generated answers: measured too
-                predecessor = kind == "text-predecessor"
-                clf = TextPromptClassifier.from_settings(
-                    model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], run_name=name,
-                    formatter="predecessor" if predecessor else "compact", max_length=1024, generate_eval=predecessor)
-            else:
-                clf = HybridClassifier.from_settings(
-                    model=args.model, lora=cfg["lora"], dtype=cfg["dtype"], n_soft_tokens=cfg["n_soft_tokens"],
-                    use_llm=kind.startswith("hybrid"), head_skip=kind == "hybrid-skip", cache_prefix=cache_prefix,
-                    run_name=name, **args.hybrid_args)
-            auc = train_classifier(clf, dm, run_dir, max_epochs=epochs.get(kind, epochs[kind.split("-")[0]]),
-                                   progress=False,
-                                   checkpoint_every_n_steps=10**9,
-                                   **({"precision": args.precision} if args.precision else {}))["test_auc"]
-        seconds = time.perf_counter() - t
-        summary[name] = {"test_auc": auc, "seconds": seconds}
-        print(f"{name}: test AUC {auc:.4f}  [{seconds:.0f} s]", flush=True)
+        method = demo_method(cfg, kind.split("-")[0], args.model)
+        settings = dict(method.model)
+        if kind.startswith("text"):
+            # the predecessor's own figure of merit was the accuracy of generated answers: measured too
+            settings.update(formatter="predecessor" if kind == "text-predecessor" else "compact", max_length=1024,
+                            generate_eval=kind == "text-predecessor")
+            settings.pop("cache_prefix", None)
+        elif kind != "gbdt":
+            settings.update(head_skip=kind == "hybrid-skip", cache_prefix=None if args.cache_prefix else False,
+                            **args.hybrid_args)
+        method = Method(name, settings, epochs=cfg["epochs"].get(kind, method.epochs), batch_size=b,
+                        trainer={} if kind == "gbdt" else trainer, kind=kind.split("-")[0])
+        metrics = train_model(method, dm, run_dir, args.seed)
+        auc = metrics["test"]["auc"] if kind == "gbdt" else metrics["test_auc"]
+        print(f"{name}: test AUC {auc:.4f}  [{time.perf_counter() - t:.0f} s]", flush=True)
 
     compared = [runs / (k + args.suffix) for k in args.models if k != "text-predecessor"
                 and (runs / (k + args.suffix) / "scores.h5").exists()]
-    report = compare_runs(compared, split="test", out=args.out)
-    print(report.table())
     names = {json.loads((d / "metrics.json").read_text())["name"]: d for d in compared}
     ref = next((n for n in names if n.startswith("hybrid")), None)
-    if ref:
-        report_gaps(paired_gaps(names, ref), Path(args.out, "gaps.json"))
+    report = compare_runs(compared, split="test", out=args.out, reference=ref)
+    print(report.table())
     predecessor = runs / ("text-predecessor" + args.suffix)
     if (predecessor / "scores.h5").exists():
         metrics = json.loads((predecessor / "metrics.json").read_text())
@@ -135,18 +98,10 @@ def main() -> None:
             line += f", generated-answer accuracy {gen['accuracy']:.4f} ({gen['unparseable']} unparseable of {gen['n']})"
         print(line)
         # every compared run against the predecessor's format, on the predecessor's test subset
-        gaps = {}
         for name, d in names.items():
-            gaps.update(paired_gaps({name: d, metrics["name"]: predecessor}, name))
-        report_gaps(gaps, Path(args.out, "gaps_predecessor.json"))
-
-
-def report_gaps(gaps: dict[str, dict], path: Path) -> None:
-    """Print the paired AUC gaps and write them as JSON to ``path``."""
-    path.write_text(json.dumps(gaps, indent=1))
-    for k, v in gaps.items():
-        print(f"{k}: AUC gap {v['auc_gap']:+.4f}  95% paired bootstrap [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
-              f"  ({v['n_events']} test events)")
+            subset = compare_runs([d, predecessor], split="test", out=Path(args.out, f"vs_predecessor_{name}"),
+                                  reference=name, common_events=True)
+            print(subset.gap_table())
 
 
 if __name__ == "__main__":

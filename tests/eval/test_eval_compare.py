@@ -118,3 +118,23 @@ def test_evaluate_refuses_settings_that_cannot_be_meant(settings, needle):
     labels = np.array([0, 1, 0, 1])
     with pytest.raises(HybridjetError, match=needle):
         evaluate(labels, {"a": np.array([0.1, 0.9, 0.2, 0.8]), "b": np.array([0.3, 0.6, 0.4, 0.7])}, **settings)
+
+
+def test_common_events_compares_a_run_scored_on_a_subset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run scored on a subset of the others' events (the text baseline in the predecessor's format) is compared
+    on the events both scored with ``--common-events``; before, only a hand-written bootstrap in
+    scripts/device/quality.py could, and ``compare`` refused it."""
+    from hybridjet.cli import main
+
+    a = make_run(tmp_path, "a", 1.0, n=100)
+    b = make_run(tmp_path, "b", 0.5, n=100, event_offset=10)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "refused")]) == 2
+    assert "scored on different events" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--common-events", "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "comparison.json").read_text())
+    assert report["meta"]["n_events"] == 90
+    kept = compare_runs([a, b], out=None, common_events=True)
+    assert [row["n_events"] for row in kept.rows] == [90, 90] and kept.gaps[0]["other"] == "b"
+    far = make_run(tmp_path, "far", 1.0, n=50, event_offset=1000)
+    with pytest.raises(HybridjetError, match="share no scored event"):
+        compare_runs([a, far], out=None, common_events=True)
