@@ -10,9 +10,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
 
-from hybridjet.eval.scores import data_of, write_scores
-from hybridjet.rundir import SCORES_FILE
+from hybridjet.eval.scores import data_of
+from hybridjet.rundir import RunDir
 from hybridjet.train.classifiers import EventClassifier
+from hybridjet.train.gather import gather_events
 
 
 class RunExport(Callback):
@@ -43,12 +44,11 @@ class ScoresWriter(BasePredictionWriter):
 
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         # a collective under DDP: every rank takes part (the CLI's models are EventClassifiers)
-        merged = pl_module.gather_events(list(batches), empty={"score": torch.zeros(0), "label": torch.zeros(0)})
+        merged = gather_events(pl_module, list(batches), empty={"score": torch.zeros(0), "label": torch.zeros(0)})
         if not trainer.is_global_zero or not merged:
             return
         split = getattr(trainer.datamodule, "predict_split", "predict")
-        path = Path(trainer.default_root_dir) / SCORES_FILE
-        write_scores(path, split, merged["event_id"], merged["score"].astype(np.float32),
+        path = RunDir(trainer.default_root_dir).write_scores(split, merged["event_id"], merged["score"].astype(np.float32),
                      merged["label"].astype(np.int8), attrs={"model": getattr(pl_module, "model_kind", "model"),
                                                              "score_kind": "probability"},
                      split_attrs=data_of(trainer.datamodule, split))

@@ -20,6 +20,7 @@ from hybridjet.models.text_prompt import TextPromptConfig, TextPromptNet
 from hybridjet.run import RunIO
 from hybridjet.runtime import Runtime
 from hybridjet.scoring import Scoring
+from hybridjet.train.gather import gather_events
 from hybridjet.train.module import ClassifierModule
 from hybridjet.train.optim import Optimization
 
@@ -142,7 +143,7 @@ class TextPromptClassifier(EventClassifier):
         if not self.generate_eval:
             return
         # under DDP from every rank, each event once (the sampler repeats some to even out the ranks)
-        events = self.gather_events(self._generated, empty={"correct": torch.zeros(0, dtype=torch.bool),
+        events = gather_events(self, self._generated, empty={"correct": torch.zeros(0, dtype=torch.bool),
                                                             "unparseable": torch.zeros(0, dtype=torch.bool)})
         self._generated = []
         if events and self.trainer.is_global_zero:

@@ -1,4 +1,4 @@
-"""Evaluation outputs of every data-parallel rank, each event exactly once."""
+"""Evaluation outputs of every data-parallel rank, each event exactly once, and the epoch's evaluation metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from hybridjet.eval.metrics import auc_or_nan
 
 
 def gather_events(module: Any, outputs: list[dict[str, torch.Tensor]],
@@ -30,3 +33,17 @@ def gather_events(module: Any, outputs: list[dict[str, torch.Tensor]],
         return {}
     _, first = np.unique(gathered["event_id"], return_index=True)
     return {k: v[first] for k, v in gathered.items()}
+
+
+def log_eval(module: Any, outputs: list[dict[str, torch.Tensor]], prefix: str) -> dict[str, np.ndarray]:
+    """Log ``<prefix>_loss``, ``_auc`` and ``_acc`` of an evaluation epoch's logits (every rank's events, each
+    once) on ``module``; returns the merged per-event outputs (empty when there were none)."""
+    merged = gather_events(module, outputs, empty={"score": torch.zeros(0), "label": torch.zeros(0)})
+    if not merged:
+        return merged
+    logits, labels = merged["score"], merged["label"]
+    loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels))
+    acc = float(((logits > 0) == (labels > 0.5)).mean())
+    module.log_dict({f"{prefix}_loss": loss.item(), f"{prefix}_auc": auc_or_nan(labels, logits),
+                     f"{prefix}_acc": acc}, prog_bar=True, sync_dist=False)
+    return merged

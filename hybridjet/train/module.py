@@ -19,11 +19,10 @@ from torch import nn
 from hybridjet import run
 from hybridjet.data.features import Normalizer
 from hybridjet.errors import HybridjetError
-from hybridjet.eval.metrics import auc_or_nan
 from hybridjet.eval.scores import data_of
 from hybridjet.runtime import pad_batch, padded_batch_size
 from hybridjet.train.checkpoints import check_trainable_state, trainable_state
-from hybridjet.train.gather import gather_events
+from hybridjet.train.gather import log_eval
 from hybridjet.train.optim import Optimization, optimizer_with_schedule
 from hybridjet.train.resume import load_rng, save_rng
 
@@ -109,47 +108,29 @@ class ClassifierModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], loop: str, batch_idx: int) -> None:
+    def eval_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """A validation or test step: the batch's logits kept for the epoch's end."""
+        loop = "test" if self._trainer is not None and self.trainer.testing else "validate"
         logits = self.loop_scores(batch, loop, batch_idx).float()
         self._eval_outputs.append(
             {"score": logits.detach().cpu(), "label": batch["label"].cpu(), "event_id": batch["event_id"].cpu()})
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "validate", batch_idx)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test", batch_idx)
+    validation_step = eval_step
+    test_step = eval_step
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         scores = self.loop_scores(batch, "predict", batch_idx).float()
         return {"score": torch.sigmoid(scores).cpu(), "event_id": batch["event_id"].cpu(),
                 "label": batch["label"].cpu()}
 
-    def gather_events(self, outputs: list[dict[str, torch.Tensor]],
-                      empty: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """This rank's per-event outputs; under DDP every rank's, each event once (:func:`gather_events`)."""
-        return gather_events(self, outputs, empty)
-
-    def _log_eval(self, prefix: str) -> dict[str, np.ndarray]:
-        outputs, self._eval_outputs = self._eval_outputs, []
-        merged = self.gather_events(outputs, empty={"score": torch.zeros(0), "label": torch.zeros(0)})
-        if not merged:
-            return merged
-        logits, labels = merged["score"], merged["label"]
-        loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels))
-        acc = float(((logits > 0) == (labels > 0.5)).mean())
-        self.log_dict({f"{prefix}_loss": loss.item(), f"{prefix}_auc": auc_or_nan(labels, logits),
-                       f"{prefix}_acc": acc}, prog_bar=True, sync_dist=False)
-        return merged
-
     def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
+        log_eval(self, self._take_eval_outputs(), "val")
 
     def on_test_epoch_start(self) -> None:
         self._test_started = time.perf_counter()
 
     def on_test_epoch_end(self) -> None:
-        merged = self._log_eval("test")
+        merged = log_eval(self, self._take_eval_outputs(), "test")
         if merged and self.trainer.is_global_zero:
             seconds = time.perf_counter() - self._test_started
             self.timing["infer_events_per_s"] = len(merged["score"]) / max(seconds, 1e-9)
@@ -181,20 +162,20 @@ class ClassifierModule(L.LightningModule):
         return optimizer_with_schedule(self.optim, groups, int(self.trainer.estimated_stepping_batches))
 
     # ---- light checkpoints ------------------------------------------------------------------------------------
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Trainable parameters only (never the frozen base weights), named as in the net."""
-        return trainable_state(self.net)
+    def _take_eval_outputs(self) -> list[dict[str, torch.Tensor]]:
+        outputs, self._eval_outputs = self._eval_outputs, []
+        return outputs
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # LightningCLI rebuilds the model of a --ckpt_path from these: the class and its (plain) arguments
         checkpoint["hyper_parameters"] = {"_class_path": f"{type(self).__module__}.{type(self).__name__}",
                                           **{k: v for k, v in self.hparams.items() if k != "_instantiator"}}
-        checkpoint["state_dict"] = {f"net.{k}": v for k, v in self.trainable_state_dict().items()}
+        checkpoint["state_dict"] = {f"net.{k}": v for k, v in trainable_state(self.net).items()}
         checkpoint["hybridjet"] = self.run_metadata()
         save_rng(checkpoint)  # dropout's random stream: a resumed run continues it
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.trainable_state_dict():  # built: the data-dependent layers exist
+        if trainable_state(self.net):  # built: the data-dependent layers exist
             state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()}
             check_trainable_state(self.net, state, "checkpoint")
         self.check_base_identity(checkpoint.get("hybridjet", {}).get("base_model"))
