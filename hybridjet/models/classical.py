@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ class GradientBoostedTrees:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def iter_probabilities(self, events: Any, batch_size: int | None = None,
-                           progress: bool = False) -> Any:
+                           progress: bool = False) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
         """``(batch, signal probabilities)`` per batch of ``events``, as the LLM classifiers yield them."""
         self._check_fitted()
         size = 65536 if batch_size is None else batch_size
