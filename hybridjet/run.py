@@ -25,8 +25,7 @@ from hybridjet.data.events import EventFeatures
 from hybridjet.data.features import FEATURE_SETS, Normalizer
 from hybridjet.errors import HybridjetError, OutputPathError
 from hybridjet.eval.metrics import split_metrics
-from hybridjet.eval.scores import write_scores
-from hybridjet.io_utils import atomic_path, check_writable, lock_folder, write_json
+from hybridjet.io_utils import atomic_path, check_writable, lock_folder
 from hybridjet.llm.backbone import resolve_dtype
 from hybridjet.rundir import (
     METRICS_FILE,
@@ -36,9 +35,10 @@ from hybridjet.rundir import (
     SCORES_FILE,
     STUDY_RECORD,
     TREES_FILE,
+    RunDir,
 )
 from hybridjet.runtime import Runtime
-from hybridjet.train.checkpoints import load_trainable_state
+from hybridjet.train.checkpoints import load_trainable_state, trainable_state
 
 PathLike = str | os.PathLike[str]
 
@@ -302,18 +302,15 @@ def read_tensors(run_dir: PathLike, name: str = RUN_WEIGHTS_FILE, numpy: bool = 
 
 def update_metrics(run_dir: PathLike, **fields: Any) -> None:
     """Merge ``fields`` into the run's ``metrics.json``, atomically (strict JSON: non-finite numbers are null)."""
-    path = Path(run_dir) / METRICS_FILE
-    metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics.update(fields)
-    write_json(path, metrics)
+    RunDir(run_dir).update_metrics(**fields)
 
 
 def write_split_scores(run_dir: PathLike, split: str, event_id: np.ndarray, probability: np.ndarray,
                        label: np.ndarray, model_kind: str, data: dict[str, str] | None = None) -> dict[str, Any]:
     """``scores.h5`` of one evaluated split (signal probabilities; ``data``: where its events come from, see
     :func:`~hybridjet.eval.scores.data_identity`) and its metrics; returns the metrics."""
-    write_scores(Path(run_dir) / SCORES_FILE, split, event_id, probability.astype(np.float32),
-                 label.astype(np.int8), attrs={"model": model_kind, "score_kind": "probability"}, split_attrs=data)
+    RunDir(run_dir).write_scores(split, event_id, probability.astype(np.float32), label.astype(np.int8),
+                                 attrs={"model": model_kind, "score_kind": "probability"}, split_attrs=data)
     return split_metrics(label, probability)
 
 
@@ -375,7 +372,7 @@ class RunIO:
         """Weights (safetensors) and record (JSON) into ``run_dir``."""
         if self.dense_inference:
             raise HybridjetError("model: densified for inference; save the run before densify_for_inference")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in trainable_state(self.net).items()}
         write_tensors(run_dir, state)
         write_record(run_dir, self.run_metadata())
         self.update_metrics(Path(run_dir))

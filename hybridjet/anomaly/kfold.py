@@ -27,10 +27,10 @@ from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.weak import FoldFiles
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import auc
-from hybridjet.eval.scores import data_identity, write_scores
+from hybridjet.eval.scores import data_identity
 from hybridjet.eval.sic import SicFloor, max_sic
 from hybridjet.io_utils import write_json
-from hybridjet.rundir import METRICS_FILE, SCORES_FILE
+from hybridjet.rundir import METRICS_FILE, SCORES_FILE, RunDir
 from hybridjet.train.methods import Method, train_model
 
 
@@ -161,18 +161,17 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
     data = Scored(*(np.concatenate([getattr(p, k) for p in data_parts]) for k in ("event_id", "score", "label")))
     attrs = {"model": method.classifier, "score_kind": "probability", "selection": "signal_region", "label_mode": mode,
              **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
-    write_scores(run_dir / SCORES_FILE, "data", data.event_id, data.score, data.label, attrs,
-                 data_identity(*(fold.score for fold in folds)))
+    run = RunDir(run_dir)
+    run.write_scores("data", data.event_id, data.score, data.label, attrs, data_identity(*(fold.score for fold in folds)))
     splits = {"data": evaluate_split(data, floor)}
     if test_sum is not None:
         tested = test_sum.divided(n_test_runs)
-        write_scores(run_dir / SCORES_FILE, "test", tested.event_id, tested.score, tested.label, attrs,
-                     data_identity(test))
+        run.write_scores("test", tested.event_id, tested.score, tested.label, attrs, data_identity(test))
         splits["test"] = evaluate_split(tested, floor)
     metrics = {"name": str(info.get("name", run_dir.name)), "model": method.classifier, "label_mode": mode, "seed": seed,
                "folds": len(folds), "models_per_fold": per_fold, "ensemble_folds": ensemble_folds,
                "feature_set": feature_set, "train_time_s": train_seconds,
                "fit_time_s": fit_seconds, "models_reused": reused, "fit_time_earlier_s": fit_earlier,
                "score_time_s": train_seconds - fit_seconds, **info, "search": splits}
-    write_json(run_dir / METRICS_FILE, metrics)
+    run.write_metrics(metrics)
     return metrics

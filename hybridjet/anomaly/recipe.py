@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -34,12 +33,11 @@ from hybridjet.data.sources import DataSource
 from hybridjet.data.store import write_jets
 from hybridjet.data.weak import LABEL_MODES, FoldFiles, fold_numbers, write_fold_files
 from hybridjet.errors import HybridjetError
-from hybridjet.eval.scores import read_scores, write_scores
 from hybridjet.eval.search_report import notes, ordering, summarize, table, write_search_report
 from hybridjet.eval.sic import SicFloor, sic_curve, thin
-from hybridjet.io_utils import lock_folder, strict_json, write_json
+from hybridjet.io_utils import lock_folder, strict_json
 from hybridjet.run import RUN_LOCK
-from hybridjet.rundir import METRICS_FILE, SCORES_FILE
+from hybridjet.rundir import RunDir
 
 
 def load_pools(cfg: SearchConfig, progress: bool = True) -> Pools:
@@ -98,7 +96,7 @@ def _finished(run_dir: Path, fingerprint: str, cfg: SearchConfig) -> dict[str, A
     """The metrics of a run trained with the same settings, if there is one, evaluated again (the floor may have
     changed) from its scores."""
     try:
-        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        metrics = RunDir(run_dir).read_metrics()
         if metrics.get("fingerprint") != fingerprint:
             return None
         metrics["search"] = {split: evaluate_split(Scored(*_arrays(run_dir, split)), cfg.floor)
@@ -109,7 +107,7 @@ def _finished(run_dir: Path, fingerprint: str, cfg: SearchConfig) -> dict[str, A
 
 
 def _arrays(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scores = read_scores(run_dir / SCORES_FILE, split)
+    scores = RunDir(run_dir).read_scores(split)
     return scores.event_id, scores.score.astype(np.float64), scores.label
 
 
@@ -121,25 +119,25 @@ def _seed_ensemble(records: list[dict[str, Any]], run_dir: Path, cfg: SearchConf
     for split in ("data", "test"):
         if split == "data" and cfg.resample_injection:
             continue
-        sets = [read_scores(Path(r["run_dir"]) / SCORES_FILE, split) for r in records]
+        sets = [RunDir(r["run_dir"]).read_scores(split) for r in records]
         orders = [np.argsort(s.event_id) for s in sets]
         ids = sets[0].event_id[orders[0]]
         if split == "test" and not all(np.array_equal(s.event_id[o], ids) for s, o in zip(sets, orders, strict=True)):
             continue
         mean = np.mean([s.score[o].astype(np.float64) for s, o in zip(sets, orders, strict=True)], axis=0)
         label = sets[0].label[orders[0]]
-        write_scores(run_dir / SCORES_FILE, split, ids, mean, label, {**sets[0].attrs, "seeds": len(records)},
-                     sets[0].split_attrs)
+        RunDir(run_dir).write_scores(split, ids, mean, label, {**sets[0].attrs, "seeds": len(records)},
+                                     sets[0].split_attrs)
         splits[split] = evaluate_split(Scored(ids, mean, label), cfg.floor)
     metrics = {**{k: first[k] for k in ("method", "label_mode", "s_over_b", "counts")},
                "name": first["name"].rsplit("/", 1)[0] + "/ensemble", "model": first["model"], "seed": "ensemble",
                "seeds": [r["seed"] for r in records], "search": splits, "run_dir": str(run_dir)}
-    write_json(run_dir / METRICS_FILE, metrics)
+    RunDir(run_dir).write_metrics(metrics)
     return metrics
 
 
 def _curve(record: dict[str, Any], split: str, cfg: SearchConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    scores = read_scores(Path(record["run_dir"]) / SCORES_FILE, split)
+    scores = RunDir(record["run_dir"]).read_scores(split)
     if len(np.unique(scores.label)) < 2:
         return None
     eff_s, _, sic = sic_curve(scores.label, scores.score, cfg.floor)

@@ -28,10 +28,9 @@ from hybridjet.data.sources import DataSource
 from hybridjet.data.store import JetArrays, write_jets
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import binary_metrics
-from hybridjet.eval.scores import read_scores
 from hybridjet.io_utils import lock_folder, write_json
 from hybridjet.run import RUN_LOCK
-from hybridjet.rundir import SCORES_FILE, STUDY_RECORD
+from hybridjet.rundir import STUDY_RECORD, RunDir
 from hybridjet.study.config import Budget, StudyConfig
 from hybridjet.train.methods import Method, train_model
 
@@ -159,7 +158,7 @@ def train_point(task: StudyTask) -> dict[str, Any]:
     metrics = train_model(method, datamodule, task.run_dir, task.seed, epochs=epochs, patience=budget.patience,
                           monitor="val_loss")
     seconds = time.perf_counter() - started
-    scores = read_scores(task.run_dir / SCORES_FILE, "test")
+    scores = RunDir(task.run_dir).read_scores("test")
     record = {**task.info, "method": method.name, "classifier": method.classifier, "n": task.n, "seed": task.seed,
               "batch_size": batch, "max_epochs": epochs, "fit_time_s": seconds,
               "epochs_run": metrics.get("epochs_run", metrics.get("iterations")),

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from hybridjet.eval.metrics import mean_paired_auc_gap
-from hybridjet.eval.scores import read_scores
 from hybridjet.eval.sic import band
 from hybridjet.io_utils import atomic_path, write_json
-from hybridjet.rundir import SCORES_FILE
+from hybridjet.rundir import RunDir
 
 METRICS = {"auc": "AUC", "rejection_at_0.3": "1/ε_B at ε_S = 0.3", "rejection_at_0.5": "1/ε_B at ε_S = 0.5",
            "max_sic": "max SIC"}
@@ -45,7 +44,7 @@ def auc_gaps(records: list[dict[str, Any]], reference: str | None, n_boot: int =
 
     def scores(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if record["run_dir"] not in cache:
-            s = read_scores(Path(record["run_dir"]) / SCORES_FILE, "test")
+            s = RunDir(record["run_dir"]).read_scores("test")
             order = np.argsort(s.event_id)
             cache[record["run_dir"]] = (s.event_id[order], s.label[order], s.score[order].astype(np.float64))
         return cache[record["run_dir"]]

@@ -16,12 +16,11 @@ from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.metrics import split_metrics
-from hybridjet.eval.scores import data_of, write_scores
-from hybridjet.io_utils import write_json
+from hybridjet.eval.scores import data_of
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.quiet import quiet_training_warnings
 from hybridjet.run import RunClaim
-from hybridjet.rundir import METRICS_FILE, SCORES_FILE
+from hybridjet.rundir import RunDir
 from hybridjet.train.callbacks import MONITORS, ScoresWriter, default_precision, early_stopping, run_callbacks
 from hybridjet.train.checkpoints import DataCheckpointIO, remove_partial_checkpoints
 from hybridjet.train.classifiers import EventClassifier
@@ -124,14 +123,15 @@ def _fit_trees(model: GradientBoostedTrees, datamodule: JetDataModule, run_dir: 
     score = model.score_features(test["features"].numpy())
     infer_seconds = time.perf_counter() - started
     labels = test["label"].numpy().astype(np.int8)
-    write_scores(run_dir / SCORES_FILE, "test", test["event_id"].numpy(), score, labels,
-                 attrs={"model": "gbdt", "score_kind": "probability"}, split_attrs=data_of(datamodule, "test"))
+    run = RunDir(run_dir)
+    run.write_scores("test", test["event_id"].numpy(), score, labels,
+                     attrs={"model": "gbdt", "score_kind": "probability"}, split_attrs=data_of(datamodule, "test"))
     metrics = {
         "name": run_dir.name, "model": "gbdt", "trainable_params": model._check_fitted().n_nodes(),
         **model.timing, "infer_events_per_s": len(score) / max(infer_seconds, 1e-9),
         "iterations": model.iterations, "feature_set": datamodule.feature_set,
         "test": split_metrics(labels, score),
     }
-    write_json(run_dir / METRICS_FILE, metrics)
+    run.write_metrics(metrics)
     return metrics
 
