@@ -163,7 +163,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
 
     from hybridjet.llm.lora import LoraSpec
     from hybridjet.runtime import Runtime
-    from hybridjet.text.datamodule import TextDataModule
+    from hybridjet.text.datamodule import LoaderSettings, TextDataModule
     from hybridjet.text.dataset import SFTDataset
     from hybridjet.text.packing import padding_fraction
     from hybridjet.text.sft import TextSFT
@@ -203,8 +203,8 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
                     attention=args.attention or "auto")
     with tempfile.TemporaryDirectory() as tmp:
         dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
-                        max_length=args.max_tokens, packing=None if args.packing else False,
-                        pack_tokens=args.pack_tokens)
+                        max_length=args.max_tokens, loading=LoaderSettings(
+                            packing=None if args.packing else False, pack_tokens=args.pack_tokens))
         dm.datasets = {"train": SFTDataset(records)}
         timer = Timer()
         trainer = L.Trainer(max_steps=len(order), precision=default_precision(), limit_val_batches=0,

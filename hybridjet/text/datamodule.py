@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -23,6 +24,47 @@ from hybridjet.text.formats import Example, read_examples
 from hybridjet.text.packing import PackedCollator
 
 
+@dataclass(frozen=True)
+class RecordSettings:
+    """How records become examples, beyond their format.
+
+    Args:
+        prompt_words / prompt_fraction: completion format: first N words (or fraction) of each text as the prompt.
+        skip_invalid: skip (and count) malformed records instead of stopping at the first one.
+    """
+
+    fields: dict[str, str] | None = None
+    prompt_words: int | None = None
+    prompt_fraction: float | None = None
+    skip_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        checks.integer("data.records.prompt_words", self.prompt_words, 1, optional=True)  # not -1 or 0 as 1
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How batches are laid out and loaded.
+
+    Args:
+        eval_batch_size: examples per evaluation batch (default: ``batch_size``).
+        num_workers: worker processes of the evaluation loaders.
+        packing: padding-free rows, several examples each (:mod:`hybridjet.text.packing`); ``None`` (default):
+            wherever the model keeps packed examples apart, checked on the model once (else padded rows, said once).
+        pack_tokens: the length of a packed row; default: the model's choice (a whole batch in one row with
+            FlexAttention, ``max_length`` with a dense mask).
+    """
+
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    packing: bool | None = None
+    pack_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        checks.integer("data.loading.eval_batch_size", self.eval_batch_size, 1, optional=True)
+        checks.integer("data.loading.num_workers", self.num_workers, 0)
+
+
 class TextDataModule(L.LightningDataModule):
     """Text SFT data.
 
@@ -31,7 +73,6 @@ class TextDataModule(L.LightningDataModule):
         val_path: held-out file; if not given, ``val_ratio`` (seeded) or ``val_first`` of ``train_path`` is held out.
         test_path: optional test file (else ``test_ratio`` of ``train_path``).
         format: ``auto``, ``qa``, ``cot``, ``completion`` or ``chat``.
-        fields: field names, e.g. ``{question: q, answer: a, context: input}`` or ``{text: abstract}``.
         system_prompt: system turn prepended to chat-like examples (saved with the adapter).
         chat_template: how chat-like examples (qa, cot, chat) become text: null (default) for the model's own chat
             template, else the plain one (``### User:`` / ``### Assistant:`` turns, eos after each answer:
@@ -41,13 +82,9 @@ class TextDataModule(L.LightningDataModule):
         max_length: longer examples (in tokens, after templating) are dropped and counted.
         train_on_prompt: learn the prompt tokens too (default: assistant / continuation tokens only).
         val_ratio / test_ratio / val_first / seed: splitting of ``train_path``.
-        prompt_words / prompt_fraction: completion format: first N words (or fraction) of each text as the prompt.
-        skip_invalid: skip (and count) malformed records instead of stopping at the first one.
-        batch_size / eval_batch_size: loaders; num_workers: worker processes of the evaluation loaders.
-        packing: padding-free rows, several examples each (:mod:`hybridjet.text.packing`); ``None`` (default):
-            wherever the model keeps packed examples apart, checked on the model once (else padded rows, said once).
-        pack_tokens: the length of a packed row; default: the model's choice (a whole batch in one row with
-            FlexAttention, ``max_length`` with a dense mask).
+        batch_size: examples per training batch.
+        records: field names, the completion prompt, malformed records (:class:`RecordSettings`).
+        loading: evaluation batches, workers, packing (:class:`LoaderSettings`).
     """
 
     def __init__(
@@ -56,7 +93,6 @@ class TextDataModule(L.LightningDataModule):
         val_path: str | None = None,
         test_path: str | None = None,
         format: str = "auto",
-        fields: dict[str, str] | None = None,
         system_prompt: str | None = None,
         chat_template: str | None = None,
         max_length: int = 512,
@@ -65,14 +101,9 @@ class TextDataModule(L.LightningDataModule):
         test_ratio: float = 0.0,
         val_first: int | None = None,
         seed: int = 0,
-        prompt_words: int | None = None,
-        prompt_fraction: float | None = None,
-        skip_invalid: bool = False,
         batch_size: int = 4,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        packing: bool | None = None,
-        pack_tokens: int | None = None,
+        records: RecordSettings | None = None,
+        loading: LoaderSettings | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,7 +111,10 @@ class TextDataModule(L.LightningDataModule):
         self.val_path = val_path
         self.test_path = test_path
         self.format = format
-        self.fields = dict(fields or {})
+        # a config's sections may arrive as mappings (a checked config read as a dict, before the model loads)
+        records = RecordSettings(**records) if isinstance(records, dict) else records or RecordSettings()
+        loading = LoaderSettings(**loading) if isinstance(loading, dict) else loading or LoaderSettings()
+        self.fields = dict(records.fields or {})
         self.system_prompt = system_prompt
         self.chat_template = resolve_chat_template(chat_template)  # a bad setting: one line, before the model loads
         self.max_length = max_length
@@ -89,14 +123,14 @@ class TextDataModule(L.LightningDataModule):
         self.test_ratio = test_ratio
         self.val_first = val_first
         self.seed = seed
-        self.prompt_words = prompt_words
-        self.prompt_fraction = prompt_fraction
-        self.skip_invalid = skip_invalid
+        self.prompt_words = records.prompt_words
+        self.prompt_fraction = records.prompt_fraction
+        self.skip_invalid = records.skip_invalid
         self.batch_size = batch_size
-        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        self.num_workers = num_workers
-        self.packing = packing
-        self.pack_tokens = pack_tokens
+        self.eval_batch_size = batch_size if loading.eval_batch_size is None else loading.eval_batch_size
+        self.num_workers = loading.num_workers
+        self.packing = loading.packing
+        self.pack_tokens = pack_tokens = loading.pack_tokens
         self.packs: bool = False  # decided in setup, from ``packing`` and the model
         self._packing_decided: bool | None = None
         self._row_tokens = max_length
@@ -110,11 +144,8 @@ class TextDataModule(L.LightningDataModule):
                 raise HybridjetError(f"data.{field}: expected a positive integer, got {value!r}")
         if pack_tokens is not None and (isinstance(pack_tokens, bool) or not isinstance(pack_tokens, int)
                                         or pack_tokens < max_length):
-            raise HybridjetError(f"data.pack_tokens: expected null or an integer >= max_length ({max_length}), "
+            raise HybridjetError(f"data.loading.pack_tokens: expected null or an integer >= max_length ({max_length}), "
                                  f"got {pack_tokens!r}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise HybridjetError(f"data.num_workers: expected 0 or a positive integer, got {num_workers!r}")
-        checks.integer("data.prompt_words", prompt_words, 1, optional=True)  # before: -1 or 0 became 1 silently
 
     # ------------------------------------------------------------------------------------------------ reading
     def read(self, path: str) -> list[Example]:

@@ -111,24 +111,35 @@ RENAMED = {"lora_r": "lora.r", "lora_alpha": "lora.alpha", "lora_dropout": "lora
            "betas": "optim.betas", "scheduler": "optim.scheduler", "warmup_steps": "optim.warmup_steps"}
 
 
+#: the text data module's settings grouped since -> where each went
+RENAMED_DATA = {"fields": "records.fields", "prompt_words": "records.prompt_words",
+                "prompt_fraction": "records.prompt_fraction", "skip_invalid": "records.skip_invalid",
+                "eval_batch_size": "loading.eval_batch_size", "num_workers": "loading.num_workers",
+                "packing": "loading.packing", "pack_tokens": "loading.pack_tokens"}
+
+
 def check_renamed_settings(args: list[str]) -> None:
     """One line for a config file or an argument with a text SFT setting under its old flat name (a config
     written before the settings were grouped), naming where it is now."""
+    renamed = {"model": RENAMED, "data": RENAMED_DATA}
     for path, config in zip(checks.config_paths(args), checks.config_files(args), strict=True):
-        model = config.get("model")
-        if not isinstance(model, dict):
-            continue
-        old = [key for key in model if key in RENAMED]
-        if isinstance(model.get("lora"), str):
-            old.insert(0, "lora")
-        if old:
-            moves = ", ".join(f"model.{k} -> model.{RENAMED.get(k, 'lora.preset')}" for k in old)
-            raise HybridjetError(f"{path}: settings renamed when text SFT took the classifiers' grouped settings: "
-                                 f"{moves} (README, Text mode)")
+        for section, moved in renamed.items():
+            settings = config.get(section)
+            if not isinstance(settings, dict):
+                continue
+            old = [key for key in settings if key in moved]
+            if section == "model" and isinstance(settings.get("lora"), str):
+                old.insert(0, "lora")
+            if old:
+                moves = ", ".join(f"{section}.{k} -> {section}.{moved.get(k, 'lora.preset')}" for k in old)
+                raise HybridjetError(f"{path}: settings renamed when text SFT took grouped settings: {moves} "
+                                     "(README, Text mode)")
     for arg in args:
-        key = arg.split("=", 1)[0].removeprefix("--model.")
-        if arg.startswith("--model.") and key in RENAMED:
-            raise HybridjetError(f"{arg.split('=', 1)[0]}: renamed --model.{RENAMED[key]} (README, Text mode)")
+        option = arg.split("=", 1)[0]
+        for section, moved in renamed.items():
+            key = option.removeprefix(f"--{section}.")
+            if option.startswith(f"--{section}.") and key in moved:
+                raise HybridjetError(f"{option}: renamed --{section}.{moved[key]} (README, Text mode)")
 
 
 def cli_main(args: Sequence[str]) -> SFTCLI:

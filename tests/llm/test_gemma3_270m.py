@@ -56,3 +56,13 @@ def test_gemma3_270m_converts_loads_and_completes(gemma_gguf: Path) -> None:
         out = bb.model.generate(**prompt, max_new_tokens=4, do_sample=False)
     assert perplexity < 20  # a broken conversion (a norm or a permutation wrong) is in the thousands
     assert "Paris" in tok.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_the_alias_names_the_embedded_gemma(gemma_gguf: Path) -> None:
+    """``gemma3-270m`` resolves to the packaged GGUF (before: 'no such model directory or .gguf file'), so configs
+    and ``--model`` take it as they take ``smollm2``."""
+    from hybridjet.llm.resolve import resolve_model
+
+    identity = resolve_model("gemma3-270m")
+    assert identity.format == "gguf" and Path(identity.source) == gemma_gguf
+    assert identity.sha256 == resolve_model(str(gemma_gguf)).sha256

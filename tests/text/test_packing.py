@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hybridjet.llm.backbone import load_backbone
+from hybridjet.text.datamodule import LoaderSettings
 from hybridjet.text.dataset import IGNORE_INDEX, SFTCollator, encode_examples, pad_token_id
 from hybridjet.text.formats import Example
 from hybridjet.text.packing import PackedCollator, pack_rows, packing_is_exact, padding_fraction
@@ -98,7 +99,8 @@ def test_sft_fit_packs_where_exact_and_says_when_not(tiny_llama, tmp_path, capsy
                         default_root_dir=str(tmp_path / "run"))
     trainer.fit(model, datamodule=dm)
     assert dm.packs and "position_ids" in next(iter(dm.train_dataloader()))
-    off = TextDataModule(train_path=str(data), format="qa", val_ratio=0.25, batch_size=4, packing=False)
+    off = TextDataModule(train_path=str(data), format="qa", val_ratio=0.25, batch_size=4,
+                         loading=LoaderSettings(packing=False))
     off.trainer = trainer
     off.setup("fit")
     assert not off.packs and "attention_mask" in next(iter(off.val_dataloader()))

@@ -239,4 +239,10 @@ def test_a_config_with_the_old_flat_settings_is_one_line_naming_where_they_went(
         assert len(lines) == 1 and "usage" not in result.stderr, result.stderr[-2000:]
         assert "--model.optim.lr" in lines[0] if argv[-1] == "0.01" else \
             "model.lora -> model.lora.preset, model.lora_r -> model.lora.r, model.lr -> model.optim.lr" in lines[0]
+    old = tmp_path / "old_completion.yaml"
+    old.write_text((ROOT / "configs" / "sft_completion.yaml").read_text().replace(
+        "  records:\n    prompt_words: 12", "  prompt_words: 12"))
+    result = subprocess.run([sys.executable, "-m", "hybridjet.cli", "sft", "fit", "-c", str(old), "--runs_root",
+                             str(tmp_path / "runs")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "data.prompt_words -> data.records.prompt_words" in result.stderr
     assert not (tmp_path / "runs").exists()
