@@ -138,10 +138,8 @@ class TextDataModule(L.LightningDataModule):
         self.examples: dict[str, list[Example]] = {}
         self.datasets: dict[str, SFTDataset] = {}
         self.detected_format: str | None = None
-        for field, value in (("batch_size", batch_size), ("eval_batch_size", self.eval_batch_size),
-                             ("max_length", max_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise HybridjetError(f"data.{field}: expected a positive integer, got {value!r}")
+        checks.integer("data.batch_size", batch_size, 1)  # eval_batch_size: checked by LoaderSettings
+        checks.integer("data.max_length", max_length, 1)
         if pack_tokens is not None and (isinstance(pack_tokens, bool) or not isinstance(pack_tokens, int)
                                         or pack_tokens < max_length):
             raise HybridjetError(f"data.loading.pack_tokens: expected null or an integer >= max_length ({max_length}), "
