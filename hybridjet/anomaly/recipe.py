@@ -85,6 +85,7 @@ def _fingerprint(cfg: SearchConfig, method: Method, s_over_b: float, seed: int, 
                                ensemble_seeds=False, eval_split="test", floor=SicFloor())
     settings = dataclasses.asdict(same)
     del settings["reported_only"]  # what a run reports, not how it trains (and runs from before the field match)
+    settings["methods"] = [method.record()]
     for m in settings["methods"]:
         if m["kind"] is None:
             del m["kind"]  # not a variant: the fingerprint of before variants existed
@@ -230,7 +231,8 @@ def _search(cfg: SearchConfig, pools: Pools, part: Partition, progress: bool, jo
                     continue
                 if metrics is None:
                     pending.append((len(slots), KfoldTask(method, mode, tuple(folds), test, run_dir, seed,
-                                                            cfg.feature_set, cfg.split, cfg.per_fold,
+                                                            cfg.feature_set, cfg.split,
+                                                            method.models_per_fold or cfg.per_fold,
                                                             cfg.ensemble_folds, cfg.floor, info)))
                     slots.append(None)
                     continue

@@ -120,7 +120,7 @@ def fingerprint(cfg: StudyConfig, method: Method, n: int, seed: int, data_key: s
     budget, this method's settings, N and the seed (not the other methods, sizes or seeds)."""
     record = {"version": VERSION, "data": data_key, "features": cfg.feature_set, "test": cfg.test_events,
               "val": cfg.val_events, "fraction": cfg.signal_fraction, "sample_seed": cfg.sample_seed,
-              "budget": dataclasses.asdict(cfg.budget), "method": dataclasses.asdict(method), "n": n, "seed": seed}
+              "budget": dataclasses.asdict(cfg.budget), "method": method.record(), "n": n, "seed": seed}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -15,6 +15,9 @@ from hybridjet.rundir import RunDir
 from hybridjet.train.classifiers import EventClassifier
 from hybridjet.train.gather import gather_events
 
+#: what early stopping and the best checkpoint may watch, and which way is better
+MONITORS = {"val_auc": "max", "val_loss": "min"}
+
 
 class RunExport(Callback):
     """After ``fit``: reload the best checkpoint's weights and export the run (safetensors + JSON)."""
@@ -55,18 +58,16 @@ class ScoresWriter(BasePredictionWriter):
         print(f"scores of {len(merged['score'])} events ({split} split) -> {path}")
 
 
-def run_callbacks(dirpath: str | None = None, every_n_train_steps: int = 50) -> list[Callback]:
-    """Best-by-val-AUC checkpoint, ``last.ckpt`` every N steps (for resuming) and the run export after fit."""
+def run_callbacks(dirpath: str | None = None, every_n_train_steps: int = 50,
+                  select_by: str = "val_auc") -> list[Callback]:
+    """The best checkpoint by ``select_by`` (``val_auc`` or ``val_loss``), ``last.ckpt`` every N steps (for
+    resuming) and the run export after fit."""
     return [
-        ModelCheckpoint(dirpath=dirpath, monitor="val_auc", mode="max", filename="best", save_top_k=1,
+        ModelCheckpoint(dirpath=dirpath, monitor=select_by, mode=MONITORS[select_by], filename="best", save_top_k=1,
                         enable_version_counter=False),
         ModelCheckpoint(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps),
         RunExport(),
     ]
-
-
-#: what early stopping may watch, and which way is better
-MONITORS = {"val_auc": "max", "val_loss": "min"}
 
 
 def early_stopping(patience: int, monitor: str = "val_auc") -> EarlyStopping:

@@ -21,13 +21,16 @@ from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.models.hybrid import HybridConfig
 from hybridjet.models.text_prompt import TextPromptConfig
 from hybridjet.runtime import Runtime
+from hybridjet.train.callbacks import MONITORS
 from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
 from hybridjet.train.optim import Optimization
 from hybridjet.train.recipes import train_classifier, train_gbdt
 
 METHODS = ("gbdt", "ablation", "hybrid", "text")
 GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
-NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "trainer")
+NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "monitor", "trainer")
+#: settings of how a method is trained in a grid (a resonance search): any method's
+GRID_SETTINGS = ("models_per_fold",)
 #: settings of a classifier itself, beside its architecture, runtime and optimisation
 OWN_SETTINGS = {"text": ("generate_eval",)}
 
@@ -44,6 +47,10 @@ class Method:
     early_stopping_patience: int | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
     kind: str | None = None  # a named variant's classifier; None: the name is the classifier
+    # a net's best checkpoint and early stopping watch this (val_auc or val_loss); None: the recipe's own choice
+    monitor: str | None = None
+    # a resonance search's models per fold for this method, averaged; None: the config's ensemble.per_fold
+    models_per_fold: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind == self.name:  # the classifier itself, with the fingerprint of one
@@ -53,6 +60,15 @@ class Method:
     def classifier(self) -> str:
         """Which of gbdt, ablation, hybrid, text this method trains."""
         return self.kind or self.name
+
+    def record(self) -> dict[str, Any]:
+        """The settings as a mapping, for a run's fingerprint: the settings added later (``monitor``,
+        ``models_per_fold``) only where set, so that runs trained before they existed keep their fingerprints."""
+        out = dataclasses.asdict(self)
+        for key in ("monitor", "models_per_fold"):
+            if out[key] is None:
+                del out[key]
+        return out
 
 
 def parse_method(name: str, raw: Any) -> Method:
@@ -76,16 +92,18 @@ def parse_method(name: str, raw: Any) -> Method:
         raise HybridjetError(f"methods.{name}: unknown method; expected one of {', '.join(METHODS)}, or a variant "
                              f"of one named by its setting method: (e.g. {name}: {{method: hybrid, epochs: 30}})")
     classifier = kind or name  # Method itself turns 'hybrid: {method: hybrid}' into the hybrid
+    per_fold = raw.pop("models_per_fold", None)
+    checks.integer(f"methods.{name}.models_per_fold", per_fold, 1, optional=True)
     if classifier == "gbdt":
         unknown = sorted(set(raw) - set(GBDT_SETTINGS))
         if unknown:
             raise HybridjetError(f"methods.{name}.{unknown[0]}: unknown setting; expected one of "
-                                 f"{', '.join(GBDT_SETTINGS)}")
+                                 f"{', '.join(GBDT_SETTINGS + GRID_SETTINGS)}")
         try:
             GradientBoostedTrees(**raw)
         except HybridjetError as err:
             raise HybridjetError(f"methods.{name}: {err}") from None
-        return Method(name, raw, kind=kind)
+        return Method(name, raw, kind=kind, models_per_fold=per_fold)
     recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
     arch = TextPromptConfig if classifier == "text" else HybridConfig
     groups: dict[type, dict[str, Any]] = {arch: {}, Runtime: {}, Optimization: {}}
@@ -95,7 +113,7 @@ def parse_method(name: str, raw: Any) -> Method:
             continue
         if owner is None or key == "use_llm":
             raise HybridjetError(f"methods.{name}.{key}: not a setting of the classifier (architecture, runtime, "
-                                 f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS)})")
+                                 f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS + GRID_SETTINGS)})")
         groups[owner][key] = value
     try:
         for cls, kwargs in groups.items():
@@ -107,17 +125,21 @@ def parse_method(name: str, raw: Any) -> Method:
     checks.integer(f"methods.{name}.batch_size", batch, 1)
     patience = recipe.get("early_stopping_patience")
     checks.integer(f"methods.{name}.early_stopping_patience", patience, 1, optional=True)
+    monitor = recipe.get("monitor")
+    if monitor is not None and monitor not in MONITORS:
+        raise HybridjetError(f"methods.{name}.monitor: expected one of {', '.join(MONITORS)}, got {monitor!r}")
     trainer = recipe.get("trainer") or {}
     if not isinstance(trainer, dict):
         raise HybridjetError(f"methods.{name}.trainer: expected a mapping of Lightning Trainer settings")
-    return Method(name, raw, epochs, batch, patience, trainer, kind)
+    return Method(name, raw, epochs, batch, patience, trainer, kind, monitor, per_fold)
 
 
 def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: int,
                 progress: bool = False, epochs: int | None = None, patience: int | None = None,
                 monitor: str = "val_auc") -> dict[str, Any]:
     """Train one model of ``method`` into ``run_dir`` with the package's recipes; returns its metrics. ``epochs``
-    and ``patience`` (on ``monitor``: ``val_auc`` or ``val_loss``) replace the method's own for a net."""
+    and ``patience`` (on ``monitor``: ``val_auc`` or ``val_loss``) replace the method's own for a net; the
+    method's own ``monitor``, where set, replaces ``monitor`` and also picks the best checkpoint."""
     if method.classifier == "gbdt":
         return train_gbdt(datamodule, run_dir, seed=seed, **method.model)
     L.seed_everything(seed, verbose=False)
@@ -130,6 +152,7 @@ def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: 
                                              **method.model)
     return train_classifier(clf, datamodule, run_dir, max_epochs=epochs or method.epochs, progress=progress,
                             early_stopping_patience=patience if patience is not None else
-                            method.early_stopping_patience, early_stopping_monitor=monitor, **method.trainer)
+                            method.early_stopping_patience, early_stopping_monitor=method.monitor or monitor,
+                            select_by=method.monitor or "val_auc", **method.trainer)
 
 

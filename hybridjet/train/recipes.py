@@ -52,32 +52,33 @@ def train_classifier(
     checkpoint_every_n_steps: int = 50,
     early_stopping_patience: int | None = None,
     early_stopping_monitor: str = "val_auc",
+    select_by: str = "val_auc",
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
-    """The classifier recipe: fit ``model`` into ``run_dir`` (best weights by val AUC; stopping early after
-    ``early_stopping_patience`` validations without improvement of ``early_stopping_monitor``, ``val_auc`` or
-    ``val_loss``, if given; resuming from ``ckpt_path``), export
+    """The classifier recipe: fit ``model`` into ``run_dir`` (the best weights by ``select_by``, ``val_auc`` or
+    ``val_loss``; stopping early after ``early_stopping_patience`` validations without improvement of
+    ``early_stopping_monitor``, if given; resuming from ``ckpt_path``), export
     the run and score the test split; returns the metrics. ``trainer_kwargs`` override :func:`trainer_defaults`
     (``callbacks`` among them join the recipe's own)."""
     quiet_training_warnings()
     checks.training_budget({"max_epochs": max_epochs, **trainer_kwargs})
     checks.integer("checkpoint_every_n_steps", checkpoint_every_n_steps, 1)
     checks.integer("early_stopping_patience", early_stopping_patience, 0, optional=True)
-    if early_stopping_monitor not in MONITORS:
-        raise HybridjetError(f"early_stopping_monitor: expected one of {', '.join(MONITORS)}, got "
-                             f"{early_stopping_monitor!r}")
+    for setting, value in (("early_stopping_monitor", early_stopping_monitor), ("select_by", select_by)):
+        if value not in MONITORS:
+            raise HybridjetError(f"{setting}: expected one of {', '.join(MONITORS)}, got {value!r}")
     run_dir = Path(run_dir)
     with RunClaim(run_dir):
         return _fit_and_test(model, datamodule, run_dir, max_epochs, progress, ckpt_path, checkpoint_every_n_steps,
-                             early_stopping_patience, early_stopping_monitor, trainer_kwargs)
+                             early_stopping_patience, early_stopping_monitor, select_by, trainer_kwargs)
 
 
 def _fit_and_test(model: EventClassifier, datamodule: JetDataModule, run_dir: Path, max_epochs: int, progress: bool,
                   ckpt_path: str | None, checkpoint_every_n_steps: int, early_stopping_patience: int | None,
-                  early_stopping_monitor: str, trainer_kwargs: dict[str, Any]) -> dict[str, float]:
+                  early_stopping_monitor: str, select_by: str, trainer_kwargs: dict[str, Any]) -> dict[str, float]:
     """:func:`train_classifier` in its claimed run directory."""
     remove_partial_checkpoints(run_dir / "checkpoints")
-    callbacks = [*run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps), ScoresWriter(),
+    callbacks = [*run_callbacks(str(run_dir / "checkpoints"), checkpoint_every_n_steps, select_by), ScoresWriter(),
                  *trainer_kwargs.pop("callbacks", [])]
     if early_stopping_patience is not None:
         callbacks.append(early_stopping(early_stopping_patience, early_stopping_monitor))
@@ -89,7 +90,7 @@ def _fit_and_test(model: EventClassifier, datamodule: JetDataModule, run_dir: Pa
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = next((cb.best_model_score for cb in trainer.checkpoint_callbacks if cb.monitor), None)
     if best is not None:
-        metrics["best_val_auc"] = float(best)
+        metrics[f"best_{select_by}"] = float(best)
     metrics["epochs_run"] = trainer.current_epoch  # the epochs completed (fewer than max_epochs: stopped early)
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})

@@ -178,6 +178,23 @@ def test_a_named_variant_trains_beside_its_classifier_in_one_report(tmp_path, re
     assert sorted(r["method"] for r in rows) == ["gbdt", "gbdt_stumps"]
 
 
+def test_a_variant_with_models_per_fold_averages_that_many_models_in_each_fold(tmp_path, resonance_file,
+                                                                              search_file, capsys):
+    # the ensemble lever of the weak modes, per method: the config's ensemble.per_fold holds for the others
+    methods = {"gbdt": {"max_iter": 20}, "gbdt_three": {"method": "gbdt", "max_iter": 20, "models_per_fold": 3}}
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=6), methods=methods, modes=["idealized"],
+                       injection={"s_over_b": [0.2]}, training={"folds": 2, "seeds": [0]})
+    assert main(["anomaly", "-c", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    runs = tmp_path / "out/runs"
+    three = runs / "gbdt_three/idealized/sb0.2/seed0"
+    assert sorted(p.name for p in (three / "fold1").iterdir()) == ["model0", "model1", "model2"]
+    assert json.loads((three / "metrics.json").read_text())["models_per_fold"] == 3
+    single = runs / "gbdt/idealized/sb0.2/seed0"
+    assert json.loads((single / "metrics.json").read_text())["models_per_fold"] == 1
+    assert (single / "fold1" / "trees.safetensors").exists()
+
+
 def test_a_search_stopped_midway_keeps_the_finished_fold_models(tmp_path, resonance_file, search_file, capsys):
     path = search_file(tmp_path, resonance_file(300, 3000, seed=6), modes=["idealized"],
                        injection={"s_over_b": [0.2]}, training={"folds": 3, "seeds": [0]})
