@@ -24,6 +24,7 @@ AREA_MODULES = (
     "hybridjet.demo",
     "hybridjet.anomaly.cli",
     "hybridjet.study.cli",
+    "hybridjet.deploy.cli",
 )
 
 # command -> "module:function" taking the remaining argv (LightningCLI-style commands)
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: optional dependencies and the extra that installs each (``pip install 'hybridjet[EXTRA]'``)
 EXTRAS = {"pythia8mc": "generate", "fastjet": "cluster", "awkward": "cluster", "hdf5plugin": "cluster",
           "sklearn": "trees", "matplotlib": "plots", "rouge_score": "text", "pyarrow": "text", "datasets": "text",
-          "dask": "dask", "distributed": "dask"}
+          "dask": "dask", "distributed": "dask", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
+          "uproot": "root", "mplhep": "plots", "hist": "plots"}
 
 
 def _missing_extra(exc: BaseException) -> str | None:

@@ -6,6 +6,7 @@ nothing about files, training loops or runs; how it runs on this machine is its 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,8 +220,9 @@ class HybridNet(nn.Module):
         self.policy = ExecutionPolicy(self.runtime, decoder_of(self.llm), self.embed_dim)
         self.policy.run_dir = run_dir
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits [B] for normalised features [B, F]."""
+    def forward(self, features: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        """Logits [B] for normalised features [B, F]. ``plain``: the LLM reads every event's whole sequence in one
+        call, with no execution plan (no shared prefix, no compiled layers): what an ONNX export traces."""
         if self.encoder is None or self.head is None:
             raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
         if self.between_ids:
@@ -239,14 +241,19 @@ class HybridNet(nn.Module):
             own = torch.cat([piece for f, text in enumerate(between) for piece in (soft[:, f:f + 1], text)], dim=1)
         else:
             own = torch.cat([soft, embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
-        plan = self.policy.plan(batch, features.device, own.dtype)
-        with self.policy.compile_limits():
-            if plan.shares_prefix:
+        plan = None if plain else self.policy.plan(batch, features.device, own.dtype)
+        with self.policy.compile_limits() if plan is not None else contextlib.nullcontext():
+            if plan is not None and plan.shares_prefix:
                 hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self.policy.is_compiled,
                                                     attention=plan.attention, cuda_graphs=plan.cuda_graphs)
             else:
                 hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
                                  use_cache=False).last_hidden_state
+        return self._head_of(hidden, trunk)
+
+    def _head_of(self, hidden: torch.Tensor, trunk: torch.Tensor | None) -> torch.Tensor:
+        """The head's logits from the LLM's last position (and the encoder's trunk, with ``head_skip``)."""
+        assert self.head is not None
         pooled = hidden[:, -1].float()
         if self.config.head_skip and trunk is not None:
             pooled = torch.cat([pooled, trunk], dim=-1)

@@ -1,0 +1,1 @@
+"""Deployment: finished runs in formats other software runs (ONNX)."""
