@@ -22,6 +22,10 @@ _LAZY = {
     "load_backbone": "hybridjet.llm.backbone",
     "JetDataset": "hybridjet.data.dataset",
     "HybridjetError": "hybridjet.errors",
+    "AwkwardEvents": "hybridjet.data.columnar",
+    "RootEvents": "hybridjet.data.columnar",
+    "JetFields": "hybridjet.data.columnar",
+    "export_onnx": "hybridjet.deploy.onnx_export",
 }
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from hybridjet import compile_cache
+from hybridjet.data.columnar import scores_like
 from hybridjet.data.events import EventFeatures, iter_event_batches
 from hybridjet.errors import HybridjetError
 from hybridjet.runtime import default_scoring_batch
@@ -32,7 +33,7 @@ class Scoring:
         """Signal probabilities (sigmoid of the logit) for a jets.h5 path (read in chunks), JetArrays/JetDataset,
         or — for the hybrid — a raw feature array as :func:`hybridjet.data.features.event_features` returns it."""
         out = [probs for _, probs in self.iter_probabilities(events, batch_size, progress)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return scores_like(events, np.concatenate(out) if out else np.zeros(0, np.float32))
 
     @torch.no_grad()
     def iter_probabilities(self, events: Any, batch_size: int | None = None,

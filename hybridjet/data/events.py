@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hybridjet import checks
-from hybridjet.data.features import Normalizer, event_features, feature_names
+from hybridjet.data.features import Normalizer, event_features, feature_names, get_feature_set
 from hybridjet.data.kinematics import jet_kinematics
 from hybridjet.data.store import count_jets_events, jets_per_event, read_jets
 from hybridjet.errors import HybridjetError
@@ -74,6 +74,38 @@ class EventFeatures:
         raise HybridjetError(f"{source}: events with {n_jets} jet slots give other {self.feature_set!r} features "
                              f"than this run's; expected {expected} (recluster with that number of jets)")
 
+    def jet_slots(self) -> int:
+        """The jet slots per event the run's features were computed from (2 where any number gives the same
+        features, as for ``highlevel``)."""
+        names = list(self.normalizer.names)
+        if self.feature_set is None:
+            raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
+        if feature_names(self.feature_set, 1) == feature_names(self.feature_set, 2) == names:
+            return 2
+        slots = next((j for j in range(1, 65) if feature_names(self.feature_set, j) == names), None)
+        if slots is None:
+            raise HybridjetError(f"model: its {len(names)} features are not the {self.feature_set!r} features of any "
+                                 "number of jets; expected a run hybridjet trained")
+        return slots
+
+    def from_awkward(self, events: Any) -> Any:
+        """``JetArrays`` of an awkward array of events (NanoAOD's layout) or :class:`AwkwardEvents`, with the jet
+        slots and quantities this run's features need."""
+        from hybridjet.data.columnar import AwkwardEvents, jets_from_awkward
+
+        record = get_feature_set(self.feature_set)
+        array, fields = (events.events, events.fields) if isinstance(events, AwkwardEvents) else (events, None)
+        return jets_from_awkward(array, fields, self.jet_slots(), record.needs_tau, record.needs_particle_count)
+
+    def root_chunks(self, events: Any) -> Iterator[dict[str, torch.Tensor]]:
+        """Tensors of a :class:`RootEvents` tree, one chunk of events at a time."""
+        from hybridjet.data.columnar import iter_root_jets
+
+        record = get_feature_set(self.feature_set)
+        for arrays in iter_root_jets(events.path, events.tree, events.fields, self.jet_slots(), record.needs_tau,
+                                     record.needs_particle_count):
+            yield self.tensors(arrays, f"{events.path}:{events.tree}")
+
     def tensors(self, arrays: Any, source: object = "events") -> dict[str, torch.Tensor]:
         """Classifier tensors of in-memory jets (``JetArrays``)."""
         self.check_n_jets(int(arrays.jets.shape[1]), source)
@@ -104,17 +136,25 @@ def _file_chunks(inputs: EventFeatures, path: str | Path, total: int) -> Iterato
 
 def _file_batches(inputs: EventFeatures, path: str | Path, batch_size: int,
                   progress: bool) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time; a chunk's leftover events join the next chunk, so every
-    batch but the last is full (one batch shape: a compiled model compiles once)."""
+    """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time."""
     total = count_jets_events(path)
     inputs.check_n_jets(jets_per_event(path), path)  # before the first chunk is read
+    yield from _rebatched(_file_chunks(inputs, path, total), batch_size, total if progress else None,
+                          Path(path).name)
+
+
+def _rebatched(chunks: Iterator[dict[str, torch.Tensor]], batch_size: int, total: int | None,
+               name: str) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of ``batch_size`` from chunks of any size: a chunk's leftover events join the next chunk, so every
+    batch but the last is full (one batch shape: a compiled model compiles once); a progress bar over ``total``
+    events when it is given."""
     bar = None
-    if progress:
+    if total is not None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="ev", desc=f"scoring {Path(path).name}")
+        bar = tqdm(total=total, unit="ev", desc=f"scoring {name}")
     pending: dict[str, torch.Tensor] | None = None
-    for tensors in _file_chunks(inputs, path, total):
+    for tensors in chunks:
         n_read = len(tensors["features"])
         if pending is not None:
             tensors = {k: torch.cat([pending[k], v]) for k, v in tensors.items()}
@@ -136,14 +176,23 @@ def iter_event_batches(inputs: EventFeatures, events: Any, batch_size: int,
     """Yield classifier batches (normalised ``features``, ``kinematics``, ``jets`` ...) from ``events``, reading files
     chunk by chunk (bounded memory).
 
-    ``events`` is a jets.h5 path, an object with ``jets``/``jet_mask``/``n_particles``/``tau`` arrays (``JetArrays``,
-    ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them (enough for
+    ``events`` is a jets.h5 path, a ROOT tree (:class:`~hybridjet.data.columnar.RootEvents`, read in chunks), an
+    awkward array of events (NanoAOD's layout, or :class:`~hybridjet.data.columnar.AwkwardEvents` with its fields),
+    an object with ``jets``/``jet_mask``/``n_particles``/``tau`` arrays (``JetArrays``, ``JetDataset``), or a float array of *unnormalised* features as :func:`event_features` returns them (enough for
     models that read features only, such as the hybrid).
     """
+    from hybridjet.data.columnar import AwkwardEvents, RootEvents, count_root_events, is_awkward
+
     checks.integer("batch_size", batch_size, 1)
     if isinstance(events, (str, Path)):
         yield from _file_batches(inputs, events, batch_size, progress)
         return
+    if isinstance(events, RootEvents):
+        total = count_root_events(events.path, events.tree) if progress else None
+        yield from _rebatched(inputs.root_chunks(events), batch_size, total, Path(events.path).name)
+        return
+    if is_awkward(events) or isinstance(events, AwkwardEvents):
+        events = inputs.from_awkward(events)
     if isinstance(events, np.ndarray):
         expected = len(inputs.normalizer.names)
         if events.ndim != 2 or events.shape[1] != expected:
@@ -159,5 +208,5 @@ def iter_event_batches(inputs: EventFeatures, events: Any, batch_size: int,
         for i in range(0, len(tensors["features"]), batch_size):
             yield {k: v[i : i + batch_size] for k, v in tensors.items()}
     else:
-        raise HybridjetError(f"events: expected a jets.h5 path, JetArrays/JetDataset or a feature array, "
-                             f"got {type(events).__name__}")
+        raise HybridjetError(f"events: expected a jets.h5 path, RootEvents, an awkward array of events, "
+                             f"JetArrays/JetDataset or a feature array, got {type(events).__name__}")

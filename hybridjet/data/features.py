@@ -141,7 +141,8 @@ def _check_finite(features: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FeatureSet:
     """One feature set: what its columns are called for J jet slots, how they are computed from jets.h5's arrays
-    (``compute(jets, mask, n_particles, tau, kinematics)`` -> [N, F]), whether it needs the τ dataset, the periodic
+    (``compute(jets, mask, n_particles, tau, kinematics)`` -> [N, F]), whether it needs the τ dataset and the particle
+    count, the periodic
     embedding's initial frequency spread that did best for it (docs/HISTORY.md), and whether it holds m_jj (which a
     weakly supervised search on m_jj regions must not see). A new feature set is one record in
     :data:`FEATURE_SETS`."""
@@ -150,6 +151,7 @@ class FeatureSet:
     names: Callable[[int], list[str]]
     compute: Callable[..., np.ndarray]
     needs_tau: bool = False
+    needs_particle_count: bool = True
     periodic_sigma: float = 0.3
     holds_mjj: bool = True
     description: str = ""
@@ -165,7 +167,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {record.name: record for record in (
                periodic_sigma=0.1, description="fourvec + tau21, tau32 per jet and of the heavier/lighter jet"),
     FeatureSet("highlevel", lambda j: list(HIGHLEVEL_NAMES),
                lambda jets, mask, n, tau, kin: highlevel_features(kin["mass"], mask, tau), needs_tau=True,
-               holds_mjj=False, description="the LHCO anomaly-detection features: m_j1, delta m_j, tau21 of both"),
+               needs_particle_count=False, holds_mjj=False, description="the LHCO anomaly-detection features: m_j1, delta m_j, tau21 of both"),
 )}
 
 

@@ -83,8 +83,19 @@ def _register_score(subparsers: Any) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished hybridjet run directory (hybrid, ablation, text or gbdt)")
-    p.add_argument("jets", metavar="JETS_H5", nargs="+", help="jets.h5 files from 'hybridjet cluster'")
-    p.add_argument("--out", required=True, help="scores file to write (its other splits are kept)")
+    p.add_argument("jets", metavar="EVENTS", nargs="+",
+                   help="jets.h5 files from 'hybridjet cluster', or ROOT files (.root) with a tree of events holding a "
+                        "jet collection (--tree, --fields)")
+    p.add_argument("--out", required=True,
+                   help="scores file to write: .h5 (its other splits are kept), or a table, .parquet or .root (a "
+                        "TTree 'scores': event_id, label and a column per run; scoring the same events with another "
+                        "run adds its column)")
+    p.add_argument("--column", default=None, help="a table's column for this run's scores (default: the run "
+                                                  "directory's name)")
+    p.add_argument("--tree", default="Events", help="the tree of a ROOT input (default: Events)")
+    p.add_argument("--fields", default="nanoaod", metavar="PRESET|YAML",
+                   help="where a ROOT input's jets are: nanoaod (FatJet_pt ... tau1..3, nPFCand, event; the default), "
+                        "delphes (FatJet.PT ... Tau), or a YAML mapping of hybridjet.JetFields' fields")
     p.add_argument("--split", default=None,
                    help="split name inside the scores file, for one input (default: all; with several inputs each "
                         "file's split is its name without .h5)")
@@ -105,6 +116,14 @@ def _score(args: argparse.Namespace) -> int:
     from hybridjet.api import load_run
     from hybridjet.data.store import check_unique_ids, count_jets_events, jets_per_event
     from hybridjet.errors import HybridjetError
+    from hybridjet.eval.score_tables import (
+        TABLE_WHAT,
+        check_table_output,
+        column_name,
+        is_score_table,
+        table_kind,
+        write_score_table,
+    )
     from hybridjet.eval.scores import SCORES_WHAT, data_identity, is_scores_file, write_scores
     from hybridjet.io_utils import check_writable
     from hybridjet.llm.backbone import resolve_device
@@ -114,14 +133,28 @@ def _score(args: argparse.Namespace) -> int:
     quiet_third_party(progress_bars=args.progress)
     if args.batch_size is not None and args.batch_size < 1:
         raise HybridjetError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    table = table_kind(args.out)
     splits = _splits_of(args.jets, args.split)
+    if table is not None and len(args.jets) > 1:
+        raise HybridjetError(f"--out: a {table} table holds the events of one input; expected one EVENTS file (or an "
+                             ".h5 scores file, a split per input)")
     # every input and the output checked before the model loads and anything is written
-    check_writable(args.out, inputs=tuple(args.jets), replaces=is_scores_file, what=SCORES_WHAT)
+    if table is not None:
+        column = column_name(args.run_dir, args.column)
+        check_writable(args.out, inputs=tuple(args.jets), replaces=is_score_table, what=TABLE_WHAT)
+        check_table_output(args.out)
+    else:
+        check_writable(args.out, inputs=tuple(args.jets), replaces=is_scores_file, what=SCORES_WHAT)
     inputs = scoring_inputs(args.run_dir)
+    sources: list[Any] = []
     for jets in args.jets:
+        if Path(jets).suffix.lower() == ".root":
+            sources.append(_root_source(jets, args.tree, args.fields, inputs))
+            continue
         count_jets_events(jets)
         inputs.check_n_jets(jets_per_event(jets), jets)
         check_unique_ids(jets)
+        sources.append(jets)
     device = None
     if args.device:
         try:
@@ -135,16 +168,21 @@ def _score(args: argparse.Namespace) -> int:
     where = getattr(clf, "device", "cpu")
     print(f"loaded {args.run_dir} ({type(clf).__name__}{', dense' if args.dense else ''}, {where}) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
-    for jets, split in zip(args.jets, splits, strict=True):
+    for jets, source, split in zip(args.jets, sources, splits, strict=True):
         started = time.perf_counter()
-        event_id, score, label = _score_file(clf, jets, args.batch_size, args.progress)
+        event_id, score, label = _score_file(clf, source, args.batch_size, args.progress)
         seconds = time.perf_counter() - started
-        out = write_scores(args.out, split=split, event_id=event_id, score=score, label=label,
-                           attrs={"model": clf.model_kind, "score_kind": "probability",
-                                  "run": str(Path(args.run_dir)), "dense": bool(args.dense)},
-                           split_attrs=data_identity(jets))
+        if table is not None:
+            write_score_table(args.out, event_id, label, column, score)
+            where = f"{args.out} [column {column}]"
+        else:
+            out = write_scores(args.out, split=split, event_id=event_id, score=score, label=label,
+                               attrs={"model": clf.model_kind, "score_kind": "probability",
+                                      "run": str(Path(args.run_dir)), "dense": bool(args.dense)},
+                               split_attrs=data_identity(jets))
+            where = f"{out} [{split}]"
         print(f"scored {len(score):,} events of {jets} in {seconds:.1f} s "
-              f"({len(score) / max(seconds, 1e-9):,.0f} events/s) -> {out} [{split}]", flush=True)
+              f"({len(score) / max(seconds, 1e-9):,.0f} events/s) -> {where}", flush=True)
     if getattr(clf, "compiled_artifacts_read", 0):
         print(f"compiled kernels: {clf.compiled_artifacts_read} artifacts read from this machine's cache", flush=True)
     if getattr(clf, "compiled_artifacts_kept", None) is not None:
@@ -153,8 +191,20 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_file(clf: Any, jets: str, batch_size: int | None, progress: bool) -> tuple[Any, Any, Any]:
-    """``(event_id, score, label)`` arrays of every event of ``jets``, in file order."""
+def _root_source(path: str, tree: str, fields: str, inputs: Any) -> Any:
+    """A ROOT input as :class:`RootEvents`, its tree and every branch the run needs checked (no event read)."""
+    from hybridjet.data.columnar import RootEvents, check_root_events, parse_fields
+    from hybridjet.data.features import get_feature_set
+
+    source = RootEvents(path, tree, parse_fields(fields))
+    record = get_feature_set(inputs.feature_set)
+    check_root_events(source, record.needs_tau, record.needs_particle_count)
+    return source
+
+
+def _score_file(clf: Any, jets: Any, batch_size: int | None, progress: bool) -> tuple[Any, Any, Any]:
+    """``(event_id, score, label)`` arrays of every event of ``jets`` (a path or :class:`RootEvents`), in file
+    order."""
     import numpy as np
 
     ids, scores, labels = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)], [np.zeros(0, np.int8)]
@@ -175,7 +225,7 @@ def _splits_of(inputs: list[str], split: str | None) -> list[str]:
         return [split or "all"]
     if split is not None:
         raise HybridjetError("--split: names the split of one input; with several, each file's split is its name")
-    names = [Path(jets).name.removesuffix(".h5") for jets in inputs]
+    names = [Path(jets).name.removesuffix(".h5").removesuffix(".root") for jets in inputs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise HybridjetError(f"JETS_H5: several inputs would share the split {repeated[0]!r} (their file names); "

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hybridjet import __version__
+from hybridjet.data.columnar import scores_like
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.events import EventFeatures, iter_event_batches
 from hybridjet.data.features import Normalizer
@@ -176,7 +177,7 @@ class GradientBoostedTrees:
         """Signal probabilities of ``events`` (a jets.h5 path read in chunks, JetArrays/JetDataset, or a raw feature
         array as :func:`hybridjet.data.features.event_features` returns it)."""
         out = [probs for _, probs in self.iter_probabilities(events, batch_size, progress)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return scores_like(events, np.concatenate(out) if out else np.zeros(0, np.float32))
 
     def iter_probabilities(self, events: Any, batch_size: int | None = None,
                            progress: bool = False) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
