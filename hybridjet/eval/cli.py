@@ -16,7 +16,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Compare classifier runs scored on the same events: AUC with a bootstrap interval, accuracy, "
             "background rejection 1/eps_B at eps_S = 0.3 and 0.5, max SIC, cost. Writes comparison.md, "
-            "comparison.json, roc.png (rejection vs signal efficiency) and roc_tpr_fpr.png into --out."
+            "comparison.json, roc.png (rejection vs signal efficiency), roc_tpr_fpr.png, roc_sic.png (rejection "
+            "and SIC side by side) and scores.png (each run's score for signal and background) into --out, in a HEP "
+            "style (--style)."
         ),
     )
     p.add_argument(
@@ -39,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-eff-b", type=float, default=1e-4, metavar="F",
                    help="runs scored on a resonance search's signal region: SIC only over cuts keeping eps_B >= F "
                         "(default 1e-4)")
+    p.add_argument("--style", default=None, metavar="STYLE",
+                   help="the figures' style: hep (mplhep's ROOT-like, the default), ATLAS, CMS, LHCb, ALICE, DUNE "
+                        "(each also labels the panels '<experiment> Simulation'), or plain (matplotlib's own)")
     p.add_argument("--min-background", type=float, default=0.0, metavar="N",
                    help="... and keeping at least N background events (default 0)")
     p.set_defaults(handler=_compare)
@@ -59,12 +64,13 @@ def _compare(args: argparse.Namespace) -> int:
         raise HybridjetError(str(err).replace("evaluation.min_eff_b", "--min-eff-b")
                              .replace("evaluation.min_background", "--min-background")) from None
     report = compare_runs(args.run_dirs, split=args.split, out=args.out, n_boot=args.bootstrap,
-                          reference=args.reference, sic_floor=floor, common_events=args.common_events)
+                          reference=args.reference, sic_floor=floor, common_events=args.common_events,
+                          style=args.style)
     print(report.table())
     print(report.notes())
     out = Path(args.out)
-    names = ("comparison.md", "comparison.json", "roc.png", "roc_tpr_fpr.png") + (("sic.png",) if report.sic_curves
-                                                                                   else ())
+    names = ("comparison.md", "comparison.json", "roc.png", "roc_tpr_fpr.png", "roc_sic.png", "scores.png") + \
+        (("sic.png",) if report.sic_curves else ())
     print(f"wrote {', '.join(str(out / n) for n in names)}")
     return 0
 

@@ -36,6 +36,9 @@ class Report:
     gaps: list[dict[str, Any]] = field(default_factory=list)  # paired AUC gaps: the reference minus each other
     sic_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (eff_s, SIC)
     sic_bands: list[dict[str, Any]] = field(default_factory=list)  # max SIC over the seeds of one search setting
+    # the events' labels and each model's scores, for the score distributions (not written to the JSON)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------------------------------ table
     def table(self, fmt: str = "markdown") -> str:
@@ -382,6 +385,7 @@ def compare_runs(
     reference: str | None = None,
     sic_floor: SicFloor | None = None,
     common_events: bool = False,
+    style: str | None = None,
 ) -> Report:
     """Compare runs (``<run>/scores.h5`` + ``<run>/metrics.json``) on the same events of ``split``.
 
@@ -392,8 +396,15 @@ def compare_runs(
     resonance search's signal-region events (``selection = signal_region``, as ``hybridjet anomaly`` writes them)
     also get max SIC above ``sic_floor``, the search's S/B and S/√B before and after the cut, and ``sic.png``.
     ``common_events``: compare on the events every run scored (a run scored on a subset of the others' events),
-    instead of refusing runs scored on different event sets.
+    instead of refusing runs scored on different event sets. ``style``: the figures' (:data:`plots.STYLES`;
+    default ``hep`` where mplhep is installed); they also show ROC and SIC side by side (``roc_sic.png``) and each
+    model's score distributions for signal and background (``scores.png``).
     """
+    from hybridjet.eval import plots
+
+    style = style or plots.default_style()
+    with plots.plot_style(style):  # an unknown style, or one without mplhep, is one line before any work
+        pass
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise HybridjetError("no run directories given")
@@ -407,17 +418,13 @@ def compare_runs(
     ref_ids, ref_labels = ref.event_id[ref_order], ref.label[ref_order]
     scores: dict[str, np.ndarray] = {}
     info: dict[str, dict[str, Any]] = {}
-    for d, (meta, ss) in zip(dirs, loaded, strict=True):
+    names = _distinct_names(dirs, [str(meta["name"]) for meta, _ in loaded])
+    for d, name, (meta, ss) in zip(dirs, names, loaded, strict=True):
         order = _order(ss.event_id, shared)
         _check_same_events(ref_dir, ref_ids, d, ss.event_id[order])
         n_diff = int(np.sum(ss.label[order] != ref_labels))
         if n_diff:
             raise HybridjetError(f"runs {ref_dir} and {d} disagree on the label of {n_diff} events")
-        name = str(meta["name"])
-        if name in scores:
-            name = f"{name} ({d.name})"
-        if name in scores:
-            raise HybridjetError(f"two runs are both named {name!r}; rename one in its metrics.json")
         scores[name] = ss.score[order]
         row_info = {k: meta.get(k) for k in INFO_FIELDS if meta.get(k) is not None}
         row_info["model"] = meta.get("model")
@@ -426,6 +433,7 @@ def compare_runs(
             row_info["threshold"] = 0.5 if ss.attrs["score_kind"] == "probability" else 0.0
         info[name] = row_info
     report = evaluate(ref_labels, scores, info, n_boot=n_boot, reference=reference)
+    report.labels, report.scores = ref_labels, scores
     report.meta = {"split": split, "runs": [str(d) for d in dirs], "n_events": int(len(ref_ids)),
                    "data": next((ss.split_attrs.get("data") for _, ss in loaded if ss.split_attrs.get("data")), None)}
     if unverified and len(dirs) > 1:  # runs from before scores files named their data: matched by event ids only
@@ -437,8 +445,28 @@ def compare_runs(
             row.update(extra[row["name"]])
         report.sic_bands = seed_bands(report.rows, [meta for meta, _ in loaded], report.level)
     if out is not None:
-        write_report(report, out)
+        write_report(report, out, style)
     return report
+
+
+def _distinct_names(dirs: list[Path], names: list[str]) -> list[str]:
+    """Each run's name; runs sharing one (a study's ``seed0`` of several methods) are told apart by as much of their
+    path as it takes (``gbdt/n300/seed0``)."""
+    out = list(names)
+    for name in set(names):
+        clash = [i for i, n in enumerate(names) if n == name]
+        if len(clash) < 2:
+            continue
+        parts = [dirs[i].resolve().parts for i in clash]
+        for depth in range(1, max(len(p) for p in parts) + 1):
+            tails = ["/".join(p[-depth:]) for p in parts]
+            if len(set(tails)) == len(tails):
+                break
+        else:  # the same run given more than once: numbered
+            tails = [name] + [f"{name} ({k + 2})" for k in range(len(clash) - 1)]
+        for i, tail in zip(clash, tails, strict=True):
+            out[i] = tail if depth > 1 or tail != name else f"{name} ({tail})"
+    return out
 
 
 def seed_bands(rows: list[dict[str, Any]], metas: list[dict[str, Any]], level: float = 0.68) -> list[dict[str, Any]]:
@@ -463,22 +491,29 @@ def seed_bands(rows: list[dict[str, Any]], metas: list[dict[str, Any]], level: f
     return out
 
 
-def write_report(report: Report, out: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``comparison.md``, ``comparison.json``, ``roc.png`` and ``roc_tpr_fpr.png`` into ``out``."""
+def write_report(report: Report, out: str | os.PathLike[str], style: str | None = None) -> dict[str, Path]:
+    """Write ``comparison.md``, ``comparison.json`` and the figures into ``out``: ``roc.png`` (rejection),
+    ``roc_tpr_fpr.png``, ``roc_sic.png`` (rejection and SIC side by side), ``scores.png`` (the score distributions,
+    when the report holds the scores) and, for a search's runs, ``sic.png``; in ``style``."""
+    from hybridjet.eval import plots
+
     out = Path(out)
     paths = {
         "markdown": out / "comparison.md",
         "json": out / "comparison.json",
         "roc": out / "roc.png",
         "roc_tpr_fpr": out / "roc_tpr_fpr.png",
+        "roc_sic": out / "roc_sic.png",
     }
     with atomic_path(paths["markdown"], suffix=".md") as tmp:
         tmp.write_text(report.table() + "\n" + report.notes())
     report.to_json(paths["json"])
-    report.plot_roc(paths["roc"])
-    report.plot_tpr_fpr(paths["roc_tpr_fpr"])
-    if report.sic_curves:
-        from hybridjet.eval import plots
-
-        paths["sic"] = plots.plot_sic(report.sic_curves, out / "sic.png", report.rows[0].get("floor_eff_b"))
+    with plots.plot_style(style or plots.default_style()):
+        report.plot_roc(paths["roc"])
+        report.plot_tpr_fpr(paths["roc_tpr_fpr"])
+        plots.plot_rejection_and_sic(report, paths["roc_sic"])
+        if report.scores and report.labels is not None:
+            paths["scores"] = plots.plot_score_distributions(report.labels, report.scores, out / "scores.png")
+        if report.sic_curves:
+            paths["sic"] = plots.plot_sic(report.sic_curves, out / "sic.png", report.rows[0].get("floor_eff_b"))
     return paths

@@ -1,8 +1,14 @@
-"""ROC plots of a comparison report (matplotlib, Agg backend, PNG written atomically)."""
+"""The figures of a comparison, a resonance search and a study (matplotlib on the Agg backend, PNG written
+atomically), in a HEP style through mplhep: :func:`plot_style` sets it for the figures drawn inside it
+(``plain``: matplotlib's own; ``hep``: mplhep's ROOT-like style, the default; an experiment's — ATLAS, CMS, LHCb,
+ALICE, DUNE — also labels each panel "<experiment> Simulation")."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from itertools import cycle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,21 +20,87 @@ from hybridjet.io_utils import atomic_path
 if TYPE_CHECKING:  # pragma: no cover
     from hybridjet.eval.compare import Report
 
+#: plot styles by name -> mplhep's style (None: matplotlib's own)
+STYLES = {"plain": None, "hep": "ROOT", "ATLAS": "ATLAS", "CMS": "CMS", "LHCb": "LHCb2", "ALICE": "ALICE",
+          "DUNE": "DUNE"}
+_EXPERIMENTS = {"ATLAS": "atlas", "CMS": "cms", "LHCb": "lhcb", "ALICE": "alice", "DUNE": "dune"}
+_current_style: contextvars.ContextVar[str] = contextvars.ContextVar("hybridjet_plot_style", default="plain")
+
+
+@contextlib.contextmanager
+def plot_style(name: str = "hep") -> Iterator[None]:
+    """Draw the figures made inside in style ``name`` (one of :data:`STYLES`)."""
+    from hybridjet.errors import HybridjetError
+
+    if name not in STYLES:
+        raise HybridjetError(f"--style: expected one of {', '.join(STYLES)}, got {name!r}")
+    rc: dict[str, Any] = {}
+    if STYLES[name] is not None:
+        try:
+            import mplhep
+        except ImportError:
+            raise HybridjetError(f"--style {name}: needs mplhep (pip install 'hybridjet[plots]'), or --style "
+                                 "plain") from None
+        rc = _flat_style(getattr(mplhep.style, STYLES[name]))
+    import matplotlib
+
+    token = _current_style.set(name)
+    try:
+        with matplotlib.rc_context(rc):
+            yield
+    finally:
+        _current_style.reset(token)
+
+
+def default_style() -> str:
+    """``hep`` where mplhep is installed, else ``plain``."""
+    import importlib.util
+
+    return "hep" if importlib.util.find_spec("mplhep") is not None else "plain"
+
+
+def _flat_style(style: Any) -> dict[str, Any]:
+    """An mplhep style (a dict, or a list of dicts applied in order) as one rc mapping."""
+    if isinstance(style, dict):
+        return dict(style)
+    out: dict[str, Any] = {}
+    for part in style:
+        if isinstance(part, dict):
+            out.update(part)
+    return out
+
+
 _COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 _STYLES = ("-", "--", "-.", (0, (1, 1)), (0, (5, 1, 1, 1, 1, 1)))
 
 
-def _figure() -> tuple[Any, Any]:
-    """A standalone figure on the Agg canvas (no pyplot state, works headless and leaves notebooks alone)."""
+def _new_figure(panels: int = 1, width: float = 6.4, height: float = 5.2) -> Any:
+    """A standalone figure on the Agg canvas (no pyplot state, works headless and leaves notebooks alone), sized
+    ``width`` x ``height`` per panel (a HEP style's larger fonts get 1.4x that)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 5.2), dpi=120, layout="constrained")
+    scale = 1.0 if _current_style.get() == "plain" else 1.4
+    fig = Figure(figsize=(scale * width * panels, scale * height), dpi=120 if scale == 1.0 else 90,
+                 layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure() -> tuple[Any, Any]:
+    """One panel: :func:`_new_figure` and its axes."""
+    fig = _new_figure()
     return fig, fig.add_subplot()
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Label the panels with the experiment of the style, if it names one, and write the PNG atomically."""
+    experiment = _EXPERIMENTS.get(_current_style.get())
+    if experiment is not None:
+        import mplhep
+
+        for ax in fig.axes:
+            getattr(mplhep, experiment).label(ax=ax, data=False, loc=0, fontsize="small")
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
@@ -177,11 +249,7 @@ def plot_learning_curves(series: dict[str, dict[str, list[dict[str, Any]]]], pat
     """Learning curves: per metric (``series`` maps a metric's axis label to its series) a panel of that metric
     against the training size N (log axis), each method's median over seeds with its 68% band; a method is a list
     of ``{"n", "median", "lo", "hi"}`` points."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0 * len(series), 4.6), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _new_figure(len(series), 5.0, 4.6)
     axes = fig.subplots(1, len(series), squeeze=False)[0]
     for ax, (label, methods) in zip(axes, series.items(), strict=True):
         for (name, points), style in zip(methods.items(), _styles(len(methods)), strict=True):
@@ -225,3 +293,86 @@ def plot_auc_gaps(gaps: dict[str, list[dict[str, Any]]], reference: str, path: s
     ax.grid(True, which="major", alpha=0.5)
     ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
     return _save(fig, path)
+
+
+def plot_rejection_and_sic(report: Report, path: str | os.PathLike[str], min_background: int = 10) -> Path:
+    """Two panels side by side: background rejection 1/ε_B and SIC = ε_S/√ε_B against ε_S, one curve per model;
+    SIC over the cuts keeping at least ``min_background`` background events (below that it is noise)."""
+    fig = _new_figure(2)
+    left, right = fig.subplots(1, 2)
+    n_background = report.rows[0]["n_background"]
+    floor = min_background / max(n_background, 1)
+    for row, style in zip(report.rows, _styles(len(report.rows)), strict=True):
+        eff_s, eff_b = report.curves[row["name"]]
+        ok = (eff_b > 0) & (eff_s > 0)
+        left.plot(eff_s[ok], 1.0 / eff_b[ok], label=row["name"], **style)
+        kept = ok & (eff_b >= floor)
+        sic = eff_s[kept] / np.sqrt(eff_b[kept])
+        best = float(sic.max()) if sic.size else float("nan")
+        right.plot(eff_s[kept], sic, label=f"{row['name']} (max {best:.2f})", **style)
+    x = np.linspace(0.01, 1.0, 200)
+    left.plot(x, 1.0 / x, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="Random")
+    right.axhline(1.0, color="0.45", linestyle=(0, (4, 3)), linewidth=1.2, label="No cut (SIC = 1)")
+    left.set_yscale("log")
+    left.set_ylim(bottom=1.0)
+    left.set_ylabel("Background rejection 1/ε$_B$")
+    right.set_ylabel("SIC = ε$_S$/√ε$_B$")
+    right.set_ylim(bottom=0.0)
+    for ax in (left, right):
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("Signal efficiency ε$_S$")
+        ax.grid(True, which="major", alpha=0.5)
+    left.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    right.legend(loc="upper right", fontsize=8, framealpha=0.9,
+                 title=f"cuts keeping ≥ {min_background} background events", title_fontsize=8)
+    return _save(fig, path)
+
+
+def plot_score_distributions(labels: np.ndarray, scores: dict[str, np.ndarray], path: str | os.PathLike[str],
+                             bins: int = 40) -> Path:
+    """Per model a panel of its score's distribution for signal and background (unit area, filled by ``hist``, drawn
+    by mplhep where installed), on the score's own range; the last column's events without a label are left out."""
+    import math
+
+    n = len(scores)
+    columns = min(n, 3)
+    rows = math.ceil(n / columns)
+    fig = _new_figure(columns, 4.6, 3.8 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, (name, values) in zip(axes, scores.items(), strict=False):
+        values = np.asarray(values, np.float64)
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
+        for cls, label, color in ((0, "background", _COLORS[0]), (1, "signal", _COLORS[1])):
+            chosen = values[labels == cls]
+            counts, edges = _histogram(chosen, bins, lo, hi)
+            area = counts.sum() * (edges[1] - edges[0])
+            density = counts / area if area > 0 else counts
+            _step(ax, density, edges, f"{label} ({len(chosen):,})", color)
+        ax.set_xlabel(f"{name} score")
+        ax.set_ylabel("Events (unit area)")
+        ax.set_yscale("log")
+        ax.legend(loc="upper center", fontsize=8, framealpha=0.9)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def _histogram(values: np.ndarray, bins: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of ``values`` in ``bins`` regular bins on [lo, hi] (``hist`` where installed)."""
+    try:
+        import hist
+    except ImportError:
+        counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+        return counts.astype(float), edges
+    h = hist.Hist(hist.axis.Regular(bins, lo, hi, name="score")).fill(np.clip(values, lo, hi))
+    return h.values().astype(float), h.axes[0].edges
+
+
+def _step(ax: Any, density: np.ndarray, edges: np.ndarray, label: str, color: str) -> None:
+    try:
+        import mplhep
+    except ImportError:
+        ax.stairs(density, edges, label=label, color=color, linewidth=1.6)
+        return
+    mplhep.histplot(density, edges, ax=ax, label=label, color=color, linewidth=1.6, histtype="step")

@@ -128,9 +128,10 @@ def write_search_report(out: str | os.PathLike[str], records: list[dict[str, Any
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         series.setdefault(f"{r['method']} {r['label_mode']}", []).append({"s_over_b": r["s_over_b"], **r["max_sic"]})
-    plots.plot_max_sic_vs_sb(series, paths["max_sic"], title=f"max SIC on the {split} split")
     floor = rows[0]["floor_eff_b"] if rows else None
-    for sb, named in curves.items():
-        paths[f"sic_{sb:g}"] = plots.plot_sic(named, out / f"sic_sb{sb:g}.png", floor,
-                                              title=f"injected S/B {100 * sb:.3g}%")
+    with plots.plot_style(plots.default_style()):
+        plots.plot_max_sic_vs_sb(series, paths["max_sic"], title=f"max SIC on the {split} split")
+        for sb, named in curves.items():
+            paths[f"sic_{sb:g}"] = plots.plot_sic(named, out / f"sic_sb{sb:g}.png", floor,
+                                                  title=f"injected S/B {100 * sb:.3g}%")
     return paths

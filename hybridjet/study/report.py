@@ -126,13 +126,14 @@ def write_report(cfg: Any, records: list[dict[str, Any]], test_file: Path, secon
                       for m in dict.fromkeys(r["method"] for r in rows)} for key, label in METRICS.items()
               if key != "rejection_at_0.3"}
     write_json(paths["json"], {"meta": meta, "summary": rows, "gaps": gaps, "curves": series, "runs": records})
-    paths["curves"] = plots.plot_learning_curves(series, out / "learning_curves.png",
-                                                 f"{cfg.name}: median and 68% band over seeds, {meta['n_test']:,} "
-                                                 "test events")
-    if gaps:
-        by_control: dict[str, list[dict[str, Any]]] = {}
-        for g in gaps:
-            by_control.setdefault(g["control"], []).append(g)
-        paths["gaps"] = plots.plot_auc_gaps(by_control, reference, out / "auc_gaps.png", cfg.name)
+    with plots.plot_style(plots.default_style()):
+        paths["curves"] = plots.plot_learning_curves(series, out / "learning_curves.png",
+                                                     f"{cfg.name}: median and 68% band over seeds, "
+                                                     f"{meta['n_test']:,} test events")
+        if gaps:
+            by_control: dict[str, list[dict[str, Any]]] = {}
+            for g in gaps:
+                by_control.setdefault(g["control"], []).append(g)
+            paths["gaps"] = plots.plot_auc_gaps(by_control, reference, out / "auc_gaps.png", cfg.name)
     print("\n" + text)
     return paths, rows

@@ -46,3 +46,33 @@ def test_compare_cli_missing_run_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("hybridjet: error:") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("style", ["hep", "CMS", "plain"])
+def test_compare_draws_roc_beside_sic_and_the_score_distributions_in_a_style(two_runs, tmp_path, capsys, style):
+    out = tmp_path / style
+    assert main(["compare", str(two_runs[0]), str(two_runs[1]), "--out", str(out), "--bootstrap", "0",
+                 "--style", style]) == 0
+    printed = capsys.readouterr().out
+    for name in ("roc_sic.png", "scores.png", "roc.png"):
+        assert str(out / name) in printed and (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unknown_plot_style_is_one_line_before_any_file(two_runs, tmp_path, capsys):
+    assert main(["compare", str(two_runs[0]), "--out", str(tmp_path / "r"), "--style", "D0"]) == 2
+    err = capsys.readouterr().err
+    assert "--style: expected one of plain, hep, ATLAS, CMS" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_runs_of_the_same_name_are_told_apart_by_their_paths(tmp_path, capsys):
+    # a study's runs: every one is 'seed0'; compare names them by as much of the path as tells them apart
+    from eval_helpers import make_run
+
+    a = make_run(tmp_path / "gbdt" / "n300", "seed0", 2.0, seed=1)
+    b = make_run(tmp_path / "hybrid" / "n300", "seed0", 1.0, seed=2)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 0
+    table = capsys.readouterr().out
+    assert "| gbdt/n300/seed0 |" in table and "| hybrid/n300/seed0 |" in table
+    assert main(["compare", str(a), str(a), "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 0
+    assert "| seed0 (2) |" in capsys.readouterr().out  # the same run twice: numbered
