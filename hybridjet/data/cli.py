@@ -53,7 +53,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("cluster", help="Cluster LHCO events into jets (fastjet), writing jets.h5",
                               description="Cluster LHCO-format events into jets with fastjet, chunk by chunk.",
                               epilog=_EPILOG_CLUSTER, formatter_class=fmt)
-    p.add_argument("input", metavar="IN.h5", help="LHCO-format event file")
+    p.add_argument("input", metavar="IN", help="LHCO-format event file (.h5), or a ROOT file (.root) with a tree of "
+                                               "particles (--tree, --fields)")
+    p.add_argument("--tree", default="Delphes", help="the tree of a ROOT input (default: Delphes)")
+    p.add_argument("--fields", default="delphes", metavar="PRESET|YAML",
+                   help="where a ROOT input's particles are: delphes (Particle.PT/Eta/Phi/Mass, Status 1, neutrinos "
+                        "left out; the default) or a YAML mapping of hybridjet.data.columnar.ParticleFields' fields")
     p.add_argument("--out", required=True, metavar="jets.h5", help="output jets file")
     p.add_argument("--radius", type=float, default=1.0, metavar="R", help="jet radius (default 1.0)")
     p.add_argument("--algorithm", choices=("antikt", "kt", "cambridge"), default="antikt",
@@ -129,9 +134,14 @@ def _cluster(args: argparse.Namespace) -> int:
         raise HybridjetError(f"--min-pt must be >= 0, got {args.min_pt}")
     if args.scheduler is not None and args.executor != "dask":
         raise HybridjetError("--scheduler needs --executor dask")
+    root = None
+    if args.input.lower().endswith(".root"):
+        from hybridjet.data.columnar import RootParticles, parse_particle_fields
+
+        root = RootParticles(args.input, args.tree, parse_particle_fields(args.fields))
     summary = cluster(args.input, args.out, radius=args.radius, algorithm=args.algorithm, n_jets=args.n_jets,
                       min_pt=args.min_pt, workers=args.workers, chunk_size=args.chunk_size, progress=args.progress,
-                      executor=args.executor, scheduler=args.scheduler)
+                      executor=args.executor, scheduler=args.scheduler, root=root)
     print(summary)
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from hybridjet.data.columnar import RootParticles
 from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
 from hybridjet.data.store import JETS_WHAT, JetArrays, is_jets_file, write_jets
 from hybridjet.errors import HybridjetError, InputFileError
@@ -227,9 +229,26 @@ def cluster_particles_loop(
     return {"jets": out_jets, "jet_mask": mask, "constituents": constituents}
 
 
-def _cluster_chunk(in_path: str, start: int, stop: int, params: dict[str, Any]) -> JetArrays:
-    (events,) = list(iter_lhco(in_path, chunk_size=stop - start, start=start, stop=stop))
-    return _cluster_events(events, params)
+@dataclass(frozen=True)
+class LHCOSource:
+    """An LHCO-format file as the clustering's input (the other kind: a particle-level ROOT tree,
+    :class:`~hybridjet.data.columnar.RootParticles`); picklable, so that workers read their own chunks."""
+
+    path: str
+
+    def count(self) -> int:
+        return count_events(self.path)
+
+    def labelled(self) -> bool:
+        return is_labelled(self.path)
+
+    def read(self, start: int, stop: int) -> LHCOEvents:
+        (events,) = list(iter_lhco(self.path, chunk_size=stop - start, start=start, stop=stop))
+        return events
+
+
+def _cluster_chunk(source: Any, start: int, stop: int, params: dict[str, Any]) -> JetArrays:
+    return _cluster_events(source.read(start, stop), params)
 
 
 def _cluster_events(events: LHCOEvents, params: dict[str, Any]) -> JetArrays:
@@ -255,8 +274,10 @@ def cluster(
     stop: int | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    root: RootParticles | None = None,
 ) -> ClusterSummary:
-    """Cluster an LHCO-format file into ``out`` (jets.h5): J leading jets, masks, tau_1..3, labels, event ids.
+    """Cluster an LHCO-format file into ``out`` (jets.h5): J leading jets, masks, tau_1..3, labels, event ids; or,
+    with ``root``, the particles of a ROOT tree (``in_path`` is then ``root.path``).
 
     ``executor="local"`` runs the chunks here (``workers`` processes); ``executor="dask"`` submits them to a
     ``dask.distributed`` cluster: the one at ``scheduler`` (an address such as ``tcp://host:8786``; its workers
@@ -275,10 +296,13 @@ def cluster(
         raise HybridjetError("a dask scheduler address needs executor 'dask' (--executor dask)")
     client_factory = _dask_client_factory() if executor == "dask" else None
     jet_definition(algorithm, radius)  # validates radius
-    n_total = count_events(in_path)
+    source: Any = root if root is not None else LHCOSource(str(in_path))
+    if root is not None:
+        root.branches()  # every branch there, before any work
+    n_total = source.count()
     if n_total == 0:
         raise InputFileError(in_path, "holds no events (0 rows); nothing to cluster")
-    labelled = is_labelled(in_path)
+    labelled = source.labelled()
     check_writable(out, inputs=(in_path,), replaces=is_jets_file, what=JETS_WHAT)  # before the clustering
     stop = n_total if stop is None else min(stop, n_total)
     ranges = [(s, min(s + chunk_size, stop)) for s in range(start, stop, chunk_size)]
@@ -288,14 +312,14 @@ def cluster(
     bar = tqdm(total=stop - start, unit="ev", unit_scale=True, desc="cluster", disable=not progress, smoothing=0.1)
     with bar:
         if client_factory is not None:
-            parts, workers = _run_dask(str(Path(in_path).resolve()), ranges, params, workers, scheduler,
-                                       client_factory, bar)
+            absolute = dataclasses.replace(source, path=str(Path(source.path).resolve()))
+            parts, workers = _run_dask(absolute, ranges, params, workers, scheduler, client_factory, bar)
         elif workers == 1 or len(ranges) <= 1:
             for s, e in ranges:
-                parts.append(_cluster_chunk(str(in_path), s, e, params))
+                parts.append(_cluster_chunk(source, s, e, params))
                 bar.update(e - s)
         else:
-            parts = _run_parallel(str(in_path), ranges, params, workers, bar)
+            parts = _run_parallel(source, ranges, params, workers, bar)
     if parts:
         arrays = JetArrays.concatenate(parts)
     else:
@@ -312,7 +336,7 @@ def cluster(
     return ClusterSummary(str(out), len(arrays), n_fewer, n_jets, seconds, workers)
 
 
-def _run_parallel(in_path: str, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
+def _run_parallel(source: Any, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
                   bar: Any) -> list[JetArrays]:
     results: dict[int, JetArrays] = {}
     ctx = mp.get_context("spawn")
@@ -324,7 +348,7 @@ def _run_parallel(in_path: str, ranges: list[tuple[int, int]], params: dict[str,
             while queue or pending:
                 while queue and len(pending) < 2 * workers:  # bounded: a few chunks in flight per worker
                     i, (s, e) = queue.pop()
-                    pending[pool.submit(_cluster_chunk, in_path, s, e, params)] = i
+                    pending[pool.submit(_cluster_chunk, source, s, e, params)] = i
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     i = pending.pop(fut)
@@ -349,7 +373,7 @@ def _dask_client_factory() -> Any:
     return Client, LocalCluster
 
 
-def _run_dask(in_path: str, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
+def _run_dask(source: Any, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
               scheduler: str | None, client_factory: Any, bar: Any) -> tuple[list[JetArrays], int]:
     """Cluster every chunk as a dask task; returns the parts in input order and the number of dask workers."""
     from dask.distributed import as_completed
@@ -366,7 +390,7 @@ def _run_dask(in_path: str, ranges: list[tuple[int, int]], params: dict[str, Any
             except (OSError, TimeoutError) as exc:
                 raise HybridjetError(f"dask scheduler {scheduler}: cannot connect ({exc})") from None
         n_workers = max(len(client.nthreads()), 1)
-        futures = [client.submit(_cluster_chunk, in_path, s, e, params, pure=False) for s, e in ranges]
+        futures = [client.submit(_cluster_chunk, source, s, e, params, pure=False) for s, e in ranges]
         index = {fut.key: i for i, fut in enumerate(futures)}
         results: dict[int, JetArrays] = {}
         try:

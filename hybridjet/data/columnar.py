@@ -379,3 +379,148 @@ def check_root_events(events: RootEvents, needs_tau: bool, needs_particle_count:
 def count_root_events(path: str | Path, tree: str) -> int:
     """Entries of ``tree`` in ``path``."""
     return int(open_tree(path, tree).num_entries)
+
+
+# --- particle-level ROOT trees, for clustering ---
+
+@dataclass(frozen=True)
+class ParticleFields:
+    """Where an event's particles are in a particle-level ROOT tree (``hybridjet cluster events.root``).
+
+    Args:
+        collection: the particle collection (Delphes: ``Particle``, or an ``EFlow*`` collection).
+        pt, eta, phi: their fields; ``mass``: "" for massless particles (as the LHCO files have them).
+        status: a field whose value must be ``final_state`` for a particle to be clustered ("" : every particle).
+        pid: the PDG id field; particles whose ``|pid|`` is in ``invisible`` (neutrinos) are left out ("" : none).
+        event_id, label: event-level fields ("" : the row number; no labels).
+    """
+
+    collection: str = "Particle"
+    pt: str = "PT"
+    eta: str = "Eta"
+    phi: str = "Phi"
+    mass: str = "Mass"
+    status: str = "Status"
+    final_state: int = 1
+    pid: str = "PID"
+    invisible: tuple[int, ...] = (12, 14, 16)
+    event_id: str = ""
+    label: str = ""
+
+
+PARTICLE_PRESETS: dict[str, ParticleFields] = {
+    "delphes": ParticleFields(),  # the generator particles of a Delphes tree: stable, neutrinos left out
+}
+
+
+def parse_particle_fields(value: str | dict[str, Any] | ParticleFields | None) -> ParticleFields:
+    """A :class:`ParticleFields` from a preset name, a YAML file or a mapping (``None``: ``delphes``)."""
+    if value is None:
+        return PARTICLE_PRESETS["delphes"]
+    if isinstance(value, ParticleFields):
+        return value
+    source = "particle fields"
+    if isinstance(value, str):
+        if value in PARTICLE_PRESETS:
+            return PARTICLE_PRESETS[value]
+        path = Path(value)
+        if not path.is_file():
+            raise HybridjetError(f"--fields: expected a preset ({', '.join(PARTICLE_PRESETS)}) or a YAML file of "
+                                 f"particle fields, got {value!r}")
+        import yaml
+
+        try:
+            value = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise InputFileError(path, f"not a readable YAML mapping of particle fields ({type(err).__name__})") from None
+        source = str(path)
+    if not isinstance(value, dict):
+        raise HybridjetError(f"{source}: expected a mapping of particle fields")
+    known = {f.name for f in dataclasses.fields(ParticleFields)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise HybridjetError(f"{source}.{unknown[0]}: unknown field; expected some of {', '.join(sorted(known))}")
+    changes = dict(value)
+    for key, item in changes.items():
+        if key == "final_state":
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise HybridjetError(f"{source}.final_state: expected an integer status, got {item!r}")
+        elif key == "invisible":
+            if not isinstance(item, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in item):
+                raise HybridjetError(f"{source}.invisible: expected a list of PDG ids, got {item!r}")
+            changes[key] = tuple(item)
+        elif not isinstance(item, str):
+            raise HybridjetError(f"{source}.{key}: expected a field name, got {item!r}")
+    return dataclasses.replace(PARTICLE_PRESETS["delphes"], **changes)
+
+
+@dataclass(frozen=True)
+class RootParticles:
+    """A particle-level ROOT tree as ``hybridjet cluster``'s input: :meth:`read` gives the events ``start:stop``
+    as massless-or-massive particle records, as the LHCO reader gives them."""
+
+    path: str
+    tree: str
+    fields: ParticleFields = dataclasses.field(default_factory=ParticleFields)
+
+    def branches(self) -> dict[str, tuple[str, str]]:
+        """Branch -> (particle / event, field), every one checked to exist in the tree."""
+        f = self.fields
+        handle = open_tree(self.path, self.tree)
+        keys = set(handle.keys())
+        if hasattr(handle, "branches"):
+            keys |= set(handle.keys(recursive=True, full_paths=False))
+        wanted: dict[str, tuple[str, str]] = {}
+        for field in (f.pt, f.eta, f.phi, f.mass, f.status, f.pid):
+            if not field:
+                continue
+            branch = _branch(keys, f.collection, field)
+            if branch is None:
+                raise InputFileError(self.path, f"no branch of particle field {field!r} in collection "
+                                                f"{f.collection!r} (looked for {f.collection}_{field} and "
+                                                f"{f.collection}.{field}); expected the particles' branches (set "
+                                                "--fields)")
+            wanted[branch] = ("particle", field)
+        for field in (f.event_id, f.label):
+            if field and field not in keys:
+                raise InputFileError(self.path, f"no branch {field!r} (an event-level field); expected it, or set "
+                                                "--fields")
+            if field:
+                wanted[field] = ("event", field)
+        return wanted
+
+    def count(self) -> int:
+        """The tree's events."""
+        return int(open_tree(self.path, self.tree).num_entries)
+
+    def labelled(self) -> bool:
+        """Whether the events carry truth labels."""
+        return bool(self.fields.label)
+
+    def read(self, start: int, stop: int) -> Any:
+        """Events ``start:stop`` as :class:`~hybridjet.data.lhco.LHCOEvents` (the particles to cluster)."""
+        import awkward as ak
+
+        from hybridjet.data.lhco import LHCOEvents
+
+        f = self.fields
+        wanted = self.branches()
+        chunk = open_tree(self.path, self.tree).arrays(list(wanted), entry_start=start, entry_stop=stop, library="ak")
+        values = {field: _read(chunk, b) for b, (kind, field) in wanted.items() if kind == "particle"}
+        keep = values[f.pt] > 0
+        if f.status:
+            keep = keep & (values[f.status] == f.final_state)
+        if f.pid:
+            for pdg in f.invisible:
+                keep = keep & (abs(values[f.pid]) != pdg)
+        mass = values[f.mass][keep] if f.mass else ak.zeros_like(values[f.pt][keep])
+        particles = ak.zip({"pt": values[f.pt][keep], "eta": values[f.eta][keep], "phi": values[f.phi][keep],
+                            "mass": mass}, with_name="Momentum4D")
+        particles = ak.values_astype(particles, np.float64)
+        n = stop - start
+        event_id = np.arange(start, stop, dtype=np.int64) if not f.event_id else \
+            ak.to_numpy(_read(chunk, f.event_id)).astype(np.int64)
+        labels = None if not f.label else ak.to_numpy(_read(chunk, f.label)).astype(np.int8)
+        if len(event_id) != n:
+            raise InputFileError(self.path, f"read {len(event_id)} events of {n} asked for; a damaged tree")
+        return LHCOEvents(particles=particles, labels=labels, event_id=event_id)
