@@ -45,7 +45,7 @@ from hybridjet.data.lhco import (
     is_hybridjet_events,
 )
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path, check_writable
+from hybridjet.io_utils import atomic_path, check_writable, lock_folder
 
 PROCESSES = ("qcd", "wprime")
 SQRT_S = 13000.0
@@ -312,9 +312,6 @@ def generate(
     ``chunk_events`` (each its own seeded stream, the same file whatever ``workers``); the chunks a killed run
     finished with the same settings are kept and reused.
     """
-    global _local_bar
-    from tqdm.auto import tqdm
-
     pythia_settings(process, seed, mx, my, mwprime)  # validates process and masses
     if n_events < 1 or workers < 1:
         raise HybridjetError("n_events and workers must be >= 1")
@@ -322,6 +319,24 @@ def generate(
     if chunk_events < 1:
         raise HybridjetError(f"chunk_events must be >= 1, got {chunk_events}")
     counts = _split_counts_by_chunk(n_events, chunk_events)
+    # one generate per output at a time: a second one would share (and clear) the first one's chunks
+    lock_name = f".{Path(out).name}.lock"
+    lock = lock_folder(Path(out).parent, lock_name, f"generating events into {Path(out).name}")
+    try:
+        summary = _generate_locked(process, n_events, seed, out, mx, my, mwprime, workers, progress, chunk_events,
+                                   counts)
+        (Path(out).parent / lock_name).unlink(missing_ok=True)  # still held: a process that opened it is refused
+    finally:
+        os.close(lock)
+    return summary
+
+
+def _generate_locked(process: str, n_events: int, seed: int, out: PathLike, mx: float, my: float, mwprime: float,
+                     workers: int, progress: bool, chunk_events: int, counts: list[int]) -> GenerateSummary:
+    """:func:`generate` under its output's lock."""
+    global _local_bar
+    from tqdm.auto import tqdm
+
     chunks = ChunkStore(out, {"process": process, "n_events": n_events, "seed": seed, "mx": mx, "my": my,
                               "mwprime": mwprime, "chunk_events": chunk_events, "version": 1})
     todo = [c for c in range(len(counts)) if not chunks.done(c)]

@@ -31,6 +31,31 @@ def test_generation_is_deterministic(tmp_path):
     assert (np.asarray(events.particles.pt[:, 0]) > 0).all()
 
 
+def test_a_second_generate_into_the_same_file_is_refused_while_the_first_runs(tmp_path):
+    """Before: two generates of one output shared its chunks; the one that finished first removed them, and the
+    other crashed with a traceback (FileNotFoundError of a chunk's temporary file)."""
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(tmp_path / '.qcd.h5.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'4242')\nprint('held', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(HybridjetError, match=r"another hybridjet process \(pid 4242\) is generating events into "
+                                                 r"qcd.h5"):
+            generate("qcd", 3, 5, tmp_path / "qcd.h5", progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    generate("qcd", 3, 5, tmp_path / "qcd.h5", progress=False)  # the first gone: this one runs, and tidies up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qcd.h5"]
+
+
 @pytest.mark.slow
 def test_the_same_events_whatever_the_workers(tmp_path):
     one = generate("qcd", 7, 5, tmp_path / "w1.h5", workers=1, progress=False, chunk_events=3)
