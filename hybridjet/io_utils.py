@@ -291,29 +291,46 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22, memo: bool =
 def lock_folder(folder: PathLike, name: str, doing: str) -> int:
     """Create ``folder`` if needed and hold an exclusive lock on its ``name`` file (an flock: a process that dies
     holds nothing) for as long as the returned descriptor is open; the file holds the holder's pid. Another holder
-    is one line saying it is ``doing`` something there. The lock file is never replaced nor removed."""
+    is one line saying it is ``doing`` something there. The lock file is never replaced; :func:`release_lock`
+    removes it safely."""
     import fcntl
 
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        if is_full_disk(exc):
-            raise full_disk_error(folder / name, exc) from None
-        raise OutputPathError(folder, f"cannot be written ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    for _ in range(8):  # a lock file removed by its holder (release_lock) between our open and flock: again
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if is_full_disk(exc):
+                raise full_disk_error(folder / name, exc) from None
+            raise OutputPathError(folder, f"cannot be written ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise HybridjetError(f"{folder}: another hybridjet process (pid {holder}) is {doing}; wait for it to "
+                                 "finish or choose another folder") from None
+        except OSError:  # a file system without flock (some network mounts): go on unlocked, as the model cache does
+            pass
+        try:
+            same = os.stat(folder / name).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
         os.close(fd)
-        raise HybridjetError(f"{folder}: another hybridjet process (pid {holder}) is {doing}; wait for it to "
-                             "finish or choose another folder") from None
-    except OSError:  # a file system without flock (some network mounts): go on unlocked, as the model cache does
-        pass
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    raise HybridjetError(f"{folder}: its lock {name} keeps being replaced; expected one hybridjet process at a time")
+
+
+def release_lock(folder: PathLike, name: str, fd: int) -> None:
+    """Remove a lock file :func:`lock_folder` gave, then let it go: a process that opened it meanwhile sees it gone
+    and takes a new one (so that no lock file is left behind)."""
+    with contextlib.suppress(OSError):
+        os.unlink(Path(folder) / name)
+    os.close(fd)
 
 
 def _finite_or_null(obj: Any) -> Any:

@@ -296,6 +296,8 @@ def cluster(
         raise HybridjetError("a dask scheduler address needs executor 'dask' (--executor dask)")
     client_factory = _dask_client_factory() if executor == "dask" else None
     jet_definition(algorithm, radius)  # validates radius
+    if root is not None:
+        in_path = root.path  # what is read, checked against the output and recorded
     source: Any = root if root is not None else LHCOSource(str(in_path))
     if root is not None:
         root.branches()  # every branch there, before any work

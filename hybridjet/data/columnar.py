@@ -125,8 +125,12 @@ def _field_names() -> list[str]:
 
 
 def is_awkward(events: Any) -> bool:
-    """Whether ``events`` is an awkward array (without importing awkward where it is not installed)."""
-    return type(events).__module__.startswith("awkward") and type(events).__name__ == "Array"
+    """Whether ``events`` is an awkward array, its subclasses included (coffea's NanoEvents, vector's momentum
+    arrays), without importing awkward where nothing has."""
+    import sys
+
+    awkward = sys.modules.get("awkward")
+    return awkward is not None and isinstance(events, awkward.Array)
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,10 @@ def scores_like(events: Any, probabilities: np.ndarray) -> Any:
 
 
 def jets_from_awkward(events: Any, fields: JetFields | None = None, n_jets: int = 2, needs_tau: bool = True,
-                      needs_particle_count: bool = True, source: str = "events") -> JetArrays:
+                      needs_particle_count: bool = True, source: str = "events", first_row: int = 0) -> JetArrays:
     """The ``n_jets`` leading jets by pT of each event of ``events`` as :class:`JetArrays` (missing jets masked),
-    with τ1..τ3 and the particle count where the feature set ``needs`` them (zeros, never read, where not)."""
+    with τ1..τ3 and the particle count where the feature set ``needs`` them (zeros, never read, where not); without
+    an event-number field the ids are the rows, counted from ``first_row`` (a chunk's place in its file)."""
     import awkward as ak
 
     fields = fields or JetFields()
@@ -193,10 +198,10 @@ def jets_from_awkward(events: Any, fields: JetFields | None = None, n_jets: int 
     count = np.zeros(n, np.int64)
     if needs_particle_count:
         count = _particle_count(events, jets, fields, source)
-    event_id = np.arange(n, dtype=np.int64) if not fields.event_id else \
-        _event_field(events, fields.event_id, source, "event numbers").astype(np.int64)
+    event_id = np.arange(first_row, first_row + n, dtype=np.int64) if not fields.event_id else \
+        _integers(_event_field(events, fields.event_id, source, "event numbers"), fields.event_id, source)
     label = np.full(n, -1, np.int8) if not fields.label else \
-        _event_field(events, fields.label, source, "labels 1 / 0").astype(np.int8)
+        _labels(_event_field(events, fields.label, source, "labels 1 / 0"), fields.label, source)
     arrays = JetArrays(vectors, mask, count, tau, label, event_id, {"source": source})
     for name, values in (("jets", vectors), ("tau", tau)):
         if not np.isfinite(values).all():
@@ -264,25 +269,43 @@ def _particle_count(events: Any, jets: Any, fields: JetFields, source: str) -> n
                         "'sum:nConstituents' for the jets' own counts)").astype(np.int64)
 
 
+def _integers(values: np.ndarray, name: str, source: str) -> np.ndarray:
+    """Event numbers: whole numbers, one per event."""
+    if values.dtype.kind not in "iu" and not (values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0)):
+        raise HybridjetError(f"{source}: event field {name!r}: expected whole event numbers, got {values.dtype}")
+    return values.astype(np.int64)
+
+
+def _labels(values: np.ndarray, name: str, source: str) -> np.ndarray:
+    """Truth labels: 1 signal, 0 background."""
+    bad = ~np.isin(values, (0, 1))
+    if bad.any():
+        raise HybridjetError(f"{source}: event field {name!r}: expected labels 1 (signal) or 0 (background), got "
+                             f"{values[bad][0].item()!r} in {int(bad.sum())} events")
+    return values.astype(np.int8)
+
+
 def _event_field(events: Any, name: str, source: str, what: str) -> np.ndarray:
     import awkward as ak
 
     if name not in getattr(events, "fields", []):
         raise HybridjetError(f"{source}: no event field {name!r}; expected {what}")
     values = events[name]
-    if values.ndim != 1:
-        raise HybridjetError(f"{source}: event field {name!r}: expected one value per event")
+    if values.ndim != 1 or not isinstance(ak.type(values).content, ak.types.NumpyType):
+        raise HybridjetError(f"{source}: event field {name!r}: expected one number per event")
     return ak.to_numpy(values)
 
 
 # --- ROOT trees through uproot ---
 
 def _branch(keys: set[str], collection: str, field: str) -> str | None:
-    """The branch of a collection's field in NanoAOD's (``FatJet_pt``) or Delphes' (``FatJet.PT``) naming."""
+    """The branch of a collection's field in NanoAOD's (``FatJet_pt``) or Delphes' (``FatJet.PT``, a fixed-size
+    array as ``FatJet.Tau[5]``) naming."""
     for name in (f"{collection}_{field}", f"{collection}.{field}", f"{collection}/{collection}.{field}"):
         if name in keys:
             return name
-    return None
+    sized = sorted(k for k in keys if k.startswith((f"{collection}.{field}[", f"{collection}/{collection}.{field}[")))
+    return sized[0] if sized else None
 
 
 def open_tree(path: str | Path, tree: str) -> Any:
@@ -346,13 +369,16 @@ def iter_root_jets(path: str | Path, tree: str, fields: JetFields, n_jets: int, 
 
     handle = open_tree(path, tree)
     wanted = _root_branches(handle, fields, needs_tau, needs_particle_count, Path(path))
+    first_row = 0
     for chunk in handle.iterate(list(wanted), step_size=chunk_events, library="ak"):
-        jets = ak.zip({field: _read(chunk, b) for b, (kind, field) in wanted.items() if kind == "jet"})
+        jets = ak.zip({field: _read(chunk, b) for b, (kind, field) in wanted.items() if kind == "jet"},
+                      depth_limit=2)  # the per-jet level: a field holding an array per jet (Tau[5]) stays one
         record = {field: _read(chunk, b) for b, (kind, field) in wanted.items() if kind == "event"}
         record[fields.collection or "jets"] = jets
         events = ak.zip(record, depth_limit=1)
         zipped = dataclasses.replace(fields, collection=fields.collection or "jets")
-        yield jets_from_awkward(events, zipped, n_jets, needs_tau, needs_particle_count, f"{path}:{tree}")
+        yield jets_from_awkward(events, zipped, n_jets, needs_tau, needs_particle_count, f"{path}:{tree}", first_row)
+        first_row += len(chunk)
 
 
 def _read(chunk: Any, branch: str) -> Any:
@@ -368,12 +394,29 @@ def _read(chunk: Any, branch: str) -> Any:
     return value
 
 
-def check_root_events(events: RootEvents, needs_tau: bool, needs_particle_count: bool) -> int:
-    """Check, before any work, that ``events``' tree exists and holds every branch the run needs; returns its
-    number of events."""
+def check_root_events(events: RootEvents, needs_tau: bool, needs_particle_count: bool) -> np.ndarray:
+    """Check, before any work, that ``events``' tree exists, holds events and every branch the run needs, and
+    that its event numbers (when the fields name them) do not repeat; returns the events' ids."""
     handle = open_tree(events.path, events.tree)
     _root_branches(handle, events.fields, needs_tau, needs_particle_count, Path(events.path))
-    return int(handle.num_entries)
+    n = int(handle.num_entries)
+    if n == 0:
+        raise InputFileError(events.path, f"tree {events.tree!r} holds no events; nothing to score")
+    if not events.fields.event_id:
+        return np.arange(n, dtype=np.int64)
+    import awkward as ak
+
+    where = f"{events.path}:{events.tree}"
+    record = ak.zip({events.fields.event_id: handle[events.fields.event_id].array(library="ak")}, depth_limit=1)
+    ids = _integers(_event_field(record, events.fields.event_id, where, "event numbers"), events.fields.event_id,
+                    where)
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        raise InputFileError(events.path, f"event field {events.fields.event_id!r} repeats {len(ids) - len(unique):,} "
+                                          f"number(s) (first: {int(unique[counts > 1][0])}); expected one id per "
+                                          "event (scores are matched to events by it), or fields.event_id: '' to "
+                                          "number the rows")
+    return ids
 
 
 def count_root_events(path: str | Path, tree: str) -> int:
@@ -518,9 +561,13 @@ class RootParticles:
                             "mass": mass}, with_name="Momentum4D")
         particles = ak.values_astype(particles, np.float64)
         n = stop - start
+        where = f"{self.path}:{self.tree}"
+        record = ak.zip({field: _read(chunk, b) for b, (kind, field) in wanted.items() if kind == "event"},
+                        depth_limit=1) if f.event_id or f.label else None
         event_id = np.arange(start, stop, dtype=np.int64) if not f.event_id else \
-            ak.to_numpy(_read(chunk, f.event_id)).astype(np.int64)
-        labels = None if not f.label else ak.to_numpy(_read(chunk, f.label)).astype(np.int8)
+            _integers(_event_field(record, f.event_id, where, "event numbers"), f.event_id, where)
+        labels = None if not f.label else _labels(_event_field(record, f.label, where, "labels 1 / 0"), f.label,
+                                                  where)
         if len(event_id) != n:
             raise InputFileError(self.path, f"read {len(event_id)} events of {n} asked for; a damaged tree")
         return LHCOEvents(particles=particles, labels=labels, event_id=event_id)

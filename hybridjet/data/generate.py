@@ -45,7 +45,7 @@ from hybridjet.data.lhco import (
     is_hybridjet_events,
 )
 from hybridjet.errors import HybridjetError, InputFileError
-from hybridjet.io_utils import atomic_path, check_writable, lock_folder
+from hybridjet.io_utils import atomic_path, check_writable, lock_folder, release_lock
 
 PROCESSES = ("qcd", "wprime")
 SQRT_S = 13000.0
@@ -325,9 +325,8 @@ def generate(
     try:
         summary = _generate_locked(process, n_events, seed, out, mx, my, mwprime, workers, progress, chunk_events,
                                    counts)
-        (Path(out).parent / lock_name).unlink(missing_ok=True)  # still held: a process that opened it is refused
     finally:
-        os.close(lock)
+        release_lock(Path(out).parent, lock_name, lock)
     return summary
 
 

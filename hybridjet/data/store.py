@@ -166,12 +166,17 @@ def jets_per_event(path: PathLike) -> int:
 
 def check_unique_ids(path: PathLike) -> None:
     """Refuse a jets.h5 file whose ``event_id`` repeats (scores are matched to events by id)."""
-    with _open(path) as f:
-        ids = np.asarray(f["event_id"][:], dtype=np.int64)
+    ids = read_event_ids(path)
     unique, counts = np.unique(ids, return_counts=True)
     if len(unique) != len(ids):
         raise InputFileError(path, f"dataset 'event_id' repeats {len(ids) - len(unique):,} id(s) (first: "
                                    f"{int(unique[counts > 1][0])}); expected one id per event")
+
+
+def read_event_ids(path: PathLike) -> np.ndarray:
+    """The ``event_id`` dataset of a jets.h5 file (8 bytes an event)."""
+    with _open(path) as f:
+        return np.asarray(f["event_id"][:], dtype=np.int64)
 
 
 def read_jets(path: PathLike, start: int | None = None, stop: int | None = None) -> JetArrays:

@@ -20,14 +20,16 @@ import numpy as np
 import torch
 
 from hybridjet import __version__
-from hybridjet.errors import HybridjetError
-from hybridjet.io_utils import atomic_path, check_writable
+from hybridjet.errors import HybridjetError, OutputPathError
+from hybridjet.io_utils import check_writable
 
 INPUT_NAME, OUTPUT_NAME = "features", "probability"
 PRODUCER = "hybridjet"
 #: the ONNX operator set the nets are exported with (onnxruntime 1.17 and later run it)
 OPSET = 18
 ONNX_WHAT = "an ONNX model hybridjet exported"
+#: the most onnxruntime's probabilities may differ from the run's (float32 through a transformer: ~1e-6)
+TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ def is_hybridjet_onnx(path: Path) -> bool:
 
 def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], model: str | None = None,
                 check_events: int = 256) -> OnnxExport:
-    """Export the run in ``run_dir`` to ``out`` (written atomically; an existing file only if hybridjet exported
-    it); ``model`` is the base LLM when the run's recorded one is not on this machine. Then, with onnxruntime
-    installed, score ``check_events`` sampled feature rows both ways and report the largest difference."""
+    """Export the run in ``run_dir`` to ``out``; ``model`` is the base LLM when the run's recorded one is not on this
+    machine. With onnxruntime installed, ``check_events`` sampled feature rows are scored both ways first, and an
+    export that differs from the run by more than :data:`TOLERANCE` is refused; only then is ``out`` written (by a
+    rename; an existing file only if hybridjet exported it, a large model's weights in ``<out>.data`` beside it)."""
     from hybridjet.api import load_run
     from hybridjet.run import read_run_metadata
 
@@ -68,13 +71,20 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], mo
         raise HybridjetError(f"{run_dir}: a text-baseline run cannot be exported to ONNX (it writes the numbers as "
                              "text and tokenizes them inside the model; ONNX has no tokenizer); expected a gbdt, "
                              "ablation or hybrid run")
+    trees = record.get("class") == "GradientBoostedTrees"
+    if not trees:
+        _require("onnxscript")  # torch's exporter: checked before a model loads
     out = Path(out)
     check_writable(out, inputs=(Path(run_dir) / "model.json",), replaces=is_hybridjet_onnx, what=ONNX_WHAT)
+    data = out.parent / (out.name + ".data")
+    if data.exists() and not (out.is_file() and is_hybridjet_onnx(out)):
+        raise OutputPathError(data, "exists beside an output hybridjet did not export; it would be replaced by the "
+                                    "model's weights: choose another name or move it away")
     clf = load_run(run_dir, model=model)
     if clf.normalizer is None or clf.feature_set is None:
         raise HybridjetError(f"{run_dir}: the run records no feature set and normalisation; expected a finished run")
     names = tuple(clf.normalizer.names)
-    if hasattr(clf, "trees"):
+    if trees:
         from hybridjet.deploy.onnx_trees import trees_model
 
         onnx_model = trees_model(clf.trees, clf.normalizer)
@@ -83,8 +93,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], mo
         kind = "hybrid" if clf.net.llm is not None else "ablation"
         onnx_model = _net_model(clf, len(names))
     _describe(onnx_model, run_dir, kind, clf.feature_set, names)
-    _save(onnx_model, out)
-    diff = _check_against_run(clf, out, check_events) if _has("onnxruntime") else None
+    diff = _save_checked(onnx_model, out, clf, check_events if _has("onnxruntime") else 0)
     return OnnxExport(out, kind, clf.feature_set, names, diff)
 
 
@@ -156,18 +165,34 @@ def _describe(onnx_model: Any, run_dir: Any, kind: str, feature_set: str, names:
         entry.key, entry.value = key, value
 
 
-def _save(onnx_model: Any, out: Path) -> None:
-    """Write the model atomically: one file, or past protobuf's 2 GB limit the weights in ``<out>.data`` beside it."""
+def _save_checked(onnx_model: Any, out: Path, clf: Any, check_events: int) -> float | None:
+    """Write the model into a folder of its own beside ``out`` (one file, or past protobuf's 2 GB limit the weights
+    in ``<out>.data`` too), check it against the run on ``check_events`` rows (0: no check), then move it into
+    place; returns the largest difference. Nothing is left behind on failure."""
+    import shutil
+    import tempfile
+
     import onnx
 
     large = onnx_model.ByteSize() > 1_800_000_000
-    with atomic_path(out, suffix=".onnx") as tmp:
-        if large:
-            # the weights land beside it (a path relative to the model file's folder, which is out's)
-            onnx.save_model(onnx_model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model_file = staging / out.name
+        if large:  # the weights' path is relative to the model's folder: the same name once moved
+            onnx.save_model(onnx_model, str(model_file), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=out.name + ".data")
         else:
-            onnx.save_model(onnx_model, str(tmp))
+            onnx.save_model(onnx_model, str(model_file))
+        diff = _check_against_run(clf, model_file, check_events) if check_events else None
+        if diff is not None and not diff <= TOLERANCE:
+            raise HybridjetError(f"export-onnx: onnxruntime's probabilities differ from the run's by {diff:.2e} "
+                                 f"(more than {TOLERANCE:g}) on sampled inputs; the export is not written")
+        if large:
+            (staging / (out.name + ".data")).replace(out.parent / (out.name + ".data"))
+        model_file.replace(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return diff
 
 
 def _check_against_run(clf: Any, out: Path, n: int) -> float:
@@ -175,7 +200,12 @@ def _check_against_run(clf: Any, out: Path, n: int) -> float:
     import onnxruntime as ort
 
     x = _sample_features(clf.normalizer, n, seed=1)
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    try:
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    except Exception as err:  # noqa: BLE001 - onnxruntime's errors are many kinds; one line says which
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HybridjetError(f"export-onnx: onnxruntime cannot run the exported model ({first[:200]}); the export "
+                             "is not written") from None
     want = clf.predict_proba(x)
     return float(np.abs(np.asarray(got, np.float64) - want).max()) if n else 0.0

@@ -120,10 +120,12 @@ def _score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hybridjet.api import load_run
-    from hybridjet.data.store import check_unique_ids, count_jets_events, jets_per_event
+    from hybridjet.data.store import check_unique_ids, count_jets_events, jets_per_event, read_event_ids
     from hybridjet.errors import HybridjetError
     from hybridjet.eval.score_tables import (
         TABLE_WHAT,
+        check_table_column,
+        check_table_events,
         check_table_output,
         column_name,
         is_score_table,
@@ -153,14 +155,20 @@ def _score(args: argparse.Namespace) -> int:
         check_writable(args.out, inputs=tuple(args.jets), replaces=is_scores_file, what=SCORES_WHAT)
     inputs = scoring_inputs(args.run_dir)
     sources: list[Any] = []
+    event_ids = None
     for jets in args.jets:
         if Path(jets).suffix.lower() == ".root":
-            sources.append(_root_source(jets, args.tree, args.fields, inputs))
+            source, event_ids = _root_source(jets, args.tree, args.fields, inputs)
+            sources.append(source)
             continue
         count_jets_events(jets)
         inputs.check_n_jets(jets_per_event(jets), jets)
         check_unique_ids(jets)
         sources.append(jets)
+        event_ids = read_event_ids(jets)
+    if table is not None:  # a table of other events, or a column of another run, is refused now, not after scoring
+        check_table_events(args.out, event_ids)
+        check_table_column(args.out, column, str(Path(args.run_dir).resolve()))
     device = None
     if args.device:
         try:
@@ -179,7 +187,7 @@ def _score(args: argparse.Namespace) -> int:
         event_id, score, label = _score_file(clf, source, args.batch_size, args.progress)
         seconds = time.perf_counter() - started
         if table is not None:
-            write_score_table(args.out, event_id, label, column, score)
+            write_score_table(args.out, event_id, label, column, score, str(Path(args.run_dir).resolve()))
             where = f"{args.out} [column {column}]"
         else:
             out = write_scores(args.out, split=split, event_id=event_id, score=score, label=label,
@@ -197,15 +205,15 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _root_source(path: str, tree: str, fields: str, inputs: Any) -> Any:
-    """A ROOT input as :class:`RootEvents`, its tree and every branch the run needs checked (no event read)."""
+def _root_source(path: str, tree: str, fields: str, inputs: Any) -> tuple[Any, Any]:
+    """A ROOT input as :class:`RootEvents` and its events' ids, its tree and every branch the run needs checked
+    (no jet read)."""
     from hybridjet.data.columnar import RootEvents, check_root_events, parse_fields
     from hybridjet.data.features import get_feature_set
 
     source = RootEvents(path, tree, parse_fields(fields))
     record = get_feature_set(inputs.feature_set)
-    check_root_events(source, record.needs_tau, record.needs_particle_count)
-    return source
+    return source, check_root_events(source, record.needs_tau, record.needs_particle_count)
 
 
 def _score_file(clf: Any, jets: Any, batch_size: int | None, progress: bool) -> tuple[Any, Any, Any]:

@@ -465,7 +465,10 @@ def _distinct_names(dirs: list[Path], names: list[str]) -> list[str]:
         else:  # the same run given more than once: numbered
             tails = [name] + [f"{name} ({k + 2})" for k in range(len(clash) - 1)]
         for i, tail in zip(clash, tails, strict=True):
-            out[i] = tail if depth > 1 or tail != name else f"{name} ({tail})"
+            out[i] = tail
+    repeated = sorted({n for n in out if out.count(n) > 1})
+    if repeated:  # a path's tail that is another run's name
+        raise HybridjetError(f"two runs would both be named {repeated[0]!r}; rename one in its metrics.json")
     return out
 
 

@@ -365,7 +365,8 @@ def _histogram(values: np.ndarray, bins: int, lo: float, hi: float) -> tuple[np.
     except ImportError:
         counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
         return counts.astype(float), edges
-    h = hist.Hist(hist.axis.Regular(bins, lo, hi, name="score")).fill(np.clip(values, lo, hi))
+    # the top edge is exclusive: the highest scores (many at exactly 1.0) would fall into the overflow
+    h = hist.Hist(hist.axis.Regular(bins, lo, hi, name="score")).fill(np.clip(values, lo, np.nextafter(hi, lo)))
     return h.values().astype(float), h.axes[0].edges
 
 

@@ -1,10 +1,11 @@
 """Scores as a table the analysis joins to its own: ``hybridjet score --out scores.parquet`` (or ``.root``, a
 TTree written by uproot) holds ``event_id``, ``label`` (-1: unknown) and one column of signal probabilities per
-run. Scoring the same events with another run adds its column to the file (replacing a column of the same name);
-a file hybridjet did not write, or one holding other events, is never replaced."""
+run. Scoring the same events with another run adds its column (the same run scored again replaces its own; another
+run's column is never replaced); a file hybridjet did not write, or one holding other events, is never replaced."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from hybridjet.errors import HybridjetError, InputFileError, OutputPathError
-from hybridjet.io_utils import atomic_path
+from hybridjet.io_utils import atomic_path, lock_folder, release_lock
 
 TABLE_FORMAT = "hybridjet.score_table"
 TABLE_WHAT = "a score table hybridjet wrote"
 TABLE_KINDS = {".parquet": "parquet", ".root": "root"}
 ROOT_TREE = "scores"
 _FORMAT_KEY = "hybridjet_format"
+_RUNS_KEY = "hybridjet_runs"
 _KEYS = ("event_id", "label")
 
 
@@ -49,6 +51,12 @@ def is_score_table(path: str | Path) -> bool:
 
 def read_score_table(path: str | Path) -> dict[str, np.ndarray] | None:
     """The columns of a score table hybridjet wrote, or ``None`` for another file of that kind."""
+    found = _read_table(path)
+    return None if found is None else found[0]
+
+
+def _read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """(columns, the run that wrote each score column) of a table hybridjet wrote, else ``None``."""
     path = Path(path)
     kind = table_kind(path)
     if kind == "parquet":
@@ -61,7 +69,8 @@ def read_score_table(path: str | Path) -> dict[str, np.ndarray] | None:
         meta = table.schema.metadata or {}
         if meta.get(_FORMAT_KEY.encode()) != TABLE_FORMAT.encode():
             return None
-        return {name: table.column(name).to_numpy() for name in table.column_names}
+        return ({name: table.column(name).to_numpy() for name in table.column_names},
+                _runs(meta.get(_RUNS_KEY.encode(), b"{}").decode()))
     if kind == "root":
         import uproot
 
@@ -70,10 +79,19 @@ def read_score_table(path: str | Path) -> dict[str, np.ndarray] | None:
                 marker = handle.get(_FORMAT_KEY)
                 if str(marker) != TABLE_FORMAT or ROOT_TREE not in handle:
                     return None
-                return {k: np.asarray(v) for k, v in handle[ROOT_TREE].arrays(library="np").items()}
+                runs = _runs(str(handle[_RUNS_KEY])) if _RUNS_KEY in handle else {}
+                return {k: np.asarray(v) for k, v in handle[ROOT_TREE].arrays(library="np").items()}, runs
         except Exception:  # noqa: BLE001 - uproot raises many kinds for a file that is not ROOT
             return None
     raise HybridjetError(f"{path}: expected a .parquet or .root score table")
+
+
+def _runs(text: str) -> dict[str, str]:
+    try:
+        runs = json.loads(text)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in runs.items()} if isinstance(runs, dict) else {}
 
 
 def check_table_output(path: str | Path) -> None:
@@ -88,6 +106,19 @@ def check_table_output(path: str | Path) -> None:
         _require("pyarrow", "text")
 
 
+def check_table_events(path: str | Path, event_id: Any) -> None:
+    """Refuse, before any scoring, an existing table at ``path`` that holds other events than ``event_id`` (in
+    that order): the new column could not join it."""
+    path = Path(path)
+    if not path.exists():
+        return
+    existing = read_score_table(path) or {}
+    held = existing.get("event_id", np.zeros(0, np.int64))
+    if len(held) != len(event_id) or not np.array_equal(held, np.asarray(event_id, np.int64)):
+        raise OutputPathError(path, "holds the scores of other events (its event_id column differs); expected "
+                                    "the same events in the same order, or another file")
+
+
 def _require(module: str, extra: str) -> None:
     import importlib.util
 
@@ -96,42 +127,61 @@ def _require(module: str, extra: str) -> None:
                              f"(pip install 'hybridjet[{extra}]')")
 
 
+def check_table_column(path: str | Path, column: str, run: str) -> None:
+    """Refuse, before any scoring, to put ``run``'s scores in a column of the table at ``path`` that holds another
+    run's (rescoring the same run replaces its column)."""
+    found = _read_table(path) if Path(path).exists() else None
+    if found is None:
+        return
+    _, runs = found
+    if column in runs and runs[column] != run:
+        raise OutputPathError(Path(path), f"column {column!r} holds the scores of run {runs[column]}; expected another "
+                                          f"--column for run {run}")
+
+
 def write_score_table(path: str | Path, event_id: np.ndarray, label: np.ndarray, column: str,
-                      scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Write ``column`` of ``scores`` into the table at ``path`` (a new table, or the existing one's other columns
-    kept when it holds the same events in the same order), atomically; returns the table written."""
+                      scores: np.ndarray, run: str = "") -> dict[str, np.ndarray]:
+    """Write ``column`` of ``scores`` (of ``run``) into the table at ``path`` (a new table, or the existing one's
+    other columns kept when it holds the same events in the same order), atomically, one writer at a time; returns
+    the table written."""
     path = Path(path)
     check_table_output(path)
-    columns: dict[str, np.ndarray] = {"event_id": np.asarray(event_id, np.int64), "label": np.asarray(label, np.int8)}
-    if path.exists():
-        existing = read_score_table(path) or {}
-        same = len(existing.get("event_id", [])) == len(event_id) and \
-            np.array_equal(existing["event_id"], columns["event_id"])
-        if not same:
-            raise OutputPathError(path, "holds the scores of other events (its event_id column differs); expected "
-                                        "the same events in the same order, or another file")
-        columns = {**existing, **columns}
-    columns[column] = np.asarray(scores, np.float32)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        if table_kind(path) == "root":
-            _write_root(tmp, columns)
-        else:
-            _write_parquet(tmp, columns)
+    lock_name = f".{path.name}.lock"
+    lock = lock_folder(path.parent, lock_name, f"writing the score table {path.name}")
+    try:
+        check_table_events(path, event_id)
+        check_table_column(path, column, run)
+        columns: dict[str, np.ndarray] = {"event_id": np.asarray(event_id, np.int64),
+                                          "label": np.asarray(label, np.int8)}
+        runs: dict[str, str] = {}
+        found = _read_table(path) if path.exists() else None
+        if found is not None:
+            columns, runs = {**found[0], **columns}, found[1]
+        columns[column] = np.asarray(scores, np.float32)
+        runs[column] = run
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            if table_kind(path) == "root":
+                _write_root(tmp, columns, runs)
+            else:
+                _write_parquet(tmp, columns, runs)
+    finally:
+        release_lock(path.parent, lock_name, lock)
     return columns
 
 
-def _write_parquet(tmp: Path, columns: dict[str, Any]) -> None:
+def _write_parquet(tmp: Path, columns: dict[str, Any], runs: dict[str, str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table(columns).replace_schema_metadata({_FORMAT_KEY: TABLE_FORMAT})
+    table = pa.table(columns).replace_schema_metadata({_FORMAT_KEY: TABLE_FORMAT, _RUNS_KEY: json.dumps(runs)})
     pq.write_table(table, tmp)
 
 
-def _write_root(tmp: Path, columns: dict[str, Any]) -> None:
+def _write_root(tmp: Path, columns: dict[str, Any], runs: dict[str, str]) -> None:
     import uproot
 
     with uproot.recreate(tmp) as handle:
         handle[_FORMAT_KEY] = TABLE_FORMAT  # a TObjString: the mark of a table hybridjet wrote
+        handle[_RUNS_KEY] = json.dumps(runs)  # which run wrote each score column
         handle.mktree(ROOT_TREE, {name: values.dtype for name, values in columns.items()})
         handle[ROOT_TREE].extend(columns)

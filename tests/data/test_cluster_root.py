@@ -73,3 +73,18 @@ def test_a_missing_particle_branch_names_it(lhco_file, tmp_path, capsys):
     mapping.write_text("collection: EFlowTrack\n")
     assert main(["cluster", str(events), "--out", str(tmp_path / "jets.h5"), "--fields", str(mapping)]) == 2
     assert "no branch of particle field 'PT' in collection 'EFlowTrack'" in capsys.readouterr().err
+
+
+def test_the_api_refuses_an_output_that_is_the_root_input(lhco_file, tmp_path):
+    """Before: cluster(in_path, out, root=...) checked the output against in_path, not the tree it read."""
+    from hybridjet.data.cluster import cluster
+    from hybridjet.data.columnar import RootParticles
+    from hybridjet.errors import OutputPathError
+
+    path, (pt, eta, phi, labels) = lhco_file
+    events = tmp_path / "delphes.root"
+    _delphes_tree(events, pt, eta, phi, labels)
+    before = events.read_bytes()
+    with pytest.raises(OutputPathError, match="is also the input"):
+        cluster("ignored.h5", events, root=RootParticles(str(events), "Delphes"), progress=False)
+    assert events.read_bytes() == before

@@ -176,3 +176,72 @@ def test_root_inputs_and_table_outputs_are_checked_before_the_model_loads(jets, 
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert notes.read_text() == "mine"
     assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "t.root").exists()
+
+
+def test_row_numbered_ids_run_on_across_a_trees_chunks(jets, tmp_path):
+    """Before: without an event-number field every 100k-event chunk numbered its events from 0 again."""
+    from hybridjet.data.columnar import iter_root_jets
+
+    events = tmp_path / "nano.root"
+    _write_tree(events, jets)
+    chunks = list(iter_root_jets(events, "Events", JetFields(event_id=""), 2, chunk_events=70))
+    ids = np.concatenate([c.event_id for c in chunks])
+    assert len(chunks) == 5 and np.array_equal(ids, np.arange(300))
+
+
+def test_awkward_subclasses_and_bad_event_fields(jets, trees):
+    """Before: vector's momentum arrays (and coffea's NanoEvents) were refused as 'not an awkward array'; labels of
+    2 or event numbers of 0.5 were cast silently."""
+    import vector
+
+    vector.register_awkward()
+    clf, root = trees
+    fields = _nanoaod(jets)
+    class NanoEventsLike(ak.Array):  # coffea's NanoEvents: an awkward subclass of its own for the events
+        pass
+
+    fat = ak.zip({k: fields["FatJet"][k] for k in fields["FatJet"].fields}, with_name="Momentum4D")
+    events = ak.zip({**fields, "FatJet": fat}, depth_limit=1, with_name="Event",
+                    behavior={**ak.behavior, ("*", "Event"): NanoEventsLike})
+    assert isinstance(events, NanoEventsLike) and type(events.FatJet).__name__ == "MomentumArray4D"
+    np.testing.assert_allclose(ak.to_numpy(clf.predict_proba(events)), clf.predict_proba(root / "jets.h5"), atol=1e-6)
+    bad = ak.zip({**fields, "truth": np.full(len(jets), 2)}, depth_limit=1)
+    with pytest.raises(HybridjetError, match="event field 'truth': expected labels 1 .* got 2 in 300 events"):
+        jets_from_awkward(bad, JetFields(label="truth"))
+    halves = ak.zip({**fields, "event": np.full(len(jets), 0.5)}, depth_limit=1)
+    with pytest.raises(HybridjetError, match="event field 'event': expected whole event numbers"):
+        jets_from_awkward(halves)
+
+
+def test_a_table_refuses_another_runs_column_and_repeated_event_numbers_before_scoring(jets, trees, tmp_path,
+                                                                                       capsys):
+    import shutil
+
+    _, root = trees
+    events = tmp_path / "nano.root"
+    _write_tree(events, jets)
+    out = tmp_path / "scores.parquet"
+    assert main(["score", str(root / "trees"), str(events), "--out", str(out)]) == 0
+    other = tmp_path / "elsewhere" / "trees"  # another run of the same name: its column would replace the first's
+    shutil.copytree(root / "trees", other)
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["score", str(other), str(events), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "column 'trees' holds the scores of run" in err and "expected another --column" in err
+    assert out.read_bytes() == before
+    assert main(["score", str(other), str(events), "--out", str(out), "--column", "trees_2"]) == 0
+    repeated = jets.subset(np.arange(len(jets)))
+    repeated.event_id[:] = 7
+    _write_tree(tmp_path / "repeated.root", repeated)
+    capsys.readouterr()
+    assert main(["score", str(root / "trees"), str(tmp_path / "repeated.root"), "--out", str(tmp_path / "r.h5")]) == 2
+    assert "event field 'event' repeats 299 number(s) (first: 7)" in capsys.readouterr().err
+
+
+def test_delphes_fixed_size_branches_are_found_by_their_names():
+    from hybridjet.data.columnar import _branch
+
+    keys = {"FatJet", "FatJet.PT", "FatJet.Tau[5]", "Jet.Tau[5]"}
+    assert _branch(keys, "FatJet", "PT") == "FatJet.PT" and _branch(keys, "FatJet", "Tau") == "FatJet.Tau[5]"
+    assert _branch(keys, "FatJet", "Mass") is None

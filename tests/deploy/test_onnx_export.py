@@ -70,3 +70,13 @@ def test_an_export_replaces_its_own_model_but_no_other_file(runs, tmp_path, caps
     assert "is not an ONNX model hybridjet exported" in capsys.readouterr().err
     assert notes.read_text() == "my notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.onnx"]  # no temporary left
+
+
+def test_a_weights_file_beside_the_output_that_is_not_ours_is_refused(runs, tmp_path, capsys):
+    """Before: onnx appends a large model's weights to an existing <out>.data, whoever wrote it."""
+    data = tmp_path / "model.onnx.data"
+    data.write_bytes(b"someone's weights")
+    assert main(["export-onnx", str(runs / "gbdt"), "--out", str(tmp_path / "model.onnx")]) == 2
+    assert "model.onnx.data: exists beside an output hybridjet did not export" in capsys.readouterr().err
+    assert data.read_bytes() == b"someone's weights" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.onnx.data"]

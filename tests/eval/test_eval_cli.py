@@ -76,3 +76,24 @@ def test_runs_of_the_same_name_are_told_apart_by_their_paths(tmp_path, capsys):
     assert "| gbdt/n300/seed0 |" in table and "| hybrid/n300/seed0 |" in table
     assert main(["compare", str(a), str(a), "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 0
     assert "| seed0 (2) |" in capsys.readouterr().out  # the same run twice: numbered
+
+
+def test_the_highest_scores_are_in_the_score_histogram():
+    """Before: hist's top edge is exclusive and the range ended at the highest score, so every event at it
+    (saturated probabilities: often most of the signal) fell into the overflow."""
+    import numpy as np
+
+    from hybridjet.eval.plots import _histogram
+
+    counts, edges = _histogram(np.array([0.1, 0.5, 1.0, 1.0, 1.0]), 4, 0.1, 1.0)
+    assert counts.sum() == 5 and counts[-1] == 3 and edges[-1] == 1.0
+
+
+def test_a_path_tail_that_is_another_runs_name_is_one_line(tmp_path, capsys):
+    from eval_helpers import make_run
+
+    a = make_run(tmp_path / "a", "x", 2.0, seed=1)  # named x, in a/x
+    b = make_run(tmp_path / "b", "x", 1.0, seed=2)  # named x, in b/x: told apart as a/x and b/x
+    c = make_run(tmp_path / "c", "a/x", 1.5, seed=3)  # named a/x
+    assert main(["compare", str(a), str(b), str(c), "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 2
+    assert "two runs would both be named 'a/x'" in capsys.readouterr().err
