@@ -49,6 +49,25 @@ RUN_ENTRIES = frozenset({RUN_MODEL_FILE, RUN_WEIGHTS_FILE, METRICS_FILE, SCORES_
                          "text_config.yaml", "eval.json", "trained.json", "fold0", RUN_LOCK, STUDY_RECORD})
 
 
+def training_holder(run_dir: PathLike) -> str | None:
+    """The pid of another process training into ``run_dir`` now (its :class:`RunClaim`), or ``None``."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(run_dir) / RUN_LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # releases the probe's lock too
+    return None
+
+
 class RunClaim:
     """One process's exclusive use of a run directory while it trains into it, and the tidy-up of a failed try.
 

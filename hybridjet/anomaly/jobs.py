@@ -24,6 +24,7 @@ from hybridjet.anomaly.kfold import train_kfold
 from hybridjet.data.weak import FoldFiles
 from hybridjet.errors import HybridjetError
 from hybridjet.eval.sic import SicFloor
+from hybridjet.workers import terminate_as_exit
 
 _thread_limits: Any = None  # a worker's limit on the native thread pools, held for the worker's life
 
@@ -75,12 +76,15 @@ def run_task(task: Task) -> tuple[dict[str, Any], float]:
     return metrics, time.perf_counter() - started
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int) -> None:
     import signal
 
     import torch
 
     from hybridjet.quiet import quiet_third_party
+    from hybridjet.workers import die_with_parent
+
+    die_with_parent(parent_pid)
 
     global _thread_limits
     # Ctrl-C is the parent's to handle: it stops every worker at once (a worker left to Lightning's handler would
@@ -184,9 +188,10 @@ def _run_in_workers(tasks: list[Task], workers: int, finished: Callable[[int, di
                     results: dict[int, dict[str, Any]]) -> None:
     ours_before = set(mp.active_children())
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                  initargs=(max(1, _cores() // workers),))
+                                  initargs=(max(1, _cores() // workers), os.getpid()))
     waiting = iter(enumerate(tasks))
     running: dict[cf.Future, int] = {}
+    stack = contextlib.ExitStack()
     failure: Exception | None = None
 
     def start(count: int) -> None:  # never more than the free workers: nothing waits in the pool's queue
@@ -194,6 +199,7 @@ def _run_in_workers(tasks: list[Task], workers: int, finished: Callable[[int, di
             running[pool.submit(run_task, task)] = i
 
     try:
+        stack.enter_context(terminate_as_exit())  # `kill` stops the workers as Ctrl-C does
         start(workers)
         while running:
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
@@ -220,6 +226,8 @@ def _run_in_workers(tasks: list[Task], workers: int, finished: Callable[[int, di
             process.join(10)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        stack.close()
     pool.shutdown(wait=True)
     if failure is not None:
         raise failure

@@ -30,6 +30,7 @@ from hybridjet.eval.metrics import auc
 from hybridjet.eval.scores import data_identity
 from hybridjet.eval.sic import SicFloor, max_sic
 from hybridjet.io_utils import write_json
+from hybridjet.run import training_holder
 from hybridjet.rundir import METRICS_FILE, SCORES_FILE, RunDir
 from hybridjet.train.methods import Method, train_model
 
@@ -142,6 +143,10 @@ def train_kfold(method: Method, mode: str, folds: list[FoldFiles], test: Path | 
                 fit_earlier += earlier
                 reused += 1
                 continue
+            holder = training_holder(run)
+            if holder is not None:  # e.g. a worker of a search that was killed, still training
+                raise HybridjetError(f"{run}: another process (pid {holder}) is training into it; expected it "
+                                     "stopped first (its finished fold models are kept)")
             (run / TRAINED).unlink(missing_ok=True)  # first: no stale mark may outlive a failed removal
             shutil.rmtree(run, ignore_errors=True)  # a model stopped midway, or of other settings
             model_seed = seed + 1000 * m + 100_000 * fold.fold

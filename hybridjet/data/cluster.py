@@ -30,6 +30,7 @@ from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
 from hybridjet.data.store import JETS_WHAT, JetArrays, is_jets_file, write_jets
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import check_writable
+from hybridjet.workers import die_with_parent
 
 ALGORITHMS = ("antikt", "kt", "cambridge")
 N_TAU = 3
@@ -342,7 +343,8 @@ def _run_parallel(source: Any, ranges: list[tuple[int, int]], params: dict[str, 
                   bar: Any) -> list[JetArrays]:
     results: dict[int, JetArrays] = {}
     ctx = mp.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                initargs=(os.getpid(),)) as pool:
         pending: dict[cf.Future[JetArrays], int] = {}
         queue = list(enumerate(ranges))
         queue.reverse()

@@ -233,8 +233,11 @@ def _report(accepted: int, generated: int) -> None:
         _local_bar.update(accepted)
 
 
-def _init_worker(q: Any) -> None:
+def _init_worker(q: Any, parent_pid: int) -> None:
+    from hybridjet.workers import die_with_parent
+
     global _progress_queue
+    die_with_parent(parent_pid)
     _progress_queue = q
 
 
@@ -373,7 +376,7 @@ def _generate_locked(process: str, n_events: int, seed: int, out: PathLike, mx: 
 def _run_workers(jobs: list[tuple[Any, ...]], workers: int, bar: Any) -> None:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(q, os.getpid())) as pool:
         futures = [pool.submit(_generate_chunk, *job) for job in jobs]
         while not all(f.done() for f in futures):
             try:

@@ -1,5 +1,6 @@
 """Several (method, mode, S/B, seed) trained at once in worker processes (``hybridjet anomaly --jobs N``)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -156,6 +157,33 @@ def test_ctrl_c_stops_every_worker_at_once_and_keeps_the_finished_folds(tmp_path
     assert _alive_in_group(proc.pid) == []  # no worker goes on training
     assert len(list(runs.glob("*/*/*/*/metrics.json"))) < 6
     assert list(runs.glob("*/*/*/*/fold*/trained.json"))  # the finished fold models are kept for the rerun
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_search_leaves_no_worker_training(tmp_path, resonance_file, search_file, how):
+    """Before: `kill` (or a batch system's time limit) ended the search but not its workers, which trained on into
+    the run folders the next try cleared and wrote (Lightning's SIGTERM handler kept them alive)."""
+    slow = {**METHODS["ablation"], "epochs": 300}
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"ablation": slow},
+                       modes=["idealized", "cwola"], injection={"s_over_b": [0.2]},
+                       training={"folds": 4, "seeds": [0, 1]}, evaluation={"min_background": 5})
+    proc = subprocess.Popen([*HYBRIDJET, "anomaly", "-c", str(path), "--no-progress", "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    runs = tmp_path / "out" / "runs"
+    try:
+        deadline = time.time() + 300
+        while not any(runs.glob("*/*/*/*/fold*/trained.json")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None and _alive_in_group(proc.pid), "the search ended before it could be killed"
+        os.kill(proc.pid, how)  # the search's own process only, as `kill PID` does
+        proc.communicate(timeout=90)
+        deadline = time.time() + 20
+        while _alive_in_group(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _alive_in_group(proc.pid) == []  # no worker goes on training
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_a_device_out_of_memory_is_one_line_naming_the_run(tmp_path, cwola_folds, monkeypatch):
