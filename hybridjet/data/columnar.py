@@ -80,23 +80,9 @@ def parse_fields(value: str | dict[str, Any] | JetFields | None) -> JetFields:
         return FIELD_PRESETS["nanoaod"]
     if isinstance(value, JetFields):
         return value
-    source = "fields"
-    if isinstance(value, str):
-        if value in FIELD_PRESETS:
-            return FIELD_PRESETS[value]
-        path = Path(value)
-        if not path.is_file():
-            raise HybridjetError(f"--fields: expected a preset ({', '.join(FIELD_PRESETS)}) or a YAML file of jet "
-                                 f"fields, got {value!r}")
-        import yaml
-
-        try:
-            value = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise InputFileError(path, f"not a readable YAML mapping of jet fields ({type(err).__name__})") from None
-        source = str(path)
-    if not isinstance(value, dict):
-        raise HybridjetError(f"{source}: expected a mapping of jet fields ({', '.join(_field_names())})")
+    preset, value, source = _mapping_or_preset(value, FIELD_PRESETS, "jet fields")
+    if preset is not None:
+        return preset
     known = set(_field_names())
     unknown = sorted(set(value) - known - {"preset"})
     if unknown:
@@ -118,6 +104,29 @@ def parse_fields(value: str | dict[str, Any] | JetFields | None) -> JetFields:
         elif not isinstance(item, str):
             raise HybridjetError(f"{source}.{key}: expected a field name, got {item!r}")
     return dataclasses.replace(base, **changes)
+
+
+def _mapping_or_preset(value: str | dict[str, Any], presets: dict[str, Any], what: str) -> tuple[Any, Any, str]:
+    """``(preset, None, "")`` for a preset's name, else ``(None, mapping, where it came from)`` of a YAML file's
+    mapping or a mapping given; anything else is one line."""
+    source = what.replace(" ", "_")
+    if isinstance(value, str):
+        if value in presets:
+            return presets[value], None, ""
+        path = Path(value)
+        if not path.is_file():
+            raise HybridjetError(f"--fields: expected a preset ({', '.join(presets)}) or a YAML file of {what}, got "
+                                 f"{value!r}")
+        import yaml
+
+        try:
+            value = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise InputFileError(path, f"not a readable YAML mapping of {what} ({type(err).__name__})") from None
+        source = str(path)
+    if not isinstance(value, dict):
+        raise HybridjetError(f"{source}: expected a mapping of {what}")
+    return None, value, source
 
 
 def _field_names() -> list[str]:
@@ -462,23 +471,9 @@ def parse_particle_fields(value: str | dict[str, Any] | ParticleFields | None) -
         return PARTICLE_PRESETS["delphes"]
     if isinstance(value, ParticleFields):
         return value
-    source = "particle fields"
-    if isinstance(value, str):
-        if value in PARTICLE_PRESETS:
-            return PARTICLE_PRESETS[value]
-        path = Path(value)
-        if not path.is_file():
-            raise HybridjetError(f"--fields: expected a preset ({', '.join(PARTICLE_PRESETS)}) or a YAML file of "
-                                 f"particle fields, got {value!r}")
-        import yaml
-
-        try:
-            value = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise InputFileError(path, f"not a readable YAML mapping of particle fields ({type(err).__name__})") from None
-        source = str(path)
-    if not isinstance(value, dict):
-        raise HybridjetError(f"{source}: expected a mapping of particle fields")
+    preset, value, source = _mapping_or_preset(value, PARTICLE_PRESETS, "particle fields")
+    if preset is not None:
+        return preset
     known = {f.name for f in dataclasses.fields(ParticleFields)}
     unknown = sorted(set(value) - known)
     if unknown:
