@@ -35,14 +35,16 @@ def plot_style(name: str = "hep") -> Iterator[None]:
     if name not in STYLES:
         raise HybridjetError(f"--style: expected one of {', '.join(STYLES)}, got {name!r}")
     rc: dict[str, Any] = {}
-    if STYLES[name] is not None:
-        try:
+    try:
+        import matplotlib
+
+        if STYLES[name] is not None:
             import mplhep
-        except ImportError:
-            raise HybridjetError(f"--style {name}: needs mplhep (pip install 'hybridjet[plots]'), or --style "
-                                 "plain") from None
-        rc = _flat_style(getattr(mplhep.style, STYLES[name]))
-    import matplotlib
+
+            rc = _flat_style(getattr(mplhep.style, STYLES[name]))
+    except ImportError as err:
+        raise HybridjetError(f"figures in style {name} need {err.name or 'matplotlib'}: pip install "
+                             "'hybridjet[plots]'") from None
 
     token = _current_style.set(name)
     try:
@@ -53,10 +55,11 @@ def plot_style(name: str = "hep") -> Iterator[None]:
 
 
 def default_style() -> str:
-    """``hep`` where mplhep is installed, else ``plain``."""
+    """``hep`` where mplhep (and matplotlib) are installed, else ``plain``."""
     import importlib.util
 
-    return "hep" if importlib.util.find_spec("mplhep") is not None else "plain"
+    found = all(importlib.util.find_spec(m) is not None for m in ("mplhep", "matplotlib"))
+    return "hep" if found else "plain"
 
 
 def _flat_style(style: Any) -> dict[str, Any]:

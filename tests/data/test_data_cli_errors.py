@@ -121,7 +121,8 @@ def test_a_killed_generate_leaves_its_chunks_and_no_output(tmp_path):
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else "generate ended before it was killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert _temps(tmp_path, "g.h5") == {chunks.name} and not (tmp_path / "g.h5").exists()  # kept, for a resume
+    # kept, for a resume; the lock the killed process held stays too (it holds nothing: the next generate takes it)
+    assert _temps(tmp_path, "g.h5") == {chunks.name, ".g.h5.lock"} and not (tmp_path / "g.h5").exists()
     assert (chunks / "settings.json").is_file() and not list(chunks.glob("chunk*.json"))  # no chunk finished
     # temporaries a later generate must keep: a live writer's (this test process) and one of another host
     live = temp_prefix("g.h5") + "abcdefgh.h5.tmp"
@@ -131,7 +132,7 @@ def test_a_killed_generate_leaves_its_chunks_and_no_output(tmp_path):
     result = _generate(tmp_path, "g.h5", events="2")  # other settings: the killed run's chunks are not reused
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "g.h5").is_file()
-    assert _temps(tmp_path, "g.h5") == {live, other_host}
+    assert _temps(tmp_path, "g.h5") == {live, other_host}  # and the lock gone with the generate that took it
 
 
 # ------------------------------------------------------------------------------------------ mix, inspect, cluster
