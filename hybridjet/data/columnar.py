@@ -338,12 +338,18 @@ def open_tree(path: str | Path, tree: str) -> Any:
     return handle[tree]
 
 
+def _branch_keys(tree: Any) -> set[str]:
+    """A tree's branch names; a TTree's nested (Delphes') branches by their short names too."""
+    keys = set(tree.keys())
+    if hasattr(tree, "branches"):
+        keys |= set(tree.keys(recursive=True, full_paths=False))
+    return keys
+
+
 def _root_branches(tree: Any, fields: JetFields, needs_tau: bool, needs_count: bool,
                    path: Path) -> dict[str, tuple[str, str]]:
     """Branch -> (where it goes: "jet" / "event", its field name), every needed one checked to exist."""
-    keys = set(tree.keys())
-    if hasattr(tree, "branches"):  # a TTree: Delphes' nested branches by their short names too
-        keys |= set(tree.keys(recursive=True, full_paths=False))
+    keys = _branch_keys(tree)
     wanted: dict[str, tuple[str, str]] = {}
     jet_fields = list(fields.momentum_fields()) + (list(fields.tau) if needs_tau else [])
     if needs_count and fields.n_particles.startswith("sum:"):
@@ -505,9 +511,7 @@ class RootParticles:
         """Branch -> (particle / event, field), every one checked to exist in the tree."""
         f = self.fields
         handle = open_tree(self.path, self.tree)
-        keys = set(handle.keys())
-        if hasattr(handle, "branches"):
-            keys |= set(handle.keys(recursive=True, full_paths=False))
+        keys = _branch_keys(handle)
         wanted: dict[str, tuple[str, str]] = {}
         for field in (f.pt, f.eta, f.phi, f.mass, f.status, f.pid):
             if not field:

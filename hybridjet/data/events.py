@@ -67,8 +67,7 @@ class EventFeatures:
             raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
         if feature_names(self.feature_set, n_jets) == list(self.normalizer.names):
             return
-        trained = next((j for j in range(1, 65) if feature_names(self.feature_set, j) == list(self.normalizer.names)),
-                       None)
+        trained = self._trained_slots()
         expected = f"{trained} jets per event, as the run was trained on" if trained else \
             f"the {len(self.normalizer.names)} features the run was trained on"
         raise HybridjetError(f"{source}: events with {n_jets} jet slots give other {self.feature_set!r} features "
@@ -77,16 +76,21 @@ class EventFeatures:
     def jet_slots(self) -> int:
         """The jet slots per event the run's features were computed from (2 where any number gives the same
         features, as for ``highlevel``)."""
-        names = list(self.normalizer.names)
         if self.feature_set is None:
             raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
-        if feature_names(self.feature_set, 1) == feature_names(self.feature_set, 2) == names:
+        if feature_names(self.feature_set, 1) == feature_names(self.feature_set, 2):
             return 2
-        slots = next((j for j in range(1, 65) if feature_names(self.feature_set, j) == names), None)
+        slots = self._trained_slots()
         if slots is None:
-            raise HybridjetError(f"model: its {len(names)} features are not the {self.feature_set!r} features of any "
-                                 "number of jets; expected a run hybridjet trained")
+            raise HybridjetError(f"model: its {len(self.normalizer.names)} features are not the "
+                                 f"{self.feature_set!r} features of any number of jets; expected a run hybridjet "
+                                 "trained")
         return slots
+
+    def _trained_slots(self) -> int | None:
+        """The number of jet slots whose features are this run's, if any."""
+        names = list(self.normalizer.names)
+        return next((j for j in range(1, 65) if feature_names(self.feature_set, j) == names), None)
 
     def from_awkward(self, events: Any) -> Any:
         """``JetArrays`` of an awkward array of events (NanoAOD's layout) or :class:`AwkwardEvents`, with the jet

@@ -109,11 +109,12 @@ def check_table_output(path: str | Path) -> None:
 def check_table_events(path: str | Path, event_id: Any) -> None:
     """Refuse, before any scoring, an existing table at ``path`` that holds other events than ``event_id`` (in
     that order): the new column could not join it."""
-    path = Path(path)
-    if not path.exists():
-        return
-    existing = read_score_table(path) or {}
-    held = existing.get("event_id", np.zeros(0, np.int64))
+    if Path(path).exists():
+        _check_events(Path(path), _read_table(path), event_id)
+
+
+def _check_events(path: Path, found: tuple[dict[str, np.ndarray], dict[str, str]] | None, event_id: Any) -> None:
+    held = (found or ({}, {}))[0].get("event_id", np.zeros(0, np.int64))
     if len(held) != len(event_id) or not np.array_equal(held, np.asarray(event_id, np.int64)):
         raise OutputPathError(path, "holds the scores of other events (its event_id column differs); expected "
                                     "the same events in the same order, or another file")
@@ -130,13 +131,15 @@ def _require(module: str, extra: str) -> None:
 def check_table_column(path: str | Path, column: str, run: str) -> None:
     """Refuse, before any scoring, to put ``run``'s scores in a column of the table at ``path`` that holds another
     run's (rescoring the same run replaces its column)."""
-    found = _read_table(path) if Path(path).exists() else None
-    if found is None:
-        return
-    _, runs = found
+    _check_column(Path(path), _read_table(path) if Path(path).exists() else None, column, run)
+
+
+def _check_column(path: Path, found: tuple[dict[str, np.ndarray], dict[str, str]] | None, column: str,
+                  run: str) -> None:
+    runs = found[1] if found is not None else {}
     if column in runs and runs[column] != run:
-        raise OutputPathError(Path(path), f"column {column!r} holds the scores of run {runs[column]}; expected another "
-                                          f"--column for run {run}")
+        raise OutputPathError(path, f"column {column!r} holds the scores of run {runs[column]}; expected another "
+                                    f"--column for run {run}")
 
 
 def write_score_table(path: str | Path, event_id: np.ndarray, label: np.ndarray, column: str,
@@ -149,13 +152,16 @@ def write_score_table(path: str | Path, event_id: np.ndarray, label: np.ndarray,
     lock_name = f".{path.name}.lock"
     lock = lock_folder(path.parent, lock_name, f"writing the score table {path.name}")
     try:
-        check_table_events(path, event_id)
-        check_table_column(path, column, run)
         columns: dict[str, np.ndarray] = {"event_id": np.asarray(event_id, np.int64),
                                           "label": np.asarray(label, np.int8)}
         runs: dict[str, str] = {}
-        found = _read_table(path) if path.exists() else None
-        if found is not None:
+        if path.exists():  # read once, under the lock: the events, the column's run, then the other columns
+            found = _read_table(path)
+            if found is None:
+                raise OutputPathError(path, f"exists and is not {TABLE_WHAT}; it would be replaced: choose another "
+                                            "name or move it away")
+            _check_events(path, found, event_id)
+            _check_column(path, found, column, run)
             columns, runs = {**found[0], **columns}, found[1]
         columns[column] = np.asarray(scores, np.float32)
         runs[column] = run
