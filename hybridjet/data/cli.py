@@ -65,6 +65,10 @@ def register(subparsers: Any) -> None:
                    help="clustering algorithm (default antikt)")
     p.add_argument("--n-jets", type=int, default=2, metavar="J", help="leading jets kept per event (default 2)")
     p.add_argument("--min-pt", type=float, default=20.0, metavar="GEV", help="minimum jet pT (default 20)")
+    p.add_argument("--constituents", type=int, default=None, metavar="P",
+                   help="also keep each jet's P leading constituents by pT with their features (log pT, log E, their "
+                        "ratios to the jet's, deta, dphi, dR to the jet axis) and a mask, for the 'particles' "
+                        "feature set (default: none)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
     p.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="where chunks run: local processes or a dask.distributed cluster (default local)")
@@ -134,6 +138,11 @@ def _cluster(args: argparse.Namespace) -> int:
         raise HybridjetError(f"--min-pt must be >= 0, got {args.min_pt}")
     if args.scheduler is not None and args.executor != "dask":
         raise HybridjetError("--scheduler needs --executor dask")
+    if args.constituents is not None:
+        _positive("constituents", args.constituents)
+        if args.constituents > MAX_PARTICLES:
+            raise HybridjetError(f"--constituents: expected at most {MAX_PARTICLES} per jet (the particles an event "
+                                 f"holds), got {args.constituents}")
     root = None
     if args.input.lower().endswith(".root"):
         from hybridjet.data.columnar import RootParticles, parse_particle_fields
@@ -141,7 +150,8 @@ def _cluster(args: argparse.Namespace) -> int:
         root = RootParticles(args.input, args.tree, parse_particle_fields(args.fields))
     summary = cluster(args.input, args.out, radius=args.radius, algorithm=args.algorithm, n_jets=args.n_jets,
                       min_pt=args.min_pt, workers=args.workers, chunk_size=args.chunk_size, progress=args.progress,
-                      executor=args.executor, scheduler=args.scheduler, root=root)
+                      executor=args.executor, scheduler=args.scheduler, root=root,
+                      constituents=args.constituents or 0)
     print(summary)
     return 0
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from hybridjet.data.columnar import RootParticles
 from hybridjet.data.lhco import LHCOEvents, count_events, is_labelled, iter_lhco
-from hybridjet.data.store import JETS_WHAT, JetArrays, is_jets_file, write_jets
+from hybridjet.data.store import JETS_WHAT, MAX_CONSTITUENTS, JetArrays, is_jets_file, jets_writer
 from hybridjet.errors import HybridjetError, InputFileError
 from hybridjet.io_utils import check_writable
 from hybridjet.workers import die_with_parent
@@ -167,11 +168,44 @@ def nsubjettiness(constituents: ak.Array, radius: float, n_max: int = N_TAU) -> 
     return out
 
 
+def constituent_features(constituents: ak.Array, jets: np.ndarray, n_keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_keep`` leading constituents by pT of M jets (``constituents`` [M, var] px/py/pz/E records, ``jets``
+    [M, 4] their four-vectors): float32 [M, n_keep, 7] of log pT, log E, log pT/pT_jet, log E/E_jet, Δη, Δφ, ΔR to
+    the jet axis (GeV; η pseudorapidity) and a bool [M, n_keep] mask; empty slots hold zeros."""
+    m = len(constituents)
+    out = np.zeros((m, n_keep, 7), np.float32)
+    mask = np.zeros((m, n_keep), bool)
+    if m == 0:
+        return out, mask
+    counts = ak.to_numpy(ak.num(constituents, axis=1))
+    px, py, pz, e = _flat_fields(constituents)
+    jet_of = np.repeat(np.arange(m), counts)
+    tiny = 1e-30
+    pt = np.maximum(np.hypot(px, py), tiny)
+    eta, phi = np.arcsinh(pz / pt), np.arctan2(py, px)
+    jpt = np.maximum(np.hypot(jets[:, 0], jets[:, 1]), tiny)
+    jeta, jphi = np.arcsinh(jets[:, 2] / jpt), np.arctan2(jets[:, 1], jets[:, 0])
+    deta = eta - jeta[jet_of]
+    dphi = (phi - jphi[jet_of] + np.pi) % (2 * np.pi) - np.pi
+    features = np.stack([np.log(pt), np.log(np.maximum(e, tiny)), np.log(pt / jpt[jet_of]),
+                         np.log(np.maximum(e, tiny) / np.maximum(jets[jet_of, 3], tiny)), deta, dphi,
+                         np.hypot(deta, dphi)], axis=-1)
+    order = np.lexsort((-pt, jet_of))  # by jet, then pT-descending (the flat order is already grouped by jet)
+    _, rank = _positions(counts)
+    kept = rank < n_keep
+    rows, slots = jet_of[kept], rank[kept]
+    out[rows, slots] = features[order][kept]
+    mask[rows, slots] = True
+    return out, mask
+
+
 def cluster_particles(
     particles: ak.Array, radius: float = 1.0, algorithm: str = "antikt", n_jets: int = 2, min_pt: float = 20.0,
-    with_tau: bool = True,
+    with_tau: bool = True, constituents: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Cluster many events at once: jets [N,J,4], jet_mask [N,J], tau [N,J,3], n_particles [N] (numpy)."""
+    """Cluster many events at once: jets [N,J,4], jet_mask [N,J], tau [N,J,3], n_particles [N] (numpy); with
+    ``constituents`` P > 0 also each jet's P leading constituents [N,J,P,7] and their mask [N,J,P]
+    (:func:`constituent_features`)."""
     import fastjet
 
     _silence_fastjet_banner()
@@ -192,10 +226,17 @@ def cluster_particles(
     out_jets = np.zeros((n, n_jets, 4), dtype=np.float64)
     out_jets[ev, slot] = np.stack(comp, axis=-1)[keep]
     tau = np.zeros((n, n_jets, N_TAU), dtype=np.float64)
-    if with_tau and len(keep):
-        constituents = ak.flatten(cs.constituents(min_pt), axis=1)[keep]
-        tau[ev, slot] = nsubjettiness(constituents, radius)
-    return {"jets": out_jets, "jet_mask": mask, "tau": tau, "n_particles": ak.to_numpy(ak.num(particles))}
+    out = {"jets": out_jets, "jet_mask": mask, "tau": tau, "n_particles": ak.to_numpy(ak.num(particles))}
+    members = ak.flatten(cs.constituents(min_pt), axis=1)[keep] if len(keep) and (with_tau or constituents) else None
+    if with_tau and members is not None:
+        tau[ev, slot] = nsubjettiness(members, radius)
+    if constituents:
+        features = np.zeros((n, n_jets, constituents, 7), np.float32)
+        present = np.zeros((n, n_jets, constituents), bool)
+        if members is not None:
+            features[ev, slot], present[ev, slot] = constituent_features(members, out_jets[ev, slot], constituents)
+        out.update(constituents=features, constituent_mask=present)
+    return out
 
 
 def cluster_particles_loop(
@@ -258,6 +299,7 @@ def _cluster_events(events: LHCOEvents, params: dict[str, Any]) -> JetArrays:
     return JetArrays(
         jets=res["jets"].astype(np.float32), jet_mask=res["jet_mask"], n_particles=res["n_particles"].astype(np.int32),
         tau=res["tau"].astype(np.float32), label=label.astype(np.int8), event_id=events.event_id,
+        constituents=res.get("constituents"), constituent_mask=res.get("constituent_mask"),
     )
 
 
@@ -276,6 +318,7 @@ def cluster(
     executor: str = "local",
     scheduler: str | None = None,
     root: RootParticles | None = None,
+    constituents: int = 0,
 ) -> ClusterSummary:
     """Cluster an LHCO-format file into ``out`` (jets.h5): J leading jets, masks, tau_1..3, labels, event ids; or,
     with ``root``, the particles of a ROOT tree (``in_path`` is then ``root.path``).
@@ -291,6 +334,8 @@ def cluster(
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if n_jets < 1 or chunk_size < 1 or workers < 1:
         raise ValueError("n_jets, chunk_size and workers must be >= 1")
+    if isinstance(constituents, bool) or not isinstance(constituents, int) or not 0 <= constituents <= MAX_CONSTITUENTS:
+        raise HybridjetError(f"constituents: expected 0 (none) to {MAX_CONSTITUENTS} per jet, got {constituents!r}")
     if executor not in EXECUTORS:
         raise HybridjetError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if scheduler is not None and executor != "dask":
@@ -309,39 +354,49 @@ def cluster(
     check_writable(out, inputs=(in_path,), replaces=is_jets_file, what=JETS_WHAT)  # before the clustering
     stop = n_total if stop is None else min(stop, n_total)
     ranges = [(s, min(s + chunk_size, stop)) for s in range(start, stop, chunk_size)]
-    params = {"radius": radius, "algorithm": algorithm, "n_jets": n_jets, "min_pt": min_pt}
+    params = {"radius": radius, "algorithm": algorithm, "n_jets": n_jets, "min_pt": min_pt,
+              "constituents": constituents}
     t0 = time.perf_counter()
-    parts: list[JetArrays] = []
-    bar = tqdm(total=stop - start, unit="ev", unit_scale=True, desc="cluster", disable=not progress, smoothing=0.1)
-    with bar:
-        if client_factory is not None:
-            absolute = dataclasses.replace(source, path=str(Path(source.path).resolve()))
-            parts, workers = _run_dask(absolute, ranges, params, workers, scheduler, client_factory, bar)
-        elif workers == 1 or len(ranges) <= 1:
-            for s, e in ranges:
-                parts.append(_cluster_chunk(source, s, e, params))
-                bar.update(e - s)
-        else:
-            parts = _run_parallel(source, ranges, params, workers, bar)
-    if parts:
-        arrays = JetArrays.concatenate(parts)
-    else:
-        arrays = JetArrays(np.zeros((0, n_jets, 4), np.float32), np.zeros((0, n_jets), bool), np.zeros(0, np.int32),
-                           np.zeros((0, n_jets, N_TAU), np.float32), np.zeros(0, np.int8), np.zeros(0, np.int64))
     attrs = {
         "source": str(Path(in_path).resolve()), "source_events": n_total, "source_labelled": labelled,
         "algorithm": algorithm, "R": float(radius), "min_pt": float(min_pt), "n_jets": int(n_jets),
         "tau_axes": "exclusive kT", "tau_beta": 1.0, "recombination": "E_scheme",
     }
-    write_jets(out, arrays, attrs)
+    empty = _empty_arrays(n_jets, constituents)
+    n_events = n_fewer = 0
+    bar = tqdm(total=stop - start, unit="ev", unit_scale=True, desc="cluster", disable=not progress, smoothing=0.1)
+    with bar, jets_writer(out) as writer:
+        if client_factory is not None:
+            absolute = dataclasses.replace(source, path=str(Path(source.path).resolve()))
+            blocks, workers = _run_dask(absolute, ranges, params, workers, scheduler, client_factory)
+        elif workers == 1 or len(ranges) <= 1:
+            blocks = (_cluster_chunk(source, s, e, params) for s, e in ranges)
+        else:
+            blocks = _run_parallel(source, ranges, params, workers)
+        for block in blocks:  # in input order, each written as it comes (bounded memory with constituents)
+            writer.append(block)
+            n_events += len(block)
+            n_fewer += int((~block.jet_mask.all(axis=1)).sum())
+            bar.update(len(block))
+        writer.finish(empty, attrs)
     seconds = time.perf_counter() - t0
-    n_fewer = int((~arrays.jet_mask.all(axis=1)).sum())
-    return ClusterSummary(str(out), len(arrays), n_fewer, n_jets, seconds, workers)
+    return ClusterSummary(str(out), n_events, n_fewer, n_jets, seconds, workers)
 
 
-def _run_parallel(source: Any, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
-                  bar: Any) -> list[JetArrays]:
+def _empty_arrays(n_jets: int, constituents: int) -> JetArrays:
+    """The layout of a file of no events."""
+    return JetArrays(np.zeros((0, n_jets, 4), np.float32), np.zeros((0, n_jets), bool), np.zeros(0, np.int32),
+                     np.zeros((0, n_jets, N_TAU), np.float32), np.zeros(0, np.int8), np.zeros(0, np.int64),
+                     constituents=np.zeros((0, n_jets, constituents, 7), np.float32) if constituents else None,
+                     constituent_mask=np.zeros((0, n_jets, constituents), bool) if constituents else None)
+
+
+def _run_parallel(source: Any, ranges: list[tuple[int, int]], params: dict[str, Any],
+                  workers: int) -> Iterator[JetArrays]:
+    """The chunks clustered by ``workers`` processes, yielded in input order (a few chunks in flight per worker, the
+    ones finished out of order held until their turn)."""
     results: dict[int, JetArrays] = {}
+    next_out = 0
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
                                 initargs=(os.getpid(),)) as pool:
@@ -355,16 +410,16 @@ def _run_parallel(source: Any, ranges: list[tuple[int, int]], params: dict[str, 
                     pending[pool.submit(_cluster_chunk, source, s, e, params)] = i
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    i = pending.pop(fut)
-                    results[i] = fut.result()
-                    bar.update(ranges[i][1] - ranges[i][0])
+                    results[pending.pop(fut)] = fut.result()
+                while next_out in results:
+                    yield results.pop(next_out)
+                    next_out += 1
         except BaseException:
             for fut in pending:
                 fut.cancel()
             with contextlib.suppress(Exception):
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
-    return [results[i] for i in range(len(ranges))]
 
 
 def _dask_client_factory() -> Any:
@@ -378,7 +433,7 @@ def _dask_client_factory() -> Any:
 
 
 def _run_dask(source: Any, ranges: list[tuple[int, int]], params: dict[str, Any], workers: int,
-              scheduler: str | None, client_factory: Any, bar: Any) -> tuple[list[JetArrays], int]:
+              scheduler: str | None, client_factory: Any) -> tuple[list[JetArrays], int]:
     """Cluster every chunk as a dask task; returns the parts in input order and the number of dask workers."""
     from dask.distributed import as_completed
 
@@ -399,9 +454,7 @@ def _run_dask(source: Any, ranges: list[tuple[int, int]], params: dict[str, Any]
         results: dict[int, JetArrays] = {}
         try:
             for fut in as_completed(futures):
-                i = index[fut.key]
-                results[i] = fut.result()
-                bar.update(ranges[i][1] - ranges[i][0])
+                results[index[fut.key]] = fut.result()
         except BaseException:
             client.cancel(futures)
             raise

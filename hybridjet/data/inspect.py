@@ -55,15 +55,16 @@ def _describe_lhco(path: str | os.PathLike[str], n_sample: int) -> str:
 
 def _describe_jets(path: str | os.PathLike[str], n_sample: int) -> str:
     from hybridjet.data.kinematics import dijet_mass, jet_kinematics
-    from hybridjet.data.store import count_jets_events, read_jets
+    from hybridjet.data.store import count_jets_events, read_jets, read_labels
 
     n = count_jets_events(path)
     arrays = read_jets(path, 0, min(n, n_sample))
     a = arrays.attrs
-    full_labels = read_jets(path).label if n <= 2_000_000 else arrays.label
+    full_labels = read_labels(path) if n <= 2_000_000 else arrays.label
     lines = [f"{path}: jets.h5 (schema version {a.get('schema_version')}, hybridjet {a.get('package_version')})",
              f"  events                 {n}",
              f"  jets per event         {arrays.n_jets} ({a.get('algorithm')}, R={a.get('R')}, min pT={a.get('min_pt')} GeV)",
+             f"  constituents per jet   {arrays.n_constituents or 'none'}",
              f"  source                 {a.get('source')}",
              f"  created                {a.get('created')}",
              f"  labels                 {int((full_labels == 1).sum())} signal, {int((full_labels == 0).sum())} "

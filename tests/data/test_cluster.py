@@ -73,7 +73,7 @@ def test_cli_cluster_and_inspect(lhco_file, tmp_path, capsys):
     assert "clustered 300 events" in capsys.readouterr().out
     assert read_jets(out).jets.shape == (300, 3, 4)
     assert main(["inspect", str(out)]) == 0
-    assert "jets.h5 (schema version 1" in capsys.readouterr().out
+    assert "jets.h5 (schema version 2" in capsys.readouterr().out
     assert main(["inspect", str(path)]) == 0
     assert "LHCO-format event file" in capsys.readouterr().out
     assert main(["cluster", str(path), "--out", str(out), "--workers", "0"]) == 2
@@ -91,3 +91,62 @@ def test_nsubjettiness_matches_fastjet_contrib(lhco_file):
     reference = fastjet.ClusterSequence(constituents, fastjet.JetDefinition(fastjet.kt_algorithm, 1.0)).njettiness(
         njets=[1, 2, 3], axes_definition="KT_Axes", measure_definition="NormalizedMeasure", beta=1.0, R0=1.0)
     np.testing.assert_allclose(ours, np.asarray(reference), rtol=1e-6, atol=1e-9)
+
+
+def test_constituents_match_the_loops_members_by_vector(lhco_file):
+    """Each jet's kept constituents are its P leading members by pT, with features computed independently here
+    (vector's pseudorapidity, phi and energy of the massless particles, against the jet's)."""
+    path, _ = lhco_file
+    events = read_lhco(path)
+    n_keep = 8
+    fast = cluster_particles(events.particles, radius=1.0, n_jets=2, min_pt=20.0, constituents=n_keep)
+    ref = cluster_particles_loop(events.particles, radius=1.0, n_jets=2, min_pt=20.0)
+    assert fast["constituents"].shape == (len(events), 2, n_keep, 7)
+    checked = 0
+    for i in range(0, len(events), 7):
+        p = events.particles[i]
+        pt, eta, phi = (ak.to_numpy(getattr(p, f)) for f in ("pt", "eta", "phi"))
+        for k, idx in enumerate(ref["constituents"][i]):
+            idx = np.asarray(idx)[np.argsort(-pt[idx], kind="stable")][:n_keep]
+            jet = vector.obj(px=ref["jets"][i, k, 0], py=ref["jets"][i, k, 1], pz=ref["jets"][i, k, 2],
+                             E=ref["jets"][i, k, 3])
+            vecs = vector.array({"pt": pt[idx], "eta": eta[idx], "phi": phi[idx], "mass": np.zeros(len(idx))})
+            deta = vecs.eta - jet.eta
+            dphi = vecs.deltaphi(jet)
+            want = np.stack([np.log(vecs.pt), np.log(vecs.E), np.log(vecs.pt / jet.pt), np.log(vecs.E / jet.E),
+                             deta, dphi, np.hypot(deta, dphi)], axis=-1)
+            got = fast["constituents"][i, k, : len(idx)]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+            assert fast["constituent_mask"][i, k].sum() == len(idx)
+            assert not fast["constituents"][i, k, len(idx):].any()
+            checked += 1
+    assert checked > 50
+    # the empty jet slots hold no constituents
+    assert not fast["constituent_mask"][~fast["jet_mask"]].any()
+
+
+def test_cluster_constituents_streamed_and_parallel_equal(lhco_file, tmp_path, capsys):
+    """The CLI's --constituents file, written chunk by chunk, equals the one-call arrays; workers change nothing;
+    a file without them reads as before and P <= 0 is one line."""
+    from hybridjet.cli import main
+
+    path, _ = lhco_file
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert main(["cluster", str(path), "--out", str(a), "--constituents", "16", "--chunk-size", "70",
+                 "--no-progress"]) == 0
+    assert main(["cluster", str(path), "--out", str(b), "--constituents", "16", "--chunk-size", "70",
+                 "--workers", "2", "--no-progress"]) == 0
+    ja, jb = read_jets(a), read_jets(b)
+    whole = cluster_particles(read_lhco(path).particles, constituents=16)
+    np.testing.assert_allclose(ja.constituents, whole["constituents"], rtol=0, atol=0)
+    np.testing.assert_array_equal(ja.constituent_mask, whole["constituent_mask"])
+    for name in ("jets", "tau", "event_id", "label", "constituents", "constituent_mask"):
+        np.testing.assert_array_equal(getattr(ja, name), getattr(jb, name))
+    assert ja.attrs["n_constituents"] == 16 and ja.n_constituents == 16
+    assert read_jets(a, constituents=False).constituents is None
+    capsys.readouterr()
+    for bad in ("0", "-3", "701"):
+        assert main(["cluster", str(path), "--out", str(tmp_path / "c.h5"), "--constituents", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--constituents" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.h5").exists()
