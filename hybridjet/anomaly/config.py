@@ -110,14 +110,19 @@ def parse_config(raw: Any) -> SearchConfig:
         raise HybridjetError(f"features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
     modes = raw.get("modes", list(LABEL_MODES))
     weak = [m for m in modes if m != "supervised"] if isinstance(modes, list) else []
-    if weak and FEATURE_SETS[features].holds_mjj:
-        # the regions are cut on m_jj: a classifier told data from the sidebands (or the reference) by it
-        raise HybridjetError(f"features: {features} holds m_jj, the variable the signal region is cut on; the "
-                             f"{weak[0]} mode would learn the cut, not the signal: expected highlevel (or modes: "
-                             "[supervised])")
     methods_raw = raw.get("methods", {"gbdt": {}})
     if not isinstance(methods_raw, dict) or not methods_raw:
         raise HybridjetError(f"methods: expected a mapping of {', '.join(METHODS)} to their settings")
+    methods = tuple(parse_method(name, settings) for name, settings in methods_raw.items())
+    for method in methods:
+        method.check_features(features)
+        own = method.feature_set(features)
+        if weak and FEATURE_SETS[own].holds_mjj:
+            # the regions are cut on m_jj: a classifier told data from the sidebands (or the reference) by it
+            where = "features" if own == features else f"methods.{method.name}.features"
+            raise HybridjetError(f"{where}: {own} holds m_jj, the variable the signal region is cut on; the "
+                                 f"{weak[0]} mode would learn the cut, not the signal: expected highlevel (or modes: "
+                                 "[supervised])")
     split = _fractions(training.get("split", [0.75, 0.2, 0.05]), "training.split", "train, val, test")
     if min(split) <= 0:
         raise HybridjetError(f"training.split: expected three fractions > 0 (train, val, test), got {list(split)}")
@@ -138,7 +143,7 @@ def parse_config(raw: Any) -> SearchConfig:
         s_over_b=tuple(float(v) for v in sb), injection_seed=_int(injection.get("seed", 0), "injection.seed", 0),
         resample_injection=bool(injection.get("resample", False)), feature_set=features,
         modes=check_modes(raw.get("modes", list(LABEL_MODES))),
-        methods=tuple(parse_method(name, settings) for name, settings in methods_raw.items()),
+        methods=methods,
         folds=_int(training.get("folds", 5), "training.folds", 2), seeds=tuple(seeds), split=split,
         per_fold=_int(ensemble.get("per_fold", 1), "ensemble.per_fold", 1),
         ensemble_folds=bool(ensemble.get("folds", True)), ensemble_seeds=bool(ensemble.get("seeds", True)),

@@ -162,7 +162,8 @@ def write_files(cfg: SearchConfig, part: Partition) -> tuple[Path | None, dict[t
             for fold in folds:
                 for mode, path in fold.train.items():
                     try:
-                        fold_datamodule(path, cfg.methods[0], cfg.feature_set, cfg.split, seed)
+                        first = cfg.methods[0]
+                        fold_datamodule(path, first, first.feature_set(cfg.feature_set), cfg.split, seed)
                     except HybridjetError as err:
                         raise HybridjetError(f"mode {mode} at S/B {sb:g}, seed {seed}, fold {fold.fold}: {err}; "
                                              "inject more signal or use fewer folds") from None
@@ -231,7 +232,7 @@ def _search(cfg: SearchConfig, pools: Pools, part: Partition, progress: bool, jo
                     continue
                 if metrics is None:
                     pending.append((len(slots), KfoldTask(method, mode, tuple(folds), test, run_dir, seed,
-                                                            cfg.feature_set, cfg.split,
+                                                            method.feature_set(cfg.feature_set), cfg.split,
                                                             method.models_per_fold or cfg.per_fold,
                                                             cfg.ensemble_folds, cfg.floor, info)))
                     slots.append(None)

@@ -100,12 +100,21 @@ class JetDataModule(L.LightningDataModule):
         a validation split without both classes, on which val AUC and best-checkpoint selection are undefined)."""
         if not Path(self.data).exists():
             raise HybridjetError(f"{self.data}: jets.h5 file not found (make one with 'hybridjet cluster')")
-        self._arrays = read_jets(self.data)  # every value checked now, before any model loads; kept for setup
-        self._split_arrays = {name: read_jets(path) for name, path in self.files.items() if path is not None}
+        needs = FEATURE_SETS[self.feature_set].needs_constituents
+        # every value checked now, before any model loads; kept for setup
+        self._arrays = read_jets(self.data, constituents=needs)
+        self._split_arrays = {name: read_jets(path, constituents=needs) for name, path in self.files.items()
+                              if path is not None}
+        if needs and not self._arrays.n_constituents:
+            raise HybridjetError(f"{self.data}: holds no jet constituents; data.feature_set {self.feature_set!r} "
+                                 "needs them (make the file with 'hybridjet cluster --constituents P')")
         for name, own in self._split_arrays.items():
-            if own.n_jets != self._arrays.n_jets or len(own) == 0:
+            if own.n_jets != self._arrays.n_jets or len(own) == 0 or \
+                    (needs and own.n_constituents != self._arrays.n_constituents):
                 raise HybridjetError(f"{self.files[name]}: data.{name}_data holds {len(own)} events of {own.n_jets} "
-                                     f"jet slots; expected events with the {self._arrays.n_jets} of {self.data}")
+                                     f"jet slots{f' of {own.n_constituents} constituents' if needs else ''}; expected "
+                                     f"events with the {self._arrays.n_jets}"
+                                     f"{f' of {self._arrays.n_constituents}' if needs else ''} of {self.data}")
         labels = self._arrays.label
         ids = np.concatenate([self._arrays.event_id, *(a.event_id for a in self._split_arrays.values())])
         if len(np.unique(ids)) != len(ids):  # scores are matched to events by id: found now, not after training
@@ -150,18 +159,19 @@ class JetDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        arrays = self._arrays if self._arrays is not None else read_jets(self.data)
+        record = FEATURE_SETS[self.feature_set]
+        arrays = self._arrays if self._arrays is not None else read_jets(self.data,
+                                                                          constituents=record.needs_constituents)
         self._arrays = None
         if len(arrays.label) == 0:
             raise HybridjetError(f"{self.data}: contains no events")
-        n_jets = arrays.jets.shape[1]
-        names = feature_names(self.feature_set, n_jets)
+        names = feature_names(self.feature_set, arrays.n_jets, arrays.n_constituents)
         kin = jet_kinematics(arrays.jets)
-        features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, self.feature_set, kin)
+        features = _features_of(arrays, self.feature_set, kin)
         indices = self.split_rows(arrays.label)
         train = indices["train"]
         labels = arrays.label
-        self.normalizer = Normalizer.fit(features[train], names)
+        self.normalizer = record.normalizer(features[train], names)
         normed = self.normalizer(features)
         tensors = event_tensors(arrays, normed, kin)
         self.splits = {name: EventBatches({k: v[torch.from_numpy(idx)] for k, v in tensors.items()})
@@ -170,9 +180,10 @@ class JetDataModule(L.LightningDataModule):
             if path is None:
                 continue
             own = self._split_arrays.pop(name, None)
-            own = (own if own is not None else read_jets(path)).subset(slice(0, self.max_eval_events))
+            own = (own if own is not None else read_jets(path, constituents=record.needs_constituents)).subset(
+                slice(0, self.max_eval_events))
             own_kin = jet_kinematics(own.jets)
-            own_features = event_features(own.jets, own.jet_mask, own.n_particles, own.tau, self.feature_set, own_kin)
+            own_features = _features_of(own, self.feature_set, own_kin)
             self.splits[name] = EventBatches(event_tensors(own, self.normalizer(own_features), own_kin))
         self.n_features = normed.shape[1]
         n_sig = float((labels[train] == 1).sum())
@@ -201,3 +212,9 @@ class JetDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_split)
+
+
+def _features_of(arrays: JetArrays, feature_set: str, kin: dict[str, np.ndarray]) -> np.ndarray:
+    """``feature_set``'s features of in-memory jets (their constituents too, where the set needs them)."""
+    return event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, feature_set, kin,
+                          arrays.constituents, arrays.constituent_mask)

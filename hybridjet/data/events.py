@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from hybridjet import checks
 from hybridjet.data.features import Normalizer, event_features, feature_names, get_feature_set
 from hybridjet.data.kinematics import jet_kinematics
-from hybridjet.data.store import count_jets_events, jets_per_event, read_jets
+from hybridjet.data.store import constituents_per_jet, count_jets_events, jets_per_event, read_jets
 from hybridjet.errors import HybridjetError
 
 CHUNK_EVENTS = 100_000
@@ -61,14 +61,25 @@ class EventFeatures:
     def __init__(self, feature_set: str | None, normalizer: Normalizer) -> None:
         self.feature_set, self.normalizer = feature_set, normalizer
 
-    def check_n_jets(self, n_jets: int, source: object) -> None:
-        """Refuse events with another number of jet slots than the run was trained on (its features differ)."""
+    def check_n_jets(self, n_jets: int, source: object, n_constituents: int = 0) -> None:
+        """Refuse events with another number of jet slots (or constituent slots per jet) than the run was trained on
+        (their features differ)."""
         if self.feature_set is None:
             raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
-        if feature_names(self.feature_set, n_jets) == list(self.normalizer.names):
+        record = get_feature_set(self.feature_set)
+        if record.needs_constituents and not n_constituents:
+            raise HybridjetError(f"{source}: holds no jet constituents; this run's {self.feature_set!r} features need "
+                                 f"them (cluster the events with 'hybridjet cluster --constituents "
+                                 f"{self._trained_slots()[1]}')")
+        if feature_names(self.feature_set, n_jets, n_constituents) == list(self.normalizer.names):
             return
-        trained = self._trained_slots()
-        expected = f"{trained} jets per event, as the run was trained on" if trained else \
+        jets, constituents = self._trained_slots()
+        if record.needs_constituents:
+            raise HybridjetError(f"{source}: events of {n_jets} jet slots with {n_constituents} constituents each give "
+                                 f"other {self.feature_set!r} features than this run's; expected {jets} jets of "
+                                 f"{constituents} constituents, as the run was trained on (recluster with --n-jets "
+                                 f"{jets} --constituents {constituents})")
+        expected = f"{jets} jets per event, as the run was trained on" if jets else \
             f"the {len(self.normalizer.names)} features the run was trained on"
         raise HybridjetError(f"{source}: events with {n_jets} jet slots give other {self.feature_set!r} features "
                              f"than this run's; expected {expected} (recluster with that number of jets)")
@@ -80,23 +91,30 @@ class EventFeatures:
             raise HybridjetError("model: no feature set recorded; it scores feature arrays only")
         if feature_names(self.feature_set, 1) == feature_names(self.feature_set, 2):
             return 2
-        slots = self._trained_slots()
-        if slots is None:
+        slots = self._trained_slots()[0]
+        if not slots:
             raise HybridjetError(f"model: its {len(self.normalizer.names)} features are not the "
                                  f"{self.feature_set!r} features of any number of jets; expected a run hybridjet "
                                  "trained")
         return slots
 
-    def _trained_slots(self) -> int | None:
-        """The number of jet slots whose features are this run's, if any."""
-        names = list(self.normalizer.names)
-        return next((j for j in range(1, 65) if feature_names(self.feature_set, j) == names), None)
+    def _trained_slots(self) -> tuple[int, int]:
+        """(jet slots, constituent slots per jet) whose features are this run's ((0, 0): none)."""
+        return get_feature_set(self.feature_set).slots_of(list(self.normalizer.names)) or (0, 0)
+
+    def refuse_jets_only(self, source: object) -> None:
+        """Refuse a source of jets alone (awkward arrays, ROOT trees of jets) for a set that needs constituents."""
+        if get_feature_set(self.feature_set).needs_constituents:
+            raise HybridjetError(f"{source}: gives jets without their constituents; this run's "
+                                 f"{self.feature_set!r} features need them (score a jets.h5 file made by "
+                                 "'hybridjet cluster --constituents P')")
 
     def from_awkward(self, events: Any) -> Any:
         """``JetArrays`` of an awkward array of events (NanoAOD's layout) or :class:`AwkwardEvents`, with the jet
         slots and quantities this run's features need."""
         from hybridjet.data.columnar import AwkwardEvents, jets_from_awkward
 
+        self.refuse_jets_only("events")
         record = get_feature_set(self.feature_set)
         array, fields = (events.events, events.fields) if isinstance(events, AwkwardEvents) else (events, None)
         return jets_from_awkward(array, fields, self.jet_slots(), record.needs_tau, record.needs_particle_count)
@@ -105,6 +123,7 @@ class EventFeatures:
         """Tensors of a :class:`RootEvents` tree, one chunk of events at a time."""
         from hybridjet.data.columnar import iter_root_jets
 
+        self.refuse_jets_only(f"{events.path}:{events.tree}")
         record = get_feature_set(self.feature_set)
         for arrays in iter_root_jets(events.path, events.tree, events.fields, self.jet_slots(), record.needs_tau,
                                      record.needs_particle_count):
@@ -112,21 +131,31 @@ class EventFeatures:
 
     def tensors(self, arrays: Any, source: object = "events") -> dict[str, torch.Tensor]:
         """Classifier tensors of in-memory jets (``JetArrays``)."""
-        self.check_n_jets(int(arrays.jets.shape[1]), source)
+        constituents = getattr(arrays, "constituents", None)
+        self.check_n_jets(int(arrays.jets.shape[1]), source, 0 if constituents is None else constituents.shape[2])
         kin = jet_kinematics(arrays.jets)
         features = self.normalizer(event_features(arrays.jets, arrays.jet_mask, arrays.n_particles,
-                                                  getattr(arrays, "tau", None), self.feature_set, kin))
+                                                  getattr(arrays, "tau", None), self.feature_set, kin, constituents,
+                                                  getattr(arrays, "constituent_mask", None)))
         return event_tensors(arrays, features, kin)
 
+    @property
+    def chunk_events(self) -> int:
+        """Events read at a time from a file: ``CHUNK_EVENTS``, fewer for wide inputs (constituents), so that a chunk's
+        features stay near 64 M numbers."""
+        return min(CHUNK_EVENTS, max(1_000, (1 << 26) // max(1, len(self.normalizer.names))))
+
     def read_chunk(self, path: str | Path, start: int, total: int) -> dict[str, torch.Tensor]:
-        """Tensors of the ``CHUNK_EVENTS`` events of ``path`` from ``start`` (fewer at the end, ``total``)."""
-        return self.tensors(read_jets(path, start=start, stop=min(start + CHUNK_EVENTS, total)), path)
+        """Tensors of the :attr:`chunk_events` events of ``path`` from ``start`` (fewer at the end, ``total``)."""
+        needs = get_feature_set(self.feature_set).needs_constituents
+        return self.tensors(read_jets(path, start=start, stop=min(start + self.chunk_events, total),
+                                      constituents=needs), path)
 
 
 def _file_chunks(inputs: EventFeatures, path: str | Path, total: int) -> Iterator[dict[str, torch.Tensor]]:
     """:meth:`EventFeatures.read_chunk` for every chunk; the next chunk is read and turned into features in a
     background thread while the caller scores the current one (on a GPU the host work hides behind the device's)."""
-    starts = range(0, total, CHUNK_EVENTS)
+    starts = range(0, total, inputs.chunk_events)
     if not starts:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridjet-read") as pool:
@@ -142,7 +171,7 @@ def _file_batches(inputs: EventFeatures, path: str | Path, batch_size: int,
                   progress: bool) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of a jets.h5 read ``CHUNK_EVENTS`` at a time."""
     total = count_jets_events(path)
-    inputs.check_n_jets(jets_per_event(path), path)  # before the first chunk is read
+    inputs.check_n_jets(jets_per_event(path), path, constituents_per_jet(path))  # before the first chunk is read
     yield from _rebatched(_file_chunks(inputs, path, total), batch_size, total if progress else None,
                           Path(path).name)
 

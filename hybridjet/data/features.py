@@ -10,6 +10,11 @@ Feature sets (the same vectors go to the hybrid's encoder, the no-LLM ablation a
   two leading jets' masses and Δm_j = m_j1 − m_j2 (both in TeV), τ21 of the heavier and of the lighter jet. It holds
   no m_jj on purpose: a weakly supervised classifier separating signal-region data from sideband data must not
   see the variable the regions are cut on.
+- ``particles``: every jet's constituents (``cluster --constituents P``): per jet its log pT, η, Δφ to jet 1,
+  log(1 + m) and presence, then per constituent slot the seven stored features (log pT, log E, log pT/pT_jet,
+  log E/E_jet, Δη, Δφ, ΔR) and its presence. Normalised per feature kind over the present constituents (the same
+  mean and std for every slot), presence bits kept 0/1; :class:`ParticleLayout` reads the columns back as
+  [J, 5] jets and [J, P, 7] constituents with a [J, P] mask.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hybridjet.data.kinematics import dijet_mass, jet_kinematics
+from hybridjet.data.store import CONSTITUENT_FEATURES
 from hybridjet.errors import HybridjetError
 from hybridjet.io_utils import atomic_path
 
@@ -71,19 +77,27 @@ def event_features(
     tau: np.ndarray | None = None,
     feature_set: str = "fourvec",
     kinematics: dict[str, np.ndarray] | None = None,
+    constituents: np.ndarray | None = None,
+    constituent_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-event feature matrix float32 [N, F] of ``feature_set`` from jets.h5 arrays (jets [N, J, 4] px,py,pz,E in
-    GeV); ``kinematics``: ``jet_kinematics(jets)`` when the caller has it already."""
+    GeV; ``constituents`` [N, J, P, 7] and their mask for ``particles``); ``kinematics``: ``jet_kinematics(jets)``
+    when the caller has it already."""
     record = get_feature_set(feature_set)
     if record.needs_tau and tau is None:
         raise HybridjetError(f"features: {feature_set!r} needs the 'tau' dataset of jets.h5")
+    if record.needs_constituents and (constituents is None or constituent_mask is None):
+        raise HybridjetError(f"features: {feature_set!r} needs each jet's constituents; expected a jets.h5 file "
+                             "made by 'hybridjet cluster --constituents P'")
     bad_inputs = ~np.isfinite(jets).all(axis=(1, 2))
     if tau is not None:
         bad_inputs |= ~np.isfinite(tau).all(axis=(1, 2))
     if bad_inputs.any():
         raise HybridjetError(f"features: {int(bad_inputs.sum())} events give non-finite features (NaN/inf in jets or tau)")
     kin = jet_kinematics(jets) if kinematics is None else kinematics
-    return _check_finite(record.compute(jets, jet_mask.astype(bool), n_particles, tau, kin).astype(np.float32))
+    parts = {"constituents": constituents, "constituent_mask": constituent_mask} if record.needs_constituents else {}
+    return _check_finite(record.compute(jets, jet_mask.astype(bool), n_particles, tau, kin, **parts)
+                         .astype(np.float32))
 
 
 def _jet_features(jets: np.ndarray, mask: np.ndarray, n_particles: np.ndarray, tau: np.ndarray | None,
@@ -130,6 +144,87 @@ def highlevel_features(mass: np.ndarray, jet_mask: np.ndarray, tau: np.ndarray) 
     return np.stack([m[:, 0], m[:, 0] - m[:, 1], t[:, 0], t[:, 1]], axis=-1).astype(np.float32)
 
 
+JET_FIELDS = ("log_pt", "eta", "dphi", "log_m", "present")
+
+
+def _particle_names(n_jets: int, n_constituents: int) -> list[str]:
+    jets = [f"j{j + 1}_{f}" for j in range(n_jets) for f in JET_FIELDS]
+    width = len(str(max(n_constituents, 1)))
+    return jets + [f"j{j + 1}_c{p + 1:0{width}d}_{f}" for j in range(n_jets) for p in range(n_constituents)
+                   for f in (*CONSTITUENT_FEATURES, "present")]
+
+
+def _particle_features(jets: np.ndarray, mask: np.ndarray, n_particles: np.ndarray, tau: np.ndarray | None,
+                       kin: dict[str, np.ndarray], constituents: np.ndarray,
+                       constituent_mask: np.ndarray) -> np.ndarray:
+    """``particles``: see the module docstring."""
+    per_jet = _jet_features(jets, mask, n_particles, tau, kin, False)[:, : len(JET_FIELDS) * jets.shape[1]]
+    present = (constituent_mask & mask[:, :, None]).astype(np.float32)
+    cons = np.concatenate([constituents * present[..., None], present[..., None]], axis=-1)
+    return np.concatenate([per_jet.astype(np.float32), cons.reshape(len(jets), -1)], axis=1)
+
+
+@dataclass(frozen=True)
+class ParticleLayout:
+    """Where the ``particles`` feature set's columns are: J jets of :data:`JET_FIELDS`, then J × P constituent
+    slots of the stored features and a presence bit. Works on numpy arrays and torch tensors alike."""
+
+    n_jets: int
+    n_constituents: int
+
+    @property
+    def n_jet_columns(self) -> int:
+        return self.n_jets * len(JET_FIELDS)
+
+    @property
+    def constituent_width(self) -> int:
+        """Features of one constituent slot, its presence bit included."""
+        return len(CONSTITUENT_FEATURES) + 1
+
+    @classmethod
+    def of(cls, names: list[str]) -> ParticleLayout:
+        """The layout whose column names are ``names``, or one line saying they are not ``particles`` columns."""
+        jets = sum(1 for n in names if n.endswith("_present") and "_c" not in n)
+        width = len(CONSTITUENT_FEATURES) + 1
+        rest = len(names) - jets * len(JET_FIELDS)
+        if jets and rest > 0 and rest % (jets * width) == 0:
+            layout = cls(jets, rest // (jets * width))
+            if _particle_names(layout.n_jets, layout.n_constituents) == list(names):
+                return layout
+        raise HybridjetError(f"features: {len(names)} columns are not the 'particles' features of any number of jets "
+                             "and constituents; expected a run hybridjet trained on them")
+
+    def split(self, x: Any) -> tuple[Any, Any, Any]:
+        """[B, F] -> jets [B, J, 5], constituents [B, J, P, 7], their presence [B, J, P] (as stored: 0/1)."""
+        b = x.shape[0]
+        jets = x[:, : self.n_jet_columns].reshape(b, self.n_jets, len(JET_FIELDS))
+        cons = x[:, self.n_jet_columns:].reshape(b, self.n_jets, self.n_constituents, self.constituent_width)
+        return jets, cons[..., :-1], cons[..., -1]
+
+
+def _fit_particle_normalizer(features: np.ndarray, names: list[str]) -> Normalizer:
+    """Per-column statistics for the jets' columns; for each constituent feature one mean and std over every present
+    constituent of the training split, used for all slots; every presence bit kept as it is (mean 0, std 1)."""
+    layout = ParticleLayout.of(names)
+    base = Normalizer.fit(features[:, : layout.n_jet_columns], names[: layout.n_jet_columns])
+    mean = np.zeros(len(names), np.float64)
+    std = np.ones(len(names), np.float64)
+    mean[: layout.n_jet_columns], std[: layout.n_jet_columns] = base.mean, base.std
+    present_jet = np.array([n.endswith("_present") for n in names[: layout.n_jet_columns]])
+    mean[: layout.n_jet_columns][present_jet], std[: layout.n_jet_columns][present_jet] = 0.0, 1.0
+    _, cons, present = layout.split(features)
+    present = present.astype(bool)
+    values = cons[present].astype(np.float64)  # [present constituents, 7]
+    if len(values):
+        kind_mean, kind_std = values.mean(axis=0), values.std(axis=0)
+        kind_std[kind_std < 1e-8] = 1.0
+        tail_mean = np.zeros((layout.n_jets * layout.n_constituents, layout.constituent_width))
+        tail_std = np.ones_like(tail_mean)
+        tail_mean[:, :-1], tail_std[:, :-1] = kind_mean, kind_std
+        mean[layout.n_jet_columns:], std[layout.n_jet_columns:] = tail_mean.ravel(), tail_std.ravel()
+    return Normalizer(mean.astype(np.float32), std.astype(np.float32), list(names))
+
+
 def _check_finite(features: np.ndarray) -> np.ndarray:
     """``features``, or a one-line error naming how many events give NaN/inf."""
     if not np.isfinite(features).all():
@@ -148,26 +243,47 @@ class FeatureSet:
     :data:`FEATURE_SETS`."""
 
     name: str
-    names: Callable[[int], list[str]]
+    names: Callable[[int, int], list[str]]  # (jet slots, constituent slots per jet)
     compute: Callable[..., np.ndarray]
     needs_tau: bool = False
     needs_particle_count: bool = True
     periodic_sigma: float = 0.3
     holds_mjj: bool = True
     description: str = ""
+    #: needs each jet's constituents (``cluster --constituents P``); its columns are :class:`ParticleLayout`'s
+    needs_constituents: bool = False
+    #: how the training split's normalisation is fitted (None: mean and std per column)
+    fit_normalizer: Callable[[np.ndarray, list[str]], Normalizer] | None = None
+
+    def normalizer(self, features: np.ndarray, names: list[str]) -> Normalizer:
+        """The normalisation of this set fitted on training features."""
+        return (self.fit_normalizer or Normalizer.fit)(features, names)
+
+    def slots_of(self, names: list[str]) -> tuple[int, int] | None:
+        """(jet slots, constituent slots per jet) whose features have these column names, if any."""
+        if self.needs_constituents:
+            try:
+                layout = ParticleLayout.of(names)
+            except HybridjetError:
+                return None
+            return layout.n_jets, layout.n_constituents
+        return next(((j, 0) for j in range(1, 65) if self.names(j, 0) == list(names)), None)
 
 
 #: every feature set, by name: the one place the CLI, configs, encoder and checks read them from
 FEATURE_SETS: dict[str, FeatureSet] = {record.name: record for record in (
-    FeatureSet("fourvec", lambda j: _jet_feature_names(j, False),
+    FeatureSet("fourvec", lambda j, p=0: _jet_feature_names(j, False),
                lambda jets, mask, n, tau, kin: _jet_features(jets, mask, n, tau, kin, False),
                description="per jet log pT, eta, dphi to jet 1, log mass, presence; masses by weight, m_jj, deta, n"),
-    FeatureSet("substructure", lambda j: _jet_feature_names(j, True),
+    FeatureSet("substructure", lambda j, p=0: _jet_feature_names(j, True),
                lambda jets, mask, n, tau, kin: _jet_features(jets, mask, n, tau, kin, True), needs_tau=True,
                periodic_sigma=0.1, description="fourvec + tau21, tau32 per jet and of the heavier/lighter jet"),
-    FeatureSet("highlevel", lambda j: list(HIGHLEVEL_NAMES),
+    FeatureSet("highlevel", lambda j, p=0: list(HIGHLEVEL_NAMES),
                lambda jets, mask, n, tau, kin: highlevel_features(kin["mass"], mask, tau), needs_tau=True,
                needs_particle_count=False, holds_mjj=False, description="the LHCO anomaly-detection features: m_j1, delta m_j, tau21 of both"),
+    FeatureSet("particles", _particle_names, _particle_features, needs_particle_count=False,
+               needs_constituents=True, fit_normalizer=lambda f, n: _fit_particle_normalizer(f, n),
+               description="per jet its kinematics, then its P leading constituents' features and presence"),
 )}
 
 
@@ -178,9 +294,10 @@ def get_feature_set(name: str | None) -> FeatureSet:
     return FEATURE_SETS[name]
 
 
-def feature_names(feature_set: str, n_jets: int) -> list[str]:
-    """Names of the columns :func:`event_features` returns."""
-    return get_feature_set(feature_set).names(n_jets)
+def feature_names(feature_set: str, n_jets: int, n_constituents: int = 0) -> list[str]:
+    """Names of the columns :func:`event_features` returns for ``n_jets`` jet slots (and ``n_constituents``
+    constituent slots per jet, for a set that needs them)."""
+    return get_feature_set(feature_set).names(n_jets, n_constituents)
 
 
 @dataclass

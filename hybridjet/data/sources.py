@@ -25,6 +25,7 @@ class Generate:
     mx: float = 500.0
     my: float = 100.0
     mwprime: float = 3500.0
+    constituents: int = 0  # each jet's leading constituents kept (cluster --constituents; 0: none)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def parse_data_source(raw: Any, name: str = "data") -> DataSource:
         generate = Generate(**settings)
         for key in ("signal_events", "background_events", "workers"):
             checks.integer(f"{name}.generate.{key}", getattr(generate, key), 1)
+        checks.integer(f"{name}.generate.constituents", generate.constituents, 0, 700)
     return DataSource(raw.get("jets"), raw.get("signal"), raw.get("background"), generate)
 
 
@@ -87,13 +89,14 @@ def generate_jets(gen: Generate, progress: bool = True) -> tuple[Path, Path]:
     out = []
     for process, n, seed in (("wprime", gen.signal_events, gen.seed + 100), ("qcd", gen.background_events,
                                                                                gen.seed + 200)):
-        events, jets = directory / f"{process}.h5", directory / f"{process}_jets.h5"
+        suffix = f"_c{gen.constituents}" if gen.constituents else ""
+        events, jets = directory / f"{process}.h5", directory / f"{process}_jets{suffix}.h5"
         if not jets.exists():
             if not events.exists():
                 print(f"generating {n} {process} events with Pythia 8 ({gen.workers} workers)", flush=True)
                 generate(process, n, seed=seed, out=events, mx=gen.mx, my=gen.my, mwprime=gen.mwprime,
                          workers=gen.workers, progress=progress)
-            summary = cluster(events, jets, workers=gen.workers, progress=progress)
+            summary = cluster(events, jets, workers=gen.workers, progress=progress, constituents=gen.constituents)
             print(summary, flush=True)
         else:
             print(f"reusing {jets}", flush=True)

@@ -120,7 +120,13 @@ def _score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hybridjet.api import load_run
-    from hybridjet.data.store import check_unique_ids, count_jets_events, jets_per_event, read_event_ids
+    from hybridjet.data.store import (
+        check_unique_ids,
+        constituents_per_jet,
+        count_jets_events,
+        jets_per_event,
+        read_event_ids,
+    )
     from hybridjet.errors import HybridjetError
     from hybridjet.eval.score_tables import (
         TABLE_WHAT,
@@ -162,7 +168,7 @@ def _score(args: argparse.Namespace) -> int:
             sources.append(source)
             continue
         count_jets_events(jets)
-        inputs.check_n_jets(jets_per_event(jets), jets)
+        inputs.check_n_jets(jets_per_event(jets), jets, constituents_per_jet(jets))
         check_unique_ids(jets)
         sources.append(jets)
         event_ids = read_event_ids(jets)
@@ -212,6 +218,7 @@ def _root_source(path: str, tree: str, fields: str, inputs: Any) -> tuple[Any, A
     from hybridjet.data.features import get_feature_set
 
     source = RootEvents(path, tree, parse_fields(fields))
+    inputs.refuse_jets_only(f"{path}:{tree}")
     record = get_feature_set(inputs.feature_set)
     return source, check_root_events(source, record.needs_tau, record.needs_particle_count)
 

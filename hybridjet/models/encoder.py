@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from hybridjet.data.features import get_feature_set
+from hybridjet.models.particle_inputs import ParticleInputs
 
 
 class ResidualBlock(nn.Module):
@@ -120,3 +121,34 @@ class FeatureTokenEncoder(nn.Module):
         tokens = self.mlp(per_feature) + self.feature_offset
         rms = tokens.pow(2).mean(dim=-1, keepdim=True).add(1e-6).rsqrt()
         return tokens * rms * self.gain
+
+
+class ParticleTokenEncoder(nn.Module):
+    """One token per jet and one per constituent slot for the hybrid on ``particles``: each jet's features and each
+    constituent's (its normalised features and which jet holds it) through an MLP shared by all jets / all
+    constituents, RMS-scaled to the LLM's own token embeddings as :class:`SoftPromptEncoder`'s tokens are."""
+
+    def __init__(self, inputs: ParticleInputs, embed_dim: int, hidden: int = 256, dropout: float = 0.1,
+                 embed_rms: float = 1.0) -> None:
+        super().__init__()
+        self.inputs = inputs
+
+        def mlp(width_in: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(width_in, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
+
+        self.particle = mlp(inputs.width)
+        self.jet = mlp(inputs.jet_width)
+        self.gain = nn.Parameter(torch.full((2, 1), float(embed_rms)))  # jets', constituents'
+
+    @staticmethod
+    def _scaled(tokens: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        return tokens * tokens.pow(2).mean(dim=-1, keepdim=True).add(1e-6).rsqrt() * gain
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[B, F] -> jet tokens [B, J, D], constituent tokens [B, J, P, D], their mask [B, J, P] (float32)."""
+        seq = self.inputs(features)
+        b, j = features.shape[0], self.inputs.n_jets
+        particles = self._scaled(self.particle(seq.features), self.gain[1]).view(b, j, -1, self.particle[-1].out_features)
+        jets = self._scaled(self.jet(seq.jets), self.gain[0])
+        return jets, particles, seq.mask.view(b, j, -1)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hybridjet import checks
-from hybridjet.data.features import spoken_name
+from hybridjet.data.features import Normalizer, get_feature_set, spoken_name
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
@@ -24,9 +24,11 @@ from hybridjet.models.config import FULL, ArchConfig
 from hybridjet.models.encoder import (
     NUMERIC_EMBEDDINGS,
     FeatureTokenEncoder,
+    ParticleTokenEncoder,
     SoftPromptEncoder,
     default_periodic_sigma,
 )
+from hybridjet.models.particle_inputs import ParticleInputs
 from hybridjet.models.prompt import (
     DEFAULT_HYBRID_QUESTION,
     DEFAULT_SYSTEM,
@@ -140,7 +142,7 @@ class HybridNet(nn.Module):
         self.config, self.runtime = config, runtime or Runtime()
         self.backbone: Any = None
         self.llm: nn.Module | None = None
-        self.encoder: SoftPromptEncoder | None = None
+        self.encoder: SoftPromptEncoder | FeatureTokenEncoder | ParticleTokenEncoder | None = None
         self.head: nn.Module | None = None
         self.policy: ExecutionPolicy | None = None
         self.between_ids: list[torch.Tensor] = []  # a named-token prompt's text after each value token
@@ -157,14 +159,25 @@ class HybridNet(nn.Module):
         self.embed_rms = text_token_scale(self.llm.get_input_embeddings(), self.prefix_ids)
         self.policy = ExecutionPolicy(self.runtime, decoder_of(self.llm), self.embed_dim)
 
-    def build(self, n_features: int, feature_set: str | None, names: list[str] | None = None) -> None:
+    def build(self, n_features: int, feature_set: str | None, names: list[str] | None = None,
+              normalizer: Normalizer | None = None) -> None:
         """Create the encoder and head for ``n_features`` inputs of ``feature_set`` (once); a named-token prompt
-        needs the features' ``names``."""
+        needs the features' ``names``, the ``particles`` set (one token per jet and per constituent, with an LLM)
+        their ``names`` and ``normalizer``."""
         if self.encoder is not None:
             return
         c = self.config
-        sigma = default_periodic_sigma(feature_set) if c.periodic_sigma is None else float(c.periodic_sigma)
-        if c.prompt_tokens == "named":
+        particles = feature_set is not None and get_feature_set(feature_set).needs_constituents
+        sigma = 0.3 if particles else default_periodic_sigma(feature_set) if c.periodic_sigma is None else \
+            float(c.periodic_sigma)
+        if particles and c.use_llm:
+            if c.prompt_tokens == "named" or c.head_skip or names is None or normalizer is None:
+                raise HybridjetError("particles: the hybrid makes one token per jet and per constituent; expected "
+                                     "prompt_tokens anonymous, head_skip false, and the run's names and normalizer")
+            self.encoder = ParticleTokenEncoder(ParticleInputs(names, normalizer), self.embed_dim, c.encoder_hidden,
+                                                c.dropout, self.embed_rms)
+            self._build_particle_prompt(self.encoder.inputs.n_jets)
+        elif c.prompt_tokens == "named":
             self._build_named_prompt(n_features, names)
             self.encoder = FeatureTokenEncoder(n_features, self.embed_dim, c.encoder_hidden, c.dropout,
                                                self.embed_rms, sigma)
@@ -179,22 +192,32 @@ class HybridNet(nn.Module):
         if self.llm is not None:
             self.to(next(self.llm.parameters()).device)
 
-    def _build_named_prompt(self, n_features: int, names: list[str] | None) -> None:
-        """The text around the value tokens: the prefix before the first, then the text after each value."""
-        if names is None or len(names) != n_features:
-            raise HybridjetError("prompt_tokens: named needs the features' names (a run records them)")
-        segments = split_around_features(self.backbone.tokenizer, [spoken_name(n) for n in names],
-                                         self.config.question, self.config.system_prompt)
+    def _build_particle_prompt(self, n_jets: int) -> None:
+        """The text around each jet's block of tokens ("jet 1: <jet><constituents>, jet 2: ...")."""
+        self._set_segments(split_around_features(self.backbone.tokenizer, [f"jet {j + 1}" for j in range(n_jets)],
+                                                 self.config.question, self.config.system_prompt))
+
+    def _set_segments(self, segments: list[list[int]]) -> None:
         device = self.prefix_ids.device
         self.prefix_ids = torch.tensor(segments[0], dtype=torch.long, device=device)
         self.between_ids = [torch.tensor(s, dtype=torch.long, device=device) for s in segments[1:]]
         self.suffix_ids = self.between_ids[-1]
+
+    def _build_named_prompt(self, n_features: int, names: list[str] | None) -> None:
+        """The text around the value tokens: the prefix before the first, then the text after each value."""
+        if names is None or len(names) != n_features:
+            raise HybridjetError("prompt_tokens: named needs the features' names (a run records them)")
+        self._set_segments(split_around_features(self.backbone.tokenizer, [spoken_name(n) for n in names],
+                                                 self.config.question, self.config.system_prompt))
 
     @property
     def sequence_length(self) -> int:
         """Tokens per event seen by the LLM (0 without it)."""
         if self.llm is None:
             return 0
+        if isinstance(self.encoder, ParticleTokenEncoder):
+            per_jet = 1 + self.encoder.inputs.layout.n_constituents
+            return len(self.prefix_ids) + sum(per_jet + len(ids) for ids in self.between_ids)
         if self.between_ids:
             return len(self.prefix_ids) + sum(1 + len(ids) for ids in self.between_ids)
         return len(self.prefix_ids) + self.config.n_soft_tokens + len(self.suffix_ids)
@@ -225,6 +248,8 @@ class HybridNet(nn.Module):
         call, with no execution plan (no shared prefix, no compiled layers): what an ONNX export traces."""
         if self.encoder is None or self.head is None:
             raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
+        if isinstance(self.encoder, ParticleTokenEncoder):
+            return self._forward_particles(features)
         if self.between_ids:
             trunk, soft = None, self.encoder(features)
         else:
@@ -250,6 +275,23 @@ class HybridNet(nn.Module):
                 hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
                                  use_cache=False).last_hidden_state
         return self._head_of(hidden, trunk)
+
+    def _forward_particles(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of the hybrid on ``particles``: "jet 1: <jet token><constituent tokens>, jet 2: ..." in the
+        prompt, the empty constituent slots masked out of attention (no token attends to them)."""
+        assert isinstance(self.encoder, ParticleTokenEncoder) and self.llm is not None and self.policy is not None
+        embed = self.llm.get_input_embeddings()
+        prefix = embed(self.prefix_ids).unsqueeze(0)
+        jets, particles, present = self.encoder(features)
+        batch, dtype = features.shape[0], prefix.dtype
+        pieces, masks = [prefix.expand(batch, -1, -1)], [present.new_ones(batch, len(self.prefix_ids))]
+        for j, text in enumerate(self.between_ids):
+            pieces += [jets[:, j:j + 1].to(dtype), particles[:, j].to(dtype),
+                       embed(text).unsqueeze(0).expand(batch, -1, -1)]
+            masks += [present.new_ones(batch, 1), present[:, j], present.new_ones(batch, len(text))]
+        hidden = self.policy.decoder(inputs_embeds=torch.cat(pieces, dim=1), attention_mask=torch.cat(masks, dim=1)
+                                     .long(), use_cache=False).last_hidden_state
+        return self._head_of(hidden, None)
 
     def _head_of(self, hidden: torch.Tensor, trunk: torch.Tensor | None) -> torch.Tensor:
         """The head's logits from the LLM's last position (and the encoder's trunk, with ``head_skip``)."""

@@ -110,6 +110,8 @@ def parse_config(raw: Any) -> StudyConfig:
         raise HybridjetError("methods: expected a mapping of method names (gbdt, ablation, hybrid or variants) to "
                              "their settings")
     methods = tuple(parse_method(name, settings) for name, settings in methods_raw.items())
+    for method in methods:
+        method.check_features(features)
     reference = raw.get("reference")
     names = [m.name for m in methods]
     if reference is not None and reference not in names:

@@ -23,6 +23,7 @@ import numpy as np
 
 from hybridjet.anomaly.jobs import run_tasks, start_grid
 from hybridjet.data.datamodule import JetDataModule
+from hybridjet.data.features import FEATURE_SETS
 from hybridjet.data.injection import Pools
 from hybridjet.data.sources import DataSource
 from hybridjet.data.store import JetArrays, write_jets
@@ -73,12 +74,23 @@ def check_sample(cfg: StudyConfig, pools: Pools) -> None:
                                  f"{held:,}: expected smaller sizes or more events")
 
 
+def check_constituents(methods: tuple[Method, ...], default: str, pools: Pools) -> None:
+    """One line, before any training, when a method reads jet constituents and the events hold none."""
+    needing = [m.name for m in methods if FEATURE_SETS[m.feature_set(default)].needs_constituents]
+    if needing and not (pools.signal.n_constituents and pools.background.n_constituents):
+        raise HybridjetError(f"methods.{needing[0]}: reads jet constituents and the events hold none; expected "
+                             "jets.h5 files made by 'hybridjet cluster --constituents P' (or data.generate."
+                             "constituents: P)")
+
+
 def pools_key(pools: Pools) -> str:
     """A digest of the pools' events, so that runs trained on other events are not reused."""
     digest = hashlib.sha256()
     for arrays in (pools.signal, pools.background):
         digest.update(np.ascontiguousarray(arrays.event_id, np.int64).tobytes())
         digest.update(np.ascontiguousarray(arrays.jets, np.float32).tobytes())
+        if arrays.constituents is not None:  # (files without them keep their key)
+            digest.update(np.ascontiguousarray(arrays.constituents, np.float32).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -186,6 +198,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
     started = start_grid(cfg.out, jobs, progress, "study")
     pools = load_pools(cfg, progress)
     check_sample(cfg, pools)
+    check_constituents(cfg.methods, cfg.feature_set, pools)
     print(f"pools: {len(pools.signal):,} signal, {len(pools.background):,} background events; test {cfg.test_events:,},"
           f" validation {cfg.val_events:,}; sizes {', '.join(f'{n:,}' for n in cfg.sizes)}", flush=True)
     if check_only:
@@ -206,7 +219,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
                     if record is None:
                         info = {"name": f"{method.name}/n{n}/seed{seed}", "fingerprint": key}
                         pending.append((len(records), StudyTask(method, n, seed, sample.train[(n, seed)], sample.val,
-                                                                sample.test, run_dir, cfg.feature_set, cfg.budget,
+                                                                sample.test, run_dir,
+                                                                method.feature_set(cfg.feature_set), cfg.budget,
                                                                 info)))
                     records.append(record)
         print(f"{len(records) - len(pending)} runs reused, {len(pending)} to train, {min(jobs, max(len(pending), 1))} "

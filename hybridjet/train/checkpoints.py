@@ -19,9 +19,13 @@ from hybridjet.io_utils import atomic_path
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The entries of ``module``'s state dict that are trainable parameters: what checkpoints and runs hold (never
-    the frozen base weights, which come from the base model)."""
+    """The entries of ``module``'s state dict that training changes: its trainable parameters and the running
+    statistics of its batch norms (ParticleNet's, ParT's). What checkpoints and runs hold (never the frozen base
+    weights, which come from the base model)."""
     names = {name for name, param in module.named_parameters() if param.requires_grad}
+    for prefix, child in module.named_modules():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in child.parameters()):
+            names.update(f"{prefix}.{name}" for name, _ in child.named_buffers(recurse=False))
     return OrderedDict((k, v) for k, v in module.state_dict().items() if k in names)
 
 

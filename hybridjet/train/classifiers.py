@@ -16,6 +16,7 @@ import torch
 
 from hybridjet.errors import HybridjetError
 from hybridjet.models.hybrid import HybridConfig, HybridNet
+from hybridjet.models.peers import PeerConfig, PeerNet
 from hybridjet.models.text_prompt import TextPromptConfig, TextPromptNet
 from hybridjet.run import RunIO
 from hybridjet.runtime import Runtime
@@ -71,7 +72,7 @@ class HybridClassifier(EventClassifier):
 
     def build(self, n_features: int) -> None:
         names = None if self.normalizer is None else list(self.normalizer.names)
-        self.net.build(n_features, self.feature_set, names)
+        self.net.build(n_features, self.feature_set, names, self.normalizer)
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["features"].to(self.device))
@@ -90,6 +91,33 @@ class HybridClassifier(EventClassifier):
     def follow_run_dir(self) -> None:
         if self.net.policy is not None:
             self.net.policy.run_dir = self.run_dir
+
+
+class PeerClassifier(EventClassifier):
+    """A particle-level peer (:class:`~hybridjet.models.peers.PeerNet`: ParT, ParticleNet, Deep Sets) on the
+    ``particles`` features."""
+
+    config_class = PeerConfig
+
+    def __init__(self, arch: PeerConfig | None = None, runtime: Runtime | None = None,
+                 optim: Optimization | None = None, run_name: str | None = None) -> None:
+        super().__init__(optim, run_name)
+        arch = arch or PeerConfig()
+        self.save_hyperparameters({"arch": dataclasses.asdict(arch),
+                                   "runtime": dataclasses.asdict(runtime or Runtime()),
+                                   "optim": dataclasses.asdict(self.optim), "run_name": run_name})
+        self.net = PeerNet(arch, runtime)
+
+    @property
+    def model_kind(self) -> str:  # type: ignore[override]
+        return self.net.config.architecture
+
+    def build(self, n_features: int) -> None:
+        names = None if self.normalizer is None else list(self.normalizer.names)
+        self.net.build(n_features, self.feature_set, names, self.normalizer)
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(batch["features"].to(self.device))
 
 
 class TextPromptClassifier(EventClassifier):

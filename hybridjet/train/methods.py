@@ -1,5 +1,6 @@
 """The methods a resonance search, a study, the demo or the GPU quality script trains, by name: gbdt, ablation,
-hybrid, text (the text-prompt baseline), and named variants of them
+hybrid, text (the text-prompt baseline), the peers on jet constituents (part, particlenet, deepsets), and named
+variants of them
 (``hybrid_random: {method: hybrid, init: random}``), each a classifier and its settings, checked before any model
 loads, and trained into a run directory by the package's own recipes (:func:`train_model`)."""
 
@@ -16,21 +17,25 @@ import lightning as L
 
 from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
+from hybridjet.data.features import FEATURE_SETS
 from hybridjet.errors import HybridjetError
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.models.hybrid import HybridConfig
+from hybridjet.models.peers import PEERS, PeerConfig
 from hybridjet.models.text_prompt import TextPromptConfig
 from hybridjet.runtime import Runtime
 from hybridjet.train.callbacks import MONITORS
-from hybridjet.train.classifiers import HybridClassifier, TextPromptClassifier
+from hybridjet.train.classifiers import HybridClassifier, PeerClassifier, TextPromptClassifier
 from hybridjet.train.optim import Optimization
 from hybridjet.train.recipes import train_classifier, train_gbdt
 
-METHODS = ("gbdt", "ablation", "hybrid", "text")
+#: the peers on jet constituents (hybridjet.models.peers.PEERS), classifiers of their own
+PEER_METHODS = tuple(PEERS)
+METHODS = ("gbdt", "ablation", "hybrid", "text", *PEER_METHODS)
 GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
 NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "monitor", "trainer")
 #: settings of how a method is trained in a grid (a resonance search): any method's
-GRID_SETTINGS = ("models_per_fold",)
+GRID_SETTINGS = ("models_per_fold", "features")
 #: settings of a classifier itself, beside its architecture, runtime and optimisation
 OWN_SETTINGS = {"text": ("generate_eval",)}
 
@@ -51,6 +56,8 @@ class Method:
     monitor: str | None = None
     # a resonance search's models per fold for this method, averaged; None: the config's ensemble.per_fold
     models_per_fold: int | None = None
+    # the feature set this method reads; None: the config's (the peers read 'particles', the trees 'highlevel')
+    features: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind == self.name:  # the classifier itself, with the fingerprint of one
@@ -61,11 +68,31 @@ class Method:
         """Which of gbdt, ablation, hybrid, text this method trains."""
         return self.kind or self.name
 
+    def feature_set(self, default: str) -> str:
+        """The feature set this method trains on: its own, else the config's ``default``."""
+        return self.features or default
+
+    def check_features(self, default: str) -> None:
+        """One line, before any training, when this method cannot read its feature set: a peer or the hybrid's named
+        prompt without constituents, or with them."""
+        features = self.feature_set(default)
+        constituents = FEATURE_SETS[features].needs_constituents
+        if self.classifier in PEER_METHODS and not constituents:
+            raise HybridjetError(f"methods.{self.name}: {self.classifier} reads jet constituents; expected "
+                                 f"features: particles (for the method or the config), got {features!r}")
+        if constituents and self.model.get("prompt_tokens") == "named":
+            raise HybridjetError(f"methods.{self.name}.prompt_tokens: named writes each feature's name; with "
+                                 "'particles' every constituent is a token of its own already: expected anonymous")
+        if constituents and self.classifier == "text":
+            raise HybridjetError(f"methods.{self.name}: the text baseline writes jets' kinematics, not constituents; "
+                                 f"expected another feature set than {features!r}")
+
     def record(self) -> dict[str, Any]:
         """The settings as a mapping, for a run's fingerprint: the settings added later (``monitor``,
-        ``models_per_fold``) only where set, so that runs trained before they existed keep their fingerprints."""
+        ``models_per_fold``, ``features``) only where set, so that runs trained before they existed keep their
+        fingerprints."""
         out = dataclasses.asdict(self)
-        for key in ("monitor", "models_per_fold"):
+        for key in ("monitor", "models_per_fold", "features"):
             if out[key] is None:
                 del out[key]
         return out
@@ -94,6 +121,9 @@ def parse_method(name: str, raw: Any) -> Method:
     classifier = kind or name  # Method itself turns 'hybrid: {method: hybrid}' into the hybrid
     per_fold = raw.pop("models_per_fold", None)
     checks.integer(f"methods.{name}.models_per_fold", per_fold, 1, optional=True)
+    features = raw.pop("features", None)
+    if features is not None and features not in FEATURE_SETS:
+        raise HybridjetError(f"methods.{name}.features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
     if classifier == "gbdt":
         unknown = sorted(set(raw) - set(GBDT_SETTINGS))
         if unknown:
@@ -103,18 +133,25 @@ def parse_method(name: str, raw: Any) -> Method:
             GradientBoostedTrees(**raw)
         except HybridjetError as err:
             raise HybridjetError(f"methods.{name}: {err}") from None
-        return Method(name, raw, kind=kind, models_per_fold=per_fold)
+        return Method(name, raw, kind=kind, models_per_fold=per_fold, features=features)
     recipe = {k: raw.pop(k) for k in NET_RECIPE_SETTINGS if k in raw}
-    arch = TextPromptConfig if classifier == "text" else HybridConfig
+    arch = {"text": TextPromptConfig, **dict.fromkeys(PEER_METHODS, PeerConfig)}.get(classifier, HybridConfig)
+    if classifier in PEER_METHODS:
+        if raw.get("architecture", classifier) != classifier:
+            raise HybridjetError(f"methods.{name}.architecture: {classifier} is the architecture; expected no "
+                                 "architecture setting")
+        raw.pop("architecture", None)
     groups: dict[type, dict[str, Any]] = {arch: {}, Runtime: {}, Optimization: {}}
     for key, value in raw.items():
         owner = next((g for g in groups if key in {f.name for f in dataclasses.fields(g)}), None)
         if key in OWN_SETTINGS.get(classifier, ()):
             continue
-        if owner is None or key == "use_llm":
+        if owner is None or key in ("use_llm", "architecture"):
             raise HybridjetError(f"methods.{name}.{key}: not a setting of the classifier (architecture, runtime, "
                                  f"optimisation) nor of its training ({', '.join(NET_RECIPE_SETTINGS + GRID_SETTINGS)})")
         groups[owner][key] = value
+    if classifier in PEER_METHODS:
+        groups[arch]["architecture"] = classifier
     try:
         for cls, kwargs in groups.items():
             cls(**kwargs)
@@ -131,7 +168,7 @@ def parse_method(name: str, raw: Any) -> Method:
     trainer = recipe.get("trainer") or {}
     if not isinstance(trainer, dict):
         raise HybridjetError(f"methods.{name}.trainer: expected a mapping of Lightning Trainer settings")
-    return Method(name, raw, epochs, batch, patience, trainer, kind, monitor, per_fold)
+    return Method(name, raw, epochs, batch, patience, trainer, kind, monitor, per_fold, features)
 
 
 def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: int,
@@ -147,6 +184,8 @@ def train_model(method: Method, datamodule: JetDataModule, run_dir: Path, seed: 
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     if method.classifier == "text":
         clf: Any = TextPromptClassifier.from_settings(run_name=run_dir.name, **method.model)
+    elif method.classifier in PEER_METHODS:
+        clf = PeerClassifier.from_settings(run_name=run_dir.name, architecture=method.classifier, **method.model)
     else:
         clf = HybridClassifier.from_settings(run_name=run_dir.name, use_llm=method.classifier == "hybrid",
                                              **method.model)

@@ -45,11 +45,11 @@ def test_feature_array_of_the_wrong_width_is_an_error(inputs):
 def test_unreadable_chunk_is_reported_from_the_reading_thread(inputs, toy_jets_h5, monkeypatch):
     calls = []
 
-    def read_jets_failing_on_the_second_chunk(path, start=0, stop=None):
+    def read_jets_failing_on_the_second_chunk(path, start=0, stop=None, **kwargs):
         calls.append(start)
         if start:
             raise HybridjetError(f"{path}: events {start}-{stop} unreadable")
-        return read_jets(path, start=start, stop=stop)
+        return read_jets(path, start=start, stop=stop, **kwargs)
 
     monkeypatch.setattr(scoring, "CHUNK_EVENTS", 100)
     monkeypatch.setattr(scoring, "read_jets", read_jets_failing_on_the_second_chunk)

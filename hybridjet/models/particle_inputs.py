@@ -1,0 +1,86 @@
+"""The ``particles`` feature set's normalised columns as the sequence a particle network reads: one row per
+constituent slot of every jet (jet 1's P slots, then jet 2's, ...), its normalised features and which jet it is in,
+its massless four-vector in one frame for the event, and a mask of the slots that hold a particle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hybridjet.data.features import JET_FIELDS, Normalizer, ParticleLayout
+from hybridjet.data.store import CONSTITUENT_FEATURES
+
+_LOG_PT, _DETA, _DPHI = (CONSTITUENT_FEATURES.index(n) for n in ("log_pt", "deta", "dphi"))
+_JET_ETA, _JET_DPHI = JET_FIELDS.index("eta"), JET_FIELDS.index("dphi")
+
+
+@dataclass
+class ParticleSequence:
+    """A batch of events as particle sequences of length N = J × P."""
+
+    features: torch.Tensor  # [B, N, 7 + J] normalised constituent features, then the jet's one-hot index
+    jets: torch.Tensor  # [B, J, 5] the jets' normalised features
+    four_vectors: torch.Tensor  # [B, N, 4] px, py, pz, E (GeV, massless) in the frame of jet 1's azimuth
+    eta_phi: torch.Tensor  # [B, N, 2] η and φ in that frame
+    mask: torch.Tensor  # [B, N] bool, the slots that hold a particle
+
+
+class ParticleInputs(nn.Module):
+    """Turns normalised ``particles`` features [B, F] into a :class:`ParticleSequence`; the training split's
+    normalisation (recorded with the run) is undone for the four-vectors, which pairwise features need in GeV."""
+
+    def __init__(self, names: list[str], normalizer: Normalizer) -> None:
+        super().__init__()
+        self.layout = ParticleLayout.of(names)
+        self.register_buffer("mean", torch.as_tensor(normalizer.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.as_tensor(normalizer.std, dtype=torch.float32), persistent=False)
+
+    @property
+    def n_jets(self) -> int:
+        return self.layout.n_jets
+
+    @property
+    def n_particles(self) -> int:
+        """N, the sequence length: every constituent slot of every jet."""
+        return self.layout.n_jets * self.layout.n_constituents
+
+    @property
+    def width(self) -> int:
+        """Features per sequence row."""
+        return len(CONSTITUENT_FEATURES) + self.layout.n_jets
+
+    @property
+    def jet_width(self) -> int:
+        """Features per jet."""
+        return len(JET_FIELDS)
+
+    def forward(self, features: torch.Tensor) -> ParticleSequence:
+        b, j, p = features.shape[0], self.layout.n_jets, self.layout.n_constituents
+        jets, cons, present = self.layout.split(features)
+        raw_jets, raw_cons, _ = self.layout.split(features * self.std + self.mean)
+        mask = present > 0.5
+        which = torch.eye(j, device=features.device, dtype=features.dtype)[:, None, :].expand(j, p, j)
+        rows = torch.cat([cons, which.expand(b, j, p, j)], dim=-1).masked_fill(~mask[..., None], 0.0)
+        pt = torch.exp(raw_cons[..., _LOG_PT].clamp(max=12.0))
+        eta = raw_jets[..., _JET_ETA, None] + raw_cons[..., _DETA]
+        phi = raw_jets[..., _JET_DPHI, None] + raw_cons[..., _DPHI]
+        vectors = torch.stack([pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta), pt * torch.cosh(eta)],
+                              dim=-1).masked_fill(~mask[..., None], 0.0)
+        eta_phi = torch.stack([eta, phi], dim=-1).masked_fill(~mask[..., None], 0.0)
+        n = j * p
+        return ParticleSequence(rows.reshape(b, n, -1), jets, vectors.reshape(b, n, 4), eta_phi.reshape(b, n, 2),
+                                mask.reshape(b, n))
+
+
+def present_first(seq: ParticleSequence) -> ParticleSequence:
+    """The same particles with every sequence's present slots first, in their order (networks that are blind to
+    order, such as ParT and ParticleNet, cut a batch's trailing padding this way)."""
+    order = torch.sort((~seq.mask).to(torch.int8), dim=1, stable=True).indices
+
+    def take(x: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[-1]))
+
+    return ParticleSequence(take(seq.features), seq.jets, take(seq.four_vectors), take(seq.eta_phi),
+                            torch.gather(seq.mask, 1, order))

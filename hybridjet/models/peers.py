@@ -1,0 +1,161 @@
+"""The particle-level peers the hybrid on constituents is measured against, trained by the same recipe on the same
+``particles`` inputs: ParT and ParticleNet (weaver-core's own model classes, used as a library) and a Deep Sets /
+Particle Flow Network (:mod:`hybridjet.models.deepsets`). A peer is one record of :data:`PEERS`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hybridjet import checks
+from hybridjet.data.features import Normalizer, get_feature_set
+from hybridjet.errors import HybridjetError
+from hybridjet.models.config import ArchConfig
+from hybridjet.models.deepsets import ParticleFlowNetwork
+from hybridjet.models.particle_inputs import ParticleInputs, ParticleSequence, present_first
+from hybridjet.runtime import Runtime
+
+
+def _weaver(name: str) -> Any:
+    """A model class of weaver-core, or one line saying how to install it."""
+    try:
+        if name == "ParticleTransformer":
+            from weaver.nn.model.ParticleTransformer import ParticleTransformer as cls
+        else:
+            from weaver.nn.model.ParticleNet import ParticleNet as cls
+    except ImportError as err:
+        raise HybridjetError(f"{name} comes from weaver-core: pip install --no-deps weaver-core==0.5.3 (its model "
+                             f"classes need torch only; scripts/setup_env.sh installs it); import failed: {err}") from None
+    return cls
+
+
+class _ParT(nn.Module):
+    """ParT (Qu, Li, Qian, ICML 2022): particle self-attention with the pairwise Lorentz features (ln Δ, ln kT, ln z,
+    ln m²) of every pair as attention biases, class-attention blocks, one logit."""
+
+    def __init__(self, n_inputs: int, c: PeerConfig) -> None:
+        super().__init__()
+        self.net = _weaver("ParticleTransformer")(
+            input_dim=n_inputs, num_classes=1, pair_input_dim=4, embed_dims=(c.width, 4 * c.width, c.width),
+            pair_embed_dims=(c.width // 2,) * 3, num_heads=c.heads, num_layers=c.depth, num_cls_layers=2,
+            block_params={"dropout": c.dropout, "attn_dropout": c.dropout, "activation_dropout": c.dropout},
+            fc_params=())
+
+    def forward(self, seq: ParticleSequence) -> torch.Tensor:
+        seq = present_first(seq)
+        mask = seq.mask[:, None, :]
+        return self.net(seq.features.transpose(1, 2), v=seq.four_vectors.transpose(1, 2), mask=mask).squeeze(-1)
+
+
+class _ParticleNet(nn.Module):
+    """ParticleNet (Qu, Gouskos, PRD 101 (2020) 056019): EdgeConv blocks over k-nearest neighbours, first in (η, φ),
+    then in the learned features; global average pooling, one logit."""
+
+    def __init__(self, n_inputs: int, c: PeerConfig) -> None:
+        super().__init__()
+        convs = [(c.neighbours, (c.width * 2**i,) * 3) for i in range(c.depth)]
+        self.net = _weaver("ParticleNet")(input_dims=n_inputs, num_classes=1, conv_params=convs,
+                                          fc_params=[(4 * c.width, c.dropout)], use_fusion=True)
+
+    def forward(self, seq: ParticleSequence) -> torch.Tensor:
+        seq = present_first(seq)
+        mask = seq.mask[:, None, :].to(seq.features.dtype)
+        return self.net(seq.eta_phi.transpose(1, 2), seq.features.transpose(1, 2), mask=mask).squeeze(-1)
+
+
+#: the PFN's latent dimension (Komiske et al.'s ℓ)
+LATENT = 128
+
+
+class _DeepSets(nn.Module):
+    def __init__(self, n_inputs: int, c: PeerConfig) -> None:
+        super().__init__()
+        width, depth = c.sizes()
+        self.net = ParticleFlowNetwork(n_inputs, (width,) * (depth - 1) + (LATENT,), (width,) * depth, c.dropout)
+
+    def forward(self, seq: ParticleSequence) -> torch.Tensor:
+        return self.net(seq.features, seq.mask)
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    """One peer: how it is built from (input width, config) and its sizes by default (the paper's)."""
+
+    build: Callable[[int, PeerConfig], nn.Module]
+    width: int
+    depth: int
+    description: str
+
+
+#: every peer, by name: the one place methods, configs and runs read them from
+PEERS: dict[str, PeerRecord] = {
+    "part": PeerRecord(_ParT, 128, 8, "ParT, weaver-core's ParticleTransformer (8 blocks of 128, pairwise features)"),
+    "particlenet": PeerRecord(_ParticleNet, 64, 3, "ParticleNet, weaver-core's (EdgeConv 64/128/256, k=16)"),
+    "deepsets": PeerRecord(_DeepSets, 100, 3, "Deep Sets / PFN (Phi 100-100-128, F 100-100-100)"),
+}
+
+
+@dataclass(frozen=True)
+class PeerConfig(ArchConfig):
+    """A peer's architecture: ``architecture`` (a name of :data:`PEERS`); ``width``, ``depth``: its sizes (``None``:
+    the paper's); ``heads`` (ParT), ``neighbours`` (ParticleNet's k), ``dropout``."""
+
+    architecture: str = "part"
+    width: int | None = None
+    depth: int | None = None
+    heads: int = 8
+    neighbours: int = 16
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.architecture not in PEERS:
+            raise HybridjetError(f"architecture: expected one of {', '.join(PEERS)}, got {self.architecture!r}")
+        checks.integer("width", self.width, 2, 65536, optional=True)
+        checks.integer("depth", self.depth, 1, 64, optional=True)
+        checks.integer("heads", self.heads, 1, 256)
+        checks.integer("neighbours", self.neighbours, 1, 1024)
+        checks.fraction("dropout", self.dropout, include_one=False)
+        if self.architecture == "part" and self.sizes()[0] % self.heads:
+            raise HybridjetError(f"width: ParT's width {self.sizes()[0]} must be a multiple of heads {self.heads}")
+
+    def sizes(self) -> tuple[int, int]:
+        """(width, depth) as built."""
+        record = PEERS[self.architecture]
+        return (self.width or record.width, self.depth or record.depth)
+
+    def built(self) -> PeerConfig:
+        """This config with its sizes filled in."""
+        width, depth = self.sizes()
+        return PeerConfig(self.architecture, width, depth, self.heads, self.neighbours, self.dropout)
+
+
+class PeerNet(nn.Module):
+    """A peer over the ``particles`` features: normalised columns [B, F] -> particle sequence -> logit [B]."""
+
+    def __init__(self, config: PeerConfig, runtime: Runtime | None = None) -> None:
+        super().__init__()
+        self.config, self.runtime = config, runtime or Runtime()
+        self.inputs: ParticleInputs | None = None
+        self.model: nn.Module | None = None
+
+    def build(self, n_features: int, feature_set: str | None, names: list[str] | None,
+              normalizer: Normalizer | None) -> None:
+        """Create the layers for the ``particles`` columns ``names`` (once)."""
+        if self.model is not None:
+            return
+        if feature_set is None or not get_feature_set(feature_set).needs_constituents or names is None or \
+                normalizer is None:
+            raise HybridjetError(f"{self.config.architecture}: reads jet constituents; expected feature_set "
+                                 f"'particles', got {feature_set!r}")
+        self.inputs = ParticleInputs(names, normalizer)
+        self.model = PEERS[self.config.architecture].build(self.inputs.width, self.config.built())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits [B] of normalised ``particles`` features [B, F]."""
+        if self.inputs is None or self.model is None:
+            raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
+        return self.model(self.inputs(features))
