@@ -112,6 +112,51 @@ def make_toy_jets():
     return toy_jets
 
 
+def random_events(n: int, seed: int = 0, max_particles: int = 120) -> tuple[np.ndarray, ...]:
+    """[n, 700] pt/eta/phi with a few collimated sprays per event, plus 0/1 labels."""
+    rng = np.random.default_rng(seed)
+    pt = np.zeros((n, 700))
+    eta = np.zeros((n, 700))
+    phi = np.zeros((n, 700))
+    for i in range(n):
+        k = int(rng.integers(0, max_particles))
+        centres = rng.uniform(-np.pi, np.pi, 3)
+        which = rng.integers(0, 3, k)
+        pt[i, :k] = rng.exponential(15.0, k) + 0.5
+        eta[i, :k] = rng.normal(0, 1.0, 3)[which] + rng.normal(0, 0.3, k)
+        phi[i, :k] = (centres[which] + rng.normal(0, 0.3, k) + np.pi) % (2 * np.pi) - np.pi
+    labels = rng.integers(0, 2, n)
+    return pt, eta, phi, labels
+
+
+@pytest.fixture
+def make_events():
+    """The ``random_events`` helper, as a fixture (test directories are not packages)."""
+    return random_events
+
+
+@pytest.fixture
+def lhco_file(tmp_path):
+    from hybridjet.data.lhco import write_lhco
+
+    pt, eta, phi, labels = random_events(300, seed=1)
+    path = tmp_path / "events.h5"
+    write_lhco(path, pt, eta, phi, labels)
+    return path, (pt, eta, phi, labels)
+
+
+@pytest.fixture(scope="session")
+def particles_jets_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 random LHCO-layout events clustered with their 8 leading constituents per jet (random labels)."""
+    from hybridjet.data.cluster import cluster
+    from hybridjet.data.lhco import write_lhco
+
+    folder = tmp_path_factory.mktemp("particles")
+    write_lhco(folder / "events.h5", *random_events(400, seed=3))
+    cluster(folder / "events.h5", folder / "jets.h5", constituents=8, progress=False)
+    return folder / "jets.h5"
+
+
 @pytest.fixture(scope="session")
 def toy_jets_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 600-event toy jets.h5 (real schema, synthetic physics)."""

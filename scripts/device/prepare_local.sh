@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build, on the CPU machine, what the GPU machine lacks, into .stage/ (ignored by git through .git/info/exclude):
-#   .stage/deps.tar.xz   ~18 MB: bitsandbytes (CUDA 13.0/13.2 + CPU libraries only), gguf, jsonargparse[signatures], vector, awkward, liger-kernel,
+#   .stage/deps.tar.xz   ~19 MB: bitsandbytes (CUDA 13.0/13.2 + CPU libraries only), gguf, jsonargparse[signatures], vector, awkward, liger-kernel, weaver-core,
 #                        awkward-cpp, fastjet, pythia8mc (cp312 wheels) with Pythia's data trimmed to xmldoc, setups,
 #                        tunes and the default PDF (NNPDF2.3 QCD+QED LO); SmolLM2's config.json + tokenizer files
 #   .stage/gguf1, .stage/gguf2   the SmolLM2 GGUF in two parts (46,000,000 + 52,362,432 bytes)
@@ -16,7 +16,7 @@ grep -qx "/.whl/" .git/info/exclude || echo "/.whl/" >> .git/info/exclude
 mkdir -p .whl
 for p in pythia8mc==8.317.2 fastjet==3.5.2.0 awkward-cpp==57 awkward==2.14.0 vector==1.9.0 gguf==0.19.0 \
          jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.14.0 bitsandbytes==0.50.2 \
-         liger-kernel==0.8.5; do
+         liger-kernel==0.8.5 weaver-core==0.5.3; do
   $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "$p"

@@ -109,7 +109,7 @@ def test_a_new_feature_set_is_one_record(monkeypatch, toy_jets_h5, tmp_path):
     from hybridjet.train.classifiers import HybridClassifier
     from hybridjet.train.recipes import train_classifier
 
-    record = FeatureSet("ptonly", lambda j: [f"j{i + 1}_log_pt" for i in range(j)],
+    record = FeatureSet("ptonly", lambda j, p=0: [f"j{i + 1}_log_pt" for i in range(j)],
                         lambda jets, mask, n, tau, kin: np.where(mask, np.log1p(kin["pt"]), 0.0), periodic_sigma=0.2)
     monkeypatch.setitem(FEATURE_SETS, "ptonly", record)
     assert default_periodic_sigma("ptonly") == 0.2
@@ -119,3 +119,51 @@ def test_a_new_feature_set_is_one_record(monkeypatch, toy_jets_h5, tmp_path):
                      max_epochs=1, progress=False)
     scores = load_run(tmp_path / "run").predict_proba(str(toy_jets_h5))
     assert scores.shape == (600,) and np.isfinite(scores).all()
+
+
+def test_particles_features_layout_and_normalisation(particles_jets_h5):
+    """Issue 35: the particles columns read back as jets, constituents and presence; the normalisation pools each
+    constituent feature over the present constituents (one mean and std for every slot) and keeps presence 0/1."""
+    import numpy as np
+
+    from hybridjet.data.features import FEATURE_SETS, ParticleLayout, event_features, feature_names
+    from hybridjet.data.store import read_jets
+
+    arrays = read_jets(particles_jets_h5)
+    record = FEATURE_SETS["particles"]
+    names = feature_names("particles", arrays.n_jets, arrays.n_constituents)
+    features = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, "particles",
+                              constituents=arrays.constituents, constituent_mask=arrays.constituent_mask)
+    layout = ParticleLayout.of(names)
+    assert (layout.n_jets, layout.n_constituents) == (2, 8) and features.shape == (400, len(names))
+    jets, cons, present = layout.split(features)
+    want_present = arrays.constituent_mask & arrays.jet_mask[:, :, None]
+    np.testing.assert_array_equal(present, want_present)
+    np.testing.assert_allclose(cons[want_present], arrays.constituents[want_present])
+    assert not cons[~want_present].any()
+    normalizer = record.normalizer(features, names)
+    normed = normalizer(features)
+    _, normed_cons, normed_present = layout.split(normed)
+    np.testing.assert_array_equal(normed_present, want_present)  # presence bits untouched
+    values = normed_cons[want_present]
+    np.testing.assert_allclose(values.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(values.std(axis=0), 1.0, atol=1e-3)
+    # slot 8 (rarely filled) shares slot 1's statistics: the pooled ones
+    _, mean_cons, _ = layout.split(normalizer.mean[None])
+    np.testing.assert_array_equal(mean_cons[0, 0, 0], mean_cons[0, 1, 7])
+    assert record.slots_of(names) == (2, 8) and record.slots_of(names[:-3]) is None
+
+
+def test_particles_need_constituents_one_line(toy_jets_h5):
+    import pytest
+
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.data.features import event_features
+    from hybridjet.errors import HybridjetError
+
+    with pytest.raises(HybridjetError, match="holds no jet constituents; data.feature_set 'particles' needs them"):
+        JetDataModule(str(toy_jets_h5), feature_set="particles")
+    import numpy as np
+
+    with pytest.raises(HybridjetError, match="needs each jet's constituents"):
+        event_features(np.zeros((1, 2, 4)), np.zeros((1, 2), bool), np.zeros(1), None, "particles")

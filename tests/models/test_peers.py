@@ -1,0 +1,143 @@
+"""Issue 35: the particle-level peers (ParT, ParticleNet from weaver-core; Deep Sets) and the hybrid on particles:
+their inputs, masking, training by the package's recipe, and runs that score the same after loading."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import vector
+
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.data.lhco import read_lhco
+from hybridjet.errors import HybridjetError
+from hybridjet.models.particle_inputs import ParticleInputs, present_first
+from hybridjet.train.methods import parse_method, train_model
+
+PEER_SETTINGS = {"deepsets": {"width": 16}, "particlenet": {"width": 8, "depth": 2, "neighbours": 4},
+                 "part": {"width": 16, "depth": 2, "heads": 2}}
+
+
+def _noise_in_empty_slots(features: torch.Tensor, layout) -> torch.Tensor:
+    """``features`` with random values in the features (not the presence bits) of every empty constituent slot."""
+    noisy = features.clone()
+    _, _, present = layout.split(noisy)
+    tail = noisy[:, layout.n_jet_columns:].view(len(noisy), layout.n_jets, layout.n_constituents, -1)
+    empty = ~present.bool()
+    tail[..., :-1][empty] = torch.randn(int(empty.sum()), tail.shape[-1] - 1) * 3
+    return noisy
+
+
+@pytest.fixture(scope="module")
+def particles_data(particles_jets_h5):
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=32, seed=0)
+    dm.setup()
+    return dm
+
+
+def test_four_vectors_in_the_sequence_are_the_particles(particles_data, particles_jets_h5):
+    """The normalised columns give back each constituent's momentum: the invariant mass of the two leading
+    constituents of jet 1 equals the one vector computes from the event file's particles."""
+    inputs = ParticleInputs(list(particles_data.normalizer.names), particles_data.normalizer)
+    test = particles_data.splits["test"].tensors
+    seq = inputs(test["features"])
+    events = read_lhco(particles_jets_h5.parent / "events.h5")
+    p = 8  # constituents per jet
+    checked = 0
+    for row, event_id in enumerate(test["event_id"].tolist()[:40]):
+        if not bool(seq.mask[row, 1]):
+            continue
+        particles = events.particles[event_id]
+        pt, eta, phi = (ak.to_numpy(getattr(particles, f)) for f in ("pt", "eta", "phi"))
+        lead = np.argsort(-pt)
+        v = vector.array({"pt": pt, "eta": eta, "phi": phi, "mass": np.zeros(len(pt))})
+        got = seq.four_vectors[row, :2].double()
+        pair = got.sum(dim=0)
+        mass = float(torch.sqrt(torch.clamp(pair[3] ** 2 - (pair[:3] ** 2).sum(), min=0)))
+        # the jet's two leading members are among the event's particles: find them by pT
+        jet_pts = torch.hypot(got[:, 0], got[:, 1]).numpy()
+        members = [int(np.argmin(np.abs(pt - x))) for x in jet_pts]
+        want = float((v[members[0]] + v[members[1]]).mass)
+        assert mass == pytest.approx(want, rel=1e-3, abs=1e-3)
+        assert set(members) <= set(lead.tolist())
+        checked += 1
+    assert checked > 10 and seq.features.shape[1] == 2 * p
+
+
+def test_present_first_keeps_every_particle(particles_data):
+    inputs = ParticleInputs(list(particles_data.normalizer.names), particles_data.normalizer)
+    seq = inputs(particles_data.splits["val"].tensors["features"])
+    moved = present_first(seq)
+    counts = seq.mask.sum(dim=1)
+    assert torch.equal(moved.mask.sum(dim=1), counts)
+    assert all(bool(moved.mask[i, : int(c)].all()) for i, c in enumerate(counts))
+    assert torch.allclose(moved.four_vectors.sum(dim=1), seq.four_vectors.sum(dim=1), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(PEER_SETTINGS))
+def test_peer_trains_scores_and_reloads_to_the_same_scores(name, particles_jets_h5, tmp_path):
+    """Each peer trains by the recipe, its run loads (batch-norm statistics included) and scores as it did, and the
+    values in empty constituent slots do not move its score."""
+    from hybridjet import load_run
+
+    method = parse_method(name, {**PEER_SETTINGS[name], "epochs": 2, "batch_size": 64})
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
+    metrics = train_model(method, dm, tmp_path / name, seed=0)
+    assert metrics["epochs_run"] == 2
+    clf = load_run(tmp_path / name)
+    assert clf.model_kind == name
+    test = dm.splits["test"].tensors
+    with torch.no_grad():
+        again = torch.sigmoid(clf.net(test["features"])).numpy()
+        recorded = np.sort(clf.predict_proba(str(particles_jets_h5)))
+        moved = torch.sigmoid(clf.net(_noise_in_empty_slots(test["features"], clf.net.inputs.layout))).numpy()
+    from hybridjet.rundir import RunDir
+
+    scores = RunDir(tmp_path / name).read_scores("test")
+    order = np.argsort(scores.event_id)
+    np.testing.assert_allclose(np.sort(again), np.sort(scores.score[order]), atol=1e-5)
+    assert recorded.shape == (400,)
+    np.testing.assert_allclose(moved, again, atol=1e-5)
+
+
+def test_hybrid_on_particles_masks_empty_slots_and_reloads(particles_jets_h5, tiny_llama, tmp_path):
+    """The hybrid on particles: one token per jet and per constituent between the prompt's words; empty slots are
+    masked out of attention (their values do not move the score); its run scores the same after loading."""
+    from hybridjet import load_run
+    from hybridjet.rundir import RunDir
+
+    method = parse_method("hybrid", {"model": str(tiny_llama), "quantization": "none", "epochs": 1,
+                                     "batch_size": 64, "encoder_hidden": 32})
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
+    train_model(method, dm, tmp_path / "hybrid", seed=0)
+    clf = load_run(tmp_path / "hybrid")
+    net = clf.net
+    assert net.sequence_length == len(net.prefix_ids) + sum(1 + 8 + len(t) for t in net.between_ids)
+    test = dm.splits["test"].tensors
+    layout = net.encoder.inputs.layout
+    with torch.no_grad():
+        logits = net(test["features"])
+        moved = net(_noise_in_empty_slots(test["features"], layout))
+    np.testing.assert_allclose(moved.numpy(), logits.numpy(), atol=1e-4)
+    scores = RunDir(tmp_path / "hybrid").read_scores("test")
+    np.testing.assert_allclose(np.sort(torch.sigmoid(logits).numpy()), np.sort(scores.score), atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "settings", "features", "message"), [
+    ("part", {}, "fourvec", "methods.part: part reads jet constituents; expected features: particles"),
+    ("hybrid_named", {"method": "hybrid", "prompt_tokens": "named"}, "particles", "prompt_tokens: named"),
+    ("part", {"architecture": "deepsets"}, "particles", "methods.part.architecture: part is the architecture"),
+    ("part", {"width": 30, "heads": 8}, "particles", "ParT's width 30 must be a multiple of heads 8"),
+    ("text", {}, "particles", "the text baseline writes jets' kinematics"),
+    ("deepsets", {"features": "nope"}, "particles", "methods.deepsets.features: expected one of"),
+])
+def test_bad_peer_settings_are_one_line(name, settings, features, message):
+    with pytest.raises(HybridjetError, match=message):
+        parse_method(name, settings).check_features(features)
+
+
+def test_peers_refuse_other_features(toy_jets_h5, tmp_path):
+    dm = JetDataModule(str(toy_jets_h5), feature_set="fourvec", batch_size=64)
+    with pytest.raises(HybridjetError, match="deepsets: reads jet constituents; expected feature_set 'particles'"):
+        train_model(parse_method("deepsets", {"epochs": 1}), dm, tmp_path / "run", seed=0)
