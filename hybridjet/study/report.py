@@ -82,7 +82,7 @@ def markdown(name: str, rows: list[dict[str, Any]], gaps: list[dict[str, Any]], 
     """The report as markdown: the learning curves' table and the gaps' table."""
     lines = [f"# Study {name}", "",
              f"Test set: {meta['n_test']:,} events ({meta['n_test_signal']:,} signal); validation "
-             f"{meta['n_val']:,}; features {meta['features']}. Median [68% band] over seeds.", "",
+             f"{meta['n_val']:,}; features {meta['features']}{_own_features(meta)}. Median [68% band] over seeds.", "",
              "| method | N | seeds | AUC | 1/ε_B @ ε_S=0.3 | 1/ε_B @ ε_S=0.5 | max SIC |", "|:---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['n']:,} | {r['seeds']} | {_fmt(r['auc'])} | "
@@ -115,7 +115,9 @@ def write_report(cfg: Any, records: list[dict[str, Any]], test_file: Path, secon
     gaps = auc_gaps(records, reference)
     labels = read_labels(test_file)
     meta = {"name": cfg.name, "n_test": int(len(labels)), "n_test_signal": int((labels == 1).sum()),
-            "n_val": cfg.val_events, "features": cfg.feature_set, "sizes": list(cfg.sizes), "seconds": seconds,
+            "n_val": cfg.val_events, "features": cfg.feature_set,
+            "method_features": {m.name: m.features for m in cfg.methods if m.features}, "sizes": list(cfg.sizes),
+            "seconds": seconds,
             "reference": reference, "budget": vars(cfg.budget)}
     out = Path(cfg.report)
     paths = {"markdown": out / "study.md", "json": out / "study.json"}
@@ -137,3 +139,9 @@ def write_report(cfg: Any, records: list[dict[str, Any]], test_file: Path, secon
             paths["gaps"] = plots.plot_auc_gaps(by_control, reference, out / "auc_gaps.png", cfg.name)
     print("\n" + text)
     return paths, rows
+
+
+def _own_features(meta: dict[str, Any]) -> str:
+    """`` (gbdt: substructure)``: the methods that read a feature set of their own."""
+    own = meta.get("method_features") or {}
+    return f" ({', '.join(f'{name}: {features}' for name, features in own.items())})" if own else ""

@@ -141,3 +141,31 @@ def test_peers_refuse_other_features(toy_jets_h5, tmp_path):
     dm = JetDataModule(str(toy_jets_h5), feature_set="fourvec", batch_size=64)
     with pytest.raises(HybridjetError, match="deepsets: reads jet constituents; expected feature_set 'particles'"):
         train_model(parse_method("deepsets", {"epochs": 1}), dm, tmp_path / "run", seed=0)
+
+
+def test_score_refuses_events_cut_otherwise_before_loading(particles_jets_h5, toy_jets_h5, tmp_path, capsys):
+    """A run on particles scores jets.h5 files of its constituent cut; a file without constituents, one cut at
+    another P, or an awkward array of jets is one line naming what to do, before the model loads."""
+    from hybridjet import load_run
+    from hybridjet.cli import main
+    from hybridjet.data.cluster import cluster
+
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
+    train_model(parse_method("deepsets", {"width": 8, "epochs": 1}), dm, tmp_path / "run", seed=0)
+    assert main(["score", str(tmp_path / "run"), str(particles_jets_h5), "--out", str(tmp_path / "ok.h5")]) == 0
+    other = tmp_path / "c4.h5"
+    cluster(particles_jets_h5.parent / "events.h5", other, constituents=4, progress=False)
+    capsys.readouterr()
+    for jets, message in ((toy_jets_h5, "holds no jet constituents; this run's 'particles' features need them "
+                                        "(cluster the events with 'hybridjet cluster --constituents 8')"),
+                          (other, "expected 2 jets of 8 constituents, as the run was trained on (recluster with "
+                                  "--n-jets 2 --constituents 8)")):
+        assert main(["score", str(tmp_path / "run"), str(jets), "--out", str(tmp_path / "bad.h5")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad.h5").exists()
+    import awkward as ak
+
+    events = ak.Array({"FatJet": [[{"pt": 500.0, "eta": 0.1, "phi": 0.2, "mass": 80.0}]], "nPFCand": [40]})
+    with pytest.raises(HybridjetError, match="gives jets without their constituents"):
+        load_run(tmp_path / "run").predict_proba(events)
