@@ -90,7 +90,8 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], mo
         onnx_model = trees_model(clf.trees, clf.normalizer)
         kind = "gbdt"
     else:
-        kind = "hybrid" if clf.net.llm is not None else "ablation"
+        kind = clf.model_kind if clf.model_kind != "hybrid" else \
+            "hybrid" if clf.net.llm is not None else "ablation"
         onnx_model = _net_model(clf, len(names))
     _describe(onnx_model, run_dir, kind, clf.feature_set, names)
     diff = _save_checked(onnx_model, out, clf, check_events if _has("onnxruntime") else 0)
@@ -113,6 +114,8 @@ def _net_model(clf: Any, n_features: int) -> Any:
     _require("onnxscript")
     if getattr(clf.net, "backbone", None) is not None:
         clf = clf.to("cpu").densify_for_inference(torch.float32)
+    if hasattr(clf.net, "untrim"):
+        clf.net.untrim()
     wrapper = _Probability(clf.net, clf.normalizer).eval()
     example = torch.from_numpy(_sample_features(clf.normalizer, 4, seed=0))
     batch = torch.export.Dim.DYNAMIC

@@ -154,8 +154,16 @@ class PeerNet(nn.Module):
         self.inputs = ParticleInputs(names, normalizer)
         self.model = PEERS[self.config.architecture].build(self.inputs.width, self.config.built())
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits [B] of normalised ``particles`` features [B, F]."""
+    def untrim(self) -> None:
+        """Run every sequence at its full length: weaver's nets cut a batch's trailing padding by a length that
+        depends on the data (the same scores, the padding being masked), which torch's exporter cannot trace."""
+        for module in self.modules():
+            if hasattr(module, "enabled") and type(module).__name__ == "SequenceTrimmer":
+                module.enabled = False
+
+    def forward(self, features: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        """Logits [B] of normalised ``particles`` features [B, F] (``plain``: as an ONNX export traces it; the same
+        path, the nets having no execution plans)."""
         if self.inputs is None or self.model is None:
             raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
         return self.model(self.inputs(features))

@@ -169,3 +169,24 @@ def test_score_refuses_events_cut_otherwise_before_loading(particles_jets_h5, to
     events = ak.Array({"FatJet": [[{"pt": 500.0, "eta": 0.1, "phi": 0.2, "mass": 80.0}]], "nPFCand": [40]})
     with pytest.raises(HybridjetError, match="gives jets without their constituents"):
         load_run(tmp_path / "run").predict_proba(events)
+
+
+def test_deepsets_and_the_hybrid_on_particles_export_to_onnx(particles_jets_h5, tiny_llama, tmp_path):
+    """The Deep Sets peer and the hybrid on particles go to ONNX with the run's probabilities (checked by
+    onnxruntime inside the export); ParT and ParticleNet, whose weaver code torch's exporter cannot trace yet, are
+    one line."""
+    pytest.importorskip("onnxruntime")
+    from hybridjet.deploy.onnx_export import export_onnx
+
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
+    for name, settings in (("deepsets", {"width": 8}), ("hybrid", {"model": str(tiny_llama), "quantization": "none",
+                                                                   "encoder_hidden": 16}),
+                           ("particlenet", PEER_SETTINGS["particlenet"])):
+        train_model(parse_method(name, {**settings, "epochs": 1}), dm, tmp_path / name, seed=0)
+        if name == "particlenet":
+            with pytest.raises(HybridjetError, match="export-onnx: torch's ONNX exporter could not take"):
+                export_onnx(tmp_path / name, tmp_path / f"{name}.onnx")
+            assert not (tmp_path / f"{name}.onnx").exists()
+            continue
+        export = export_onnx(tmp_path / name, tmp_path / f"{name}.onnx")
+        assert export.kind == name and export.max_abs_diff is not None and export.max_abs_diff < 1e-4
