@@ -53,13 +53,14 @@ class _ParT(nn.Module):
 
 class _ParticleNet(nn.Module):
     """ParticleNet (Qu, Gouskos, PRD 101 (2020) 056019): EdgeConv blocks over k-nearest neighbours, first in (η, φ),
-    then in the learned features; global average pooling, one logit."""
+    then in the learned features; global average pooling, one logit. Every sequence keeps its full length (weaver's
+    trimming to a batch's longest event would leave fewer than k + 1 slots in a batch of small events)."""
 
     def __init__(self, n_inputs: int, c: PeerConfig) -> None:
         super().__init__()
         convs = [(c.neighbours, (c.width * 2**i,) * 3) for i in range(c.depth)]
         self.net = _weaver("ParticleNet")(input_dims=n_inputs, num_classes=1, conv_params=convs,
-                                          fc_params=[(4 * c.width, c.dropout)], use_fusion=True)
+                                          fc_params=[(4 * c.width, c.dropout)], use_fusion=True, trim=False)
 
     def forward(self, seq: ParticleSequence) -> torch.Tensor:
         seq = present_first(seq)
@@ -152,6 +153,10 @@ class PeerNet(nn.Module):
             raise HybridjetError(f"{self.config.architecture}: reads jet constituents; expected feature_set "
                                  f"'particles', got {feature_set!r}")
         self.inputs = ParticleInputs(names, normalizer)
+        if self.config.architecture == "particlenet" and self.config.neighbours >= self.inputs.n_particles:
+            raise HybridjetError(f"neighbours: ParticleNet's k = {self.config.neighbours} needs more than k constituent "
+                                 f"slots per event; the events hold {self.inputs.n_particles} (expected k < "
+                                 f"{self.inputs.n_particles}, or more constituents per jet)")
         self.model = PEERS[self.config.architecture].build(self.inputs.width, self.config.built())
 
     def untrim(self) -> None:

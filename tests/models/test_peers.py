@@ -190,3 +190,10 @@ def test_deepsets_and_the_hybrid_on_particles_export_to_onnx(particles_jets_h5, 
             continue
         export = export_onnx(tmp_path / name, tmp_path / f"{name}.onnx")
         assert export.kind == name and export.max_abs_diff is not None and export.max_abs_diff < 1e-4
+
+
+def test_particlenet_neighbours_beyond_the_slots_is_one_line(particles_jets_h5, tmp_path):
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64)
+    with pytest.raises(HybridjetError, match=r"neighbours: ParticleNet's k = 16 needs more than k constituent slots"):
+        train_model(parse_method("particlenet", {"epochs": 1}), dm, tmp_path / "run", seed=0)
+    assert not (tmp_path / "run" / "weights.safetensors").exists()

@@ -1,0 +1,88 @@
+"""Throughput on jet constituents: the hybrid on particles against ParT, ParticleNet and Deep Sets, side by side in
+one run on the same batches: training and scoring events/s, peak memory, under bf16 autocast on a GPU (as the
+recipe trains), fp32 on a CPU; warm-up batches outside the timed window.
+
+    .venv/bin/python scripts/bench_particles.py --data data/study_gpu/qcd_jets_c32.h5 --batch-size 256 \
+        [--methods hybrid part particlenet deepsets] [--model smollm2] [--score-batch-size 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+
+import lightning as L
+import torch
+from throughput import measure
+
+from hybridjet.data.datamodule import JetDataModule
+from hybridjet.train.classifiers import HybridClassifier, PeerClassifier
+from hybridjet.train.methods import PEER_METHODS
+
+
+def build(method: str, dm: JetDataModule, model: str, settings: dict) -> HybridClassifier | PeerClassifier:
+    """A classifier of ``method`` built for the data module's particles features, on the GPU if there is one."""
+    if method in PEER_METHODS:
+        clf = PeerClassifier.from_settings(architecture=method, **settings)
+    else:
+        clf = HybridClassifier.from_settings(model=model, torch_compile=False, **settings)
+    clf.normalizer, clf.feature_set = dm.normalizer, dm.feature_set
+    clf.build(dm.n_features)
+    return clf.to("cuda") if torch.cuda.is_available() else clf
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="a jets.h5 file with constituents (cluster --constituents P)")
+    parser.add_argument("--methods", nargs="+", default=["hybrid", "part", "particlenet", "deepsets"])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--score-batch-size", type=int, default=None, help="scoring batch (default: --batch-size)")
+    parser.add_argument("--batches", type=int, default=8, help="timed batches")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--settings", default="{}", help="JSON of per-method settings, e.g. '{\"part\": {\"width\": 64}}'")
+    args = parser.parse_args()
+    per_method = json.loads(args.settings)
+
+    dm = JetDataModule(args.data, feature_set="particles", batch_size=args.batch_size, split=(0.9, 0.05, 0.05))
+    dm.setup("fit")
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{device}; {args.data}: {dm.n_features} features ({dm.normalizer.names[-1]} last); batch "
+          f"{args.batch_size}, scoring batch {args.score_batch_size or args.batch_size}", flush=True)
+    loader = iter(dm.train_dataloader())
+    n = args.batches + args.warmup
+    batches = [next(loader) for _ in range(n)]
+    score_batches = batches
+    if args.score_batch_size:
+        dm.batch_size = args.score_batch_size
+        loader = iter(dm.train_dataloader())
+        score_batches = [next(loader) for _ in range(n)]
+    results = {}
+    for method in args.methods:
+        L.seed_everything(0, verbose=False)
+        clf = build(method, dm, args.model, per_method.get(method, {}))
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        autocast = torch.autocast("cuda", torch.bfloat16) if cuda else contextlib.nullcontext()
+        with autocast:
+            train = measure(clf, batches, warmup=args.warmup, pipelined=cuda)
+            score = measure(clf, score_batches, warmup=args.warmup, pipelined=cuda) if args.score_batch_size else train
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        params = sum(p.numel() for p in clf.parameters() if p.requires_grad)
+        results[method] = (train.train_events_per_s, score.infer_events_per_s)
+        seq = getattr(clf.net, "sequence_length", 0) or clf.net.inputs.n_particles
+        print(f"{method:12s} sequence {seq:4d}  trainable {params / 1e6:7.2f} M  train {train.train_events_per_s:10,.0f}"
+              f" events/s  score {score.infer_events_per_s:10,.0f} events/s  peak {peak:6.2f} GiB", flush=True)
+        del clf
+    if "hybrid" in results:
+        for method, (train, score) in results.items():
+            if method != "hybrid":
+                print(f"hybrid / {method}: train x{results['hybrid'][0] / train:.2f}, "
+                      f"score x{results['hybrid'][1] / score:.2f}")
+
+
+if __name__ == "__main__":
+    main()
