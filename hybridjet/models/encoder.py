@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from hybridjet.data.features import get_feature_set
-from hybridjet.models.particle_inputs import ParticleInputs
+from hybridjet.models.particle_inputs import ParticleInputs, pair_features
 
 
 class ResidualBlock(nn.Module):
@@ -129,7 +129,7 @@ class ParticleTokenEncoder(nn.Module):
     constituents, RMS-scaled to the LLM's own token embeddings as :class:`SoftPromptEncoder`'s tokens are."""
 
     def __init__(self, inputs: ParticleInputs, embed_dim: int, hidden: int = 256, dropout: float = 0.1,
-                 embed_rms: float = 1.0) -> None:
+                 embed_rms: float = 1.0, pairs: bool = False) -> None:
         super().__init__()
         self.inputs = inputs
 
@@ -137,7 +137,11 @@ class ParticleTokenEncoder(nn.Module):
             return nn.Sequential(nn.Linear(width_in, hidden), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
-        self.particle = mlp(inputs.width)
+        # with ``pairs``: each constituent also sees the mean, over the event's other constituents, of an MLP of
+        # their pairwise features (ParT's ln Δ, ln kT, ln z, ln m²)
+        self.pair = nn.Sequential(nn.Linear(4, hidden // 4), nn.GELU(), nn.Linear(hidden // 4, hidden // 4)) \
+            if pairs else None
+        self.particle = mlp(inputs.width + (hidden // 4 if pairs else 0))
         self.jet = mlp(inputs.jet_width)
         self.gain = nn.Parameter(torch.full((2, 1), float(embed_rms)))  # jets', constituents'
 
@@ -149,6 +153,12 @@ class ParticleTokenEncoder(nn.Module):
         """[B, F] -> jet tokens [B, J, D], constituent tokens [B, J, P, D], their mask [B, J, P] (float32)."""
         seq = self.inputs(features)
         b, j = features.shape[0], self.inputs.n_jets
-        particles = self._scaled(self.particle(seq.features), self.gain[1]).view(b, j, -1, self.particle[-1].out_features)
+        rows = seq.features
+        if self.pair is not None:
+            pairs, mask = pair_features(seq)
+            weight = mask.to(rows.dtype)[..., None]
+            summary = (self.pair(pairs.to(rows.dtype)) * weight).sum(2) / weight.sum(2).clamp(min=1.0)
+            rows = torch.cat([rows, summary], dim=-1)
+        particles = self._scaled(self.particle(rows), self.gain[1]).view(b, j, -1, self.particle[-1].out_features)
         jets = self._scaled(self.jet(seq.jets), self.gain[0])
         return jets, particles, seq.mask.view(b, j, -1)

@@ -64,6 +64,8 @@ class HybridConfig(ArchConfig):
         system_prompt, question: the chat prompt; ``question`` may hold one ``<<EVENT>>`` slot for the soft tokens
             (text after it runs once per event; without a slot they come last and all text is the shared prefix).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state.
+        particle_pairs: on ``particles``, each constituent's token also sees a summary of its pairwise interaction
+            features with the event's other constituents (ParT's ln Δ, ln kT, ln z, ln m²).
         prompt_tokens: ``anonymous`` (k soft tokens from the encoder's MLP over all features) or ``named`` (the
             event written as "jet 1 log transverse momentum: <v>, ...": each feature's name in words, then one
             token of its value, so that what the LLM knows of the words can apply; ``n_soft_tokens`` and the
@@ -89,6 +91,7 @@ class HybridConfig(ArchConfig):
     init: str = "pretrained"
     init_seed: int = 0
     prompt_tokens: str = "anonymous"
+    particle_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.prompt_tokens not in PROMPT_TOKENS:
@@ -175,7 +178,7 @@ class HybridNet(nn.Module):
                 raise HybridjetError("particles: the hybrid makes one token per jet and per constituent; expected "
                                      "prompt_tokens anonymous, head_skip false, and the run's names and normalizer")
             self.encoder = ParticleTokenEncoder(ParticleInputs(names, normalizer), self.embed_dim, c.encoder_hidden,
-                                                c.dropout, self.embed_rms)
+                                                c.dropout, self.embed_rms, pairs=c.particle_pairs)
             self._build_particle_prompt(self.encoder.inputs.n_jets)
         elif c.prompt_tokens == "named":
             self._build_named_prompt(n_features, names)

@@ -84,3 +84,22 @@ def present_first(seq: ParticleSequence) -> ParticleSequence:
 
     return ParticleSequence(take(seq.features), seq.jets, take(seq.four_vectors), take(seq.eta_phi),
                             torch.gather(seq.mask, 1, order))
+
+
+def pair_features(seq: ParticleSequence, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """ParT's pairwise interaction features of every pair of slots, [B, N, N, 4]: ln Δ, ln kT, ln z, ln m² (Δ the
+    (η, φ) distance, kT = min(pT) Δ, z = min(pT) / (pT_a + pT_b), m² the pair's invariant mass squared), and the
+    [B, N, N] mask of pairs of two present, distinct particles."""
+    v, (eta, phi) = seq.four_vectors.float(), seq.eta_phi.float().unbind(-1)
+    pt = torch.hypot(v[..., 0], v[..., 1])
+    dphi = (phi[:, :, None] - phi[:, None, :] + torch.pi) % (2 * torch.pi) - torch.pi
+    delta = torch.sqrt((eta[:, :, None] - eta[:, None, :]) ** 2 + dphi**2)
+    low = torch.minimum(pt[:, :, None], pt[:, None, :])
+    pair = v[:, :, None, :] + v[:, None, :, :]
+    m2 = pair[..., 3] ** 2 - (pair[..., :3] ** 2).sum(-1)
+    features = torch.stack([torch.log(delta.clamp(min=eps)), torch.log((low * delta).clamp(min=eps)),
+                            torch.log((low / (pt[:, :, None] + pt[:, None, :]).clamp(min=eps)).clamp(min=eps)),
+                            torch.log(m2.clamp(min=eps))], dim=-1)
+    n = seq.mask.shape[1]
+    mask = seq.mask[:, :, None] & seq.mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=v.device)
+    return features.masked_fill(~mask[..., None], 0.0), mask

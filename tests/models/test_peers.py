@@ -12,7 +12,7 @@ import vector
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.lhco import read_lhco
 from hybridjet.errors import HybridjetError
-from hybridjet.models.particle_inputs import ParticleInputs, present_first
+from hybridjet.models.particle_inputs import ParticleInputs, pair_features, present_first
 from hybridjet.train.methods import parse_method, train_model
 
 PEER_SETTINGS = {"deepsets": {"width": 16}, "particlenet": {"width": 8, "depth": 2, "neighbours": 4},
@@ -42,6 +42,8 @@ def test_four_vectors_in_the_sequence_are_the_particles(particles_data, particle
     inputs = ParticleInputs(list(particles_data.normalizer.names), particles_data.normalizer)
     test = particles_data.splits["test"].tensors
     seq = inputs(test["features"])
+    pairs, pair_mask = pair_features(seq)
+    assert not pair_mask.diagonal(dim1=1, dim2=2).any() and not pairs[~pair_mask].any()
     events = read_lhco(particles_jets_h5.parent / "events.h5")
     p = 8  # constituents per jet
     checked = 0
@@ -60,6 +62,9 @@ def test_four_vectors_in_the_sequence_are_the_particles(particles_data, particle
         members = [int(np.argmin(np.abs(pt - x))) for x in jet_pts]
         want = float((v[members[0]] + v[members[1]]).mass)
         assert mass == pytest.approx(want, rel=1e-3, abs=1e-3)
+        assert float(pairs[row, 0, 1, 3]) == pytest.approx(np.log(max(want**2, 1e-8)), rel=1e-3, abs=2e-3)
+        want_delta = float(v[members[0]].deltaR(v[members[1]]))  # η-φ distance of massless particles
+        assert float(pairs[row, 0, 1, 0]) == pytest.approx(np.log(want_delta), abs=1e-3)
         assert set(members) <= set(lead.tolist())
         checked += 1
     assert checked > 10 and seq.features.shape[1] == 2 * p
@@ -101,14 +106,16 @@ def test_peer_trains_scores_and_reloads_to_the_same_scores(name, particles_jets_
     np.testing.assert_allclose(moved, again, atol=1e-5)
 
 
-def test_hybrid_on_particles_masks_empty_slots_and_reloads(particles_jets_h5, tiny_llama, tmp_path):
-    """The hybrid on particles: one token per jet and per constituent between the prompt's words; empty slots are
-    masked out of attention (their values do not move the score); its run scores the same after loading."""
+@pytest.mark.parametrize("pairs", [False, True])
+def test_hybrid_on_particles_masks_empty_slots_and_reloads(pairs, particles_jets_h5, tiny_llama, tmp_path):
+    """The hybrid on particles (with or without the pairwise features): one token per jet and per constituent
+    between the prompt's words; empty slots are masked out of attention (their values do not move the score); its
+    run scores the same after loading."""
     from hybridjet import load_run
     from hybridjet.rundir import RunDir
 
     method = parse_method("hybrid", {"model": str(tiny_llama), "quantization": "none", "epochs": 1,
-                                     "batch_size": 64, "encoder_hidden": 32})
+                                     "batch_size": 64, "encoder_hidden": 32, "particle_pairs": pairs})
     dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
     train_model(method, dm, tmp_path / "hybrid", seed=0)
     clf = load_run(tmp_path / "hybrid")
