@@ -238,5 +238,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
 
 def _print_run(task: Any, record: dict[str, Any], seconds: float) -> None:
     test = record["test"]
-    print(f"{record['name']}: test AUC {test['auc']:.4f}, 1/eps_B(0.5) {test['rejection_at_0.5']:.3g}, "
-          f"{record.get('epochs_run')} epochs of {record['max_epochs']} [{seconds:.0f} s]", flush=True)
+    budget = f"{record.get('epochs_run')} iterations" if record.get("classifier") == "gbdt" else \
+        f"{record.get('epochs_run')} epochs of {record['max_epochs']}"
+    print(f"{record['name']}: test AUC {test['auc']:.4f}, 1/eps_B(0.5) {test['rejection_at_0.5']:.3g}, {budget} "
+          f"[{seconds:.0f} s]", flush=True)
