@@ -3,7 +3,7 @@
 #   .stage/deps.tar.xz   ~19 MB: bitsandbytes (CUDA 13.0/13.2 + CPU libraries only), gguf, jsonargparse[signatures], vector, awkward, liger-kernel, weaver-core,
 #                        awkward-cpp, fastjet, pythia8mc (cp312 wheels) with Pythia's data trimmed to xmldoc, setups,
 #                        tunes and the default PDF (NNPDF2.3 QCD+QED LO); SmolLM2's config.json + tokenizer files
-#   .stage/gguf1, .stage/gguf2   the SmolLM2 GGUF in two parts (46,000,000 + 52,362,432 bytes)
+#   .stage/gguf1, .stage/gguf2   the SmolLM2 GGUF in two parts (43,000,000 + 55,362,432 bytes: call 1 carries the first with deps.tar.xz and the working tree under 64 MiB)
 #   .stage/gguf2/text.tar.xz    ~4 MB: rouge-score (an sdist: copied as installed here, pure Python), nltk, absl-py,
 #                        click, for `hybridjet sft eval`; travels with the second GGUF part
 # Calls then carry: call 1 [".stage/deps.tar.xz", ".stage/gguf1", "data/demo/jets.h5"] (~65 MB with the tree,
@@ -35,8 +35,8 @@ tar -C .stage -cf - site smollm2_cfg | xz -T2 -6 > .stage/deps.tar.xz
 GGUF=$($PY -c "from hybridjet.llm.resolve import default_gguf_path; print(default_gguf_path())")
 NAME=$(basename "$GGUF")
 mkdir -p .stage/gguf1 .stage/gguf2
-head -c 46000000 "$GGUF" > ".stage/gguf1/$NAME.part1"
-tail -c +46000001 "$GGUF" > ".stage/gguf2/$NAME.part2"
+head -c 43000000 "$GGUF" > ".stage/gguf1/$NAME.part1"
+tail -c +43000001 "$GGUF" > ".stage/gguf2/$NAME.part2"
 cat ".stage/gguf1/$NAME.part1" ".stage/gguf2/$NAME.part2" | sha256sum | cut -d' ' -f1 | grep -qx "$(cut -d' ' -f1 scripts/device/SmolLM2.sha256)"
 SITE=$($PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 tar -C "$SITE" -cf - rouge_score nltk absl click | xz -T2 -6 > .stage/gguf2/text.tar.xz

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage the SmolLM2 GGUF (98 MB, more than one call may carry) across consecutive calls on a warm machine:
-#     bash scripts/device/stage_part.sh .stage/gguf1     # call 1 carries .stage/gguf1 (first 46,000,000 bytes)
+#     bash scripts/device/stage_part.sh .stage/gguf1     # call 1 carries .stage/gguf1 (first 43,000,000 bytes)
 #     bash scripts/device/stage_part.sh .stage/gguf2     # call 2, within the 30 s the machine stays warm
 # Each part is copied to $DEVICE_ROOT/stage; once both are there they are joined and the sha256 is checked
 # against scripts/device/SmolLM2.sha256. The parts are made by scripts/device/prepare_local.sh.
