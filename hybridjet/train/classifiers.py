@@ -52,8 +52,26 @@ class EventClassifier(RunIO, Scoring, ClassifierModule):
         return cls(cls.config_class(**groups[cls.config_class]), Runtime(**groups[Runtime]),
                    Optimization(**groups[Optimization]), run_name=run_name, **own)
 
+    def record_settings(self, arch: Any, runtime: Runtime | None, run_name: str | None, **own: Any) -> None:
+        """Keep the architecture, runtime, optimisation and the classifier's own settings as Lightning's hyper
+        parameters (what a checkpoint rebuilds the classifier from)."""
+        self.save_hyperparameters({"arch": dataclasses.asdict(arch), "runtime": dataclasses.asdict(runtime or Runtime()),
+                                   "optim": dataclasses.asdict(self.optim), "run_name": run_name, **own})
 
-class HybridClassifier(EventClassifier):
+
+class FeatureNetClassifier(EventClassifier):
+    """A classifier whose net reads the normalised features alone (the hybrid, the ablation, the peers): built
+    from the feature set, its names and normalisation once the data are known."""
+
+    def build(self, n_features: int) -> None:
+        names = None if self.normalizer is None else list(self.normalizer.names)
+        self.net.build(n_features, self.feature_set, names, self.normalizer)
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(batch["features"].to(self.device))
+
+
+class HybridClassifier(FeatureNetClassifier):
     """The hybrid (:class:`~hybridjet.models.hybrid.HybridNet`; ``arch.use_llm=False``: the no-LLM ablation)."""
 
     model_kind = "hybrid"
@@ -63,19 +81,10 @@ class HybridClassifier(EventClassifier):
                  optim: Optimization | None = None, run_name: str | None = None) -> None:
         super().__init__(optim, run_name)
         arch = arch or HybridConfig()
-        self.save_hyperparameters({"arch": dataclasses.asdict(arch),
-                                   "runtime": dataclasses.asdict(runtime or Runtime()),
-                                   "optim": dataclasses.asdict(self.optim), "run_name": run_name})
+        self.record_settings(arch, runtime, run_name)
         self.net = HybridNet(arch, runtime)
         if self.net.llm is not None:
             self.to(next(self.net.llm.parameters()).device)  # 4-bit weights load onto the GPU: follow them
-
-    def build(self, n_features: int) -> None:
-        names = None if self.normalizer is None else list(self.normalizer.names)
-        self.net.build(n_features, self.feature_set, names, self.normalizer)
-
-    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(batch["features"].to(self.device))
 
     def pads_partial_batches(self) -> bool:
         return self.net.pads_partial_batches(self.device)
@@ -93,7 +102,7 @@ class HybridClassifier(EventClassifier):
             self.net.policy.run_dir = self.run_dir
 
 
-class PeerClassifier(EventClassifier):
+class PeerClassifier(FeatureNetClassifier):
     """A particle-level peer (:class:`~hybridjet.models.peers.PeerNet`: ParT, ParticleNet, Deep Sets) on the
     ``particles`` features."""
 
@@ -103,21 +112,12 @@ class PeerClassifier(EventClassifier):
                  optim: Optimization | None = None, run_name: str | None = None) -> None:
         super().__init__(optim, run_name)
         arch = arch or PeerConfig()
-        self.save_hyperparameters({"arch": dataclasses.asdict(arch),
-                                   "runtime": dataclasses.asdict(runtime or Runtime()),
-                                   "optim": dataclasses.asdict(self.optim), "run_name": run_name})
+        self.record_settings(arch, runtime, run_name)
         self.net = PeerNet(arch, runtime)
 
     @property
     def model_kind(self) -> str:  # type: ignore[override]
         return self.net.config.architecture
-
-    def build(self, n_features: int) -> None:
-        names = None if self.normalizer is None else list(self.normalizer.names)
-        self.net.build(n_features, self.feature_set, names, self.normalizer)
-
-    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(batch["features"].to(self.device))
 
 
 class TextPromptClassifier(EventClassifier):
@@ -131,10 +131,7 @@ class TextPromptClassifier(EventClassifier):
                  optim: Optimization | None = None, run_name: str | None = None, generate_eval: bool = False) -> None:
         super().__init__(optim, run_name)
         arch = arch or TextPromptConfig()
-        self.save_hyperparameters({"arch": dataclasses.asdict(arch),
-                                   "runtime": dataclasses.asdict(runtime or Runtime()),
-                                   "optim": dataclasses.asdict(self.optim), "run_name": run_name,
-                                   "generate_eval": generate_eval})
+        self.record_settings(arch, runtime, run_name, generate_eval=generate_eval)
         self.net = TextPromptNet(arch, runtime)
         self.generate_eval = generate_eval
         self._generated: list[dict[str, torch.Tensor]] = []
