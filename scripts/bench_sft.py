@@ -14,6 +14,13 @@ bf16 GPU; records of uniformly 100 to ``--max-tokens`` tokens, the first fifth o
 - ``trl-packed``: TRL's ``SFTTrainer`` with ``packing=True`` (best-fit decreasing, padding-free rows of
   ``--max-tokens``), completion-only loss, the same LoRA and learning rate (needs ``trl`` and ``datasets``:
   ``pip install trl==1.16.0``); TRL makes its own batches of packed rows.
+- ``unsloth`` / ``unsloth-packed``: Unsloth's ``FastLanguageModel`` in 4-bit (``load_in_4bit``), LoRA r16 on the
+  seven projections (alpha 16, dropout 0: its fused path) and its ``SFTTrainer`` as its notebooks set it up
+  (``adamw_8bit``, its gradient checkpointing — ``"unsloth"``, offloaded, unless ``--unsloth-checkpointing`` says
+  otherwise —, padding-free batches by default; ``-packed``: ``packing=True``), labels masked on the prompt. It runs
+  offline (``HF_HUB_OFFLINE``, no statistics) from the folder ``UNSLOTH_SITE`` names
+  (``scripts/device/prepare_unsloth.sh``: its pins, trl 1.15 and datasets < 5, are not TRL's row's), in a process
+  that never imports hybridjet's trainer first; a model that fell back to 16 bits is refused.
 - ``hybridjet``: :class:`hybridjet.text.sft.TextSFT` under a Lightning ``Trainer`` with its defaults (packed rows
   where exact, the chunked loss, token-weighted steps), fed the same batches, its decoder layers not compiled;
   ``hybridjet-compiled`` the same with ``torch_compile`` (its decoder layers compiled: the default on CUDA).
@@ -84,6 +91,8 @@ def nonembedding_params(model: Any) -> int:
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One (model, system) row, in this process."""
+    if args.system.startswith("unsloth"):
+        _import_unsloth()  # before transformers, trl, peft: it patches them on import
     import torch
 
     from hybridjet.llm.backbone import load_tokenizer
@@ -94,7 +103,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                else make_records(tokenizer, n, args.min_tokens, args.max_tokens, args.seed))
     order = batch_order(n, args.batch, args.seed)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
-    run = {"plain": run_plain, "trl-packed": run_trl}.get(args.system, run_hybridjet)
+    run = {"plain": run_plain, "trl-packed": run_trl, "unsloth": run_unsloth,
+           "unsloth-packed": run_unsloth}.get(args.system, run_hybridjet)
     times, tokens, padding, model = run(args, records, order)
     timed = slice(args.warmup, None)
     seconds, n_tokens = float(np.sum(times[timed])), float(np.sum(tokens[timed]))
@@ -223,7 +233,6 @@ def run_trl(args: argparse.Namespace, records: list[Any], order: list[np.ndarray
     forms its own batches of ``--batch`` packed rows, so the records are given twice to fill ``len(order)`` steps."""
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from hybridjet.llm.backbone import load_backbone
@@ -235,7 +244,28 @@ def run_trl(args: argparse.Namespace, records: list[Any], order: list[np.ndarray
     data = Dataset.from_dict({"input_ids": [r.input_ids for r in rows],
                               "completion_mask": [[int(t != IGNORE_INDEX) for t in r.labels] for r in rows]})
 
-    class Timer(TrainerCallback):
+    timer = step_timer()
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SFTConfig(output_dir=tmp, per_device_train_batch_size=args.batch, max_length=args.max_tokens,
+                           packing=True, completion_only_loss=True, learning_rate=args.lr, weight_decay=0.0,
+                           lr_scheduler_type="constant", warmup_steps=0, max_steps=len(order), logging_steps=1,
+                           save_strategy="no", report_to="none", bf16=bf16, use_cpu=not torch.cuda.is_available(),
+                           dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+                           gradient_checkpointing=False, disable_tqdm=True, seed=args.seed)
+        trainer = SFTTrainer(model=bb.model, args=config, train_dataset=data, processing_class=bb.tokenizer,
+                             callbacks=[timer])
+        trainer.train()
+    args.packed, args.losses = True, timer.losses
+    return np.array(timer.times), np.array(timer.tokens), np.zeros(len(timer.times)), bb.causal_lm
+
+
+def step_timer() -> Any:
+    """A transformers ``TrainerCallback`` timing each optimiser step (synchronised) and counting its non-padding input
+    tokens and its logged loss: how the TRL and Unsloth rows are measured."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.times: list[float] = []
             self.tokens: list[int] = []
@@ -256,29 +286,69 @@ def run_trl(args: argparse.Namespace, records: list[Any], order: list[np.ndarray
             if logs and "loss" in logs:
                 self.losses.append(float(logs["loss"]))
 
-    timer = Timer()
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return StepTimer()
+
+
+UNSLOTH_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _import_unsloth() -> None:
+    """Import Unsloth offline, from ``UNSLOTH_SITE`` first on the path, its compiled cache in a temporary folder."""
+    site = os.environ.get("UNSLOTH_SITE")
+    if site:
+        sys.path.insert(0, site)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", tempfile.mkdtemp(prefix="unsloth_cc_"))
+    import unsloth  # noqa: F401
+
+
+def run_unsloth(args: argparse.Namespace, records: list[Any], order: list[np.ndarray]) -> tuple[Any, Any, Any, Any]:
+    """Unsloth's QLoRA as its notebooks set it up (see the module docstring), on the same records, in the
+    benchmark's order (records given twice, as for TRL: its trainer forms its own batches)."""
+    import bitsandbytes as bnb
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(Path(args.model_path).resolve()),
+                                                         max_seq_length=args.max_tokens, load_in_4bit=True,
+                                                         dtype=torch.bfloat16)
+    if not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()):
+        raise SystemExit("unsloth: the model did not load in 4 bits (bitsandbytes unavailable to Unsloth)")
+    checkpointing = {"unsloth": "unsloth", "true": True, "false": False}[args.unsloth_checkpointing]
+    model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0, bias="none",
+                                             target_modules=UNSLOTH_TARGETS, use_gradient_checkpointing=checkpointing,
+                                             random_state=args.seed)
+    rows = [records[i] for _ in range(2) for batch in order for i in batch]
+    data = Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
+    timer = step_timer()
+    packing = args.system == "unsloth-packed"
     with tempfile.TemporaryDirectory() as tmp:
-        config = SFTConfig(output_dir=tmp, per_device_train_batch_size=args.batch, max_length=args.max_tokens,
-                           packing=True, completion_only_loss=True, learning_rate=args.lr, weight_decay=0.0,
-                           lr_scheduler_type="constant", warmup_steps=0, max_steps=len(order), logging_steps=1,
-                           save_strategy="no", report_to="none", bf16=bf16, use_cpu=not torch.cuda.is_available(),
+        config = SFTConfig(output_dir=tmp, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
+                           max_length=args.max_tokens, packing=packing, learning_rate=args.lr, optim="adamw_8bit",
+                           weight_decay=0.0, lr_scheduler_type="constant", warmup_steps=0, max_steps=len(order),
+                           logging_steps=1, save_strategy="no", report_to="none", bf16=True,
                            dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
-                           gradient_checkpointing=False, disable_tqdm=True, seed=args.seed)
-        trainer = SFTTrainer(model=bb.model, args=config, train_dataset=data, processing_class=bb.tokenizer,
+                           disable_tqdm=True, seed=args.seed, dataset_num_proc=1)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
                              callbacks=[timer])
         trainer.train()
-    args.packed, args.losses = True, timer.losses
-    return np.array(timer.times), np.array(timer.tokens), np.zeros(len(timer.times)), bb.causal_lm
+    args.packed, args.losses = packing, timer.losses
+    return np.array(timer.times), np.array(timer.tokens), np.zeros(len(timer.times)), model
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="NAME=PATH of a model directory (repeatable)")
     p.add_argument("--batch", type=int, action="append", required=True, help="batch size per model, in --model order")
-    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet", "hybridjet-compiled", "trl-packed"],
+    p.add_argument("--systems", nargs="+", default=["plain", "hybridjet"], choices=["plain", "hybridjet", "hybridjet-compiled", "trl-packed", "unsloth", "unsloth-packed"],
                    help="hybridjet-compiled: hybridjet with its decoder layers compiled (torch_compile); trl-packed: "
-                        "TRL's SFTTrainer with packing (needs trl, datasets)")
+                        "TRL's SFTTrainer with packing (needs trl, datasets); unsloth, unsloth-packed: Unsloth's "
+                        "trainer (UNSLOTH_SITE)")
+    p.add_argument("--unsloth-checkpointing", choices=("unsloth", "true", "false"), default="unsloth",
+                   help="Unsloth's use_gradient_checkpointing (default: its own default, offloaded 'unsloth')")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=2048)
@@ -310,7 +380,7 @@ def main() -> None:
                    *(["--data", args.data] if args.data else []), "--min-tokens",
                    str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
-                   "--checkpointing", str(args.checkpointing),
+                   "--checkpointing", str(args.checkpointing), "--unsloth-checkpointing", args.unsloth_checkpointing,
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
                    *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else [])]
@@ -331,7 +401,11 @@ def main() -> None:
         for faster, slower, label in ((args.label, "plain", f"{args.label}/plain"),
                                       ("hybridjet-compiled", args.label, f"compiled/{args.label}"),
                                       ("trl-packed", "plain", "trl-packed/plain"),
-                                      (args.label, "trl-packed", f"{args.label}/trl-packed")):
+                                      (args.label, "trl-packed", f"{args.label}/trl-packed"),
+                                      (args.label, "unsloth", f"{args.label}/unsloth"),
+                                      (args.label, "unsloth-packed", f"{args.label}/unsloth-packed"),
+                                      ("hybridjet-compiled", "unsloth", "compiled/unsloth"),
+                                      ("hybridjet-compiled", "unsloth-packed", "compiled/unsloth-packed")):
             if faster in by and slower in by:
                 speed = by[faster]["tokens_per_s"] / by[slower]["tokens_per_s"]
                 memory = by[faster]["peak_gib"] / by[slower]["peak_gib"]
