@@ -53,6 +53,9 @@ def test_defaults_are_the_lhco_search():
     ({"training": {"split": [0.5, 0.2, 0.05]}}, r"training.split: the fractions \(train, val, test\) must sum to 1"),
     # before: CWoLa trained on fourvec, whose log m_jj is the variable the regions are cut on
     ({"features": "fourvec"}, "features: fourvec holds m_jj, the variable the signal region is cut on"),
+    # a method's own feature set is checked as the config's is
+    ({"methods": {"gbdt": {"features": "substructure"}}}, "methods.gbdt.features: substructure holds m_jj"),
+    ({"methods": {"part": {}}}, "methods.part: part reads jet constituents; expected features: particles"),
 ])
 def test_bad_settings_name_the_setting_and_what_was_expected(change, message):
     with pytest.raises(HybridjetError, match=message) as err:
