@@ -87,3 +87,29 @@ def test_sft_fit_then_ask(tiny_llama, tmp_path):
     assert (run_dir / "adapter").is_dir() and (run_dir / "text_config.yaml").is_file()
     answer = _run([*HYBRIDJET, "ask", "--run", str(run_dir), "--max-new-tokens", "5", "What is a jet?"])
     assert "Traceback" not in answer.stderr  # a random tiny model may answer with its end token at once
+
+
+def test_particles_from_cluster_to_fit_score_and_reload(tmp_path, make_events):
+    """The README's particles path typed as a user does: ``hybridjet cluster --constituents`` (the written file keeps
+    the user's umask), ``hybridjet fit -c configs/part.yaml``, ``hybridjet score``, then ``from_pretrained`` and
+    ``predict_proba`` giving the scores ``score`` wrote."""
+    import os
+
+    import hybridjet
+    from hybridjet.data.lhco import write_lhco
+    from hybridjet.eval.scores import read_scores
+
+    write_lhco(tmp_path / "events.h5", *make_events(300, seed=8))
+    jets, run_dir = tmp_path / "jets_c8.h5", tmp_path / "runs" / "part"
+    _run([*HYBRIDJET, "cluster", str(tmp_path / "events.h5"), "--out", str(jets), "--constituents", "8",
+          "--no-progress"], preexec_fn=lambda: os.umask(0o027))
+    assert jets.stat().st_mode & 0o777 == 0o640
+    _run([*HYBRIDJET, "fit", "-c", str(ROOT / "configs" / "part.yaml"), "--data.data", str(jets),
+          "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", "1",
+          "--trainer.enable_progress_bar", "false", "--model.arch.width", "16", "--model.arch.depth", "1",
+          "--model.arch.heads", "2"], cwd=tmp_path)
+    _run([*HYBRIDJET, "score", str(run_dir), str(jets), "--out", str(tmp_path / "scores.h5")])
+    clf = hybridjet.EventClassifier.from_pretrained(run_dir)
+    assert clf.model_kind == "part" and clf.feature_set == "particles"
+    np.testing.assert_allclose(clf.predict_proba(str(jets)), read_scores(tmp_path / "scores.h5", "all").score,
+                               atol=1e-5)

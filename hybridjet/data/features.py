@@ -282,7 +282,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {record.name: record for record in (
                lambda jets, mask, n, tau, kin: highlevel_features(kin["mass"], mask, tau), needs_tau=True,
                needs_particle_count=False, holds_mjj=False, description="the LHCO anomaly-detection features: m_j1, delta m_j, tau21 of both"),
     FeatureSet("particles", _particle_names, _particle_features, needs_particle_count=False,
-               needs_constituents=True, fit_normalizer=lambda f, n: _fit_particle_normalizer(f, n),
+               needs_constituents=True, fit_normalizer=_fit_particle_normalizer,
                description="per jet its kinematics, then its P leading constituents' features and presence"),
 )}
 

@@ -113,19 +113,9 @@ LLAMA_32_3B_SHAPE: dict[str, object] = dict(
     rms_norm_eps=1e-5,
 )
 #: Llama-3.1-8B's shape (the seeds' 8B recipes: FeynTune, the chat tune), for speed and memory benchmarks
-LLAMA_31_8B_SHAPE: dict[str, object] = dict(
-    vocab_size=128256,
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=131072,
-    tie_word_embeddings=False,
-    rope_theta=500000.0,
-    rms_norm_eps=1e-5,
-)
+LLAMA_31_8B_SHAPE: dict[str, object] = {**LLAMA_32_3B_SHAPE, "hidden_size": 4096, "intermediate_size": 14336,
+                                        "num_hidden_layers": 32, "num_attention_heads": 32,
+                                        "tie_word_embeddings": False}
 
 
 # GGUF tensor names of the HF Llama weights (llama.cpp's convention); the tied lm_head is not written

@@ -171,8 +171,7 @@ class HybridNet(nn.Module):
             return
         c = self.config
         particles = feature_set is not None and get_feature_set(feature_set).needs_constituents
-        sigma = 0.3 if particles else default_periodic_sigma(feature_set) if c.periodic_sigma is None else \
-            float(c.periodic_sigma)
+        sigma = default_periodic_sigma(feature_set) if c.periodic_sigma is None else float(c.periodic_sigma)
         if particles and c.use_llm:
             if c.prompt_tokens == "named" or c.head_skip or names is None or normalizer is None:
                 raise HybridjetError("particles: the hybrid makes one token per jet and per constituent; expected "
