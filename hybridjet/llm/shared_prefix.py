@@ -51,9 +51,10 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.Tensor | None,
-            prefix_v: torch.Tensor | None, scale: float) -> torch.Tensor:
+            prefix_v: torch.Tensor | None, scale: float, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Attention of q [G, B, R, T, d] (R query heads per key/value head) over the shared prefix's keys
-    [G, P, d] (all visible) and the own keys k, v [G, B, T, d] (causal).  Returns [G, B, R, T, d].
+    [G, P, d] (all visible) and the own keys k, v [G, B, T, d] (causal; with ``key_mask`` [B, T] only the keys it
+    marks True).  Returns [G, B, R, T, d].
 
     Everything is laid out key/value-head first, so the prefix scores are one matrix product per head over all
     events and rows, and both score blocks share the layout the softmax reduces over."""
@@ -64,8 +65,10 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.T
     own = torch.matmul(q.reshape(g * b, rows, d), k.reshape(g * b, t, d).transpose(1, 2))
     own = own.view(g, b, rows, t).float() * scale
     query_pos = torch.arange(rows, device=q.device) % t
-    causal = torch.arange(t, device=q.device)[None, :] <= query_pos[:, None]
-    own = own.masked_fill(~causal, float("-inf"))
+    visible = (torch.arange(t, device=q.device)[None, :] <= query_pos[:, None])[None, None]
+    if key_mask is not None:
+        visible = visible & key_mask[None, :, None, :]
+    own = own.masked_fill(~visible, float("-inf"))
     if prefix_k is None:
         weights = torch.softmax(own, dim=-1).to(dtype)
         return torch.matmul(weights.view(g * b, rows, t), v.reshape(g * b, t, d)).view(g, b, r, t, d)
@@ -99,11 +102,12 @@ def _flex_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: to
 
 
 def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_prefix: int, n_own: int,
-           block_mask: Any = None) -> torch.Tensor:
+           block_mask: Any = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """One pre-norm decoder layer on the prefix's and the batch's tokens together, tokens [P + B*T, D] (the prefix's
     P first, then each event's T): every token-wise part (norms, q/k/v/o projections, MLP) runs once over all of
     them; only attention tells them apart (the prefix causal among itself, each event over the prefix and, causally,
-    itself; through :func:`_flex_attend` with ``block_mask``).  cos, sin: [P + B*T, d].  Returns the new tokens.
+    itself; through :func:`_flex_attend` with ``block_mask``).  cos, sin: [P + B*T, d]; ``key_mask`` [B, T]: the
+    own keys attended to (the matmul attention; FlexAttention's block mask holds it).  Returns the new tokens.
 
     One pass per layer instead of one for the prefix and one for the batch: half the kernel launches and compiled
     calls, which is what small GPU batches wait on."""
@@ -125,7 +129,7 @@ def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch
         a = _flex_attend(q_own, k_own, v_own, prefix_k, prefix_v, attn.scaling, block_mask)
     else:  # key/value head first: [G, B, R, T, d] and [G, B, T, d]
         a = _attend(q_own.permute(2, 0, 3, 1, 4), k_own.permute(2, 0, 1, 3), v_own.permute(2, 0, 1, 3), prefix_k,
-                    prefix_v, attn.scaling)
+                    prefix_v, attn.scaling, key_mask)
         a = a.permute(1, 3, 0, 2, 4)
     a = a.reshape(n_events * n_own, -1)
     if n_prefix:  # the prefix is one sequence (batch 1), causal among itself: [G, 1, R, P, d]
@@ -151,6 +155,29 @@ def _document_mask_mod(n_prefix: int, padded_prefix: int, n_own: int) -> Any:
         return (kv_idx < n_prefix) | same_event
 
     return mask_mod
+
+
+def _key_masked_mod(n_prefix: int, padded_prefix: int, n_own: int, key_mask: torch.Tensor) -> Any:
+    """:func:`_document_mask_mod` that also drops the own keys ``key_mask`` [B, T] marks False (one per batch)."""
+    document = _document_mask_mod(n_prefix, padded_prefix, n_own)
+    keys = key_mask.reshape(-1)
+
+    def mask_mod(batch: Any, head: Any, q_idx: Any, kv_idx: Any) -> Any:
+        return document(batch, head, q_idx, kv_idx) & ((kv_idx < padded_prefix)
+                                                       | keys[(kv_idx - padded_prefix).clamp(min=0)])
+
+    return mask_mod
+
+
+def with_key_mask(block_mask: Any, n_prefix: int, n_own: int, key_mask: torch.Tensor) -> Any:
+    """``block_mask`` (from :func:`document_block_mask`) whose events see only the own keys ``key_mask`` marks: the
+    same blocks (an empty key inside a block is masked element-wise), another mask function."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    padded_prefix = -(-n_prefix // FLEX_BLOCK_SIZE) * FLEX_BLOCK_SIZE
+    m = block_mask
+    return BlockMask(m.seq_lengths, m.kv_num_blocks, m.kv_indices, None, None, m.q_num_blocks, m.q_indices, None,
+                     None, m.BLOCK_SIZE, _key_masked_mod(n_prefix, padded_prefix, n_own, key_mask))
 
 
 def document_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.device | str,
@@ -217,7 +244,7 @@ def attention_for_batch(attention: str, compiled: bool, n_tokens: int) -> str:
 
 def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, embeds: torch.Tensor,
                                compiled: bool = False, attention: str = "matmul",
-                               cuda_graphs: bool = False) -> torch.Tensor:
+                               cuda_graphs: bool = False, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Final hidden states [B, T, D] of ``prefix + embeds[b]`` for each b, at the positions of ``embeds``.
 
     Args:
@@ -229,6 +256,8 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
         cuda_graphs: with ``compiled``, replay the layers from CUDA graphs (``torch.compile`` mode
             ``reduce-overhead``): no per-kernel launch cost, which is what small GPU batches wait on.  Each call
             starts a new CUDA-graph step, so a call's backward must run before the next call.
+        key_mask: [B, T] bool, the own tokens the others may attend to (False: an empty slot, as a padding
+            ``attention_mask`` of the full sequence; its own hidden state is computed but seen by no other token).
     """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {attention!r}")
@@ -240,6 +269,9 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     block_mask = None
     if attention == "flex":
         block_mask = _cached_block_mask(n_prefix, n_events, n_own, device, torch.is_grad_enabled())
+        if key_mask is not None:
+            block_mask = with_key_mask(block_mask, n_prefix, n_own, key_mask)
+            key_mask = None  # held by the block mask
     dim = embeds.shape[2]
     positions = torch.cat([torch.arange(n_prefix, device=device),
                            torch.arange(n_prefix, n_prefix + n_own, device=device).repeat(n_events)])[None]
@@ -249,7 +281,7 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     if compiled and cuda_graphs:
         torch.compiler.cudagraph_mark_step_begin()  # a new forward: the previous one's replayed outputs are done
     for layer in layers:
-        tokens = layer_fn(layer, tokens, cos, sin, n_prefix, n_own, block_mask)
+        tokens = layer_fn(layer, tokens, cos, sin, n_prefix, n_own, block_mask, key_mask)
     return decoder.norm(tokens[n_prefix:].view(n_events, n_own, dim))
 
 

@@ -251,7 +251,7 @@ class HybridNet(nn.Module):
         if self.encoder is None or self.head is None:
             raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
         if isinstance(self.encoder, ParticleTokenEncoder):
-            return self._forward_particles(features)
+            return self._forward_particles(features, plain)
         if self.between_ids:
             trunk, soft = None, self.encoder(features)
         else:
@@ -278,21 +278,31 @@ class HybridNet(nn.Module):
                                  use_cache=False).last_hidden_state
         return self._head_of(hidden, trunk)
 
-    def _forward_particles(self, features: torch.Tensor) -> torch.Tensor:
+    def _forward_particles(self, features: torch.Tensor, plain: bool = False) -> torch.Tensor:
         """Logits of the hybrid on ``particles``: "jet 1: <jet token><constituent tokens>, jet 2: ..." in the
-        prompt, the empty constituent slots masked out of attention (no token attends to them)."""
+        prompt, the empty constituent slots masked out of attention (no token attends to them). Like the other
+        prompts, the text before the first jet runs once per batch where the plan shares the prefix."""
         assert isinstance(self.encoder, ParticleTokenEncoder) and self.llm is not None and self.policy is not None
         embed = self.llm.get_input_embeddings()
         prefix = embed(self.prefix_ids).unsqueeze(0)
         jets, particles, present = self.encoder(features)
         batch, dtype = features.shape[0], prefix.dtype
-        pieces, masks = [prefix.expand(batch, -1, -1)], [present.new_ones(batch, len(self.prefix_ids))]
+        pieces, masks = [], []
         for j, text in enumerate(self.between_ids):
             pieces += [jets[:, j:j + 1].to(dtype), particles[:, j].to(dtype),
                        embed(text).unsqueeze(0).expand(batch, -1, -1)]
             masks += [present.new_ones(batch, 1), present[:, j], present.new_ones(batch, len(text))]
-        hidden = self.policy.decoder(inputs_embeds=torch.cat(pieces, dim=1), attention_mask=torch.cat(masks, dim=1)
-                                     .long(), use_cache=False).last_hidden_state
+        own, key_mask = torch.cat(pieces, dim=1), torch.cat(masks, dim=1).bool()
+        plan = None if plain else self.policy.plan(batch, features.device, own.dtype)
+        with self.policy.compile_limits() if plan is not None else contextlib.nullcontext():
+            if plan is not None and plan.shares_prefix:
+                hidden = forward_with_shared_prefix(self.policy.decoder, prefix, own, compiled=self.policy.is_compiled,
+                                                    attention=plan.attention, cuda_graphs=plan.cuda_graphs,
+                                                    key_mask=key_mask)
+            else:
+                full_mask = torch.cat([key_mask.new_ones(batch, len(self.prefix_ids)), key_mask], dim=1)
+                hidden = self.policy.decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
+                                             attention_mask=full_mask.long(), use_cache=False).last_hidden_state
         return self._head_of(hidden, None)
 
     def _head_of(self, hidden: torch.Tensor, trunk: torch.Tensor | None) -> torch.Tensor:

@@ -210,3 +210,52 @@ def test_compiled_bf16_flex_scoring_matches_matmul_below_and_above_one_query_blo
         expected = forward_with_shared_prefix(decoder, prefix, own, attention="matmul")
         got = forward_with_shared_prefix(decoder, prefix, own, attention="flex", compiled=True)
     torch.testing.assert_close(got.float(), expected.float(), atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("attention", ["matmul", "flex"])
+def test_key_mask_reproduces_the_padded_full_sequence(tiny_llama, attention):
+    """Empty slots inside each event's own tokens (``key_mask`` False): the hidden states of the present tokens are
+    those of the full sequence with the same padding ``attention_mask``, and what fills an empty slot changes
+    nothing."""
+    model, decoder = _nudged_decoder(tiny_llama)
+    prefix, own = _inputs(decoder, batch=6, n_prefix=5, n_own=7)
+    torch.manual_seed(2)
+    key_mask = torch.rand(len(own), own.shape[1]) < 0.6
+    key_mask[:, 0] = True
+    full_mask = torch.cat([torch.ones(len(own), prefix.shape[1], dtype=torch.long), key_mask.long()], dim=1)
+    with torch.no_grad():
+        full = decoder(inputs_embeds=torch.cat([prefix.expand(len(own), -1, -1), own], dim=1),
+                       attention_mask=full_mask, use_cache=False).last_hidden_state[:, prefix.shape[1]:]
+        shared = forward_with_shared_prefix(decoder, prefix, own, attention=attention, key_mask=key_mask)
+        noisy = forward_with_shared_prefix(decoder, prefix, torch.where(key_mask[..., None], own, 50.0),
+                                           attention=attention, key_mask=key_mask)
+        unmasked = forward_with_shared_prefix(decoder, prefix, own, attention=attention)
+    torch.testing.assert_close(shared[key_mask], full[key_mask], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(noisy[key_mask], shared[key_mask], atol=1e-5, rtol=1e-4)
+    assert (unmasked[key_mask] - shared[key_mask]).abs().max() > 1e-3  # the mask is what made them agree
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled FlexAttention gradients need a GPU")
+def test_compiled_flex_key_mask_matches_matmul_with_gradients(tiny_llama):
+    """Empty own slots on the GPU default path (compiled FlexAttention, a mask function per batch): hidden states and
+    LoRA gradients as the matmul attention's, and a second batch's mask is the one applied."""
+    model, decoder = _nudged_decoder(tiny_llama)
+    model.cuda()
+    prefix, own = (x.cuda() for x in _inputs(decoder, batch=37, n_prefix=9, n_own=14))
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+
+    def run(key_mask, **kw):
+        model.zero_grad()
+        hidden = forward_with_shared_prefix(decoder, prefix, own, key_mask=key_mask, **kw)
+        (hidden[:, -1] ** 2).sum().backward()
+        return hidden.detach()[key_mask], {n: p.grad.clone() for n, p in lora.items()}
+
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        key_mask = torch.rand(own.shape[:2], device="cuda") < 0.7
+        key_mask[:, 0] = key_mask[:, -1] = True
+        expected, expected_grads = run(key_mask, attention="matmul")
+        got, got_grads = run(key_mask, attention="flex", compiled=True)
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
+        for name in expected_grads:
+            torch.testing.assert_close(got_grads[name], expected_grads[name], atol=1e-4, rtol=1e-3)

@@ -109,8 +109,9 @@ def test_peer_trains_scores_and_reloads_to_the_same_scores(name, particles_jets_
 @pytest.mark.parametrize("pairs", [False, True])
 def test_hybrid_on_particles_masks_empty_slots_and_reloads(pairs, particles_jets_h5, tiny_llama, tmp_path):
     """The hybrid on particles (with or without the pairwise features): one token per jet and per constituent
-    between the prompt's words; empty slots are masked out of attention (their values do not move the score); its
-    run scores the same after loading."""
+    between the prompt's words; empty slots are masked out of attention (their values do not move the score); the
+    prompt's prefix runs once per batch with the scores of the whole sequence; its run scores the same after
+    loading."""
     from hybridjet import load_run
     from hybridjet.rundir import RunDir
 
@@ -126,7 +127,10 @@ def test_hybrid_on_particles_masks_empty_slots_and_reloads(pairs, particles_jets
     with torch.no_grad():
         logits = net(test["features"])
         moved = net(_noise_in_empty_slots(test["features"], layout))
+        whole = net(test["features"], plain=True)  # every event's whole sequence, a padding attention mask
+    assert net.policy.plan(len(logits), logits.device, torch.float32).shares_prefix
     np.testing.assert_allclose(moved.numpy(), logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(whole.numpy(), logits.numpy(), atol=1e-4)
     scores = RunDir(tmp_path / "hybrid").read_scores("test")
     np.testing.assert_allclose(np.sort(torch.sigmoid(logits).numpy()), np.sort(scores.score), atol=1e-5)
 
