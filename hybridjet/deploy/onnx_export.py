@@ -114,8 +114,8 @@ def _net_model(clf: Any, n_features: int) -> Any:
     _require("onnxscript")
     if getattr(clf.net, "backbone", None) is not None:
         clf = clf.to("cpu").densify_for_inference(torch.float32)
-    if hasattr(clf.net, "untrim"):
-        clf.net.untrim()
+    if hasattr(clf.net, "prepare_export"):
+        clf.net.prepare_export()
     wrapper = _Probability(clf.net, clf.normalizer).eval()
     example = torch.from_numpy(_sample_features(clf.normalizer, 4, seed=0))
     batch = torch.export.Dim.DYNAMIC

@@ -16,7 +16,12 @@ from hybridjet.data.features import Normalizer, get_feature_set
 from hybridjet.errors import HybridjetError
 from hybridjet.models.config import ArchConfig
 from hybridjet.models.deepsets import ParticleFlowNetwork
-from hybridjet.models.particle_inputs import ParticleInputs, ParticleSequence, present_first
+from hybridjet.models.particle_inputs import (
+    ParticleInputs,
+    ParticleSequence,
+    present_first,
+    weaver_pair_features,
+)
 from hybridjet.runtime import Runtime
 
 
@@ -44,10 +49,17 @@ class _ParT(nn.Module):
             pair_embed_dims=(c.width // 2,) * 3, num_heads=c.heads, num_layers=c.depth, num_cls_layers=2,
             block_params={"dropout": c.dropout, "attn_dropout": c.dropout, "activation_dropout": c.dropout},
             fc_params=())
+        # the same four pair features, computed without weaver's E² − |p|² cancellation (lorentz_pairs)
+        self.net.pair_embed.pairwise_lv_fts = weaver_pair_features
 
     def forward(self, seq: ParticleSequence) -> torch.Tensor:
         seq = present_first(seq)
-        mask = seq.mask[:, None, :]
+        # an event without a particle (no jet passed the cuts) leaves the particle attention nothing to attend to:
+        # fused attention returns zeros, the matrix products of the export path NaN. It reads its first, empty slot
+        # (zero features, a zero four-vector) as its one particle, the same on both paths
+        no_particle = ~seq.mask.any(dim=1, keepdim=True)
+        first = torch.arange(seq.mask.shape[1], device=seq.mask.device) == 0
+        mask = (seq.mask | (no_particle & first))[:, None, :]
         return self.net(seq.features.transpose(1, 2), v=seq.four_vectors.transpose(1, 2), mask=mask).squeeze(-1)
 
 
@@ -159,12 +171,19 @@ class PeerNet(nn.Module):
                                  f"{self.inputs.n_particles}, or more constituents per jet)")
         self.model = PEERS[self.config.architecture].build(self.inputs.width, self.config.built())
 
-    def untrim(self) -> None:
-        """Run every sequence at its full length: weaver's nets cut a batch's trailing padding by a length that
-        depends on the data (the same scores, the padding being masked), which torch's exporter cannot trace."""
+    def prepare_export(self) -> None:
+        """Run as torch's ONNX exporter can trace, with the same scores: every sequence at its full length (weaver's
+        trimming cuts a batch's trailing padding by a length that depends on the data), ParT's pair embedding over
+        all pairs (its sparse path gathers the present pairs, a data-dependent shape) and its attention as matrix
+        products (the exporter's decomposition of fused attention fails on weaver's layout)."""
         for module in self.modules():
-            if hasattr(module, "enabled") and type(module).__name__ == "SequenceTrimmer":
+            kind = type(module).__name__
+            if kind == "SequenceTrimmer":
                 module.enabled = False
+            elif kind == "PairEmbed":
+                module.sparse_eval = (False, False)
+            elif hasattr(module, "use_sdpa"):
+                module.use_sdpa = False
 
     def forward(self, features: torch.Tensor, plain: bool = False) -> torch.Tensor:
         """Logits [B] of normalised ``particles`` features [B, F] (``plain``: as an ONNX export traces it; the same

@@ -83,7 +83,8 @@ def test_present_first_keeps_every_particle(particles_data):
 @pytest.mark.parametrize("name", list(PEER_SETTINGS))
 def test_peer_trains_scores_and_reloads_to_the_same_scores(name, particles_jets_h5, tmp_path):
     """Each peer trains by the recipe, its run loads (batch-norm statistics included) and scores as it did, and the
-    values in empty constituent slots do not move its score."""
+    values in empty constituent slots do not move its score; an event without any constituent (no jet) gets a
+    finite score."""
     from hybridjet import load_run
 
     method = parse_method(name, {**PEER_SETTINGS[name], "epochs": 2, "batch_size": 64})
@@ -103,6 +104,8 @@ def test_peer_trains_scores_and_reloads_to_the_same_scores(name, particles_jets_
     order = np.argsort(scores.event_id)
     np.testing.assert_allclose(np.sort(again), np.sort(scores.score[order]), atol=1e-5)
     assert recorded.shape == (400,)
+    assert not clf.net.inputs(test["features"]).mask.any(dim=1).all()  # the split holds an event without jets
+    assert np.isfinite(recorded).all() and np.isfinite(again).all()
     np.testing.assert_allclose(moved, again, atol=1e-5)
 
 
@@ -182,25 +185,60 @@ def test_score_refuses_events_cut_otherwise_before_loading(particles_jets_h5, to
         load_run(tmp_path / "run").predict_proba(events)
 
 
-def test_deepsets_and_the_hybrid_on_particles_export_to_onnx(particles_jets_h5, tiny_llama, tmp_path):
-    """The Deep Sets peer and the hybrid on particles go to ONNX with the run's probabilities (checked by
-    onnxruntime inside the export); ParT and ParticleNet, whose weaver code torch's exporter cannot trace yet, are
-    one line."""
-    pytest.importorskip("onnxruntime")
+def test_pair_features_keep_float32_precision_for_collinear_pairs():
+    """ParT's four pair features as weaver defines them (its own function in float64 on well-separated pairs), and
+    in float32 for nearly collinear pairs as exact as float32 four-vectors allow: weaver's E² − |p|² form loses ln m²
+    entirely there."""
+    from weaver.nn.model.ParticleTransformer import pairwise_lv_fts_pp
+
+    from hybridjet.models.particle_inputs import lorentz_pairs, weaver_pair_features
+
+    def vectors(pt, eta, phi):
+        return torch.cat([pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta), pt * torch.cosh(eta)], 1)
+
+    torch.manual_seed(0)
+    pt = torch.exp(torch.rand(4, 1, 24, dtype=torch.float64) * 6)
+    eta, phi = torch.randn(4, 1, 24, dtype=torch.float64), torch.rand(4, 1, 24, dtype=torch.float64) * 6 - 3
+    i, j = torch.tril_indices(24, 24, -1)
+    v = vectors(pt, eta, phi)
+    torch.testing.assert_close(weaver_pair_features(v[:, :, i], v[:, :, j]),
+                               pairwise_lv_fts_pp(v[:, :, i], v[:, :, j]), atol=1e-6, rtol=1e-6)
+    eta, phi = 1.5 + eta * 0.05, phi * 0.02  # a collinear spray
+    exact = lorentz_pairs(pt[:, :, i], eta[:, :, i], phi[:, :, i], pt[:, :, j], eta[:, :, j], phi[:, :, j])
+    exact = torch.cat([exact[1], exact[2], exact[0], exact[3]], dim=1)  # weaver's order: ln kT, ln z, ln Δ, ln m²
+    v32 = vectors(pt, eta, phi).float()
+    ours = (weaver_pair_features(v32[:, :, i], v32[:, :, j]).double() - exact).abs().amax(dim=(0, 2))
+    theirs = (pairwise_lv_fts_pp(v32[:, :, i], v32[:, :, j]).double() - exact).abs().amax(dim=(0, 2))
+    assert ours.max() < 2e-3 and theirs[3] > 1.0
+
+
+def test_every_particle_net_exports_to_onnx_with_the_runs_scores(particles_jets_h5, tiny_llama, tmp_path):
+    """ParT, ParticleNet (weaver's nets, switched to their traceable paths), Deep Sets and the hybrid on particles go
+    to ONNX with the run's probabilities (checked by onnxruntime inside the export, on events with empty slots);
+    the run scores as before the export."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from hybridjet import load_run
     from hybridjet.deploy.onnx_export import export_onnx
 
     dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
     for name, settings in (("deepsets", {"width": 8}), ("hybrid", {"model": str(tiny_llama), "quantization": "none",
-                                                                   "encoder_hidden": 16}),
-                           ("particlenet", PEER_SETTINGS["particlenet"])):
+                                                                   "encoder_hidden": 16, "particle_pairs": True}),
+                           ("particlenet", PEER_SETTINGS["particlenet"]), ("part", PEER_SETTINGS["part"])):
         train_model(parse_method(name, {**settings, "epochs": 1}), dm, tmp_path / name, seed=0)
-        if name == "particlenet":
-            with pytest.raises(HybridjetError, match="export-onnx: torch's ONNX exporter could not take"):
-                export_onnx(tmp_path / name, tmp_path / f"{name}.onnx")
-            assert not (tmp_path / f"{name}.onnx").exists()
-            continue
+        features = dm.splits["test"].tensors["features"][:200]
+        with torch.no_grad():
+            before = load_run(tmp_path / name).net(features)
         export = export_onnx(tmp_path / name, tmp_path / f"{name}.onnx")
-        assert export.kind == name and export.max_abs_diff is not None and export.max_abs_diff < 1e-4
+        assert export.kind == name and export.max_abs_diff is not None and export.max_abs_diff < 1e-4, name
+        clf = load_run(tmp_path / name)
+        with torch.no_grad():
+            torch.testing.assert_close(clf.net(features), before)
+        raw = (features.numpy() * clf.normalizer.std + clf.normalizer.mean).astype(np.float32)
+        inputs = clf.net.inputs if hasattr(clf.net, "inputs") else clf.net.encoder.inputs
+        assert not inputs(features).mask.any(dim=1).all()  # with an event without any jet
+        session = onnxruntime.InferenceSession(str(export.path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: raw})[0]
+        np.testing.assert_allclose(got, clf.predict_proba(raw), atol=1e-4, err_msg=name)
 
 
 def test_particlenet_neighbours_beyond_the_slots_is_one_line(particles_jets_h5, tmp_path):
