@@ -1,9 +1,11 @@
 """Throughput on jet constituents: the hybrid on particles against ParT, ParticleNet and Deep Sets, side by side in
 one run on the same batches: training and scoring events/s, peak memory, under bf16 autocast on a GPU (as the
-recipe trains), fp32 on a CPU; warm-up batches outside the timed window.
+recipe trains), fp32 on a CPU; warm-up batches (and the compilation of the hybrid's layers, on a GPU as the recipe
+runs them) outside the timed window. ``--dense`` adds the hybrid scored as ``hybridjet score --dense`` does: the
+4-bit base dequantized once to bf16, LoRA merged.
 
     .venv/bin/python scripts/bench_particles.py --data data/study_gpu/qcd_jets_c32.h5 --batch-size 256 \
-        [--methods hybrid part particlenet deepsets] [--model smollm2] [--score-batch-size 4096]
+        [--methods hybrid part particlenet deepsets] [--model smollm2] [--score-batch-size 4096] [--dense]
 """
 
 from __future__ import annotations
@@ -14,19 +16,19 @@ import json
 
 import lightning as L
 import torch
-from throughput import measure
+from throughput import measure, measure_scoring
 
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.train.classifiers import HybridClassifier, PeerClassifier
 from hybridjet.train.methods import PEER_METHODS
 
 
-def build(method: str, dm: JetDataModule, model: str, settings: dict) -> HybridClassifier | PeerClassifier:
+def build(method: str, dm: JetDataModule, model: str, settings: dict, eager: bool) -> HybridClassifier | PeerClassifier:
     """A classifier of ``method`` built for the data module's particles features, on the GPU if there is one."""
     if method in PEER_METHODS:
         clf = PeerClassifier.from_settings(architecture=method, **settings)
     else:
-        clf = HybridClassifier.from_settings(model=model, torch_compile=False, **settings)
+        clf = HybridClassifier.from_settings(model=model, **({"torch_compile": False} if eager else {}), **settings)
     clf.normalizer, clf.feature_set = dm.normalizer, dm.feature_set
     clf.build(dm.n_features)
     return clf.to("cuda") if torch.cuda.is_available() else clf
@@ -41,6 +43,8 @@ def main() -> None:
     parser.add_argument("--score-batch-size", type=int, default=None, help="scoring batch (default: --batch-size)")
     parser.add_argument("--batches", type=int, default=8, help="timed batches")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--dense", action="store_true", help="also score the hybrid densified (bf16, LoRA merged)")
+    parser.add_argument("--eager", action="store_true", help="the hybrid's layers uncompiled (default: the recipe's)")
     parser.add_argument("--settings", default="{}", help="JSON of per-method settings, e.g. '{\"part\": {\"width\": 64}}'")
     args = parser.parse_args()
     per_method = json.loads(args.settings)
@@ -62,7 +66,7 @@ def main() -> None:
     results = {}
     for method in args.methods:
         L.seed_everything(0, verbose=False)
-        clf = build(method, dm, args.model, per_method.get(method, {}))
+        clf = build(method, dm, args.model, per_method.get(method, {}), args.eager)
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -76,12 +80,23 @@ def main() -> None:
         seq = getattr(clf.net, "sequence_length", 0) or clf.net.inputs.n_particles
         print(f"{method:12s} sequence {seq:4d}  trainable {params / 1e6:7.2f} M  train {train.train_events_per_s:10,.0f}"
               f" events/s  score {score.infer_events_per_s:10,.0f} events/s  peak {peak:6.2f} GiB", flush=True)
+        if args.dense and method == "hybrid":
+            clf.densify_for_inference(torch.bfloat16 if cuda else torch.float32)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            with autocast:
+                dense = measure_scoring(clf, score_batches, warmup=args.warmup, pipelined=cuda)
+            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+            results["hybrid-dense"] = (float("nan"), dense)
+            print(f"{'hybrid-dense':12s} sequence {seq:4d}  scoring only{'':31s} score {dense:10,.0f} events/s  "
+                  f"peak {peak:6.2f} GiB", flush=True)
         del clf
     if "hybrid" in results:
         for method, (train, score) in results.items():
-            if method != "hybrid":
+            if not method.startswith("hybrid"):
+                dense = f", dense score x{results['hybrid-dense'][1] / score:.2f}" if "hybrid-dense" in results else ""
                 print(f"hybrid / {method}: train x{results['hybrid'][0] / train:.2f}, "
-                      f"score x{results['hybrid'][1] / score:.2f}")
+                      f"score x{results['hybrid'][1] / score:.2f}{dense}")
 
 
 if __name__ == "__main__":

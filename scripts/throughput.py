@@ -88,3 +88,12 @@ def measure(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], 
     with torch.no_grad():
         infer = _timed(score_step, batches, model, warmup, pipelined)
     return Throughput(train, infer, tokens_per_event(model, batches[0]))
+
+
+def measure_scoring(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], warmup: int = 1,
+                    pipelined: bool = False) -> float:
+    """Scoring events/s over ``batches`` (the first ``warmup`` not timed), the model in eval mode, no gradients."""
+    batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+    model.eval()
+    with torch.no_grad():
+        return _timed(model.score, batches, model, warmup, pipelined)
