@@ -234,13 +234,13 @@ class ExecutionPolicy:
 
 def load_llm(model: str, lora: LoraSpec | None, runtime: Runtime, init: str = "pretrained",
              init_seed: int = 0, full: bool = False, cache_dir: str | None = None,
-             attention: str | None = None) -> Backbone:
+             attention: str | None = None, layers: int | None = None) -> Backbone:
     """The backbone ``model`` loaded as this runtime says (quantization, dtype, upcast, checkpointing), with LoRA
     ``lora`` (``None`` for a frozen LLM): only the adapter weights train, and the model is in training mode (LoRA
     dropout live) until a caller says otherwise. ``full``: no adapters and every weight trains (unquantized:
     ``auto`` means none, a 4-bit runtime is refused); ``init``/``init_seed``: pretrained or random weights
     (:func:`~hybridjet.llm.backbone.load_backbone`); ``cache_dir``: the model cache; ``attention``: transformers'
-    attention implementation (default: its choice)."""
+    attention implementation (default: its choice); ``layers``: the first that many decoder layers only."""
     quantization = runtime.quantization
     if full:
         if str(quantization).lower() not in ("auto", "none"):
@@ -250,7 +250,7 @@ def load_llm(model: str, lora: LoraSpec | None, runtime: Runtime, init: str = "p
     backbone = load_backbone(model, quantization=quantization, lora=lora, dtype=runtime.dtype,
                              gradient_checkpointing=runtime.gradient_checkpointing,
                              upcast_frozen=runtime.upcast_frozen, init=init, init_seed=init_seed,
-                             cache_dir=cache_dir, attention=attention)
+                             cache_dir=cache_dir, attention=attention, layers=layers)
     for name, param in backbone.model.named_parameters():
         param.requires_grad_(full or (lora is not None and "lora_" in name))
     backbone.model.train()

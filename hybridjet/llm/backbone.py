@@ -201,6 +201,7 @@ def load_backbone(
     attention: str | None = None,
     init: str = "pretrained",
     init_seed: int = 0,
+    layers: int | None = None,
 ) -> Backbone:
     """Load a causal LM backbone (alias ``smollm2``, a local HF dir or .gguf file, or a locally cached hub id).
 
@@ -215,7 +216,8 @@ def load_backbone(
     ``True`` elsewhere.
     ``attention``: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flex_attention`` ...; default: transformers'
     choice). ``init="random"``: the same architecture with its weights drawn anew with ``init_seed``
-    (:mod:`hybridjet.llm.random_init`), the control that tells pretraining from the architecture.
+    (:mod:`hybridjet.llm.random_init`), the control that tells pretraining from the architecture. ``layers``: keep
+    only the first that many decoder layers (:func:`keep_first_layers`; ``None``: all).
     """
     import torch
 
@@ -241,6 +243,8 @@ def load_backbone(
         identity = resolve_model(name_or_path, cache_dir=cache_dir, rebuild=True)
         tokenizer = load_tokenizer(identity.path, trust_remote_code=trust_remote_code)
         model = _load_causal_lm(identity.path, quant, compute_dtype, dev, trust_remote_code, attention)
+    if layers is not None:
+        keep_first_layers(model, layers)
     model.requires_grad_(False)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -300,6 +304,24 @@ def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_r
     if qconf is None:
         model.to(dev)
     return model
+
+
+def keep_first_layers(model: Any, layers: int) -> None:
+    """Cut the decoder to its first ``layers`` layers (the final norm stays; the others' weights are freed): the
+    lower layers of a pretrained LLM as a shorter, faster backbone, as One Fits All (Zhou et al., NeurIPS 2023) used
+    GPT-2's first six. One line for a count the model does not have."""
+    from torch import nn
+
+    decoder = decoder_of(model)
+    total = len(decoder.layers)
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= total:
+        raise HybridjetError(f"llm_layers: expected a whole number from 1 to {total} (the model's decoder layers), "
+                             f"got {layers!r}")
+    decoder.layers = nn.ModuleList(list(decoder.layers)[:layers])
+    for config in {id(c): c for c in (model.config, getattr(decoder, "config", model.config))}.values():
+        config.num_hidden_layers = layers
+        if getattr(config, "layer_types", None):  # per-layer attention kinds (sliding or full) of some families
+            config.layer_types = list(config.layer_types)[:layers]
 
 
 def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None) -> None:

@@ -64,6 +64,8 @@ class HybridConfig(ArchConfig):
         system_prompt, question: the chat prompt; ``question`` may hold one ``<<EVENT>>`` slot for the soft tokens
             (text after it runs once per event; without a slot they come last and all text is the shared prefix).
         head_skip: the head also sees the encoder's event representation next to the LLM's last hidden state.
+        llm_layers: the LLM's first that many decoder layers only (``None``: all): a shorter, faster backbone that
+            keeps the pretrained lower layers.
         particle_pairs: on ``particles``, each constituent's token also sees a summary of its pairwise interaction
             features with the event's other constituents (ParT's ln Δ, ln kT, ln z, ln m²).
         prompt_tokens: ``anonymous`` (k soft tokens from the encoder's MLP over all features) or ``named`` (the
@@ -92,6 +94,7 @@ class HybridConfig(ArchConfig):
     init_seed: int = 0
     prompt_tokens: str = "anonymous"
     particle_pairs: bool = False
+    llm_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.prompt_tokens not in PROMPT_TOKENS:
@@ -103,6 +106,9 @@ class HybridConfig(ArchConfig):
         if self.init not in INITS:
             raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {self.init!r}")
         checks.integer("init_seed", self.init_seed, 0)
+        checks.integer("llm_layers", self.llm_layers, 1, 4096, optional=True)
+        if self.llm_layers is not None and not self.use_llm:
+            raise HybridjetError("llm_layers: the ablation has no LLM; expected llm_layers null with use_llm false")
         if not isinstance(self.question, str) or self.question.count(EVENT_SLOT) > 1:
             raise HybridjetError(f"question: expected a text with at most one {EVENT_SLOT!r} slot, got "
                                  f"{self.question!r}")
@@ -153,7 +159,7 @@ class HybridNet(nn.Module):
             self.embed_dim, self.embed_rms = config.ablation_width, 1.0
             return
         self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, init=config.init,
-                                 init_seed=config.init_seed, full=config.lora == FULL)
+                                 init_seed=config.init_seed, full=config.lora == FULL, layers=config.llm_layers)
         self.llm = self.backbone.model
         before, after = split_around_event(self.backbone.tokenizer, config.question, config.system_prompt)
         self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)

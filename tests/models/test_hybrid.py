@@ -432,3 +432,27 @@ def test_a_named_token_prompt_writes_each_feature_after_its_name_and_round_trips
 
     with pytest.raises(HybridjetError, match="prompt_tokens: named writes each feature"):
         HybridConfig(prompt_tokens="named", use_llm=False)
+
+
+def test_llm_layers_keeps_the_first_layers_and_round_trips(tiny_llama, toy_jets_h5, tmp_path):
+    """``llm_layers``: the LLM cut to its first layers (what the full model computes up to there, then its final norm),
+    recorded with the run and cut the same on loading; a count the model lacks is one line."""
+    from hybridjet.llm.backbone import decoder_of, load_backbone
+
+    cut, metrics = _fit(tiny_llama, toy_jets_h5, tmp_path / "cut", llm_layers=1)
+    decoder = decoder_of(cut.net.llm)
+    assert len(decoder.layers) == 1 and decoder.config.num_hidden_layers == 1 and metrics["test_auc"] > 0.8
+    full = decoder_of(load_backbone(str(tiny_llama), quantization="none").model)
+    assert len(full.layers) == 2
+    x = torch.randn(3, 5, full.config.hidden_size)
+    with torch.no_grad():
+        expected = full.norm(full(inputs_embeds=x, output_hidden_states=True).hidden_states[1])
+        got = decoder_of(load_backbone(str(tiny_llama), quantization="none", layers=1).model)(
+            inputs_embeds=x).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    again = HybridClassifier.from_pretrained(tmp_path / "cut", model=str(tiny_llama))
+    assert len(decoder_of(again.net.llm).layers) == 1
+    with pytest.raises(HybridjetError, match=r"llm_layers: expected a whole number from 1 to 2 \(the model's decoder"):
+        HybridClassifier.from_settings(model=str(tiny_llama), quantization="none", llm_layers=3)
+    with pytest.raises(HybridjetError, match="llm_layers: the ablation has no LLM"):
+        HybridClassifier.from_settings(model=str(tiny_llama), use_llm=False, llm_layers=1)
