@@ -258,6 +258,7 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
             starts a new CUDA-graph step, so a call's backward must run before the next call.
         key_mask: [B, T] bool, the own tokens the others may attend to (False: an empty slot, as a padding
             ``attention_mask`` of the full sequence; its own hidden state is computed but seen by no other token).
+            Compiled, it runs the matmul attention.
     """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {attention!r}")
@@ -266,6 +267,8 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     (n_events, n_own), n_prefix = embeds.shape[:2], prefix_embeds.shape[1]
     device = embeds.device
     attention = attention_for_batch(attention, compiled, n_events * n_own)
+    if key_mask is not None and compiled:
+        attention = "matmul"  # FlexAttention would need a mask function per batch: compiled anew for every batch
     block_mask = None
     if attention == "flex":
         block_mask = _cached_block_mask(n_prefix, n_events, n_own, device, torch.is_grad_enabled())

@@ -235,10 +235,13 @@ def test_key_mask_reproduces_the_padded_full_sequence(tiny_llama, attention):
     assert (unmasked[key_mask] - shared[key_mask]).abs().max() > 1e-3  # the mask is what made them agree
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled FlexAttention gradients need a GPU")
-def test_compiled_flex_key_mask_matches_matmul_with_gradients(tiny_llama):
-    """Empty own slots on the GPU default path (compiled FlexAttention, a mask function per batch): hidden states and
-    LoRA gradients as the matmul attention's, and a second batch's mask is the one applied."""
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled layers on the GPU")
+def test_compiled_key_mask_matches_eager_with_gradients_and_one_graph(tiny_llama):
+    """Empty own slots on the GPU default path (compiled layers; FlexAttention asked for, the matmul attention run):
+    hidden states and LoRA gradients as eager, and a second batch's mask is the one applied without compiling
+    again."""
+    import torch._dynamo.utils
+
     model, decoder = _nudged_decoder(tiny_llama)
     model.cuda()
     prefix, own = (x.cuda() for x in _inputs(decoder, batch=37, n_prefix=9, n_own=14))
@@ -250,12 +253,15 @@ def test_compiled_flex_key_mask_matches_matmul_with_gradients(tiny_llama):
         (hidden[:, -1] ** 2).sum().backward()
         return hidden.detach()[key_mask], {n: p.grad.clone() for n, p in lora.items()}
 
+    graphs = []
     for seed in (0, 1):
         torch.manual_seed(seed)
         key_mask = torch.rand(own.shape[:2], device="cuda") < 0.7
         key_mask[:, 0] = key_mask[:, -1] = True
         expected, expected_grads = run(key_mask, attention="matmul")
         got, got_grads = run(key_mask, attention="flex", compiled=True)
+        graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
         for name in expected_grads:
             torch.testing.assert_close(got_grads[name], expected_grads[name], atol=1e-4, rtol=1e-3)
+    assert graphs[1] == graphs[0]
