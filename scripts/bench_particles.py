@@ -6,6 +6,9 @@ runs them) outside the timed window. ``--dense`` adds the hybrid scored as ``hyb
 
     .venv/bin/python scripts/bench_particles.py --data data/study_gpu/qcd_jets_c32.h5 --batch-size 256 \
         [--methods hybrid part particlenet deepsets] [--model smollm2] [--score-batch-size 4096] [--dense]
+
+A method named hybrid<anything> is the hybrid with its own settings, e.g. ``--methods hybrid hybrid_l8 part
+--settings '{"hybrid_l8": {"llm_layers": 8}}'``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="JSON of per-method settings, e.g. '{\"part\": {\"width\": 64}}'")
     args = parser.parse_args()
     per_method = json.loads(args.settings)
+    unknown = [m for m in args.methods if m not in PEER_METHODS and not m.startswith("hybrid")]
+    if unknown:
+        parser.error(f"--methods: {unknown[0]}: expected hybrid<name> or one of {', '.join(PEER_METHODS)}")
 
     dm = JetDataModule(args.data, feature_set="particles", batch_size=args.batch_size, split=(0.9, 0.05, 0.05))
     dm.setup("fit")
@@ -80,24 +86,24 @@ def main() -> None:
         seq = getattr(clf.net, "sequence_length", 0) or clf.net.inputs.n_particles
         print(f"{method:12s} sequence {seq:4d}  trainable {params / 1e6:7.2f} M  train {train.train_events_per_s:10,.0f}"
               f" events/s  score {score.infer_events_per_s:10,.0f} events/s  peak {peak:6.2f} GiB", flush=True)
-        if args.dense and method == "hybrid":
+        if args.dense and method.startswith("hybrid"):
             clf.densify_for_inference(torch.bfloat16 if cuda else torch.float32)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             with autocast:
                 dense = measure_scoring(clf, score_batches, warmup=args.warmup, pipelined=cuda)
             peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-            results["hybrid-dense"] = (float("nan"), dense)
-            print(f"{'hybrid-dense':12s} sequence {seq:4d}  scoring only{'':31s} score {dense:10,.0f} events/s  "
+            results[f"{method}-dense"] = (float("nan"), dense)
+            print(f"{method + '-dense':12s} sequence {seq:4d}  scoring only{'':31s} score {dense:10,.0f} events/s  "
                   f"peak {peak:6.2f} GiB", flush=True)
         del clf
-    if "hybrid" in results:
-        for method, (train, score) in results.items():
-            if not method.startswith("hybrid"):
-                dense = f", dense score x{results['hybrid-dense'][1] / score:.2f}" if "hybrid-dense" in results else ""
-                print(f"hybrid / {method}: train x{results['hybrid'][0] / train:.2f}, "
-                      f"score x{results['hybrid'][1] / score:.2f}{dense}")
-
+    peers = {m: r for m, r in results.items() if not m.startswith("hybrid")}
+    for hybrid, (train, score) in results.items():
+        if hybrid.startswith("hybrid") and not hybrid.endswith("-dense"):
+            dense = results.get(f"{hybrid}-dense")
+            for method, (peer_train, peer_score) in peers.items():
+                extra = f", dense score x{dense[1] / peer_score:.2f}" if dense else ""
+                print(f"{hybrid} / {method}: train x{train / peer_train:.2f}, score x{score / peer_score:.2f}{extra}")
 
 if __name__ == "__main__":
     main()
