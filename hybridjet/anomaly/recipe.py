@@ -38,6 +38,7 @@ from hybridjet.eval.sic import SicFloor, sic_curve, thin
 from hybridjet.io_utils import lock_folder, strict_json
 from hybridjet.run import RUN_LOCK
 from hybridjet.rundir import RunDir
+from hybridjet.train.methods import check_backbones
 
 
 def load_pools(cfg: SearchConfig, progress: bool = True) -> Pools:
@@ -193,6 +194,7 @@ def run_search(cfg: SearchConfig, progress: bool = True, check_only: bool = Fals
     started = start_grid(cfg.out, jobs, progress, "resonance search")
     pools = load_pools(cfg, progress)
     part = check_search(cfg, pools)
+    check_backbones(cfg.methods)
     print(f"pools: {len(pools.signal):,} signal, {len(pools.background):,} background events; data background in "
           f"the regions {len(part.data_background):,}, reference {len(part.reference):,}, test "
           f"{int((part.test.label == 1).sum()):,} signal + {int((part.test.label == 0).sum()):,} background", flush=True)

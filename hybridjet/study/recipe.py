@@ -33,7 +33,7 @@ from hybridjet.io_utils import lock_folder, write_json
 from hybridjet.run import RUN_LOCK
 from hybridjet.rundir import STUDY_RECORD, RunDir
 from hybridjet.study.config import Budget, StudyConfig
-from hybridjet.train.methods import Method, train_model
+from hybridjet.train.methods import Method, check_backbones, train_model
 
 RECORD = STUDY_RECORD
 #: bumped when what a finished run of a study holds changes, so that older runs are trained again
@@ -199,6 +199,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, check_only: bool = False,
     pools = load_pools(cfg, progress)
     check_sample(cfg, pools)
     check_constituents(cfg.methods, cfg.feature_set, pools)
+    check_backbones(cfg.methods)
     print(f"pools: {len(pools.signal):,} signal, {len(pools.background):,} background events; test {cfg.test_events:,},"
           f" validation {cfg.val_events:,}; sizes {', '.join(f'{n:,}' for n in cfg.sizes)}", flush=True)
     if check_only:

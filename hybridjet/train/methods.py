@@ -98,6 +98,42 @@ class Method:
         return out
 
 
+#: the largest config.json read for a model's layer count (a real one is a few kB)
+_CONFIG_BYTES = 1 << 20
+
+
+def model_layers(model: str) -> int | None:
+    """The decoder layers of ``model`` (an alias, a local HF directory or a .gguf file) as its config.json says,
+    without loading its weights; ``None`` when the config does not say."""
+    import json
+
+    from hybridjet.llm.resolve import resolve_model
+
+    config = Path(resolve_model(model).path) / "config.json"
+    try:
+        if config.stat().st_size > _CONFIG_BYTES:
+            return None
+        record = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    record = record.get("text_config", record) if isinstance(record, dict) else {}
+    layers = record.get("num_hidden_layers") if isinstance(record, dict) else None
+    return layers if isinstance(layers, int) and not isinstance(layers, bool) else None
+
+
+def check_backbones(methods: tuple[Method, ...]) -> None:
+    """One line, before any training, for a hybrid whose ``llm_layers`` its model does not have."""
+    for method in methods:
+        wanted = method.model.get("llm_layers")
+        if method.classifier != "hybrid" or wanted is None:
+            continue
+        model = method.model.get("model", "smollm2")
+        total = model_layers(model)
+        if total is not None and wanted > total:
+            raise HybridjetError(f"methods.{method.name}.llm_layers: expected a whole number from 1 to {total} "
+                                 f"({model} has {total} decoder layers), got {wanted}")
+
+
 def parse_method(name: str, raw: Any) -> Method:
     """One ``methods`` entry, its settings checked (a net's are built into its config classes, no model loaded).
     A name other than gbdt, ablation, hybrid is a variant: its ``method`` setting says which of them it is."""
