@@ -220,9 +220,9 @@ def test_key_mask_reproduces_the_padded_full_sequence(tiny_llama, attention):
     model, decoder = _nudged_decoder(tiny_llama)
     prefix, own = _inputs(decoder, batch=6, n_prefix=5, n_own=7)
     torch.manual_seed(2)
-    key_mask = torch.rand(len(own), own.shape[1]) < 0.6
+    key_mask = (torch.rand(len(own), own.shape[1]) < 0.6).to(own.device)
     key_mask[:, 0] = True
-    full_mask = torch.cat([torch.ones(len(own), prefix.shape[1], dtype=torch.long), key_mask.long()], dim=1)
+    full_mask = torch.cat([key_mask.new_ones(len(own), prefix.shape[1]), key_mask], dim=1).long()
     with torch.no_grad():
         full = decoder(inputs_embeds=torch.cat([prefix.expand(len(own), -1, -1), own], dim=1),
                        attention_mask=full_mask, use_cache=False).last_hidden_state[:, prefix.shape[1]:]
