@@ -114,6 +114,17 @@ def test_jobs_below_one_is_refused_before_any_work(tmp_path, resonance_file, sea
     assert not (tmp_path / "out").exists()
 
 
+def test_layers_the_model_lacks_are_refused_before_any_work(tmp_path, resonance_file, search_file, tiny_llama,
+                                                           capsys):
+    """A hybrid's ``llm_layers`` beyond its model's decoder layers (the tiny model has 2): one line, nothing trained."""
+    hybrid = {"method": "hybrid", "model": str(tiny_llama), "quantization": "none", "llm_layers": 3}
+    path = search_file(tmp_path, resonance_file(300, 3000, seed=5), methods={"gbdt": {"max_iter": 20},
+                                                                             "hybrid_cut": hybrid})
+    assert main(["anomaly", "-c", str(path)]) == 2
+    assert "methods.hybrid_cut.llm_layers: expected a whole number from 1 to 2" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("runs/*/*"))
+
+
 def _alive_in_group(pgid: int) -> list[str]:
     """The processes of group ``pgid`` still running (zombies, which only wait to be reaped, left out)."""
     alive = []
