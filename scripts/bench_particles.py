@@ -105,5 +105,6 @@ def main() -> None:
                 extra = f", dense score x{dense[1] / peer_score:.2f}" if dense else ""
                 print(f"{hybrid} / {method}: train x{train / peer_train:.2f}, score x{score / peer_score:.2f}{extra}")
 
+
 if __name__ == "__main__":
     main()

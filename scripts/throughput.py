@@ -43,6 +43,11 @@ def tokens_per_event(model: EventClassifier, batch: dict[str, torch.Tensor]) -> 
     return 0.0
 
 
+def _on_device(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """The batches moved to the model's device once, before any timing."""
+    return [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+
+
 def _timed(step, batches: list[dict[str, torch.Tensor]], model: EventClassifier, warmup: int,
            pipelined: bool) -> float:
     """Events/s of ``step`` over ``batches[warmup:]``: each step synchronised on its own, or (``pipelined``) one
@@ -69,7 +74,7 @@ def measure(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], 
             pipelined: bool = False) -> Throughput:
     """Time training steps and scoring over ``batches`` (the first ``warmup`` batches are not timed); see
     ``_timed`` for ``pipelined``."""
-    batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+    batches = _on_device(model, batches)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
 
@@ -93,7 +98,7 @@ def measure(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], 
 def measure_scoring(model: EventClassifier, batches: Iterable[dict[str, torch.Tensor]], warmup: int = 1,
                     pipelined: bool = False) -> float:
     """Scoring events/s over ``batches`` (the first ``warmup`` not timed), the model in eval mode, no gradients."""
-    batches = [{k: v.to(model.device) for k, v in b.items()} for b in batches]
+    batches = _on_device(model, batches)
     model.eval()
     with torch.no_grad():
         return _timed(model.score, batches, model, warmup, pipelined)

@@ -17,6 +17,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hybridjet.errors import HybridjetError
@@ -304,6 +305,27 @@ def _load_causal_lm(path: str, quant: str, compute_dtype: Any, dev: Any, trust_r
     if qconf is None:
         model.to(dev)
     return model
+
+
+#: the largest config.json read for a model's layer count (a real one is a few kB)
+_CONFIG_BYTES = 1 << 20
+
+
+def decoder_layer_count(model: str) -> int | None:
+    """The decoder layers of ``model`` (an alias, a local HF directory or a .gguf file) as its config.json says,
+    without loading its weights; ``None`` when the config does not say."""
+    import json
+
+    config = Path(resolve_model(model).path) / "config.json"
+    try:
+        if config.stat().st_size > _CONFIG_BYTES:
+            return None
+        record = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    record = record.get("text_config", record) if isinstance(record, dict) else {}
+    layers = record.get("num_hidden_layers") if isinstance(record, dict) else None
+    return layers if isinstance(layers, int) and not isinstance(layers, bool) else None
 
 
 def keep_first_layers(model: Any, layers: int) -> None:

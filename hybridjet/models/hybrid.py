@@ -266,7 +266,7 @@ class HybridNet(nn.Module):
         if self.llm is None or self.policy is None:
             return self.head(soft.flatten(1)).squeeze(-1)
         embed = self.llm.get_input_embeddings()
-        decoder, batch = self.policy.decoder, soft.shape[0]
+        batch = soft.shape[0]
         prefix = embed(self.prefix_ids).unsqueeze(0)
         soft = soft.to(prefix.dtype)
         if self.between_ids:  # value token, the text up to the next one, value token, ...
@@ -274,15 +274,26 @@ class HybridNet(nn.Module):
             own = torch.cat([piece for f, text in enumerate(between) for piece in (soft[:, f:f + 1], text)], dim=1)
         else:
             own = torch.cat([soft, embed(self.suffix_ids).unsqueeze(0).expand(batch, -1, -1)], dim=1)
-        plan = None if plain else self.policy.plan(batch, features.device, own.dtype)
+        return self._head_of(self._run_llm(prefix, own, plain), trunk)
+
+    def _run_llm(self, prefix: torch.Tensor, own: torch.Tensor, plain: bool,
+                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states [B, T, D] of the events' own tokens ``own`` after the shared ``prefix`` [1, P, D], as
+        the batch's plan says (the prefix once per batch, compiled layers) or, ``plain`` or without a shared prefix,
+        every event's whole sequence in one decoder call; ``key_mask`` [B, T]: the own tokens attended to."""
+        assert self.policy is not None
+        batch = own.shape[0]
+        plan = None if plain else self.policy.plan(batch, own.device, own.dtype)
         with self.policy.compile_limits() if plan is not None else contextlib.nullcontext():
             if plan is not None and plan.shares_prefix:
-                hidden = forward_with_shared_prefix(decoder, prefix, own, compiled=self.policy.is_compiled,
-                                                    attention=plan.attention, cuda_graphs=plan.cuda_graphs)
-            else:
-                hidden = decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
-                                 use_cache=False).last_hidden_state
-        return self._head_of(hidden, trunk)
+                return forward_with_shared_prefix(self.policy.decoder, prefix, own, compiled=self.policy.is_compiled,
+                                                  attention=plan.attention, cuda_graphs=plan.cuda_graphs,
+                                                  key_mask=key_mask)
+            mask = None
+            if key_mask is not None:
+                mask = torch.cat([key_mask.new_ones(batch, prefix.shape[1]), key_mask], dim=1).long()
+            return self.policy.decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
+                                       attention_mask=mask, use_cache=False).last_hidden_state
 
     def _forward_particles(self, features: torch.Tensor, plain: bool = False) -> torch.Tensor:
         """Logits of the hybrid on ``particles``: "jet 1: <jet token><constituent tokens>, jet 2: ..." in the
@@ -299,17 +310,7 @@ class HybridNet(nn.Module):
                        embed(text).unsqueeze(0).expand(batch, -1, -1)]
             masks += [present.new_ones(batch, 1), present[:, j], present.new_ones(batch, len(text))]
         own, key_mask = torch.cat(pieces, dim=1), torch.cat(masks, dim=1).bool()
-        plan = None if plain else self.policy.plan(batch, features.device, own.dtype)
-        with self.policy.compile_limits() if plan is not None else contextlib.nullcontext():
-            if plan is not None and plan.shares_prefix:
-                hidden = forward_with_shared_prefix(self.policy.decoder, prefix, own, compiled=self.policy.is_compiled,
-                                                    attention=plan.attention, cuda_graphs=plan.cuda_graphs,
-                                                    key_mask=key_mask)
-            else:
-                full_mask = torch.cat([key_mask.new_ones(batch, len(self.prefix_ids)), key_mask], dim=1)
-                hidden = self.policy.decoder(inputs_embeds=torch.cat([prefix.expand(batch, -1, -1), own], dim=1),
-                                             attention_mask=full_mask.long(), use_cache=False).last_hidden_state
-        return self._head_of(hidden, None)
+        return self._head_of(self._run_llm(prefix, own, plain, key_mask), None)
 
     def _head_of(self, hidden: torch.Tensor, trunk: torch.Tensor | None) -> torch.Tensor:
         """The head's logits from the LLM's last position (and the encoder's trunk, with ``head_skip``)."""

@@ -19,6 +19,7 @@ from hybridjet import checks
 from hybridjet.data.datamodule import JetDataModule
 from hybridjet.data.features import FEATURE_SETS
 from hybridjet.errors import HybridjetError
+from hybridjet.llm.backbone import decoder_layer_count
 from hybridjet.models.classical import GradientBoostedTrees
 from hybridjet.models.hybrid import HybridConfig
 from hybridjet.models.peers import PEERS, PeerConfig
@@ -98,29 +99,6 @@ class Method:
         return out
 
 
-#: the largest config.json read for a model's layer count (a real one is a few kB)
-_CONFIG_BYTES = 1 << 20
-
-
-def model_layers(model: str) -> int | None:
-    """The decoder layers of ``model`` (an alias, a local HF directory or a .gguf file) as its config.json says,
-    without loading its weights; ``None`` when the config does not say."""
-    import json
-
-    from hybridjet.llm.resolve import resolve_model
-
-    config = Path(resolve_model(model).path) / "config.json"
-    try:
-        if config.stat().st_size > _CONFIG_BYTES:
-            return None
-        record = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return None
-    record = record.get("text_config", record) if isinstance(record, dict) else {}
-    layers = record.get("num_hidden_layers") if isinstance(record, dict) else None
-    return layers if isinstance(layers, int) and not isinstance(layers, bool) else None
-
-
 def check_backbones(methods: tuple[Method, ...]) -> None:
     """One line, before any training, for a hybrid whose ``llm_layers`` its model does not have."""
     for method in methods:
@@ -128,7 +106,7 @@ def check_backbones(methods: tuple[Method, ...]) -> None:
         if method.classifier != "hybrid" or wanted is None:
             continue
         model = method.model.get("model", "smollm2")
-        total = model_layers(model)
+        total = decoder_layer_count(model)
         if total is not None and wanted > total:
             raise HybridjetError(f"methods.{method.name}.llm_layers: expected a whole number from 1 to {total} "
                                  f"({model} has {total} decoder layers), got {wanted}")
