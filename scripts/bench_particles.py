@@ -45,7 +45,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--score-batch-size", type=int, default=None, help="scoring batch (default: --batch-size)")
     parser.add_argument("--batches", type=int, default=8, help="timed batches")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed batches: compiled layers compile the forward at the first, the backward and "
+                             "the CUDA graphs at the second")
     parser.add_argument("--dense", action="store_true", help="also score the hybrid densified (bf16, LoRA merged)")
     parser.add_argument("--eager", action="store_true", help="the hybrid's layers uncompiled (default: the recipe's)")
     parser.add_argument("--settings", default="{}", help="JSON of per-method settings, e.g. '{\"part\": {\"width\": 64}}'")
@@ -77,15 +79,22 @@ def main() -> None:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         autocast = torch.autocast("cuda", torch.bfloat16) if cuda else contextlib.nullcontext()
+        params = sum(p.numel() for p in clf.parameters() if p.requires_grad)
         with autocast:
             train = measure(clf, batches, warmup=args.warmup, pipelined=cuda)
-            score = measure(clf, score_batches, warmup=args.warmup, pipelined=cuda) if args.score_batch_size else train
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-        params = sum(p.numel() for p in clf.parameters() if p.requires_grad)
-        results[method] = (train.train_events_per_s, score.infer_events_per_s)
+        score, score_peak = train.infer_events_per_s, peak
+        if args.score_batch_size:  # scoring only at its own batch size: no training step at that size
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            with autocast:
+                score = measure_scoring(clf, score_batches, warmup=args.warmup, pipelined=cuda)
+            score_peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        results[method] = (train.train_events_per_s, score)
         seq = getattr(clf.net, "sequence_length", 0) or clf.net.inputs.n_particles
         print(f"{method:12s} sequence {seq:4d}  trainable {params / 1e6:7.2f} M  train {train.train_events_per_s:10,.0f}"
-              f" events/s  score {score.infer_events_per_s:10,.0f} events/s  peak {peak:6.2f} GiB", flush=True)
+              f" events/s  score {score:10,.0f} events/s  peak {peak:6.2f} GiB training, {score_peak:6.2f} scoring",
+              flush=True)
         if args.dense and method.startswith("hybrid"):
             clf.densify_for_inference(torch.bfloat16 if cuda else torch.float32)
             if cuda:

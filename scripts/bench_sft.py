@@ -180,6 +180,8 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
     from hybridjet.train.callbacks import default_precision
     from hybridjet.train.optim import OptimizerSettings
 
+    profiler = StepProfiler(args)
+
     class Timer(L.Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
@@ -190,12 +192,14 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             self.tokens.append(int(batch["n_tokens"]) if "n_tokens" in batch else int(batch["attention_mask"].sum()))
             self.padding.append(padding_fraction(batch))
+            profiler.begin()
             _sync()
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             _sync()
             self.times.append(time.perf_counter() - self.start)
+            profiler.end()
             self.losses.append(float(trainer.callback_metrics.get("train_loss", float("nan"))))
 
     class FixedOrder(TextDataModule):
@@ -260,7 +264,37 @@ def run_trl(args: argparse.Namespace, records: list[Any], order: list[np.ndarray
     return np.array(timer.times), np.array(timer.tokens), np.zeros(len(timer.times)), bb.causal_lm
 
 
-def step_timer() -> Any:
+class StepProfiler:
+    """``torch.profiler`` over the timed steps (``--profile PREFIX``): the kernels that took the GPU's time, written
+    as a table to ``PREFIX.<system>.txt`` after the last step (nothing without ``--profile``)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.prefix, self.system, self.warmup = args.profile, args.system, args.warmup
+        self.total, self.step, self.profiler = args.warmup + args.steps, 0, None
+
+    def begin(self) -> None:
+        if self.prefix and self.step == self.warmup:
+            import torch
+
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.start()
+
+    def end(self) -> None:
+        self.step += 1
+        if self.profiler is not None and self.step == self.total:
+            self.profiler.stop()
+            stats = self.profiler.key_averages()
+            sorts = ["self_cuda_time_total", "self_cpu_time_total"] if "CUDA" in str(self.profiler.activities) \
+                else ["self_cpu_time_total"]  # what the GPU ran, then what kept the host busy
+            tables = [f"sorted by {k}\n" + stats.table(sort_by=k, row_limit=50, max_name_column_width=90) for k in sorts]
+            Path(f"{self.prefix}.{self.system}.txt").write_text("\n".join(tables))
+            self.profiler = None
+
+
+def step_timer(profiler: StepProfiler | None = None) -> Any:
     """A transformers ``TrainerCallback`` timing each optimiser step (synchronised) and counting its non-padding input
     tokens and its logged loss: how the TRL and Unsloth rows are measured."""
     from transformers import TrainerCallback
@@ -273,12 +307,16 @@ def step_timer() -> Any:
             self.seen = 0
 
         def on_step_begin(self, targs, state, control, **kwargs) -> None:
+            if profiler is not None:
+                profiler.begin()
             _sync()
             self.start = time.perf_counter()
 
         def on_step_end(self, targs, state, control, **kwargs) -> None:
             _sync()
             self.times.append(time.perf_counter() - self.start)
+            if profiler is not None:
+                profiler.end()
             self.tokens.append(int(state.num_input_tokens_seen) - self.seen)
             self.seen = int(state.num_input_tokens_seen)
 
@@ -323,7 +361,7 @@ def run_unsloth(args: argparse.Namespace, records: list[Any], order: list[np.nda
                                              random_state=args.seed)
     rows = [records[i] for _ in range(2) for batch in order for i in batch]
     data = Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
-    timer = step_timer()
+    timer = step_timer(StepProfiler(args))
     packing = args.system == "unsloth-packed"
     with tempfile.TemporaryDirectory() as tmp:
         config = SFTConfig(output_dir=tmp, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
@@ -364,6 +402,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="both systems' learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
+    p.add_argument("--profile", default=None, metavar="PREFIX",
+                   help="profile the timed steps of the hybridjet and Unsloth rows: PREFIX.<system>.txt (the timing "
+                        "then includes the profiler's cost)")
     p.add_argument("--worker", nargs=3, metavar=("NAME", "PATH", "SYSTEM"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -383,7 +424,8 @@ def main() -> None:
                    "--checkpointing", str(args.checkpointing), "--unsloth-checkpointing", args.unsloth_checkpointing,
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
-                   *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else [])]
+                   *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else []),
+                   *(["--profile", args.profile] if args.profile else [])]
             done = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:

@@ -139,6 +139,8 @@ def densify(model: nn.Module, dtype: torch.dtype | None = None, merge_lora: bool
     for attr in ("is_loaded_in_4bit", "is_loaded_in_8bit", "is_quantized"):
         if getattr(model, attr, False):
             setattr(model, attr, False)
+    for p in model.parameters():  # inference only; a training step's gradients (CUDA-graph outputs) are not cast
+        p.grad = None
     model = model.to(dtype)
     for p in model.parameters():
         p.requires_grad_(False)

@@ -37,6 +37,17 @@ def test_dense_copy_computes_the_same_function(tiny_llama, quantization):
     assert error < 0.1 * lora_effect
 
 
+def test_dense_copy_after_training_holds_no_gradients(tiny_llama):
+    """A model densified right after a training step (a benchmark, a notebook) drops the adapters' gradients: on a
+    GPU with CUDA graphs they are graph outputs that the dtype cast must not touch."""
+    model = load_backbone(str(tiny_llama), quantization="none", lora="attn").model.train()
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]], device=model.device)
+    model(input_ids=ids).logits.float().sum().backward()
+    assert any(p.grad is not None for p in model.parameters())
+    dense = densify(model, torch.bfloat16)
+    assert all(p.grad is None for p in dense.parameters())
+
+
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_dense_weight_of_a_4bit_layer_repacked_for_the_cpu(double_quant):
     """bitsandbytes repacks a 4-bit weight for its AVX512 kernel at the first no-grad forward on a CPU; the dense copy
