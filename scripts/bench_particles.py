@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 
 import lightning as L
@@ -35,6 +36,17 @@ def build(method: str, dm: JetDataModule, model: str, settings: dict, eager: boo
     clf.normalizer, clf.feature_set = dm.normalizer, dm.feature_set
     clf.build(dm.n_features)
     return clf.to("cuda") if torch.cuda.is_available() else clf
+
+
+def take_batches(dm: JetDataModule, n: int) -> list[dict[str, torch.Tensor]]:
+    """``n`` training batches of ``dm``, its epochs repeated where one has fewer (large scoring batches)."""
+    batches: list[dict[str, torch.Tensor]] = []
+    while len(batches) < n:
+        before = len(batches)
+        batches += itertools.islice(dm.train_dataloader(), n - len(batches))
+        if len(batches) == before:
+            raise SystemExit(f"{dm.data}: no full batch of {dm.batch_size} events in the training split")
+    return batches
 
 
 def main() -> None:
@@ -63,14 +75,12 @@ def main() -> None:
     device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"{device}; {args.data}: {dm.n_features} features ({dm.normalizer.names[-1]} last); batch "
           f"{args.batch_size}, scoring batch {args.score_batch_size or args.batch_size}", flush=True)
-    loader = iter(dm.train_dataloader())
     n = args.batches + args.warmup
-    batches = [next(loader) for _ in range(n)]
+    batches = take_batches(dm, n)
     score_batches = batches
     if args.score_batch_size:
         dm.batch_size = args.score_batch_size
-        loader = iter(dm.train_dataloader())
-        score_batches = [next(loader) for _ in range(n)]
+        score_batches = take_batches(dm, n)
     results = {}
     for method in args.methods:
         L.seed_everything(0, verbose=False)
