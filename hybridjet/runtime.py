@@ -54,6 +54,9 @@ class Runtime:
             off CUDA (a bf16 residual stream is faster on a GPU, same AUC).
         gradient_checkpointing: trade compute for activation memory (not with compiled layers): ``true`` for every
             decoder layer, a fraction in (0, 1] for that share of them, evenly spread.
+        checkpoint_offload: with ``gradient_checkpointing``, the checkpointed layers' saved inputs wait for the
+            backward in pinned host memory instead of the GPU's (transformers' ``offload``): less GPU memory, a copy
+            each way per layer and step.
         cache_prefix: run the fixed prompt prefix once per batch and share its keys/values (Llama-family
             decoders); ``None`` = where it is faster (CPU; GPU batches of ``SHARED_PREFIX_MIN_GPU_BATCH`` and more,
             models of hidden size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more, or batches replayed from CUDA graphs).
@@ -68,6 +71,7 @@ class Runtime:
     dtype: str | None = None
     upcast_frozen: bool | None = None
     gradient_checkpointing: bool | float = False
+    checkpoint_offload: bool = False
     cache_prefix: bool | None = None
     torch_compile: bool | None = None
     cuda_graphs: bool | None = None
@@ -86,6 +90,11 @@ class Runtime:
                 raise HybridjetError(f"{name}: expected true, false or null (automatic), got {value!r}")
         if not isinstance(self.gradient_checkpointing, bool):
             checks.fraction("runtime.gradient_checkpointing", self.gradient_checkpointing)
+        if not isinstance(self.checkpoint_offload, bool):
+            raise HybridjetError(f"runtime.checkpoint_offload: expected true or false, got {self.checkpoint_offload!r}")
+        if self.checkpoint_offload and not self.gradient_checkpointing:
+            raise HybridjetError("runtime.checkpoint_offload: offloads the checkpointed layers' inputs, so it needs "
+                                 "runtime.gradient_checkpointing (true or a fraction of the layers)")
 
     def replace(self, **changes: Any) -> Runtime:
         """A copy with ``changes`` (one line for a name that is not a runtime setting)."""
@@ -249,6 +258,7 @@ def load_llm(model: str, lora: LoraSpec | None, runtime: Runtime, init: str = "p
         quantization = "none"
     backbone = load_backbone(model, quantization=quantization, lora=lora, dtype=runtime.dtype,
                              gradient_checkpointing=runtime.gradient_checkpointing,
+                             checkpoint_offload=runtime.checkpoint_offload,
                              upcast_frozen=runtime.upcast_frozen, init=init, init_seed=init_seed,
                              cache_dir=cache_dir, attention=attention, layers=layers)
     for name, param in backbone.model.named_parameters():

@@ -212,8 +212,10 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
 
     model = TextSFT(model=args.model_path, lora=LoraSpec("all-linear", r=16, alpha=32),
                     runtime=Runtime(quantization=args.quantization, torch_compile=args.system == "hybridjet-compiled",
-                                    gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing),
-                    optim=OptimizerSettings(lr=args.lr, warmup_steps=0, scheduler="constant"),
+                                    gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
+                                    checkpoint_offload=args.checkpoint_offload),
+                    optim=OptimizerSettings(optimizer=args.optimizer, lr=args.lr, warmup_steps=0,
+                                            scheduler="constant"),
                     attention=args.attention or "auto")
     with tempfile.TemporaryDirectory() as tmp:
         dm = FixedOrder(train_path=os.path.join(tmp, "unused.jsonl"), batch_size=args.batch, val_ratio=0.0,
@@ -393,6 +395,10 @@ def main() -> None:
     p.add_argument("--quantization", default="auto")
     p.add_argument("--checkpointing", type=float, default=0.0,
                    help="hybridjet with gradient checkpointing on this fraction of the layers (1 = all)")
+    p.add_argument("--checkpoint-offload", action="store_true",
+                   help="hybridjet's checkpointed layers' inputs in pinned host memory (runtime.checkpoint_offload)")
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw8bit"),
+                   help="hybridjet's optimizer (Unsloth's rows use its adamw_8bit)")
     p.add_argument("--attention", default=None, help="hybridjet's attention implementation (default: its auto)")
     p.add_argument("--min-tokens", type=int, default=100, help="the shortest record (records: uniform min..max)")
     p.add_argument("--no-packing", dest="packing", action="store_false", help="hybridjet on padded rows")
@@ -422,6 +428,7 @@ def main() -> None:
                    str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
                    "--checkpointing", str(args.checkpointing), "--unsloth-checkpointing", args.unsloth_checkpointing,
+                   "--optimizer", args.optimizer, *(["--checkpoint-offload"] if args.checkpoint_offload else []),
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
                    *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else []),

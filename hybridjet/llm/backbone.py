@@ -53,6 +53,7 @@ class Backbone:
     device: Any
     lora: LoraSpec | None = None
     gradient_checkpointing: bool = False
+    checkpoint_offload: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -196,6 +197,7 @@ def load_backbone(
     dtype: Any = None,
     device: Any = None,
     gradient_checkpointing: bool | float = False,
+    checkpoint_offload: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     trust_remote_code: bool = False,
     upcast_frozen: bool | None = None,
@@ -210,7 +212,8 @@ def load_backbone(
     through bitsandbytes; ``dtype``: compute dtype (default bf16 on CUDA, fp32 on CPU); ``lora``: a preset name
     (qkv, attn, all-linear), a :class:`LoraSpec`, a dict or None; ``gradient_checkpointing``: non-reentrant,
     works with ``inputs_embeds``; ``true`` for every decoder layer, a fraction in (0, 1] for that share of them
-    (:func:`checkpoint_fraction`).  Base weights are frozen.  For quantized models with LoRA, peft's
+    (:func:`checkpoint_fraction`); ``checkpoint_offload``: their saved inputs in pinned host memory until the
+    backward (:func:`enable_checkpointing`).  Base weights are frozen.  For quantized models with LoRA, peft's
     ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32);
     ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
     residual stream: fewer casts, bf16 attention, faster on a GPU at the same AUC); ``None`` = ``False`` on CUDA,
@@ -264,8 +267,11 @@ def load_backbone(
         with warnings.catch_warnings():  # peft probes deprecated transformers properties
             warnings.simplefilter("ignore", FutureWarning)
             model = get_peft_model(model, spec.peft_config())
+    if checkpoint_offload and not gradient_checkpointing:
+        raise HybridjetError("checkpoint_offload: offloads the checkpointed layers' inputs, so it needs "
+                             "gradient_checkpointing")
     if gradient_checkpointing:
-        enable_checkpointing(model, gc_kwargs)
+        enable_checkpointing(model, gc_kwargs, offload=checkpoint_offload)
         checkpoint_fraction(model, gradient_checkpointing)
     model.eval()
     return Backbone(
@@ -277,6 +283,7 @@ def load_backbone(
         device=dev,
         lora=spec,
         gradient_checkpointing=bool(gradient_checkpointing),
+        checkpoint_offload=checkpoint_offload,
         extra={"torch": torch.__version__},
     )
 
@@ -346,14 +353,18 @@ def keep_first_layers(model: Any, layers: int) -> None:
             config.layer_types = list(config.layer_types)[:layers]
 
 
-def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None) -> None:
-    """Non-reentrant activation (gradient) checkpointing on the causal LM under ``model`` (peft or not)."""
+def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None, offload: bool = False) -> None:
+    """Non-reentrant activation (gradient) checkpointing on the causal LM under ``model`` (peft or not);
+    ``offload``: each checkpointed layer's saved inputs are copied to pinned host memory in the forward and back
+    in the backward (transformers' own ``offload``, in every version hybridjet supports)."""
     kwargs = {"use_reentrant": False} if kwargs is None else kwargs
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if hasattr(target, "activation_checkpointing_enable"):  # transformers >= 5.x
-        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    if offload and next(target.parameters()).device.type == "cpu":
+        offload = False  # already in host memory; transformers' offload would ask for pinned memory and fail
+    if hasattr(target, "activation_checkpointing_enable"):  # its newer name
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs, offload=offload)
     else:
-        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs, offload=offload)
     target.config.use_cache = False
 
 

@@ -172,3 +172,43 @@ def test_a_config_declaring_more_than_its_weights_hold_is_one_line(tiny_llama, t
         (copy / "config.json").write_text(json.dumps(config))
         with pytest.raises(InputFileError, match=needle):
             load_backbone(copy, quantization="none")
+
+
+def _checkpointed_grads(tiny_llama, offload: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    bb = load_backbone(tiny_llama, quantization="none", lora=LoraSpec("qkv", r=4, alpha=8, dropout=0.0),
+                       gradient_checkpointing=True, checkpoint_offload=offload)
+    assert bb.checkpoint_offload is offload
+    _nudge_lora_b(bb)
+    bb.model.train()
+    x = torch.randn(2, 6, bb.hidden_size, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    (hidden_states(bb, x, torch.ones(2, 6, dtype=torch.long))[:, -1] ** 2).sum().backward()
+    return x.grad, [p.grad for p in bb.trainable_parameters()]
+
+
+def _nudge_lora_b(bb) -> None:
+    with torch.no_grad():
+        for name, p in bb.model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(2)) * 0.05)
+
+
+def test_offloaded_checkpoints_give_the_same_gradients(tiny_llama):
+    """checkpoint_offload moves where the checkpointed inputs wait, never what the backward computes; on a machine
+    without a GPU there is nothing to offload (transformers' offload asked for pinned memory there and failed)."""
+    x_plain, plain = _checkpointed_grads(tiny_llama, offload=False)
+    x_off, off = _checkpointed_grads(tiny_llama, offload=True)
+    torch.testing.assert_close(x_off, x_plain)
+    assert len(off) == len(plain) > 0
+    for a, b in zip(off, plain, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_offload_without_checkpointing_is_one_line(tiny_llama):
+    from hybridjet.runtime import Runtime
+
+    with pytest.raises(HybridjetError, match="needs runtime.gradient_checkpointing"):
+        Runtime(checkpoint_offload=True)
+    with pytest.raises(HybridjetError, match="needs gradient_checkpointing"):
+        load_backbone(tiny_llama, quantization="none", checkpoint_offload=True)
+    assert Runtime(gradient_checkpointing=0.5, checkpoint_offload=True).checkpoint_offload

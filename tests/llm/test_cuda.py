@@ -79,3 +79,25 @@ def test_dense_copy_of_a_4bit_model_on_the_gpu(tiny_llama):
         got = dense(input_ids=ids).logits.float()
     assert quantized_layer_count(dense) == 0 and next(dense.parameters()).dtype == torch.bfloat16
     assert (got - expected).abs().max() < 5e-2 * expected.abs().max()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_offloaded_checkpoints_match_on_the_gpu(tiny_llama, compiled):
+    """checkpoint_offload on CUDA (pinned host copies of the checkpointed inputs), eager and with the decoder layers
+    compiled as text SFT compiles them: the same gradients as checkpointing on the GPU."""
+    from hybridjet.llm.backbone import decoder_of
+
+    grads = {}
+    for offload in (False, True):
+        torch.manual_seed(0)
+        bb = load_backbone(tiny_llama, quantization="none", lora="qkv", gradient_checkpointing=True,
+                           checkpoint_offload=offload)
+        if compiled:
+            for layer in decoder_of(bb.model).layers:
+                layer.compile(dynamic=True)
+        bb.model.train()
+        x = torch.randn(2, 64, bb.hidden_size, generator=torch.Generator().manual_seed(1)).cuda().requires_grad_()
+        hidden_states(bb, x, torch.ones(2, 64, dtype=torch.long)).float().pow(2).mean().backward()
+        grads[offload] = [x.grad] + [p.grad for p in bb.trainable_parameters()]
+    for a, b in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(a, b)
