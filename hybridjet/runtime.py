@@ -24,6 +24,7 @@ from hybridjet import checks, compile_cache
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import QUANTIZATIONS, Backbone, load_backbone
 from hybridjet.llm.lora import LoraSpec
+from hybridjet.llm.nf4 import NF4_DEQUANTS
 from hybridjet.llm.shared_prefix import ATTENTION_KINDS, supports_shared_prefix
 
 PREFIX_ATTENTION = ("auto", *ATTENTION_KINDS)
@@ -57,6 +58,8 @@ class Runtime:
         checkpoint_offload: with ``gradient_checkpointing``, the checkpointed layers' saved inputs wait for the
             backward in pinned host memory instead of the GPU's (transformers' ``offload``): less GPU memory, a copy
             each way per layer and step.
+        nf4_dequant: how NF4 weights are dequantized: ``bitsandbytes`` (its kernels, through Python) or ``graph``
+            (torch operations that compiled layers fuse into their graph; the same values, :mod:`hybridjet.llm.nf4`).
         cache_prefix: run the fixed prompt prefix once per batch and share its keys/values (Llama-family
             decoders); ``None`` = where it is faster (CPU; GPU batches of ``SHARED_PREFIX_MIN_GPU_BATCH`` and more,
             models of hidden size ``SHARED_PREFIX_ANY_BATCH_HIDDEN`` and more, or batches replayed from CUDA graphs).
@@ -72,6 +75,7 @@ class Runtime:
     upcast_frozen: bool | None = None
     gradient_checkpointing: bool | float = False
     checkpoint_offload: bool = False
+    nf4_dequant: str = "bitsandbytes"
     cache_prefix: bool | None = None
     torch_compile: bool | None = None
     cuda_graphs: bool | None = None
@@ -90,6 +94,9 @@ class Runtime:
                 raise HybridjetError(f"{name}: expected true, false or null (automatic), got {value!r}")
         if not isinstance(self.gradient_checkpointing, bool):
             checks.fraction("runtime.gradient_checkpointing", self.gradient_checkpointing)
+        if self.nf4_dequant not in NF4_DEQUANTS:
+            raise HybridjetError(f"runtime.nf4_dequant: expected one of {', '.join(NF4_DEQUANTS)}, "
+                                 f"got {self.nf4_dequant!r}")
         if not isinstance(self.checkpoint_offload, bool):
             raise HybridjetError(f"runtime.checkpoint_offload: expected true or false, got {self.checkpoint_offload!r}")
         if self.checkpoint_offload and not self.gradient_checkpointing:
@@ -258,7 +265,7 @@ def load_llm(model: str, lora: LoraSpec | None, runtime: Runtime, init: str = "p
         quantization = "none"
     backbone = load_backbone(model, quantization=quantization, lora=lora, dtype=runtime.dtype,
                              gradient_checkpointing=runtime.gradient_checkpointing,
-                             checkpoint_offload=runtime.checkpoint_offload,
+                             checkpoint_offload=runtime.checkpoint_offload, nf4_dequant=runtime.nf4_dequant,
                              upcast_frozen=runtime.upcast_frozen, init=init, init_seed=init_seed,
                              cache_dir=cache_dir, attention=attention, layers=layers)
     for name, param in backbone.model.named_parameters():

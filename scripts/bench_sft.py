@@ -213,7 +213,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
     model = TextSFT(model=args.model_path, lora=LoraSpec("all-linear", r=16, alpha=32),
                     runtime=Runtime(quantization=args.quantization, torch_compile=args.system == "hybridjet-compiled",
                                     gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
-                                    checkpoint_offload=args.checkpoint_offload),
+                                    checkpoint_offload=args.checkpoint_offload, nf4_dequant=args.nf4_dequant),
                     optim=OptimizerSettings(optimizer=args.optimizer, lr=args.lr, warmup_steps=0,
                                             scheduler="constant"),
                     attention=args.attention or "auto")
@@ -397,6 +397,8 @@ def main() -> None:
                    help="hybridjet with gradient checkpointing on this fraction of the layers (1 = all)")
     p.add_argument("--checkpoint-offload", action="store_true",
                    help="hybridjet's checkpointed layers' inputs in pinned host memory (runtime.checkpoint_offload)")
+    p.add_argument("--nf4-dequant", default="bitsandbytes", choices=("bitsandbytes", "graph"),
+                   help="hybridjet's NF4 dequantization (runtime.nf4_dequant; graph: fused into compiled layers)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw8bit"),
                    help="hybridjet's optimizer (Unsloth's rows use its adamw_8bit)")
     p.add_argument("--attention", default=None, help="hybridjet's attention implementation (default: its auto)")
@@ -428,7 +430,7 @@ def main() -> None:
                    str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
                    "--checkpointing", str(args.checkpointing), "--unsloth-checkpointing", args.unsloth_checkpointing,
-                   "--optimizer", args.optimizer, *(["--checkpoint-offload"] if args.checkpoint_offload else []),
+                   "--optimizer", args.optimizer, "--nf4-dequant", args.nf4_dequant, *(["--checkpoint-offload"] if args.checkpoint_offload else []),
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
                    *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else []),

@@ -23,6 +23,7 @@ from typing import Any
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.gguf_tokenizer import pad_candidate
 from hybridjet.llm.lora import LoraSpec, as_lora_spec
+from hybridjet.llm.nf4 import dequantize_in_graph
 from hybridjet.llm.random_init import INITS, random_weights
 from hybridjet.llm.resolve import ModelIdentity, resolve_model
 
@@ -198,6 +199,7 @@ def load_backbone(
     device: Any = None,
     gradient_checkpointing: bool | float = False,
     checkpoint_offload: bool = False,
+    nf4_dequant: str = "bitsandbytes",
     cache_dir: str | os.PathLike[str] | None = None,
     trust_remote_code: bool = False,
     upcast_frozen: bool | None = None,
@@ -213,7 +215,8 @@ def load_backbone(
     (qkv, attn, all-linear), a :class:`LoraSpec`, a dict or None; ``gradient_checkpointing``: non-reentrant,
     works with ``inputs_embeds``; ``true`` for every decoder layer, a fraction in (0, 1] for that share of them
     (:func:`checkpoint_fraction`); ``checkpoint_offload``: their saved inputs in pinned host memory until the
-    backward (:func:`enable_checkpointing`).  Base weights are frozen.  For quantized models with LoRA, peft's
+    backward (:func:`enable_checkpointing`); ``nf4_dequant="graph"``: NF4 layers dequantized in torch operations
+    (:mod:`hybridjet.llm.nf4`).  Base weights are frozen.  For quantized models with LoRA, peft's
     ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32);
     ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
     residual stream: fewer casts, bf16 attention, faster on a GPU at the same AUC); ``None`` = ``False`` on CUDA,
@@ -267,6 +270,10 @@ def load_backbone(
         with warnings.catch_warnings():  # peft probes deprecated transformers properties
             warnings.simplefilter("ignore", FutureWarning)
             model = get_peft_model(model, spec.peft_config())
+    if nf4_dequant == "graph":
+        dequantize_in_graph(model)
+    elif nf4_dequant != "bitsandbytes":
+        raise HybridjetError(f"nf4_dequant: expected bitsandbytes or graph, got {nf4_dequant!r}")
     if checkpoint_offload and not gradient_checkpointing:
         raise HybridjetError("checkpoint_offload: offloads the checkpointed layers' inputs, so it needs "
                              "gradient_checkpointing")

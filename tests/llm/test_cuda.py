@@ -101,3 +101,33 @@ def test_offloaded_checkpoints_match_on_the_gpu(tiny_llama, compiled):
         grads[offload] = [x.grad] + [p.grad for p in bb.trainable_parameters()]
     for a, b in zip(grads[True], grads[False], strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_nf4_dequantized_in_torch_matches_the_cuda_kernel(nested):
+    import bitsandbytes.functional as bnbf
+
+    from hybridjet.llm.nf4 import _state_args, dequantize_nf4
+
+    weight = torch.randn(1536, 576, device="cuda", dtype=torch.bfloat16) * 0.02
+    packed, state = bnbf.quantize_4bit(weight, blocksize=64, compress_statistics=nested, quant_type="nf4")
+    expected = bnbf.dequantize_4bit(packed, state)
+    got = torch.compile(dequantize_nf4)(packed, *_state_args(state))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_compiled_layers_with_graph_nf4_train_like_bitsandbytes(tiny_llama):
+    from hybridjet.llm.backbone import decoder_of
+    from hybridjet.runtime import Runtime, load_llm
+
+    results = {}
+    for dequant in ("bitsandbytes", "graph"):
+        torch.manual_seed(0)
+        bb = load_llm(str(tiny_llama), None, Runtime(nf4_dequant=dequant), full=False)
+        for layer in decoder_of(bb.model).layers:
+            layer.compile(dynamic=True)
+        x = torch.randn(2, 32, bb.hidden_size, device="cuda", requires_grad=True)
+        with torch.autocast("cuda", torch.bfloat16):
+            hidden_states(bb, x, torch.ones(2, 32, dtype=torch.long)).float().pow(2).mean().backward()
+        results[dequant] = x.grad
+    torch.testing.assert_close(results["graph"], results["bitsandbytes"], rtol=2e-2, atol=2e-3)
