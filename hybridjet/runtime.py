@@ -55,9 +55,9 @@ class Runtime:
             off CUDA (a bf16 residual stream is faster on a GPU, same AUC).
         gradient_checkpointing: trade compute for activation memory (not with compiled layers): ``true`` for every
             decoder layer, a fraction in (0, 1] for that share of them, evenly spread.
-        checkpoint_offload: with ``gradient_checkpointing``, the checkpointed layers' saved inputs wait for the
-            backward in pinned host memory instead of the GPU's (transformers' ``offload``): less GPU memory, a copy
-            each way per layer and step.
+        checkpoint_offload: with ``gradient_checkpointing``, what the decoder saves for the backward (the
+            checkpointed layers' inputs) waits in pinned host memory instead of the GPU's: less GPU memory, a copy
+            each way per layer and step (:mod:`hybridjet.llm.offload`; nothing to do on a CPU).
         nf4_dequant: how NF4 weights are dequantized: ``bitsandbytes`` (its kernels, through Python) or ``graph``
             (torch operations that compiled layers fuse into their graph; the same values, :mod:`hybridjet.llm.nf4`).
         cache_prefix: run the fixed prompt prefix once per batch and share its keys/values (Llama-family

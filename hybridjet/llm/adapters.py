@@ -138,7 +138,7 @@ def load_adapter(
         warnings.simplefilter("ignore", FutureWarning)
         model = PeftModel.from_pretrained(model, str(directory), is_trainable=trainable)
     if backbone.gradient_checkpointing:
-        enable_checkpointing(model, offload=backbone.checkpoint_offload)
+        enable_checkpointing(model)
     spec = LoraSpec(**meta["lora"]) if isinstance(meta.get("lora"), dict) else None
     return dataclasses.replace(backbone, model=model, lora=spec)
 

@@ -24,6 +24,7 @@ from hybridjet.errors import HybridjetError
 from hybridjet.llm.gguf_tokenizer import pad_candidate
 from hybridjet.llm.lora import LoraSpec, as_lora_spec
 from hybridjet.llm.nf4 import dequantize_in_graph
+from hybridjet.llm.offload import offload_saved_activations
 from hybridjet.llm.random_init import INITS, random_weights
 from hybridjet.llm.resolve import ModelIdentity, resolve_model
 
@@ -214,8 +215,8 @@ def load_backbone(
     through bitsandbytes; ``dtype``: compute dtype (default bf16 on CUDA, fp32 on CPU); ``lora``: a preset name
     (qkv, attn, all-linear), a :class:`LoraSpec`, a dict or None; ``gradient_checkpointing``: non-reentrant,
     works with ``inputs_embeds``; ``true`` for every decoder layer, a fraction in (0, 1] for that share of them
-    (:func:`checkpoint_fraction`); ``checkpoint_offload``: their saved inputs in pinned host memory until the
-    backward (:func:`enable_checkpointing`); ``nf4_dequant="graph"``: NF4 layers dequantized in torch operations
+    (:func:`checkpoint_fraction`); ``checkpoint_offload``: what the decoder saves for the backward waits in pinned
+    host memory (:mod:`hybridjet.llm.offload`; a GPU only); ``nf4_dequant="graph"``: NF4 layers dequantized in torch operations
     (:mod:`hybridjet.llm.nf4`).  Base weights are frozen.  For quantized models with LoRA, peft's
     ``prepare_model_for_kbit_training`` is applied (it upcasts non-quantized fp16/bf16 params to fp32);
     ``upcast_frozen=False`` casts those frozen norms and embeddings back to the compute dtype afterwards (a bf16
@@ -278,8 +279,10 @@ def load_backbone(
         raise HybridjetError("checkpoint_offload: offloads the checkpointed layers' inputs, so it needs "
                              "gradient_checkpointing")
     if gradient_checkpointing:
-        enable_checkpointing(model, gc_kwargs, offload=checkpoint_offload)
+        enable_checkpointing(model, gc_kwargs)
         checkpoint_fraction(model, gradient_checkpointing)
+        if checkpoint_offload and dev.type == "cuda":  # on a CPU the activations are in host memory already
+            offload_saved_activations(decoder_of(model))
     model.eval()
     return Backbone(
         model=model,
@@ -360,18 +363,14 @@ def keep_first_layers(model: Any, layers: int) -> None:
             config.layer_types = list(config.layer_types)[:layers]
 
 
-def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None, offload: bool = False) -> None:
-    """Non-reentrant activation (gradient) checkpointing on the causal LM under ``model`` (peft or not);
-    ``offload``: each checkpointed layer's saved inputs are copied to pinned host memory in the forward and back
-    in the backward (transformers' own ``offload``, in every version hybridjet supports)."""
+def enable_checkpointing(model: Any, kwargs: dict[str, Any] | None = None) -> None:
+    """Non-reentrant activation (gradient) checkpointing on the causal LM under ``model`` (peft or not)."""
     kwargs = {"use_reentrant": False} if kwargs is None else kwargs
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if offload and next(target.parameters()).device.type == "cpu":
-        offload = False  # already in host memory; transformers' offload would ask for pinned memory and fail
     if hasattr(target, "activation_checkpointing_enable"):  # its newer name
-        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs, offload=offload)
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
-        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs, offload=offload)
+        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     target.config.use_cache = False
 
 

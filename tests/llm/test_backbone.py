@@ -194,8 +194,8 @@ def _nudge_lora_b(bb) -> None:
 
 
 def test_offloaded_checkpoints_give_the_same_gradients(tiny_llama):
-    """checkpoint_offload moves where the checkpointed inputs wait, never what the backward computes; on a machine
-    without a GPU there is nothing to offload (transformers' offload asked for pinned memory there and failed)."""
+    """checkpoint_offload on a machine without a GPU: nothing to offload, the same training (transformers' own
+    offload, tried first, asked for pinned memory there and failed)."""
     x_plain, plain = _checkpointed_grads(tiny_llama, offload=False)
     x_off, off = _checkpointed_grads(tiny_llama, offload=True)
     torch.testing.assert_close(x_off, x_plain)
