@@ -15,6 +15,8 @@ Feature sets (the same vectors go to the hybrid's encoder, the no-LLM ablation a
   log E/E_jet, Δη, Δφ, ΔR) and its presence. Normalised per feature kind over the present constituents (the same
   mean and std for every slot), presence bits kept 0/1; :class:`ParticleLayout` reads the columns back as
   [J, 5] jets and [J, P, 7] constituents with a [J, P] mask.
+- ``particles_substructure``: ``particles`` with each jet's τ21 and τ32 after its presence bit (jets [J, 7]): the
+  hybrid's jet tokens then hold what the trees on ``substructure`` read, next to the constituents.
 """
 
 from __future__ import annotations
@@ -145,10 +147,12 @@ def highlevel_features(mass: np.ndarray, jet_mask: np.ndarray, tau: np.ndarray) 
 
 
 JET_FIELDS = ("log_pt", "eta", "dphi", "log_m", "present")
+#: the jet fields of ``particles_substructure`` (``_jet_features``' per-jet columns with substructure)
+JET_FIELDS_SUBSTRUCTURE = (*JET_FIELDS, "tau21", "tau32")
 
 
-def _particle_names(n_jets: int, n_constituents: int) -> list[str]:
-    jets = [f"j{j + 1}_{f}" for j in range(n_jets) for f in JET_FIELDS]
+def _particle_names(n_jets: int, n_constituents: int, jet_fields: tuple[str, ...] = JET_FIELDS) -> list[str]:
+    jets = [f"j{j + 1}_{f}" for j in range(n_jets) for f in jet_fields]
     width = len(str(max(n_constituents, 1)))
     return jets + [f"j{j + 1}_c{p + 1:0{width}d}_{f}" for j in range(n_jets) for p in range(n_constituents)
                    for f in (*CONSTITUENT_FEATURES, "present")]
@@ -156,9 +160,10 @@ def _particle_names(n_jets: int, n_constituents: int) -> list[str]:
 
 def _particle_features(jets: np.ndarray, mask: np.ndarray, n_particles: np.ndarray, tau: np.ndarray | None,
                        kin: dict[str, np.ndarray], constituents: np.ndarray,
-                       constituent_mask: np.ndarray) -> np.ndarray:
-    """``particles``: see the module docstring."""
-    per_jet = _jet_features(jets, mask, n_particles, tau, kin, False)[:, : len(JET_FIELDS) * jets.shape[1]]
+                       constituent_mask: np.ndarray, substructure: bool = False) -> np.ndarray:
+    """``particles`` (``particles_substructure`` with ``substructure``): see the module docstring."""
+    fields = JET_FIELDS_SUBSTRUCTURE if substructure else JET_FIELDS
+    per_jet = _jet_features(jets, mask, n_particles, tau, kin, substructure)[:, : len(fields) * jets.shape[1]]
     present = (constituent_mask & mask[:, :, None]).astype(np.float32)
     cons = np.concatenate([constituents * present[..., None], present[..., None]], axis=-1)
     return np.concatenate([per_jet.astype(np.float32), cons.reshape(len(jets), -1)], axis=1)
@@ -166,15 +171,17 @@ def _particle_features(jets: np.ndarray, mask: np.ndarray, n_particles: np.ndarr
 
 @dataclass(frozen=True)
 class ParticleLayout:
-    """Where the ``particles`` feature set's columns are: J jets of :data:`JET_FIELDS`, then J × P constituent
-    slots of the stored features and a presence bit. Works on numpy arrays and torch tensors alike."""
+    """Where the ``particles`` feature sets' columns are: J jets of ``jet_fields`` (:data:`JET_FIELDS`, or
+    :data:`JET_FIELDS_SUBSTRUCTURE`), then J × P constituent slots of the stored features and a presence bit. Works
+    on numpy arrays and torch tensors alike."""
 
     n_jets: int
     n_constituents: int
+    jet_fields: tuple[str, ...] = JET_FIELDS
 
     @property
     def n_jet_columns(self) -> int:
-        return self.n_jets * len(JET_FIELDS)
+        return self.n_jets * len(self.jet_fields)
 
     @property
     def constituent_width(self) -> int:
@@ -186,18 +193,19 @@ class ParticleLayout:
         """The layout whose column names are ``names``, or one line saying they are not ``particles`` columns."""
         jets = sum(1 for n in names if n.endswith("_present") and "_c" not in n)
         width = len(CONSTITUENT_FEATURES) + 1
-        rest = len(names) - jets * len(JET_FIELDS)
-        if jets and rest > 0 and rest % (jets * width) == 0:
-            layout = cls(jets, rest // (jets * width))
-            if _particle_names(layout.n_jets, layout.n_constituents) == list(names):
-                return layout
+        for fields in (JET_FIELDS, JET_FIELDS_SUBSTRUCTURE):
+            rest = len(names) - jets * len(fields)
+            if jets and rest > 0 and rest % (jets * width) == 0:
+                layout = cls(jets, rest // (jets * width), fields)
+                if _particle_names(layout.n_jets, layout.n_constituents, fields) == list(names):
+                    return layout
         raise HybridjetError(f"features: {len(names)} columns are not the 'particles' features of any number of jets "
                              "and constituents; expected a run hybridjet trained on them")
 
     def split(self, x: Any) -> tuple[Any, Any, Any]:
-        """[B, F] -> jets [B, J, 5], constituents [B, J, P, 7], their presence [B, J, P] (as stored: 0/1)."""
+        """[B, F] -> jets [B, J, fields], constituents [B, J, P, 7], their presence [B, J, P] (as stored: 0/1)."""
         b = x.shape[0]
-        jets = x[:, : self.n_jet_columns].reshape(b, self.n_jets, len(JET_FIELDS))
+        jets = x[:, : self.n_jet_columns].reshape(b, self.n_jets, len(self.jet_fields))
         cons = x[:, self.n_jet_columns:].reshape(b, self.n_jets, self.n_constituents, self.constituent_width)
         return jets, cons[..., :-1], cons[..., -1]
 
@@ -284,6 +292,10 @@ FEATURE_SETS: dict[str, FeatureSet] = {record.name: record for record in (
     FeatureSet("particles", _particle_names, _particle_features, needs_particle_count=False,
                needs_constituents=True, fit_normalizer=_fit_particle_normalizer,
                description="per jet its kinematics, then its P leading constituents' features and presence"),
+    FeatureSet("particles_substructure", lambda j, p: _particle_names(j, p, JET_FIELDS_SUBSTRUCTURE),
+               lambda *arrays, **parts: _particle_features(*arrays, **parts, substructure=True), needs_tau=True,
+               needs_particle_count=False, needs_constituents=True, fit_normalizer=_fit_particle_normalizer,
+               description="particles with each jet's tau21 and tau32 beside its kinematics"),
 )}
 
 

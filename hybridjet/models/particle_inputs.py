@@ -21,7 +21,7 @@ class ParticleSequence:
     """A batch of events as particle sequences of length N = J × P."""
 
     features: torch.Tensor  # [B, N, 7 + J] normalised constituent features, then the jet's one-hot index
-    jets: torch.Tensor  # [B, J, 5] the jets' normalised features
+    jets: torch.Tensor  # [B, J, jet fields] the jets' normalised features
     four_vectors: torch.Tensor  # [B, N, 4] px, py, pz, E (GeV, massless) in the frame of jet 1's azimuth
     eta_phi: torch.Tensor  # [B, N, 2] η and φ in that frame
     mask: torch.Tensor  # [B, N] bool, the slots that hold a particle
@@ -54,7 +54,7 @@ class ParticleInputs(nn.Module):
     @property
     def jet_width(self) -> int:
         """Features per jet."""
-        return len(JET_FIELDS)
+        return len(self.layout.jet_fields)
 
     def forward(self, features: torch.Tensor) -> ParticleSequence:
         b, j, p = features.shape[0], self.layout.n_jets, self.layout.n_constituents

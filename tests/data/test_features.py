@@ -167,3 +167,44 @@ def test_particles_need_constituents_one_line(toy_jets_h5):
 
     with pytest.raises(HybridjetError, match="needs each jet's constituents"):
         event_features(np.zeros((1, 2, 4)), np.zeros((1, 2), bool), np.zeros(1), None, "particles")
+
+
+def test_particles_substructure_adds_the_jets_taus(particles_jets_h5):
+    """particles_substructure: the particles columns with each jet's τ21, τ32 (those of ``substructure``) after its
+    presence bit; the constituents and their normalisation unchanged; the layout told apart by the column names."""
+    import numpy as np
+
+    from hybridjet.data.features import (
+        FEATURE_SETS,
+        JET_FIELDS_SUBSTRUCTURE,
+        ParticleLayout,
+        event_features,
+        feature_names,
+    )
+    from hybridjet.data.store import read_jets
+
+    arrays = read_jets(particles_jets_h5)
+    kwargs = {"constituents": arrays.constituents, "constituent_mask": arrays.constituent_mask}
+    plain = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, "particles", **kwargs)
+    with_tau = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau,
+                              "particles_substructure", **kwargs)
+    names = feature_names("particles_substructure", arrays.n_jets, arrays.n_constituents)
+    layout = ParticleLayout.of(names)
+    assert layout.jet_fields == JET_FIELDS_SUBSTRUCTURE and (layout.n_jets, layout.n_constituents) == (2, 8)
+    assert with_tau.shape == (400, plain.shape[1] + 2 * 2) and names[5:7] == ["j1_tau21", "j1_tau32"]
+    jets, cons, present = layout.split(with_tau)
+    plain_jets, plain_cons, plain_present = ParticleLayout.of(feature_names("particles", 2, 8)).split(plain)
+    np.testing.assert_array_equal(cons, plain_cons)
+    np.testing.assert_array_equal(present, plain_present)
+    np.testing.assert_array_equal(jets[..., :5], plain_jets)
+    sub = event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, arrays.tau, "substructure")
+    sub_names = feature_names("substructure", arrays.n_jets)
+    for j in (1, 2):
+        for k, tau in enumerate(("tau21", "tau32")):
+            np.testing.assert_allclose(jets[:, j - 1, 5 + k], sub[:, sub_names.index(f"j{j}_{tau}")], rtol=1e-6)
+    record = FEATURE_SETS["particles_substructure"]
+    assert record.slots_of(names) == (2, 8) and FEATURE_SETS["particles"].slots_of(names) == (2, 8)
+    normed_jets, _, _ = layout.split(record.normalizer(with_tau, names)(with_tau))
+    assert set(np.unique(normed_jets[..., 4])) <= {0.0, 1.0}  # the jets' presence bits kept
+    with pytest.raises(HybridjetError, match="needs the 'tau' dataset"):
+        event_features(arrays.jets, arrays.jet_mask, arrays.n_particles, None, "particles_substructure", **kwargs)

@@ -109,21 +109,23 @@ def test_peer_trains_scores_and_reloads_to_the_same_scores(name, particles_jets_
     np.testing.assert_allclose(moved, again, atol=1e-5)
 
 
-@pytest.mark.parametrize("pairs", [False, True])
-def test_hybrid_on_particles_masks_empty_slots_and_reloads(pairs, particles_jets_h5, tiny_llama, tmp_path):
-    """The hybrid on particles (with or without the pairwise features): one token per jet and per constituent
-    between the prompt's words; empty slots are masked out of attention (their values do not move the score); the
-    prompt's prefix runs once per batch with the scores of the whole sequence; its run scores the same after
-    loading."""
+@pytest.mark.parametrize(("pairs", "features"), [(False, "particles"), (True, "particles"),
+                                                  (False, "particles_substructure")])
+def test_hybrid_on_particles_masks_empty_slots_and_reloads(pairs, features, particles_jets_h5, tiny_llama, tmp_path):
+    """The hybrid on particles (with or without the pairwise features; with the jets' τ ratios in their tokens): one
+    token per jet and per constituent between the prompt's words; empty slots are masked out of attention (their
+    values do not move the score); the prompt's prefix runs once per batch with the scores of the whole sequence;
+    its run scores the same after loading."""
     from hybridjet import load_run
     from hybridjet.rundir import RunDir
 
     method = parse_method("hybrid", {"model": str(tiny_llama), "quantization": "none", "epochs": 1,
                                      "batch_size": 64, "encoder_hidden": 32, "particle_pairs": pairs})
-    dm = JetDataModule(str(particles_jets_h5), feature_set="particles", batch_size=64, seed=0)
+    dm = JetDataModule(str(particles_jets_h5), feature_set=features, batch_size=64, seed=0)
     train_model(method, dm, tmp_path / "hybrid", seed=0)
     clf = load_run(tmp_path / "hybrid")
     net = clf.net
+    assert clf.feature_set == features and net.encoder.inputs.jet_width == (7 if "substructure" in features else 5)
     assert net.sequence_length == len(net.prefix_ids) + sum(1 + 8 + len(t) for t in net.between_ids)
     test = dm.splits["test"].tensors
     layout = net.encoder.inputs.layout
