@@ -35,8 +35,9 @@ class HostOffload:
     or buffers) to host memory, pinned where ``pin``; ``offloaded`` counts what was moved."""
 
     def __init__(self, module: nn.Module, device_type: str = "cuda", pin: bool = True,
-                 min_bytes: int = MIN_OFFLOAD_BYTES) -> None:
-        self.device_type, self.pin, self.min_bytes = device_type, pin, min_bytes
+                 min_bytes: int | None = None) -> None:
+        self.device_type, self.pin = device_type, pin
+        self.min_bytes = MIN_OFFLOAD_BYTES if min_bytes is None else min_bytes
         self.kept = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers()]}
         self.offloaded = 0
         self._active: list[Any] = []
@@ -76,8 +77,9 @@ class HostOffload:
 
 def offload_saved_activations(decoder: nn.Module, device_type: str = "cuda", pin: bool = True) -> HostOffload:
     """Offload what ``decoder``'s forward saves for the backward (see the module docstring); returns the hooks'
-    owner (its ``offloaded`` counter)."""
+    owner (its ``offloaded`` counter), also kept as ``decoder.saved_offload``."""
     offload = HostOffload(decoder, device_type, pin)
+    decoder.saved_offload = offload
     decoder.register_forward_pre_hook(offload.enter)
     decoder.register_forward_hook(offload.exit, always_call=True)
     return offload

@@ -82,10 +82,13 @@ def test_dense_copy_of_a_4bit_model_on_the_gpu(tiny_llama):
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-def test_offloaded_checkpoints_match_on_the_gpu(tiny_llama, compiled):
+def test_offloaded_checkpoints_match_on_the_gpu(tiny_llama, compiled, monkeypatch):
     """checkpoint_offload on CUDA (pinned host copies of the checkpointed inputs), eager and with the decoder layers
     compiled as text SFT compiles them: the same gradients as checkpointing on the GPU."""
+    import hybridjet.llm.offload
     from hybridjet.llm.backbone import decoder_of
+
+    monkeypatch.setattr(hybridjet.llm.offload, "MIN_OFFLOAD_BYTES", 1)  # the tiny model's tensors are small
 
     grads = {}
     for offload in (False, True):
@@ -99,6 +102,8 @@ def test_offloaded_checkpoints_match_on_the_gpu(tiny_llama, compiled):
         x = torch.randn(2, 64, bb.hidden_size, generator=torch.Generator().manual_seed(1)).cuda().requires_grad_()
         hidden_states(bb, x, torch.ones(2, 64, dtype=torch.long)).float().pow(2).mean().backward()
         grads[offload] = [x.grad] + [p.grad for p in bb.trainable_parameters()]
+        if offload:
+            assert decoder_of(bb.model).saved_offload.offloaded >= 2  # at least each layer's input
     for a, b in zip(grads[True], grads[False], strict=True):
         torch.testing.assert_close(a, b)
 
@@ -113,7 +118,7 @@ def test_nf4_dequantized_in_torch_matches_the_cuda_kernel(nested):
     packed, state = bnbf.quantize_4bit(weight, blocksize=64, compress_statistics=nested, quant_type="nf4")
     expected = bnbf.dequantize_4bit(packed, state)
     got = torch.compile(dequantize_nf4)(packed, *_state_args(state))
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(got, expected)  # Inductor may fuse the nested scales' multiply-add (one rounding)
 
 
 def test_compiled_layers_with_graph_nf4_train_like_bitsandbytes(tiny_llama):
