@@ -33,7 +33,8 @@ def test_dequantize_nf4_is_bitwise_bitsandbytes(shape, nested):
 
 def _run(tiny_llama, quantization: str, graph: bool) -> tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     torch.manual_seed(0)
-    bb = load_backbone(tiny_llama, quantization=quantization, lora=LoraSpec("all-linear", r=4, alpha=8, dropout=0.0))
+    bb = load_backbone(tiny_llama, quantization=quantization, lora=LoraSpec("all-linear", r=4, alpha=8, dropout=0.0),
+                       device="cpu")  # fp32 compute: the comparison is exact (the GPU's: test_cuda.py)
     with torch.no_grad():
         for name, p in bb.model.named_parameters():
             if "lora_B" in name:

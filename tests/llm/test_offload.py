@@ -15,7 +15,7 @@ from hybridjet.llm.offload import HostOffload, offload_saved_activations
 def _grads(tiny_llama, offload: bool, compiled: bool) -> tuple[int, list[torch.Tensor]]:
     torch.manual_seed(0)
     bb = load_backbone(tiny_llama, quantization="none", lora=LoraSpec("all-linear", r=4, alpha=8, dropout=0.0),
-                       gradient_checkpointing=True)
+                       gradient_checkpointing=True, device="cpu")  # the CPU plays the device (GPU: test_cuda.py)
     with torch.no_grad():
         for name, p in bb.model.named_parameters():
             if "lora_B" in name:
