@@ -42,10 +42,10 @@ class _ParT(nn.Module):
     """ParT (Qu, Li, Qian, ICML 2022): particle self-attention with the pairwise Lorentz features (ln Δ, ln kT, ln z,
     ln m²) of every pair as attention biases, class-attention blocks, one logit."""
 
-    def __init__(self, n_inputs: int, c: PeerConfig) -> None:
+    def __init__(self, n_inputs: int, c: PeerConfig, n_outputs: int = 1) -> None:
         super().__init__()
         self.net = _weaver("ParticleTransformer")(
-            input_dim=n_inputs, num_classes=1, pair_input_dim=4, embed_dims=(c.width, 4 * c.width, c.width),
+            input_dim=n_inputs, num_classes=n_outputs, pair_input_dim=4, embed_dims=(c.width, 4 * c.width, c.width),
             pair_embed_dims=(c.width // 2,) * 3, num_heads=c.heads, num_layers=c.depth, num_cls_layers=2,
             block_params={"dropout": c.dropout, "attn_dropout": c.dropout, "activation_dropout": c.dropout},
             fc_params=())
@@ -60,7 +60,8 @@ class _ParT(nn.Module):
         no_particle = ~seq.mask.any(dim=1, keepdim=True)
         first = torch.arange(seq.mask.shape[1], device=seq.mask.device) == 0
         mask = (seq.mask | (no_particle & first))[:, None, :]
-        return self.net(seq.features.transpose(1, 2), v=seq.four_vectors.transpose(1, 2), mask=mask).squeeze(-1)
+        out = self.net(seq.features.transpose(1, 2), v=seq.four_vectors.transpose(1, 2), mask=mask)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 class _ParticleNet(nn.Module):
@@ -68,16 +69,17 @@ class _ParticleNet(nn.Module):
     then in the learned features; global average pooling, one logit. Every sequence keeps its full length (weaver's
     trimming to a batch's longest event would leave fewer than k + 1 slots in a batch of small events)."""
 
-    def __init__(self, n_inputs: int, c: PeerConfig) -> None:
+    def __init__(self, n_inputs: int, c: PeerConfig, n_outputs: int = 1) -> None:
         super().__init__()
         convs = [(c.neighbours, (c.width * 2**i,) * 3) for i in range(c.depth)]
-        self.net = _weaver("ParticleNet")(input_dims=n_inputs, num_classes=1, conv_params=convs,
+        self.net = _weaver("ParticleNet")(input_dims=n_inputs, num_classes=n_outputs, conv_params=convs,
                                           fc_params=[(4 * c.width, c.dropout)], use_fusion=True, trim=False)
 
     def forward(self, seq: ParticleSequence) -> torch.Tensor:
         seq = present_first(seq)
         mask = seq.mask[:, None, :].to(seq.features.dtype)
-        return self.net(seq.eta_phi.transpose(1, 2), seq.features.transpose(1, 2), mask=mask).squeeze(-1)
+        out = self.net(seq.eta_phi.transpose(1, 2), seq.features.transpose(1, 2), mask=mask)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 #: the PFN's latent dimension (Komiske et al.'s ℓ)
@@ -85,10 +87,11 @@ LATENT = 128
 
 
 class _DeepSets(nn.Module):
-    def __init__(self, n_inputs: int, c: PeerConfig) -> None:
+    def __init__(self, n_inputs: int, c: PeerConfig, n_outputs: int = 1) -> None:
         super().__init__()
         width, depth = c.sizes()
-        self.net = ParticleFlowNetwork(n_inputs, (width,) * (depth - 1) + (LATENT,), (width,) * depth, c.dropout)
+        self.net = ParticleFlowNetwork(n_inputs, (width,) * (depth - 1) + (LATENT,), (width,) * depth, c.dropout,
+                                       n_outputs)
 
     def forward(self, seq: ParticleSequence) -> torch.Tensor:
         return self.net(seq.features, seq.mask)
@@ -96,9 +99,10 @@ class _DeepSets(nn.Module):
 
 @dataclass(frozen=True)
 class PeerRecord:
-    """One peer: how it is built from (input width, config) and its sizes by default (the paper's)."""
+    """One peer: how it is built from (input width, config, outputs: 1 for a logit, more for a summary vector) and
+    its sizes by default (the paper's)."""
 
-    build: Callable[[int, PeerConfig], nn.Module]
+    build: Callable[[int, PeerConfig, int], nn.Module]
     width: int
     depth: int
     description: str
@@ -115,7 +119,9 @@ PEERS: dict[str, PeerRecord] = {
 @dataclass(frozen=True)
 class PeerConfig(ArchConfig):
     """A peer's architecture: ``architecture`` (a name of :data:`PEERS`); ``width``, ``depth``: its sizes (``None``:
-    the paper's); ``heads`` (ParT), ``neighbours`` (ParticleNet's k), ``dropout``."""
+    the paper's); ``heads`` (ParT), ``neighbours`` (ParticleNet's k), ``dropout``; ``jets``: the jets' own features
+    (kinematics, and τ ratios on ``particles_substructure``) join the net's summary of the particles (``width``
+    values instead of its logit) in a last MLP, as the hybrid's jet tokens give it them."""
 
     architecture: str = "part"
     width: int | None = None
@@ -123,6 +129,7 @@ class PeerConfig(ArchConfig):
     heads: int = 8
     neighbours: int = 16
     dropout: float = 0.1
+    jets: bool = False
 
     def __post_init__(self) -> None:
         if self.architecture not in PEERS:
@@ -132,6 +139,8 @@ class PeerConfig(ArchConfig):
         checks.integer("heads", self.heads, 1, 256)
         checks.integer("neighbours", self.neighbours, 1, 1024)
         checks.fraction("dropout", self.dropout, include_one=False)
+        if not isinstance(self.jets, bool):
+            raise HybridjetError(f"jets: expected true or false, got {self.jets!r}")
         if self.architecture == "part" and self.sizes()[0] % self.heads:
             raise HybridjetError(f"width: ParT's width {self.sizes()[0]} must be a multiple of heads {self.heads}")
 
@@ -143,7 +152,7 @@ class PeerConfig(ArchConfig):
     def built(self) -> PeerConfig:
         """This config with its sizes filled in."""
         width, depth = self.sizes()
-        return PeerConfig(self.architecture, width, depth, self.heads, self.neighbours, self.dropout)
+        return PeerConfig(self.architecture, width, depth, self.heads, self.neighbours, self.dropout, self.jets)
 
 
 class PeerNet(nn.Module):
@@ -154,6 +163,7 @@ class PeerNet(nn.Module):
         self.config, self.runtime = config, runtime or Runtime()
         self.inputs: ParticleInputs | None = None
         self.model: nn.Module | None = None
+        self.jet_head: nn.Module | None = None
 
     def build(self, n_features: int, feature_set: str | None, names: list[str] | None,
               normalizer: Normalizer | None) -> None:
@@ -169,7 +179,14 @@ class PeerNet(nn.Module):
             raise HybridjetError(f"neighbours: ParticleNet's k = {self.config.neighbours} needs more than k constituent "
                                  f"slots per event; the events hold {self.inputs.n_particles} (expected k < "
                                  f"{self.inputs.n_particles}, or more constituents per jet)")
-        self.model = PEERS[self.config.architecture].build(self.inputs.width, self.config.built())
+        built = self.config.built()
+        if not built.jets:
+            self.model = PEERS[built.architecture].build(self.inputs.width, built, 1)
+            return
+        width = built.sizes()[0]
+        self.model = PEERS[built.architecture].build(self.inputs.width, built, width)
+        self.jet_head = nn.Sequential(nn.ReLU(), nn.Linear(width + self.inputs.n_jets * self.inputs.jet_width, width),
+                                      nn.ReLU(), nn.Dropout(built.dropout), nn.Linear(width, 1))
 
     def prepare_export(self) -> None:
         """Run as torch's ONNX exporter can trace, with the same scores: every sequence at its full length (weaver's
@@ -190,4 +207,8 @@ class PeerNet(nn.Module):
         path, the nets having no execution plans)."""
         if self.inputs is None or self.model is None:
             raise HybridjetError("model: not built yet (train it or load a run with hybridjet.load_run)")
-        return self.model(self.inputs(features))
+        seq = self.inputs(features)
+        if self.jet_head is None:
+            return self.model(seq)
+        summary = torch.cat([self.model(seq), seq.jets.flatten(1).to(features.dtype)], dim=-1)
+        return self.jet_head(summary).squeeze(-1)

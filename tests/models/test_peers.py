@@ -10,6 +10,7 @@ import torch
 import vector
 
 from hybridjet.data.datamodule import JetDataModule
+from hybridjet.data.features import ParticleLayout
 from hybridjet.data.lhco import read_lhco
 from hybridjet.errors import HybridjetError
 from hybridjet.models.particle_inputs import ParticleInputs, pair_features, present_first
@@ -248,3 +249,27 @@ def test_particlenet_neighbours_beyond_the_slots_is_one_line(particles_jets_h5, 
     with pytest.raises(HybridjetError, match=r"neighbours: ParticleNet's k = 16 needs more than k constituent slots"):
         train_model(parse_method("particlenet", {"epochs": 1}), dm, tmp_path / "run", seed=0)
     assert not (tmp_path / "run" / "weights.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["deepsets", "part"])
+def test_a_peer_with_jets_reads_the_jets_taus_and_exports(name, particles_jets_h5, tmp_path):
+    """jets: true on particles_substructure — the peer reads the jets' features (their τ's move its score) as the
+    hybrid's jet tokens do, reloads to the same scores and exports to ONNX; without it the jets' columns are unread."""
+    pytest.importorskip("onnxruntime")
+    from hybridjet import load_run
+    from hybridjet.deploy.onnx_export import export_onnx
+
+    dm = JetDataModule(str(particles_jets_h5), feature_set="particles_substructure", batch_size=64, seed=0)
+    for jets in (True, False):
+        run = tmp_path / f"{name}_{jets}"
+        train_model(parse_method(name, {**PEER_SETTINGS[name], "jets": jets, "epochs": 1}), dm, run, seed=0)
+        clf = load_run(run)
+        assert ParticleLayout.of(clf.normalizer.names).jet_fields[5:7] == ("tau21", "tau32")
+        features = dm.splits["test"].tensors["features"][:100]
+        moved = features.clone()
+        moved[:, 5:7] += 2.0  # jet 1's τ21, τ32 (normalised)
+        with torch.no_grad():
+            delta = (clf.net(moved) - clf.net(features)).abs().max().item()
+        assert (delta > 1e-4) if jets else (delta == 0.0), (name, jets, delta)
+    export = export_onnx(tmp_path / f"{name}_True", tmp_path / f"{name}.onnx")
+    assert export.max_abs_diff is not None and export.max_abs_diff < 1e-4
