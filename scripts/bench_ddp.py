@@ -264,7 +264,16 @@ def main() -> None:
         parser.error("--data: the hybrid task needs a jets.h5 file")
     if args.worker:
         args.devices = args.devices[0]
-        return text_worker(args) if args.task == "text" else worker(args)
+        try:
+            return text_worker(args) if args.task == "text" else worker(args)
+        finally:
+            import torch
+
+            # every rank leaves the process group before the interpreter exits: gloo's threads still running at exit
+            # aborted a rank once ("terminate called without an active exception"), after its work was done
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.barrier()
+                torch.distributed.destroy_process_group()
 
     rows = []
     for n in args.devices:
