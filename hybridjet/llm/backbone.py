@@ -23,7 +23,7 @@ from typing import Any
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.gguf_tokenizer import pad_candidate
 from hybridjet.llm.lora import LoraSpec, as_lora_spec
-from hybridjet.llm.nf4 import dequantize_in_graph
+from hybridjet.llm.nf4 import NF4_DEQUANTS, dequantize_in_graph
 from hybridjet.llm.offload import offload_saved_activations
 from hybridjet.llm.random_init import INITS, random_weights
 from hybridjet.llm.resolve import ModelIdentity, resolve_model
@@ -237,6 +237,11 @@ def load_backbone(
     spec = as_lora_spec(lora)
     if init not in INITS:
         raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+    if nf4_dequant not in NF4_DEQUANTS:
+        raise HybridjetError(f"nf4_dequant: expected one of {', '.join(NF4_DEQUANTS)}, got {nf4_dequant!r}")
+    if checkpoint_offload and not gradient_checkpointing:
+        raise HybridjetError("checkpoint_offload: offloads the checkpointed layers' inputs, so it needs "
+                             "gradient_checkpointing")
     identity = resolve_model(name_or_path, cache_dir=cache_dir)
     if init == "random":
         identity = random_weights(identity, init_seed, cache_dir)
@@ -273,11 +278,6 @@ def load_backbone(
             model = get_peft_model(model, spec.peft_config())
     if nf4_dequant == "graph":
         dequantize_in_graph(model)
-    elif nf4_dequant != "bitsandbytes":
-        raise HybridjetError(f"nf4_dequant: expected bitsandbytes or graph, got {nf4_dequant!r}")
-    if checkpoint_offload and not gradient_checkpointing:
-        raise HybridjetError("checkpoint_offload: offloads the checkpointed layers' inputs, so it needs "
-                             "gradient_checkpointing")
     if gradient_checkpointing:
         enable_checkpointing(model, gc_kwargs)
         checkpoint_fraction(model, gradient_checkpointing)

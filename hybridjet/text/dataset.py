@@ -23,6 +23,9 @@ from hybridjet.llm.chat import adds_bos, render_chat
 from hybridjet.text.formats import Example
 
 IGNORE_INDEX = -100
+#: a collated batch's flat [B*T] indices of the positions whose next token is learned (:func:`learned_index`), made
+#: on the host with the batch, so that the loss gathers those positions without a device synchronisation
+LEARNED_INDEX = "learned_index"
 
 
 @dataclass
@@ -196,9 +199,35 @@ class SFTDataset(torch.utils.data.Dataset):
         return self.items[index]
 
 
+def next_token_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, T-1]: the label each position predicts (the next token's), ``IGNORE_INDEX`` where not learned.
+
+    Not learned: labels ``IGNORE_INDEX``, padded targets (``attention_mask`` 0) and, with ``position_ids``,
+    the first token of each packed example (its position does not continue the previous one, as transformers
+    detects packed examples), which has no context in its own example.
+    """
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    mask = batch.get("attention_mask")
+    if mask is not None:
+        keep = keep & (mask[:, 1:] != 0)
+    positions = batch.get("position_ids")
+    if positions is not None:
+        keep = keep & (positions[:, 1:] == positions[:, :-1] + 1)
+    return targets.masked_fill(~keep, IGNORE_INDEX)
+
+
+def learned_index(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The flat indices ``b * T + t`` (row-major) of the positions ``(b, t)`` of ``batch`` [B, T] whose next token
+    is learned (:func:`next_token_targets`); the target of index ``i`` is ``labels.flatten()[i + 1]``."""
+    rows, cols = (next_token_targets(batch) != IGNORE_INDEX).nonzero(as_tuple=True)
+    return rows * batch["input_ids"].size(1) + cols
+
+
 @dataclass
 class SFTCollator:
-    """Pad a batch of :class:`Encoded`: right padding for training, left padding for generation."""
+    """Pad a batch of :class:`Encoded`: right padding for training, left padding for generation; with the
+    batch's :data:`LEARNED_INDEX`."""
 
     pad_token_id: int
     padding_side: str = "right"
@@ -218,7 +247,9 @@ class SFTCollator:
             ids[row, sl] = torch.tensor(item.input_ids)
             labels[row, sl] = torch.tensor(item.labels)
             mask[row, sl] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch[LEARNED_INDEX] = learned_index(batch)
+        return batch
 
 
 def pad_token_id(tokenizer: Any) -> int:

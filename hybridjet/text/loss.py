@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.families import family_of
-from hybridjet.text.dataset import IGNORE_INDEX
+from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, learned_index, next_token_targets  # noqa: F401
 
 FUSED = ("auto", "liger", "none")
 
@@ -67,24 +67,6 @@ def logit_post(config: Any) -> LogitPost | None:
     if callable(logits):
         return LogitPost(scale=logits(config), softcap=softcap)
     return None
-
-
-def next_token_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[B, T-1]: the label each position predicts (the next token's), ``IGNORE_INDEX`` where not learned.
-
-    Not learned: labels ``IGNORE_INDEX``, padded targets (``attention_mask`` 0) and, with ``position_ids``,
-    the first token of each packed example (its position does not continue the previous one, as transformers
-    detects packed examples), which has no context in its own example.
-    """
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE_INDEX
-    mask = batch.get("attention_mask")
-    if mask is not None:
-        keep = keep & (mask[:, 1:] != 0)
-    positions = batch.get("position_ids")
-    if positions is not None:
-        keep = keep & (positions[:, 1:] == positions[:, :-1] + 1)
-    return targets.masked_fill(~keep, IGNORE_INDEX)
 
 
 def _chunk_loss(head: Callable[[torch.Tensor], torch.Tensor], post: LogitPost, hidden: torch.Tensor,
@@ -172,7 +154,8 @@ def token_loss_sum(
     """Summed next-token cross entropy over the learned labels of ``batch`` and the number of learned tokens.
 
     ``model``: a causal LM, peft-wrapped or not; ``batch``: ``input_ids`` and ``labels`` [B, T] with either
-    ``attention_mask`` (padded rows) or ``position_ids`` restarting at 0 per example (packed rows, no mask);
+    ``attention_mask`` (padded rows) or ``position_ids`` restarting at 0 per example (packed rows, no mask), and
+    the collators' ``learned_index`` (else found from the labels, which on a GPU waits for the device);
     ``chunk_tokens``: positions per LM-head chunk; ``fused``: ``auto`` (Liger on CUDA when installed and the
     head is a plain matrix), ``liger`` (required) or ``none`` (chunked).  The sum is fp32, the count int64.
     """
@@ -180,10 +163,12 @@ def token_loss_sum(
         raise HybridjetError(f"unknown fused loss {fused!r}: expected one of {', '.join(FUSED)}")
     if int(chunk_tokens) < 1:
         raise HybridjetError(f"chunk_tokens must be positive, got {chunk_tokens}")
-    targets = next_token_targets(batch)
-    learned = targets != IGNORE_INDEX
-    count = learned.sum()
-    target = targets[learned]
+    index = batch.get(LEARNED_INDEX)
+    if index is None:  # a batch not from this package's collators: its learned positions found where it lies
+        index = learned_index(batch)  # on a GPU, this waits for the device
+    labels = batch["labels"]
+    target = labels.flatten().index_select(0, index + 1)
+    count = torch.full((), index.numel(), dtype=torch.int64, device=labels.device)
     # use_cache=False: transformers isolates packed examples (position_ids, no mask) only without a cache
     inputs = {"input_ids": batch["input_ids"], "use_cache": False}
     for key in ("attention_mask", "position_ids"):
@@ -200,9 +185,11 @@ def token_loss_sum(
             _warned.add(base.config.model_type)
             log.warning("hybridjet: model type %r: loss from the full logits (not memory-safe)",
                         base.config.model_type)
-        logits = model(**inputs).logits[:, :-1][learned].float()
+        logits = model(**inputs).logits
+        logits = logits.flatten(0, 1).index_select(0, index).float()
         return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum"), count
-    hidden = decoder_of(model)(**inputs).last_hidden_state[:, :-1][learned]  # [N, H]
+    hidden = decoder_of(model)(**inputs).last_hidden_state
+    hidden = hidden.flatten(0, 1).index_select(0, index)  # [N, H]
     head = model.get_output_embeddings()
     loss = _fused_loss(fused, head, hidden.device)
     if loss is not None and hidden.size(0):  # nothing learned: the chunked path gives the zero

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from hybridjet.llm.backbone import decoder_of
-from hybridjet.text.dataset import IGNORE_INDEX, Encoded
+from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, Encoded, learned_index
 
 
 def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
@@ -40,7 +40,8 @@ def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
 @dataclass
 class PackedCollator:
     """A batch of :class:`Encoded` examples as packed rows: ``input_ids``, ``labels`` and ``position_ids``
-    [R, W] (W the longest row; a row's tail is padding with its own positions and no labels), no attention mask."""
+    [R, W] (W the longest row; a row's tail is padding with its own positions and no labels), no attention mask;
+    ``n_tokens`` and :data:`~hybridjet.text.dataset.LEARNED_INDEX`."""
 
     pad_token_id: int
     row_tokens: int
@@ -62,7 +63,9 @@ class PackedCollator:
                 at += n
             positions[r, at:] = torch.arange(width - at)  # the padding: one more "example" that nothing sees
         n_tokens = torch.tensor(sum(len(item) for item in batch))
-        return {"input_ids": ids, "labels": labels, "position_ids": positions, "n_tokens": n_tokens}
+        packed = {"input_ids": ids, "labels": labels, "position_ids": positions, "n_tokens": n_tokens}
+        packed[LEARNED_INDEX] = learned_index(packed)
+        return packed
 
 
 def padding_fraction(batch: dict[str, torch.Tensor]) -> float:

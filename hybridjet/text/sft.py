@@ -195,10 +195,11 @@ class TextSFT(L.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         if world > 1:
             tokens = self.trainer.strategy.reduce(tokens, reduce_op="sum")
-        scale = float(world) / float(tokens.clamp(min=1))
-        for param in self.parameters():
-            if param.requires_grad and param.grad is not None:
-                param.grad.mul_(scale)
+        # the scale stays a device tensor: reading it on the host would wait for the step's backward to finish
+        scale = (world / tokens.clamp(min=1)).float()
+        grads = [p.grad for p in self.parameters() if p.requires_grad and p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, scale)
         self._step_tokens = torch.zeros((), dtype=torch.float64)
 
     def on_validation_epoch_start(self) -> None:

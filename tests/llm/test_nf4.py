@@ -91,3 +91,14 @@ def test_runtime_nf4_dequant_reaches_the_loaded_model(tiny_llama):
     assert {type(m).__name__ for m in plain.model.modules() if isinstance(m, bnb.nn.Linear4bit)} == {"Linear4bit"}
     with pytest.raises(HybridjetError, match="runtime.nf4_dequant: expected one of bitsandbytes, graph"):
         Runtime(nf4_dequant="triton")
+
+
+def test_load_backbone_refuses_bad_settings_before_looking_for_the_model(tmp_path):
+    from hybridjet.errors import HybridjetError
+    from hybridjet.llm.backbone import load_backbone
+
+    missing = tmp_path / "no-such-model"  # checked first, the model would be "not found"
+    with pytest.raises(HybridjetError, match="nf4_dequant: expected one of bitsandbytes, graph, got 'triton'"):
+        load_backbone(missing, nf4_dequant="triton")
+    with pytest.raises(HybridjetError, match="checkpoint_offload: .* needs gradient_checkpointing"):
+        load_backbone(missing, checkpoint_offload=True)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of, load_backbone
 from hybridjet.text import loss as loss_module
-from hybridjet.text.dataset import IGNORE_INDEX
+from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, Encoded, SFTCollator
 from hybridjet.text.loss import (
     LogitPost,
     chunked_cross_entropy,
@@ -22,6 +22,7 @@ from hybridjet.text.loss import (
     next_token_targets,
     token_loss_sum,
 )
+from hybridjet.text.packing import PackedCollator
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 VOCAB = 96
@@ -273,6 +274,40 @@ def test_count_is_the_number_of_learned_next_token_targets() -> None:
     targets = next_token_targets(batch)
     assert targets.shape == (3, 9) and int((targets != IGNORE_INDEX).sum()) == expected
     assert targets[1, 3:].eq(IGNORE_INDEX).all()  # position 3 predicts token 4: padding
+
+
+def collated_batches() -> list[dict[str, torch.Tensor]]:
+    """The same examples through both training collators: right-padded rows and packed rows."""
+    gen = torch.Generator().manual_seed(8)
+    items = []
+    for i, (n, prompt) in enumerate(((9, 3), (5, 1), (12, 4), (4, 2))):
+        ids = torch.randint(1, VOCAB, (n,), generator=gen).tolist()
+        labels = [IGNORE_INDEX] * prompt + ids[prompt:]
+        items.append(Encoded(ids, labels, f"r{i}"))
+    return [SFTCollator(0)(items), PackedCollator(0, row_tokens=16)(items)]
+
+
+def test_the_collators_learned_index_is_the_learned_next_token_targets() -> None:
+    for batch in collated_batches():
+        learned = (next_token_targets(batch) != IGNORE_INDEX).nonzero()
+        width = batch["input_ids"].size(1)
+        assert batch[LEARNED_INDEX].tolist() == (learned[:, 0] * width + learned[:, 1]).tolist()
+        assert batch[LEARNED_INDEX].numel() == (9 - 3) + (5 - 1) + (12 - 4) + (4 - 2)  # the responses' tokens
+
+
+def test_the_learned_index_gives_the_loss_and_gradients_of_the_labels_bitwise() -> None:
+    """The collators' host-side index (no device synchronisation) and the labels found on the device agree."""
+    model = tiny_model("llama")
+    model.requires_grad_(True)
+    for batch in collated_batches():
+        without = {k: v for k, v in batch.items() if k != LEARNED_INDEX}
+        total, count, grads, inner = loss_and_grads(model, lambda b=batch: token_loss_sum(model, b, fused="none"))
+        ref_total, ref_count, ref_grads, ref_inner = loss_and_grads(
+            model, lambda b=without: token_loss_sum(model, b, fused="none"))
+        assert int(count) == int(ref_count) == batch[LEARNED_INDEX].numel() and count.dtype == torch.int64
+        assert torch.equal(total, ref_total)
+        assert all(torch.equal(grads[name], ref_grads[name]) for name in grads) and grads
+        assert all(torch.equal(a, b) for a, b in zip(inner, ref_inner, strict=True))
 
 
 def test_nothing_learned_gives_a_zero_in_the_graph() -> None:
