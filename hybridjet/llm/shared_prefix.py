@@ -16,7 +16,9 @@ work.  Attention comes in two implementations (``attention=``):
   tokens, and skips every other block.  No score matrix is written to memory.  Needs ``compiled=True`` to be fast
   (eager FlexAttention materialises the scores) and, for gradients, a GPU.
 
-With ``compiled=True`` the layer function is compiled once for all layers (they share one graph).  Other
+With ``compiled=True`` the layer function is compiled once for all layers (they share one graph).  A head that
+reads only the last position (the hybrid's) asks for ``last_only``: the last layer then computes its query,
+attention, o projection and MLP for one position per event, a small part of a layer's cost.  Other
 architectures are reported unsupported and run the full sequence instead.
 """
 
@@ -52,33 +54,34 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.Tensor | None,
             prefix_v: torch.Tensor | None, scale: float, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention of q [G, B, R, T, d] (R query heads per key/value head) over the shared prefix's keys
-    [G, P, d] (all visible) and the own keys k, v [G, B, T, d] (causal; with ``key_mask`` [B, T] only the keys it
-    marks True).  Returns [G, B, R, T, d].
+    """Attention of q [G, B, R, Tq, d] (R query heads per key/value head; the last Tq of the T own positions) over
+    the shared prefix's keys [G, P, d] (all visible) and the own keys k, v [G, B, T, d] (causal; with ``key_mask``
+    [B, T] only the keys it marks True).  Returns [G, B, R, Tq, d].
 
     Everything is laid out key/value-head first, so the prefix scores are one matrix product per head over all
     events and rows, and both score blocks share the layout the softmax reduces over."""
-    g, b, r, t, d = q.shape
+    g, b, r, tq, d = q.shape
+    t = k.shape[2]
     dtype = v.dtype
     q, k = q.to(dtype), k.to(dtype)
-    rows = r * t
+    rows = r * tq
     own = torch.matmul(q.reshape(g * b, rows, d), k.reshape(g * b, t, d).transpose(1, 2))
     own = own.view(g, b, rows, t).float() * scale
-    query_pos = torch.arange(rows, device=q.device) % t
+    query_pos = torch.arange(rows, device=q.device) % tq + (t - tq)
     visible = (torch.arange(t, device=q.device)[None, :] <= query_pos[:, None])[None, None]
     if key_mask is not None:
         visible = visible & key_mask[None, :, None, :]
     own = own.masked_fill(~visible, float("-inf"))
     if prefix_k is None:
         weights = torch.softmax(own, dim=-1).to(dtype)
-        return torch.matmul(weights.view(g * b, rows, t), v.reshape(g * b, t, d)).view(g, b, r, t, d)
+        return torch.matmul(weights.view(g * b, rows, t), v.reshape(g * b, t, d)).view(g, b, r, tq, d)
     n_prefix = prefix_k.shape[1]
     shared = torch.bmm(q.reshape(g, b * rows, d), prefix_k.to(dtype).transpose(1, 2))
     shared = shared.view(g, b, rows, n_prefix).float() * scale
     weights = torch.softmax(torch.cat([shared, own], dim=-1), dim=-1).to(dtype)
     out = torch.bmm(weights[..., :n_prefix].reshape(g, b * rows, n_prefix), prefix_v.to(dtype)).view(g * b, rows, d)
     out = out + torch.matmul(weights[..., n_prefix:].reshape(g * b, rows, t), v.reshape(g * b, t, d))
-    return out.view(g, b, r, t, d)
+    return out.view(g, b, r, tq, d)
 
 
 def _flex_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor,
@@ -138,6 +141,34 @@ def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch
         a = torch.cat([a_prefix[:, 0].permute(2, 0, 1, 3).reshape(n_prefix, -1), a])
     tokens = tokens + attn.o_proj(a)
     return tokens + layer.mlp(layer.post_attention_layernorm(tokens))
+
+
+def _last_layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_prefix: int,
+                n_own: int, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`_layer` for each event's last position only, [B, D]: keys and values from every token, but the query,
+    attention (the matmul one), o projection and MLP on one token per event. A head on the last position needs
+    nothing more from the last layer, which then costs a small part of a full one."""
+    attn = layer.self_attn
+    n_tokens, dim = tokens.shape
+    n_events, d = (n_tokens - n_prefix) // n_own, attn.head_dim
+    x = layer.input_layernorm(tokens)
+    k = attn.k_proj(x).view(n_tokens, -1, d)
+    g = k.shape[1]
+    v = attn.v_proj(x).view(n_tokens, g, d)
+    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+
+    def last(a: torch.Tensor) -> torch.Tensor:  # each event's last own position, [B, ...]
+        return a[n_prefix:].view(n_events, n_own, *a.shape[1:])[:, -1]
+
+    q = attn.q_proj(last(x)).view(n_events, g, -1, d)
+    q = q * last(cos)[:, None, None] + _rotate_half(q) * last(sin)[:, None, None]
+    k_own, v_own = k[n_prefix:].view(n_events, n_own, g, d), v[n_prefix:].view(n_events, n_own, g, d)
+    prefix_k, prefix_v = k[:n_prefix].transpose(0, 1), v[:n_prefix].transpose(0, 1)  # [G, P, d]
+    # one query per event: the matmul attention, [G, B, R, 1, d]
+    a = _attend(q.permute(1, 0, 2, 3)[:, :, :, None], k_own.permute(2, 0, 1, 3), v_own.permute(2, 0, 1, 3),
+                prefix_k, prefix_v, attn.scaling, key_mask)
+    out = last(tokens) + attn.o_proj(a[:, :, :, 0].permute(1, 0, 2, 3).reshape(n_events, -1))
+    return out + layer.mlp(layer.post_attention_layernorm(out))
 
 
 #: query and key block of the FlexAttention mask (the kernel's tile sizes must divide it)
@@ -219,14 +250,15 @@ def document_block_mask(n_prefix: int, n_events: int, n_own: int, device: torch.
 
 
 @cache
-def _compiled_layer_function(mode: str) -> Any:
-    """:func:`_layer` through ``torch.compile`` in ``mode``: one compiled function (one graph) for every layer.
+def _compiled_layer_function(mode: str, last: bool = False) -> Any:
+    """:func:`_layer` (``last``: :func:`_last_layer`) through ``torch.compile`` in ``mode``: one compiled function
+    (one graph) for every layer.
 
     Static shapes (``dynamic=False``): each batch shape gets its own graph, never a shape-generic one.  A process sees
     few shapes (loops pad their last batch), static graphs run faster, and a graph compiled for a batch size is
     found again by the next process that scores at that size (a shape-generic one, made at a process's second batch
     size, is not)."""
-    return torch.compile(_layer, mode=mode, dynamic=False)
+    return torch.compile(_last_layer if last else _layer, mode=mode, dynamic=False)
 
 
 ATTENTION_KINDS = ("matmul", "flex")
@@ -244,8 +276,11 @@ def attention_for_batch(attention: str, compiled: bool, n_tokens: int) -> str:
 
 def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, embeds: torch.Tensor,
                                compiled: bool = False, attention: str = "matmul",
-                               cuda_graphs: bool = False, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Final hidden states [B, T, D] of ``prefix + embeds[b]`` for each b, at the positions of ``embeds``.
+                               cuda_graphs: bool = False, key_mask: torch.Tensor | None = None,
+                               last_only: bool = False) -> torch.Tensor:
+    """Final hidden states [B, T, D] of ``prefix + embeds[b]`` for each b, at the positions of ``embeds`` (with
+    ``last_only``, [B, 1, D] at the last: the last layer then runs its query, attention, o projection and MLP on that
+    position alone, as a head on the last position needs).
 
     Args:
         decoder: a decoder body for which :func:`supports_shared_prefix` holds (no LM head).
@@ -262,14 +297,16 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {attention!r}")
-    layer_fn = _compiled_layer_function("reduce-overhead" if cuda_graphs else "default") if compiled else _layer
+    mode = "reduce-overhead" if cuda_graphs else "default"
+    layer_fn = _compiled_layer_function(mode) if compiled else _layer
+    last_fn = _compiled_layer_function(mode, last=True) if compiled else _last_layer
     layers = decoder.layers[: decoder.config.num_hidden_layers]
     (n_events, n_own), n_prefix = embeds.shape[:2], prefix_embeds.shape[1]
     device = embeds.device
     attention = attention_for_batch(attention, compiled, n_events * n_own)
     if key_mask is not None and compiled:
         attention = "matmul"  # FlexAttention would need a mask function per batch: compiled anew for every batch
-    block_mask = None
+    block_mask, last_key_mask = None, key_mask  # the last positions' attention is the matmul one: it needs the mask
     if attention == "flex":
         block_mask = _cached_block_mask(n_prefix, n_events, n_own, device, torch.is_grad_enabled())
         if key_mask is not None:
@@ -283,7 +320,9 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     tokens = torch.cat([prefix_embeds.reshape(n_prefix, dim).to(embeds.dtype), embeds.reshape(n_events * n_own, dim)])
     if compiled and cuda_graphs:
         torch.compiler.cudagraph_mark_step_begin()  # a new forward: the previous one's replayed outputs are done
-    for layer in layers:
+    for i, layer in enumerate(layers):
+        if last_only and i == len(layers) - 1:
+            return decoder.norm(last_fn(layer, tokens, cos, sin, n_prefix, n_own, last_key_mask)[:, None])
         tokens = layer_fn(layer, tokens, cos, sin, n_prefix, n_own, block_mask, key_mask)
     return decoder.norm(tokens[n_prefix:].view(n_events, n_own, dim))
 

@@ -278,17 +278,19 @@ class HybridNet(nn.Module):
 
     def _run_llm(self, prefix: torch.Tensor, own: torch.Tensor, plain: bool,
                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final hidden states [B, T, D] of the events' own tokens ``own`` after the shared ``prefix`` [1, P, D], as
-        the batch's plan says (the prefix once per batch, compiled layers) or, ``plain`` or without a shared prefix,
-        every event's whole sequence in one decoder call; ``key_mask`` [B, T]: the own tokens attended to."""
+        """Final hidden states of the events' own tokens ``own`` after the shared ``prefix`` [1, P, D], as the batch's
+        plan says: the prefix once per batch (compiled layers), [B, 1, D] at the last position, which is all the head
+        reads; or, ``plain`` or without a shared prefix, every event's whole sequence in one decoder call, [B, T, D].
+        ``key_mask`` [B, T]: the own tokens attended to."""
         assert self.policy is not None
         batch = own.shape[0]
         plan = None if plain else self.policy.plan(batch, own.device, own.dtype)
         with self.policy.compile_limits() if plan is not None else contextlib.nullcontext():
             if plan is not None and plan.shares_prefix:
+                # the head reads the last position: the last layer runs for it alone
                 return forward_with_shared_prefix(self.policy.decoder, prefix, own, compiled=self.policy.is_compiled,
                                                   attention=plan.attention, cuda_graphs=plan.cuda_graphs,
-                                                  key_mask=key_mask)
+                                                  key_mask=key_mask, last_only=True)
             mask = None
             if key_mask is not None:
                 mask = torch.cat([key_mask.new_ones(batch, prefix.shape[1]), key_mask], dim=1).long()

@@ -84,6 +84,39 @@ def test_shared_prefix_gradients_match_the_full_sequence(tiny_llama):
     torch.testing.assert_close(got_prefix, expected_prefix, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_last_only_gives_the_last_positions_and_their_gradients(tiny_llama, masked):
+    """``last_only`` (the hybrid's path: its head reads the last position): the last layer run for one position per
+    event gives the full forward's last hidden states and the same gradients (LoRA, prefix, own tokens), with empty
+    own slots too."""
+    model, decoder = _nudged_decoder(tiny_llama)
+    prefix, own = _inputs(decoder, batch=6, n_prefix=5, n_own=7)
+    prefix.requires_grad_(True)
+    own.requires_grad_(True)
+    key_mask = None
+    if masked:
+        torch.manual_seed(2)
+        key_mask = (torch.rand(own.shape[:2]) < 0.6).to(own.device)
+        key_mask[:, 0] = key_mask[:, -1] = True
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+
+    def run(last_only):
+        model.zero_grad()
+        prefix.grad = own.grad = None
+        hidden = forward_with_shared_prefix(decoder, prefix, own, key_mask=key_mask, last_only=last_only)
+        (hidden[:, -1] ** 2).sum().backward()
+        grads = {n: p.grad.clone() for n, p in lora.items()} | {"prefix": prefix.grad.clone(), "own": own.grad.clone()}
+        return hidden.detach(), grads
+
+    full, expected = run(False)
+    last, got = run(True)
+    assert last.shape == (len(own), 1, own.shape[2])
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-5, rtol=1e-4)
+    assert all(g.abs().max() > 0 for g in expected.values())
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+
+
 def test_other_architectures_are_not_claimed():
     from transformers import GPT2Config, GPT2Model
 
@@ -106,6 +139,10 @@ def test_compiled_layers_share_one_graph_and_match_eager(tiny_llama):
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
     # one graph (prefix and batch in one pass per layer), whatever the layer count
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    with torch.no_grad():  # the last layer on the last positions: one graph more, the same values
+        last = forward_with_shared_prefix(decoder, prefix, own, compiled=True, last_only=True)
+    torch.testing.assert_close(last, eager[:, -1:], atol=1e-5, rtol=1e-4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
 
 
 def test_compiled_layers_keep_static_graphs_one_per_batch_size(tiny_llama):
@@ -160,7 +197,9 @@ def test_flex_attention_reproduces_the_full_sequence(tiny_llama):
         full = decoder(inputs_embeds=torch.cat([prefix.expand(len(own), -1, -1), own], dim=1),
                        use_cache=False).last_hidden_state[:, prefix.shape[1]:]
         flex = forward_with_shared_prefix(decoder, prefix, own, attention="flex")
+        last = forward_with_shared_prefix(decoder, prefix, own, attention="flex", last_only=True)
     torch.testing.assert_close(flex, full, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-5, rtol=1e-4)
 
 
 def test_compiled_flex_below_one_query_block_runs_the_matmul_attention():
