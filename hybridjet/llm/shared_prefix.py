@@ -104,6 +104,22 @@ def _flex_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_k: to
     return out[0].transpose(0, 1).reshape(b, t, g * r * d)
 
 
+def _keys_values(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_prefix: int,
+                 n_own: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """A layer's normed tokens x [P + B*T, D], the events' keys and values [B, T, G, d] (keys rotated) and the
+    prefix's [G, P, d]."""
+    attn = layer.self_attn
+    n_tokens, d = tokens.shape[0], attn.head_dim
+    n_events = (n_tokens - n_prefix) // n_own
+    x = layer.input_layernorm(tokens)
+    k = attn.k_proj(x).view(n_tokens, -1, d)
+    g = k.shape[1]
+    v = attn.v_proj(x).view(n_tokens, g, d)
+    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+    own = k[n_prefix:].view(n_events, n_own, g, d), v[n_prefix:].view(n_events, n_own, g, d)
+    return x, own, (k[:n_prefix].transpose(0, 1), v[:n_prefix].transpose(0, 1))
+
+
 def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_prefix: int, n_own: int,
            block_mask: Any = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """One pre-norm decoder layer on the prefix's and the batch's tokens together, tokens [P + B*T, D] (the prefix's
@@ -115,19 +131,14 @@ def _layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: torch
     One pass per layer instead of one for the prefix and one for the batch: half the kernel launches and compiled
     calls, which is what small GPU batches wait on."""
     attn = layer.self_attn
-    n_tokens, dim = tokens.shape
-    n_events, d = (n_tokens - n_prefix) // n_own, attn.head_dim
-    x = layer.input_layernorm(tokens)
-    k = attn.k_proj(x).view(n_tokens, -1, d)
-    g = k.shape[1]
+    n_tokens, d = tokens.shape[0], attn.head_dim
+    n_events = (n_tokens - n_prefix) // n_own
+    x, (k_own, v_own), (prefix_k, prefix_v) = _keys_values(layer, tokens, cos, sin, n_prefix, n_own)
+    g = k_own.shape[2]
     q = attn.q_proj(x).view(n_tokens, g, -1, d)
-    v = attn.v_proj(x).view(n_tokens, g, d)
-    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
     q = q * cos[:, None, None] + _rotate_half(q) * sin[:, None, None]
     r = q.shape[2]
     q_own = q[n_prefix:].view(n_events, n_own, g, r, d)
-    k_own, v_own = k[n_prefix:].view(n_events, n_own, g, d), v[n_prefix:].view(n_events, n_own, g, d)
-    prefix_k, prefix_v = k[:n_prefix].transpose(0, 1), v[:n_prefix].transpose(0, 1)  # [G, P, d]
     if block_mask is not None:
         a = _flex_attend(q_own, k_own, v_own, prefix_k, prefix_v, attn.scaling, block_mask)
     else:  # key/value head first: [G, B, R, T, d] and [G, B, T, d]
@@ -149,21 +160,14 @@ def _last_layer(layer: nn.Module, tokens: torch.Tensor, cos: torch.Tensor, sin: 
     attention (the matmul one), o projection and MLP on one token per event. A head on the last position needs
     nothing more from the last layer, which then costs a small part of a full one."""
     attn = layer.self_attn
-    n_tokens, dim = tokens.shape
-    n_events, d = (n_tokens - n_prefix) // n_own, attn.head_dim
-    x = layer.input_layernorm(tokens)
-    k = attn.k_proj(x).view(n_tokens, -1, d)
-    g = k.shape[1]
-    v = attn.v_proj(x).view(n_tokens, g, d)
-    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+    n_events, d = (tokens.shape[0] - n_prefix) // n_own, attn.head_dim
+    x, (k_own, v_own), (prefix_k, prefix_v) = _keys_values(layer, tokens, cos, sin, n_prefix, n_own)
 
     def last(a: torch.Tensor) -> torch.Tensor:  # each event's last own position, [B, ...]
         return a[n_prefix:].view(n_events, n_own, *a.shape[1:])[:, -1]
 
-    q = attn.q_proj(last(x)).view(n_events, g, -1, d)
+    q = attn.q_proj(last(x)).view(n_events, k_own.shape[2], -1, d)
     q = q * last(cos)[:, None, None] + _rotate_half(q) * last(sin)[:, None, None]
-    k_own, v_own = k[n_prefix:].view(n_events, n_own, g, d), v[n_prefix:].view(n_events, n_own, g, d)
-    prefix_k, prefix_v = k[:n_prefix].transpose(0, 1), v[:n_prefix].transpose(0, 1)  # [G, P, d]
     # one query per event: the matmul attention, [G, B, R, 1, d]
     a = _attend(q.permute(1, 0, 2, 3)[:, :, :, None], k_own.permute(2, 0, 1, 3), v_own.permute(2, 0, 1, 3),
                 prefix_k, prefix_v, attn.scaling, key_mask)
