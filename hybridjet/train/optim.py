@@ -104,13 +104,6 @@ def lr_factor(settings: OptimizerSettings, total_steps: int) -> Callable[[int], 
     return factor
 
 
-def fused_adamw(groups: list[dict[str, Any]]) -> bool:
-    """Whether torch's fused AdamW applies: every parameter a floating-point CUDA tensor (one kernel updates them
-    all, with no per-tensor host work; elsewhere torch's own default implementation)."""
-    params = [p for g in groups for p in g["params"]]
-    return bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
-
-
 def optimizer_with_schedule(settings: OptimizerSettings, groups: list[dict[str, Any]],
                             total_steps: int) -> dict[str, Any]:
     """Lightning's optimiser config for parameter ``groups`` (each ``{"params": [...], "lr": rate}``; empty groups
@@ -126,6 +119,8 @@ def optimizer_with_schedule(settings: OptimizerSettings, groups: list[dict[str, 
             raise HybridjetError("optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes)") from None
         optimizer = bnb.optim.AdamW8bit(groups, **kwargs)
     else:
-        optimizer = torch.optim.AdamW(groups, fused=fused_adamw(groups) or None, **kwargs)
+        # not fused=True: Lightning refuses gradient clipping under mixed precision with an optimizer that unscales
+        # gradients in its own step, as the fused one does (the SFT recipes clip)
+        optimizer = torch.optim.AdamW(groups, **kwargs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(settings, total_steps))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -8,6 +8,6 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 TESTS=(tests/llm/test_shared_prefix.py tests/llm/test_cuda.py tests/llm/test_offload.py tests/llm/test_nf4.py tests/models/test_hybrid.py tests/models/test_text_prompt.py
        tests/data/test_events.py tests/test_compile_cache.py tests/train/test_cli.py tests/train/test_optim.py
-       tests/text/test_loss.py)
+       tests/text/test_loss.py tests/text/test_sft.py)
 [ $# -gt 0 ] && TESTS=("$@")
 "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider --tb=short "${TESTS[@]}" 2>&1 | tee "$OUT/gpu_tests.log" | tail -15

@@ -10,13 +10,7 @@ import pytest
 import torch
 
 from hybridjet.errors import HybridjetError
-from hybridjet.train.optim import (
-    Optimization,
-    OptimizerSettings,
-    fused_adamw,
-    lr_factor,
-    optimizer_with_schedule,
-)
+from hybridjet.train.optim import Optimization, OptimizerSettings, lr_factor
 
 
 def rates(module: L.LightningModule, steps: int) -> list[float]:
@@ -73,13 +67,3 @@ def test_classifier_and_text_sft_follow_one_schedule(tiny_llama: Path) -> None:
     torch.testing.assert_close(rates(text, 12), want)
     torch.testing.assert_close(rates(classifier, 12), want)
 
-
-def test_fused_adamw_only_where_every_parameter_is_on_cuda() -> None:
-    cpu = [{"params": [torch.nn.Parameter(torch.ones(3))], "lr": 1e-3}]
-    assert not fused_adamw(cpu) and not fused_adamw([])
-    optimizer = optimizer_with_schedule(OptimizerSettings(), cpu, total_steps=10)["optimizer"]
-    assert isinstance(optimizer, torch.optim.AdamW) and not optimizer.defaults["fused"]
-    if torch.cuda.is_available():
-        gpu = [{"params": [torch.nn.Parameter(torch.ones(3, device="cuda"))], "lr": 1e-3}]
-        assert fused_adamw(gpu) and not fused_adamw(gpu + cpu)
-        assert optimizer_with_schedule(OptimizerSettings(), gpu, total_steps=10)["optimizer"].defaults["fused"]
