@@ -324,10 +324,10 @@ def forward_with_shared_prefix(decoder: nn.Module, prefix_embeds: torch.Tensor, 
     tokens = torch.cat([prefix_embeds.reshape(n_prefix, dim).to(embeds.dtype), embeds.reshape(n_events * n_own, dim)])
     if compiled and cuda_graphs:
         torch.compiler.cudagraph_mark_step_begin()  # a new forward: the previous one's replayed outputs are done
-    for i, layer in enumerate(layers):
-        if last_only and i == len(layers) - 1:
-            return decoder.norm(last_fn(layer, tokens, cos, sin, n_prefix, n_own, last_key_mask)[:, None])
+    for layer in layers[:-1] if last_only else layers:
         tokens = layer_fn(layer, tokens, cos, sin, n_prefix, n_own, block_mask, key_mask)
+    if last_only:
+        return decoder.norm(last_fn(layers[-1], tokens, cos, sin, n_prefix, n_own, last_key_mask)[:, None])
     return decoder.norm(tokens[n_prefix:].view(n_events, n_own, dim))
 
 

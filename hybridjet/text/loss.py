@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.families import family_of
-from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, learned_index, next_token_targets  # noqa: F401
+from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, learned_index
 
 FUSED = ("auto", "liger", "none")
 

@@ -13,13 +13,12 @@ import torch.nn.functional as F
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of, load_backbone
 from hybridjet.text import loss as loss_module
-from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, Encoded, SFTCollator
+from hybridjet.text.dataset import IGNORE_INDEX, LEARNED_INDEX, Encoded, SFTCollator, next_token_targets
 from hybridjet.text.loss import (
     LogitPost,
     chunked_cross_entropy,
     fused_head_problem,
     logit_post,
-    next_token_targets,
     token_loss_sum,
 )
 from hybridjet.text.packing import PackedCollator

@@ -66,4 +66,3 @@ def test_classifier_and_text_sft_follow_one_schedule(tiny_llama: Path) -> None:
     want = [1e-3 * lr_factor(OptimizerSettings(**settings), 12)(s) for s in range(12)]
     torch.testing.assert_close(rates(text, 12), want)
     torch.testing.assert_close(rates(classifier, 12), want)
-
