@@ -156,6 +156,35 @@ def test_frozen_params_can_stay_in_the_compute_dtype(tiny_llama):
     assert all(p.grad is not None for p in kept.model.parameters() if p.requires_grad)
 
 
+def test_frozen_embeddings_kept_in_the_compute_dtype_never_pass_through_fp32(tiny_llama):
+    """Before: peft's preparation upcast the embeddings and norms to fp32 and hybridjet cast them back, every fp32
+    copy alive at once: on a GPU a transient +2 GiB at Llama-3.1-8B's shape, the peak of a whole text SFT run."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from hybridjet.llm.backbone import load_backbone
+
+    class Fp32CopyShapes(TorchDispatchMode):
+        """The shapes of every bf16/fp16 tensor copied to fp32 while active."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.shapes: list[tuple[int, ...]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if (func is torch.ops.aten._to_copy.default and out.dtype == torch.float32
+                    and args[0].dtype in (torch.bfloat16, torch.float16)):
+                self.shapes.append(tuple(out.shape))
+            return out
+
+    with Fp32CopyShapes() as copies:
+        bb = load_backbone(str(tiny_llama), quantization="nf4", lora="attn", dtype="bf16", upcast_frozen=False)
+    embeddings = tuple(bb.model.get_input_embeddings().weight.shape)
+    assert embeddings not in copies.shapes
+    assert bb.model.get_input_embeddings().weight.dtype == torch.bfloat16
+
+
 def test_a_config_declaring_more_than_its_weights_hold_is_one_line(tiny_llama, tmp_path):
     """Before: num_hidden_layers 1e6 in a copy of a 2-layer model built a million layers (killed after 60 s)."""
     import json
