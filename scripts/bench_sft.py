@@ -15,7 +15,7 @@ bf16 GPU; records of uniformly 100 to ``--max-tokens`` tokens, the first fifth o
   ``--max-tokens``), completion-only loss, the same LoRA and learning rate (needs ``trl`` and ``datasets``:
   ``pip install trl==1.16.0``); TRL makes its own batches of packed rows.
 - ``unsloth`` / ``unsloth-packed``: Unsloth's ``FastLanguageModel`` in 4-bit (``load_in_4bit``), LoRA r16 on the
-  seven projections (alpha 16, dropout 0: its fused path) and its ``SFTTrainer`` as its notebooks set it up
+  seven projections (alpha 16, dropout 0: its fused path; ``--lora-dropout`` sets every row's) and its ``SFTTrainer`` as its notebooks set it up
   (``adamw_8bit``, its gradient checkpointing — ``"unsloth"``, offloaded, unless ``--unsloth-checkpointing`` says
   otherwise —, padding-free batches by default; ``-packed``: ``packing=True``), labels masked on the prompt. It runs
   offline (``HF_HUB_OFFLINE``, no statistics) from the folder ``UNSLOTH_SITE`` names
@@ -124,6 +124,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             "losses": getattr(args, "losses", [])}
 
 
+def dropout(args: argparse.Namespace, default: float = 0.05) -> float:
+    """The LoRA dropout of a row: ``--lora-dropout`` for every system when given, else the system's own (peft's
+    0.05 for plain, TRL and hybridjet; 0 for Unsloth, its fused path)."""
+    return default if args.lora_dropout is None else args.lora_dropout
+
+
 def _sync() -> None:
     import torch
 
@@ -139,7 +145,7 @@ def run_plain(args: argparse.Namespace, records: list[Any], order: list[np.ndarr
     from hybridjet.text.dataset import SFTCollator, pad_token_id
 
     bb = load_backbone(args.model_path, quantization=args.quantization, lora={"preset": "all-linear", "r": 16,
-                                                                               "alpha": 32, "dropout": 0.05})
+                                                                               "alpha": 32, "dropout": dropout(args)})
     model = bb.model
     model.train()
     collate = SFTCollator(pad_token_id(bb.tokenizer))
@@ -210,7 +216,7 @@ def run_hybridjet(args: argparse.Namespace, records: list[Any], order: list[np.n
             batches = [collate([records[i] for i in rows]) for rows in order]
             return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=lambda batch: batch)
 
-    model = TextSFT(model=args.model_path, lora=LoraSpec("all-linear", r=16, alpha=32),
+    model = TextSFT(model=args.model_path, lora=LoraSpec("all-linear", r=16, alpha=32, dropout=dropout(args)),
                     runtime=Runtime(quantization=args.quantization, torch_compile=args.system == "hybridjet-compiled",
                                     gradient_checkpointing=args.checkpointing >= 1 or args.checkpointing,
                                     checkpoint_offload=args.checkpoint_offload, nf4_dequant=args.nf4_dequant),
@@ -245,7 +251,7 @@ def run_trl(args: argparse.Namespace, records: list[Any], order: list[np.ndarray
     from hybridjet.text.dataset import IGNORE_INDEX
 
     bb = load_backbone(args.model_path, quantization=args.quantization, lora={"preset": "all-linear", "r": 16,
-                                                                               "alpha": 32, "dropout": 0.05})
+                                                                               "alpha": 32, "dropout": dropout(args)})
     rows = [records[i] for _ in range(2) for batch in order for i in batch]
     data = Dataset.from_dict({"input_ids": [r.input_ids for r in rows],
                               "completion_mask": [[int(t != IGNORE_INDEX) for t in r.labels] for r in rows]})
@@ -358,7 +364,7 @@ def run_unsloth(args: argparse.Namespace, records: list[Any], order: list[np.nda
     if not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()):
         raise SystemExit("unsloth: the model did not load in 4 bits (bitsandbytes unavailable to Unsloth)")
     checkpointing = {"unsloth": "unsloth", "true": True, "false": False}[args.unsloth_checkpointing]
-    model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0, bias="none",
+    model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=dropout(args, 0.0), bias="none",
                                              target_modules=UNSLOTH_TARGETS, use_gradient_checkpointing=checkpointing,
                                              random_state=args.seed)
     rows = [records[i] for _ in range(2) for batch in order for i in batch]
@@ -408,6 +414,8 @@ def main() -> None:
     p.add_argument("--label", default="hybridjet", help="the name of the hybridjet row")
     p.add_argument("--data", default=None, help="real records: a text file (completion format) instead of random ids")
     p.add_argument("--lr", type=float, default=1e-4, help="both systems' learning rate")
+    p.add_argument("--lora-dropout", type=float, default=None,
+                   help="every system's LoRA dropout (default: each its own, 0.05; Unsloth 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     p.add_argument("--profile", default=None, metavar="PREFIX",
@@ -430,7 +438,8 @@ def main() -> None:
                    str(args.min_tokens), "--quantization",
                    args.quantization, "--seed", str(args.seed), "--worker", name, path, system,
                    "--checkpointing", str(args.checkpointing), "--unsloth-checkpointing", args.unsloth_checkpointing,
-                   "--optimizer", args.optimizer, "--nf4-dequant", args.nf4_dequant, *(["--checkpoint-offload"] if args.checkpoint_offload else []),
+                   "--optimizer", args.optimizer, "--nf4-dequant", args.nf4_dequant,
+                   *(["--lora-dropout", str(args.lora_dropout)] if args.lora_dropout is not None else []), *(["--checkpoint-offload"] if args.checkpoint_offload else []),
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
                    *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else []),
