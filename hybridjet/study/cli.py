@@ -30,6 +30,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help="train only these of the config's methods; the report also shows the others' finished runs")
     p.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N", help="training sizes")
+    p.add_argument("--features", default=None, metavar="SET",
+                   help="the inputs instead of the config's (fourvec, substructure, highlevel, ...); the runs and "
+                        "report of other inputs need their own --out and --report")
     add_execution_arguments(p, "train N runs at once, each in a process of its own (default 1)")
     p.set_defaults(handler=_study)
 
@@ -49,10 +52,33 @@ def _study(args: argparse.Namespace) -> int:
     for n in args.sizes or ():
         checks.integer("--sizes", n, 20)
     checks.integer("--jobs", args.jobs, 1)
+    if args.features is not None:
+        check_features_override(cfg, args.features, args.out, args.report)
     cfg = cfg.with_overrides(out=args.out, report=args.report, train_only=None if args.methods is None else
                              tuple(dict.fromkeys(args.methods)),
-                             sizes=None if args.sizes is None else tuple(sorted(set(args.sizes))))
+                             sizes=None if args.sizes is None else tuple(sorted(set(args.sizes))),
+                             feature_set=args.features)
     if args.scheduler is not None and args.jobs != 1:
         raise HybridjetError("--scheduler: the cluster's workers train the runs; expected no --jobs with it")
     run_study(cfg, progress=args.progress, check_only=args.check, jobs=args.jobs, scheduler=args.scheduler)
     return 0
+
+
+def check_features_override(cfg: Any, features: str, out: str | None, report: str | None) -> None:
+    """One line when ``--features`` names no feature set, lacks folders of its own (the config's runs and report
+    are for the config's inputs), or is one a method cannot read."""
+    from pathlib import Path
+
+    from hybridjet.data.features import FEATURE_SETS
+    from hybridjet.errors import HybridjetError
+
+    if features not in FEATURE_SETS:
+        raise HybridjetError(f"--features: expected one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    if features == cfg.feature_set:
+        return
+    for flag, given, own in (("--out", out, cfg.out), ("--report", report, cfg.report)):
+        if given is None or Path(given).resolve() == Path(own).resolve():
+            raise HybridjetError(f"--features {features}: the config's {flag[2:]} ({own}) holds its "
+                                 f"{cfg.feature_set} results; expected {flag} of another folder with it")
+    for method in cfg.methods:
+        method.check_features(features)

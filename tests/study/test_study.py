@@ -93,6 +93,21 @@ def test_layers_the_model_lacks_are_one_line_before_any_training(tmp_path, make_
     assert not (tmp_path / "out" / "runs" / "gbdt").exists()
 
 
+def test_other_inputs_train_into_their_own_folders(tmp_path, make_toy_jets, capsys):
+    """``--features`` studies the config's methods on other inputs, never into the config's own runs and report."""
+    path = _config(tmp_path, make_toy_jets)
+    assert main(["study", "-c", str(path), "--no-progress", "--features", "highlevel"]) == 2
+    assert "--features highlevel: the config's out" in capsys.readouterr().err
+    assert main(["study", "-c", str(path), "--no-progress", "--features", "jets",
+                 "--out", str(tmp_path / "o2"), "--report", str(tmp_path / "r2")]) == 2
+    assert "--features: expected one of" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
+    assert main(["study", "-c", str(path), "--no-progress", "--features", "highlevel", "--methods", "gbdt",
+                 "--out", str(tmp_path / "o2"), "--report", str(tmp_path / "r2")]) == 0
+    model = json.loads((tmp_path / "o2" / "runs" / "gbdt" / "n40" / "seed0" / "model.json").read_text())
+    assert model["feature_set"] == "highlevel" and model["n_features"] == 4 and not (tmp_path / "out").exists()
+
+
 def test_the_budget_gives_small_sizes_enough_steps():
     cfg = parse_config({"methods": {"ablation": {"epochs": 5, "batch_size": 256}},
                         "data": {"jets": "x.h5"}, "budget": {"min_steps": 300, "max_epochs": 200, "min_batch": 16}})
