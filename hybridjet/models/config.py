@@ -6,7 +6,9 @@ import dataclasses
 from typing import Any
 
 from hybridjet import checks
+from hybridjet.errors import HybridjetError
 from hybridjet.llm.lora import LoraSpec, as_lora_spec
+from hybridjet.llm.random_init import INITS
 
 #: ``lora: full``: no adapters, every weight of the LLM trains (unquantized)
 FULL = "full"
@@ -14,12 +16,27 @@ FULL = "full"
 
 class ArchConfig:
     """A mixin of the frozen dataclasses that describe a net (fields ``lora``, ``lora_r``, ``lora_alpha``,
-    ``lora_dropout`` among them)."""
+    ``lora_dropout``, ``init``, ``init_seed``, ``llm_layers`` among them)."""
 
     lora: str | None
     lora_r: int
     lora_alpha: int
     lora_dropout: float
+    init: str
+    init_seed: int
+    llm_layers: int | None
+
+    def check_backbone(self) -> None:
+        """One line for backbone settings that cannot be meant: ``init`` pretrained or random (the control that
+        tells pretraining from the architecture), its seed, ``llm_layers`` (the first that many decoder layers)."""
+        if self.init not in INITS:
+            raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {self.init!r}")
+        checks.integer("init_seed", self.init_seed, 0)
+        checks.integer("llm_layers", self.llm_layers, 1, 4096, optional=True)
+
+    def backbone_settings(self) -> dict[str, Any]:
+        """What :func:`hybridjet.runtime.load_llm` takes of these settings, besides the model and its LoRA."""
+        return {"init": self.init, "init_seed": self.init_seed, "full": self.lora == FULL, "layers": self.llm_layers}
 
     def check_lora(self) -> None:
         """One line for LoRA settings that cannot be meant (checked before any model loads)."""

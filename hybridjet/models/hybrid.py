@@ -18,9 +18,8 @@ from hybridjet.data.features import Normalizer, get_feature_set, spoken_name
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
-from hybridjet.llm.random_init import INITS
 from hybridjet.llm.shared_prefix import forward_with_shared_prefix
-from hybridjet.models.config import FULL, ArchConfig
+from hybridjet.models.config import ArchConfig
 from hybridjet.models.encoder import (
     NUMERIC_EMBEDDINGS,
     FeatureTokenEncoder,
@@ -103,10 +102,7 @@ class HybridConfig(ArchConfig):
         if self.prompt_tokens == "named" and (not self.use_llm or self.head_skip):
             raise HybridjetError("prompt_tokens: named writes each feature into the LLM's prompt; expected use_llm "
                                  "true and head_skip false")
-        if self.init not in INITS:
-            raise HybridjetError(f"init: expected one of {', '.join(INITS)}, got {self.init!r}")
-        checks.integer("init_seed", self.init_seed, 0)
-        checks.integer("llm_layers", self.llm_layers, 1, 4096, optional=True)
+        self.check_backbone()
         if self.llm_layers is not None and not self.use_llm:
             raise HybridjetError("llm_layers: the ablation has no LLM; expected llm_layers null with use_llm false")
         if not isinstance(self.question, str) or self.question.count(EVENT_SLOT) > 1:
@@ -158,8 +154,7 @@ class HybridNet(nn.Module):
         if not config.use_llm:
             self.embed_dim, self.embed_rms = config.ablation_width, 1.0
             return
-        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, init=config.init,
-                                 init_seed=config.init_seed, full=config.lora == FULL, layers=config.llm_layers)
+        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, **config.backbone_settings())
         self.llm = self.backbone.model
         before, after = split_around_event(self.backbone.tokenizer, config.question, config.system_prompt)
         self.register_buffer("prefix_ids", torch.tensor(before, dtype=torch.long), persistent=False)

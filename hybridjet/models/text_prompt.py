@@ -18,7 +18,7 @@ from hybridjet import checks
 from hybridjet.errors import HybridjetError
 from hybridjet.llm.backbone import decoder_of
 from hybridjet.llm.dense import densify_backbone
-from hybridjet.models.config import FULL, ArchConfig
+from hybridjet.models.config import ArchConfig
 from hybridjet.models.formatters import PREDECESSOR_TEMPLATE, get_formatter
 from hybridjet.models.prompt import DEFAULT_QUESTION, DEFAULT_SYSTEM, EVENT_SLOT, chat_prompt
 from hybridjet.runtime import Runtime, load_llm
@@ -35,6 +35,9 @@ class TextPromptConfig(ArchConfig):
         labels: the answer words for (signal, background).
         system_prompt, question: the chat prompt, with the event text in the question's ``<<EVENT>>`` slot.
         max_length: longest prompt in tokens; longer prompts are an error, not silently cut.
+        init, init_seed: ``pretrained`` or ``random`` weights (the same architecture drawn anew: what pretraining
+            adds to reading numbers as text), as for the hybrid.
+        llm_layers: the LLM's first that many decoder layers only (``None``: all).
     """
 
     model: str = "smollm2"
@@ -47,6 +50,9 @@ class TextPromptConfig(ArchConfig):
     system_prompt: str | None = DEFAULT_SYSTEM
     question: str = DEFAULT_QUESTION
     max_length: int = 512
+    init: str = "pretrained"
+    init_seed: int = 0
+    llm_layers: int | None = None
 
     def __post_init__(self) -> None:
         get_formatter(self.formatter)  # one line for an unknown formatter, before the LLM loads
@@ -58,6 +64,7 @@ class TextPromptConfig(ArchConfig):
             raise HybridjetError(f"question: expected a text with one {EVENT_SLOT!r} slot for the event, got "
                                  f"{self.question!r}")
         self.check_lora()
+        self.check_backbone()
 
 
 class TextPromptNet(nn.Module):
@@ -67,7 +74,7 @@ class TextPromptNet(nn.Module):
         super().__init__()
         self.config, self.runtime = config, runtime or Runtime()
         self.format_event = get_formatter(config.formatter)
-        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, full=config.lora == FULL)
+        self.backbone = load_llm(config.model, config.lora_spec(), self.runtime, **config.backbone_settings())
         self.llm = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
         template = self.prompt_template()

@@ -50,6 +50,36 @@ def test_a_hybrid_on_random_weights_trains_saves_and_loads(tiny_llama, toy_jets_
                                atol=1e-5)
 
 
+def test_the_text_baseline_on_random_weights_or_fewer_layers_trains_saves_and_loads(tiny_llama, toy_jets_h5,
+                                                                                      tmp_path):
+    """The text baseline takes the hybrid's backbone controls: before, ``init`` and ``llm_layers`` were unknown to it,
+    so no study could tell what pretraining adds to reading numbers as text."""
+    import lightning as L
+
+    from hybridjet.data.datamodule import JetDataModule
+    from hybridjet.train.classifiers import TextPromptClassifier
+    from hybridjet.train.recipes import train_classifier
+
+    L.seed_everything(0, verbose=False)
+    settings = {"model": str(tiny_llama), "quantization": "none"}
+    pretrained = TextPromptClassifier.from_settings(**settings)
+    random = TextPromptClassifier.from_settings(**settings, init="random", init_seed=3, llm_layers=1)
+    from hybridjet.llm.backbone import decoder_of
+
+    layers = [decoder_of(clf.net.llm).layers for clf in (pretrained, random)]
+    weights = [layer[0].self_attn.q_proj.base_layer.weight for layer in layers]
+    assert weights[0].shape == weights[1].shape and not torch.equal(*weights)
+    assert len(layers[1]) == 1 < len(layers[0])
+    train_classifier(random, JetDataModule(str(toy_jets_h5), batch_size=64), tmp_path / "run", max_epochs=1,
+                     progress=False)
+    loaded = TextPromptClassifier.from_pretrained(tmp_path / "run")
+    assert (loaded.net.config.init, loaded.net.config.init_seed, loaded.net.config.llm_layers) == ("random", 3, 1)
+    np.testing.assert_allclose(loaded.predict_proba(str(toy_jets_h5)), random.predict_proba(str(toy_jets_h5)),
+                               atol=1e-5)
+    with pytest.raises(HybridjetError, match="init: expected one of pretrained, random"):
+        TextPromptClassifier.from_settings(**settings, init="shuffled")
+
+
 def test_full_training_makes_every_llm_weight_trainable_and_refuses_a_4bit_runtime(tiny_llama):
     from hybridjet.train.classifiers import HybridClassifier
 
