@@ -100,10 +100,10 @@ class Method:
 
 
 def check_backbones(methods: tuple[Method, ...]) -> None:
-    """One line, before any training, for a hybrid whose ``llm_layers`` its model does not have."""
+    """One line, before any training, for an LLM method (hybrid, text) whose ``llm_layers`` its model lacks."""
     for method in methods:
         wanted = method.model.get("llm_layers")
-        if method.classifier != "hybrid" or wanted is None:
+        if method.classifier not in ("hybrid", "text") or wanted is None:
             continue
         model = method.model.get("model", "smollm2")
         total = decoder_layer_count(model)

@@ -81,15 +81,17 @@ def test_bad_settings_are_one_line_before_any_training(tmp_path, make_toy_jets, 
     assert not (tmp_path / "out").exists()
 
 
-def test_layers_the_model_lacks_are_one_line_before_any_training(tmp_path, make_toy_jets, tiny_llama, capsys):
+@pytest.mark.parametrize("kind", ["hybrid", "text"])
+def test_layers_the_model_lacks_are_one_line_before_any_training(tmp_path, make_toy_jets, tiny_llama, capsys, kind):
     """``llm_layers`` beyond the model's decoder layers (the tiny model has 2): refused before the trees train."""
     path = _config(tmp_path, make_toy_jets, tiny_llama)
     cfg = yaml.safe_load(path.read_text())
-    cfg["methods"]["hybrid_cut"] = {**cfg["methods"]["hybrid"], "method": "hybrid", "llm_layers": 3}
+    cut = {"model": str(tiny_llama), "quantization": "none"} if kind == "text" else cfg["methods"]["hybrid"]
+    cfg["methods"][f"{kind}_cut"] = {**cut, "method": kind, "llm_layers": 3}
     path.write_text(yaml.safe_dump(cfg))
     assert main(["study", "-c", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "methods.hybrid_cut.llm_layers: expected a whole number from 1 to 2" in err, err
+    assert f"methods.{kind}_cut.llm_layers: expected a whole number from 1 to 2" in err, err
     assert not (tmp_path / "out" / "runs" / "gbdt").exists()
 
 
