@@ -33,6 +33,8 @@ from hybridjet.train.recipes import train_classifier, train_gbdt
 #: the peers on jet constituents (hybridjet.models.peers.PEERS), classifiers of their own
 PEER_METHODS = tuple(PEERS)
 METHODS = ("gbdt", "ablation", "hybrid", "text", *PEER_METHODS)
+#: the methods that run an LLM backbone (its init, init_seed, llm_layers among their settings)
+LLM_METHODS = ("hybrid", "text")
 GBDT_SETTINGS = ("max_iter", "learning_rate", "max_leaf_nodes", "class_weight")
 NET_RECIPE_SETTINGS = ("epochs", "batch_size", "early_stopping_patience", "monitor", "trainer")
 #: settings of how a method is trained in a grid (a resonance search): any method's
@@ -103,7 +105,7 @@ def check_backbones(methods: tuple[Method, ...]) -> None:
     """One line, before any training, for an LLM method (hybrid, text) whose ``llm_layers`` its model lacks."""
     for method in methods:
         wanted = method.model.get("llm_layers")
-        if method.classifier not in ("hybrid", "text") or wanted is None:
+        if method.classifier not in LLM_METHODS or wanted is None:
             continue
         model = method.model.get("model", "smollm2")
         total = decoder_layer_count(model)

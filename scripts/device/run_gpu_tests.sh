@@ -11,7 +11,7 @@ TESTS=(tests/llm/test_shared_prefix.py tests/llm/test_cuda.py tests/llm/test_off
        tests/text/test_loss.py tests/text/test_sft.py)
 [ $# -gt 0 ] && TESTS=("$@")  # test paths (each its own pytest run)
 # One pytest per test file, each appending its report: a call that ends (or a lease that runs out) mid-way still
-# brings back the finished files' failures with their tracebacks. The exit status is the worst file's.
+# brings back the finished files' failures with their tracebacks. The exit status is non-zero if any file failed.
 : > "$OUT/gpu_tests.log"
 status=0
 for test in "${TESTS[@]}"; do
