@@ -11,9 +11,9 @@
 # logged and passed. Logs: /root/logs/<step>*.log, /root/logs/progress.log; `wait` copies them to $OUT/logs.tgz.
 # `wait LIMIT` returns once the driver has ended or after LIMIT seconds; it also unpacks what the call carried
 # (.stage/unsloth, .stage/bench64) where the steps look for it.
-#   sft8b     Llama-3.1-8B shape, 2 x 2,048 tokens, every layer checkpointed: hybridjet compiled, the same with
-#             the levers (NF4 dequantized in the graph, offloaded checkpoints, 8-bit AdamW), Unsloth; the same
-#             LoRA on every row (dropout 0, Unsloth's fused path)
+#   sft8b     Llama-3.1-8B shape, 2 x 2,048 tokens, every layer checkpointed: hybridjet compiled against Unsloth,
+#             then with the levers (NF4 dequantized in the graph, offloaded checkpoints, 8-bit AdamW) against it
+#             again; the same LoRA on every row (dropout 0, Unsloth's fused path)
 #   sft3b     the same rows for the Llama-3.2-3B shape, batch 8 x 100-2,048 tokens
 #   sftsmol   the same rows for SmolLM2, batch 32 x 100-2,048 tokens
 #   prof8b    the 8B levers row under the profiler (prof8b.hybridjet-compiled.txt)
@@ -49,13 +49,13 @@ sft_rows() {  # sft_rows NAME SHAPE ARGS...: hybridjet compiled, with the levers
   local name=$1 shape=$2; shift 2
   model "$shape"
   local common=(--model "$shape=$M/$shape-random" --checkpointing 1 --lora-dropout 0 "$@")
-  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled --out "$L/$name.plain.json" \
-    > "$L/$name.plain.log" 2>&1
-  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled --nf4-dequant graph --checkpoint-offload \
-    --optimizer adamw8bit --label levers --out "$L/$name.levers.json" > "$L/$name.levers.log" 2>&1
+  # two invocations, each printing its ratio to Unsloth side by side (bench_sft.py takes one hybridjet setting)
   await "$UNSLOTH/.done" || return 1
-  UNSLOTH_SITE=$UNSLOTH UNSLOTH_DISABLE_STATISTICS=1 python3 scripts/bench_sft.py "${common[@]}" --systems unsloth \
-    --out "$L/$name.unsloth.json" > "$L/$name.unsloth.log" 2>&1
+  export UNSLOTH_SITE=$UNSLOTH UNSLOTH_DISABLE_STATISTICS=1
+  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled unsloth --out "$L/$name.plain.json" \
+    > "$L/$name.plain.log" 2>&1
+  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled unsloth --nf4-dequant graph \
+    --checkpoint-offload --optimizer adamw8bit --out "$L/$name.levers.json" > "$L/$name.levers.log" 2>&1
 }
 
 step() {
