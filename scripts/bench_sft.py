@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import memory_peak
 import numpy as np
 
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12}
@@ -103,12 +104,17 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                else make_records(tokenizer, n, args.min_tokens, args.max_tokens, args.seed))
     order = batch_order(n, args.batch, args.seed)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    reporting = bool(args.memory_report) and torch.cuda.is_available()
+    if reporting:
+        memory_peak.start_recording()
     run = {"plain": run_plain, "trl-packed": run_trl, "unsloth": run_unsloth,
            "unsloth-packed": run_unsloth}.get(args.system, run_hybridjet)
     times, tokens, padding, model = run(args, records, order)
     timed = slice(args.warmup, None)
     seconds, n_tokens = float(np.sum(times[timed])), float(np.sum(tokens[timed]))
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    if reporting:
+        memory_peak.write_report(f"{args.memory_report}.{args.system}.txt")
     params = nonembedding_params(model)
     c = model.config
     mean_len = float(np.mean([len(r) for r in records]))
@@ -421,6 +427,9 @@ def main() -> None:
     p.add_argument("--profile", default=None, metavar="PREFIX",
                    help="profile the timed steps of the hybridjet and Unsloth rows: PREFIX.<system>.txt (the timing "
                         "then includes the profiler's cost)")
+    p.add_argument("--memory-report", default=None, metavar="PREFIX",
+                   help="write what is alive at each row's peak GPU memory, by where it was allocated, to "
+                        "PREFIX.<system>.txt (records every allocation: the row's speed is not comparable)")
     p.add_argument("--worker", nargs=3, metavar=("NAME", "PATH", "SYSTEM"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -443,7 +452,8 @@ def main() -> None:
                    *(["--attention", args.attention] if args.attention else []),
                    *([] if args.packing else ["--no-packing"]),
                    *(["--pack-tokens", str(args.pack_tokens)] if args.pack_tokens else []),
-                   *(["--profile", args.profile] if args.profile else [])]
+                   *(["--profile", args.profile] if args.profile else []),
+                   *(["--memory-report", args.memory_report] if args.memory_report else [])]
             done = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:

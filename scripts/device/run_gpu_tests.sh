@@ -6,9 +6,9 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-TESTS=(tests/llm/test_shared_prefix.py tests/llm/test_cuda.py tests/llm/test_offload.py tests/llm/test_nf4.py tests/models/test_hybrid.py tests/models/test_text_prompt.py
+TESTS=(tests/text/test_sft.py tests/llm/test_shared_prefix.py tests/llm/test_cuda.py tests/llm/test_offload.py tests/llm/test_nf4.py tests/models/test_hybrid.py tests/models/test_text_prompt.py
        tests/data/test_events.py tests/test_compile_cache.py tests/train/test_cli.py tests/train/test_optim.py
-       tests/text/test_loss.py tests/text/test_sft.py)
+       tests/text/test_loss.py)
 [ $# -gt 0 ] && TESTS=("$@")  # test paths (each its own pytest run)
 # One pytest per test file, each appending its report: a call that ends (or a lease that runs out) mid-way still
 # brings back the finished files' failures with their tracebacks. The exit status is non-zero if any file failed.

@@ -17,6 +17,8 @@
 #   sft3b     the same rows for the Llama-3.2-3B shape, batch 8 x 100-2,048 tokens
 #   sftsmol   the same rows for SmolLM2, batch 32 x 100-2,048 tokens
 #   prof8b    the 8B levers row under the profiler (prof8b.hybridjet-compiled.txt)
+#   mem8b, memsmol  the levers row and Unsloth's, 2 steps each, with bench_sft.py --memory-report: what is alive
+#             at each one's peak, by where it was allocated (mem8b.<system>.txt; their speeds do not count)
 #   recipes8b `hybridjet sft fit` with configs/sft_chat.yaml and sft_completion.yaml on the 8B shape, 3 steps
 #   particles bench_last_layer.py (bf16) and bench_particles.py at 64 constituents (batch 2,048 and 8,192)
 #   tests     run_gpu_tests.sh, one pytest per file (logs/tests/gpu_tests.log)
@@ -67,6 +69,13 @@ step() {
       python3 scripts/bench_sft.py --model "llama8b=$M/llama8b-random" --batch 2 --steps 3 --warmup 3 \
         --min-tokens 2048 --max-tokens 2048 --checkpointing 1 --lora-dropout 0 --systems hybridjet-compiled \
         --nf4-dequant graph --checkpoint-offload --optimizer adamw8bit --profile "$L/prof8b" > "$L/prof8b.log" 2>&1;;
+    mem8b|memsmol) local shape=llama8b batch=(--batch 2 --min-tokens 2048 --max-tokens 2048)
+      [ "$1" = memsmol ] && shape=smollm2 batch=(--batch 32)
+      model "$shape"; await "$UNSLOTH/.done" || return 1
+      export UNSLOTH_SITE=$UNSLOTH UNSLOTH_DISABLE_STATISTICS=1
+      python3 scripts/bench_sft.py --model "$shape=$M/$shape-random" "${batch[@]}" --steps 2 --warmup 1 \
+        --checkpointing 1 --lora-dropout 0 --systems hybridjet-compiled unsloth --nf4-dequant graph \
+        --checkpoint-offload --optimizer adamw8bit --memory-report "$L/$1" > "$L/$1.log" 2>&1;;
     recipes8b) model llama8b
       for c in chat completion; do
         python3 -m hybridjet.cli sft fit -c "configs/sft_$c.yaml" --model.model "$M/llama8b-random" \
