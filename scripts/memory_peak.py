@@ -38,7 +38,8 @@ def where(frames: Sequence[dict[str, Any]], depth: int = 3) -> str:
 
 def peak_blocks(trace: Iterable[dict[str, Any]]) -> tuple[int, dict[int, dict[str, Any]]]:
     """The largest total of live allocations in ``trace`` (one device's entries, in order) and the blocks alive
-    then, by address. A block freed without a recorded allocation (made before recording) is ignored."""
+    then, by address (in allocation order: the last one reached the peak). A block freed without a recorded
+    allocation (made before recording) is ignored."""
     entries = list(trace)
     live: dict[int, dict[str, Any]] = {}
     total = peak = peak_at = 0
@@ -68,7 +69,9 @@ def peak_table(trace: Iterable[dict[str, Any]], rows: int = 30, depth: int = 3) 
         group = groups[where(block.get("frames") or [], depth)]
         group[0] += int(block["size"])
         group[1] += 1
-    lines = [f"peak of recorded allocations: {peak / 2**30:.3f} GiB in {len(blocks)} blocks", "",
+    last = list(blocks.values())[-1] if blocks else {}
+    lines = [f"peak of recorded allocations: {peak / 2**30:.3f} GiB in {len(blocks)} blocks",
+             f"reached by {int(last.get('size', 0)) / 2**20:.1f} MiB at {where(last.get('frames') or [], 8)}", "",
              "   MiB  blocks  allocated at (innermost first)"]
     for name, (size, count) in sorted(groups.items(), key=lambda kv: -kv[1][0])[:rows]:
         lines.append(f"{size / 2**20:8.1f}  {count:6d}  {name}")

@@ -38,5 +38,6 @@ def test_groups_are_named_by_the_frames_outside_torch_and_sorted_by_size():
     assert where(LOSS).startswith("text/loss.py:70 _chunk_loss")
     table = peak_table(trace()).splitlines()
     assert table[0].startswith("peak of recorded allocations: 0.000 GiB in 3 blocks")
-    assert "loss.py:70 _chunk_loss" in table[3] and table[3].split()[1] == "2"  # 350 bytes in 2 blocks first
-    assert "modeling_llama.py:200 forward" in table[4]
+    assert "reached by 0.0 MiB at text/loss.py:70 _chunk_loss" in table[1]  # block 3, the last before the peak
+    assert "loss.py:70 _chunk_loss" in table[4] and table[4].split()[1] == "2"  # 350 bytes in 2 blocks first
+    assert "modeling_llama.py:200 forward" in table[5]
