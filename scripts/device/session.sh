@@ -14,6 +14,7 @@
 #   sft8b     Llama-3.1-8B shape, 2 x 2,048 tokens, every layer checkpointed: hybridjet compiled against Unsloth,
 #             then with the levers (NF4 dequantized in the graph, offloaded checkpoints, 8-bit AdamW) against it
 #             again; the same LoRA on every row (dropout 0, Unsloth's fused path)
+#   sft8bl    the levers row of sft8b alone, beside Unsloth
 #   sft3b     the same rows for the Llama-3.2-3B shape, batch 8 x 100-2,048 tokens
 #   sftsmol   the same rows for SmolLM2, batch 32 x 100-2,048 tokens
 #   prof8b    the 8B levers row under the profiler (prof8b.hybridjet-compiled.txt)
@@ -47,22 +48,24 @@ model() {  # model SHAPE: a random-weight model directory of that shape, made on
   [ -d "$M/$1-random" ] || python3 scripts/device/make_random_model.py --shape "$1" --tokenizer "$SMOLLM2_CFG" \
     --out "$M/$1-random" > "$L/make_$1.log" 2>&1
 }
-sft_rows() {  # sft_rows NAME SHAPE ARGS...: hybridjet compiled, with the levers, Unsloth
-  local name=$1 shape=$2; shift 2
+sft_row() {  # sft_row NAME SHAPE plain|levers ARGS...: hybridjet compiled (with the levers) beside Unsloth
+  local name=$1 shape=$2 kind=$3; shift 3
   model "$shape"
   local common=(--model "$shape=$M/$shape-random" --checkpointing 1 --lora-dropout 0 "$@")
-  # two invocations, each printing its ratio to Unsloth side by side (bench_sft.py takes one hybridjet setting)
+  [ "$kind" = levers ] && common+=(--nf4-dequant graph --checkpoint-offload --optimizer adamw8bit)
   await "$UNSLOTH/.done" || return 1
   export UNSLOTH_SITE=$UNSLOTH UNSLOTH_DISABLE_STATISTICS=1
-  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled unsloth --out "$L/$name.plain.json" \
-    > "$L/$name.plain.log" 2>&1
-  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled unsloth --nf4-dequant graph \
-    --checkpoint-offload --optimizer adamw8bit --out "$L/$name.levers.json" > "$L/$name.levers.log" 2>&1
+  python3 scripts/bench_sft.py "${common[@]}" --systems hybridjet-compiled unsloth --out "$L/$name.$kind.json" \
+    > "$L/$name.$kind.log" 2>&1
+}
+sft_rows() {  # sft_rows NAME SHAPE ARGS...: both invocations, each printing its ratio to Unsloth side by side
+  sft_row "$1" "$2" plain "${@:3}"; sft_row "$1" "$2" levers "${@:3}"
 }
 
 step() {
   case $1 in
     sft8b) sft_rows sft8b llama8b --batch 2 --steps 4 --warmup 3 --min-tokens 2048 --max-tokens 2048;;
+    sft8bl) sft_row sft8b llama8b levers --batch 2 --steps 4 --warmup 3 --min-tokens 2048 --max-tokens 2048;;
     sft3b) sft_rows sft3b llama3b --batch 8 --steps 5 --warmup 3;;
     sftsmol) sft_rows sftsmol smollm2 --batch 32 --steps 5 --warmup 3;;
     prof8b) model llama8b
