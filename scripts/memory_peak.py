@@ -25,15 +25,17 @@ def start_recording(max_entries: int = MAX_ENTRIES) -> None:
     torch.cuda.memory._record_memory_history(enabled="all", context="all", stacks="python", max_entries=max_entries)
 
 
+def _frame_name(frame: dict[str, Any]) -> str:
+    """``folder/file.py:line function`` of one stack frame."""
+    path = "/".join(str(frame.get("filename", "?")).split("/")[-2:])
+    return f"{path}:{frame.get('line', '?')} {frame.get('name', '?')}"
+
+
 def where(frames: Sequence[dict[str, Any]], depth: int = 3) -> str:
     """The ``depth`` innermost frames outside torch's own files, innermost first (``file:line fn``)."""
     named = [f for f in frames if not any(part in str(f.get("filename", "")) for part in INTERNAL)]
     picked = named[:depth] or list(frames[:depth])
-    def name(f: dict[str, Any]) -> str:
-        path = "/".join(str(f.get("filename", "?")).split("/")[-2:])
-        return f"{path}:{f.get('line', '?')} {f.get('name', '?')}"
-
-    return " < ".join(name(f) for f in picked) or "(no stack)"
+    return " < ".join(_frame_name(f) for f in picked) or "(no stack)"
 
 
 def peak_blocks(trace: Iterable[dict[str, Any]]) -> tuple[int, dict[int, dict[str, Any]]]:

@@ -72,13 +72,9 @@ step() {
       python3 scripts/bench_sft.py --model "llama8b=$M/llama8b-random" --batch 2 --steps 3 --warmup 3 \
         --min-tokens 2048 --max-tokens 2048 --checkpointing 1 --lora-dropout 0 --systems hybridjet-compiled \
         --nf4-dequant graph --checkpoint-offload --optimizer adamw8bit --profile "$L/prof8b" > "$L/prof8b.log" 2>&1;;
-    mem8b|memsmol) local shape=llama8b batch=(--batch 2 --min-tokens 2048 --max-tokens 2048)
-      [ "$1" = memsmol ] && shape=smollm2 batch=(--batch 32)
-      model "$shape"; await "$UNSLOTH/.done" || return 1
-      export UNSLOTH_SITE=$UNSLOTH UNSLOTH_DISABLE_STATISTICS=1
-      python3 scripts/bench_sft.py --model "$shape=$M/$shape-random" "${batch[@]}" --steps 2 --warmup 1 \
-        --checkpointing 1 --lora-dropout 0 --systems hybridjet-compiled unsloth --nf4-dequant graph \
-        --checkpoint-offload --optimizer adamw8bit --memory-report "$L/$1" > "$L/$1.log" 2>&1;;
+    mem8b) sft_row mem8b llama8b levers --batch 2 --min-tokens 2048 --max-tokens 2048 --steps 2 --warmup 1 \
+      --memory-report "$L/mem8b";;
+    memsmol) sft_row memsmol smollm2 levers --batch 32 --steps 2 --warmup 1 --memory-report "$L/memsmol";;
     recipes8b) model llama8b
       for c in chat completion; do
         python3 -m hybridjet.cli sft fit -c "configs/sft_$c.yaml" --model.model "$M/llama8b-random" \
